@@ -1,0 +1,74 @@
+#include "data/token_loader.h"
+
+#include <algorithm>
+#include <numeric>
+#include <random>
+
+#include "data/token_shards.h"
+#include "src/common/error.h"
+
+namespace polaris {
+
+TokenRowLoader::TokenRowLoader(const std::string& flag, const std::string& pattern, int T,
+                               int vocab_size, uint64_t seed)
+    : T_(T), seed_(seed) {
+  std::vector<std::string> files;
+  try {
+    files = expand_shard_pattern(pattern);
+  } catch (const Error& e) {
+    throw Error(flag + ": " + e.what());
+  }
+  for (const std::string& file : files) {
+    std::vector<uint32_t> shard = read_token_shard(file);
+    for (uint32_t token : shard) {
+      require(token < uint32_t(vocab_size), file + ": token id " + std::to_string(token) +
+                                                " is outside the model's vocabulary of " +
+                                                std::to_string(vocab_size));
+      tokens_.push_back(int32_t(token));
+    }
+  }
+  windows_ = tokens_.size() > size_t(T) ? (tokens_.size() - 1) / size_t(T) : 0;
+  require(windows_ > 0, flag + " " + pattern + ": " + std::to_string(tokens_.size()) +
+                            " tokens are fewer than one row of --seq " + std::to_string(T) +
+                            " + 1");
+}
+
+Batch TokenRowLoader::make_batch(const std::vector<size_t>& windows) const {
+  const int B = int(windows.size());
+  std::vector<int32_t> rows(size_t(B) * T_);
+  Batch batch;
+  for (int b = 0; b < B; ++b)
+    std::copy_n(tokens_.begin() + windows[b] * T_, T_, rows.begin() + size_t(b) * T_);
+  batch = Batch::from_token_rows(rows, B, T_);
+  // The last position of each window predicts the window's extra token.
+  for (int b = 0; b < B; ++b) {
+    size_t last = size_t(b) * T_ + T_ - 1;
+    batch.targets[last] = tokens_[windows[b] * T_ + T_];
+    batch.weights[last] = 1.f;
+  }
+  return batch;
+}
+
+Batch TokenRowLoader::next_batch(int B) {
+  std::vector<size_t> picked;
+  while (int(picked.size()) < B) {
+    if (cursor_ == order_.size()) {
+      order_.resize(windows_);
+      std::iota(order_.begin(), order_.end(), 0);
+      std::mt19937_64 rng(seed_ * 1000003 + epoch_);
+      std::shuffle(order_.begin(), order_.end(), rng);
+      cursor_ = 0;
+      ++epoch_;
+    }
+    picked.push_back(order_[cursor_++]);
+  }
+  return make_batch(picked);
+}
+
+Batch TokenRowLoader::batch_at(int index, int B) const {
+  std::vector<size_t> picked;
+  for (int b = 0; b < B; ++b) picked.push_back((size_t(index) * B + b) % windows_);
+  return make_batch(picked);
+}
+
+}  // namespace polaris

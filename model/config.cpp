@@ -1,0 +1,129 @@
+#include "model/config.h"
+
+#include <map>
+#include <sstream>
+
+#include "src/common/error.h"
+
+namespace polaris {
+
+void ModelConfig::validate(const std::string& source) const {
+  auto positive = [&](int value, const char* field) {
+    require(value > 0, source + ": config field " + field + " must be positive, got " +
+                           std::to_string(value));
+  };
+  require(family == Family::GPT2 || family == Family::Qwen3,
+          source + ": unknown model family " + std::to_string(int(family)));
+  positive(vocab_size, "vocab_size");
+  positive(hidden_size, "hidden_size");
+  positive(num_layers, "num_layers");
+  positive(num_heads, "num_heads");
+  positive(num_kv_heads, "num_kv_heads");
+  positive(head_dim, "head_dim");
+  positive(intermediate_size, "intermediate_size");
+  positive(max_positions, "max_positions");
+  require(num_heads % num_kv_heads == 0,
+          source + ": num_heads (" + std::to_string(num_heads) +
+              ") must be a multiple of num_kv_heads (" + std::to_string(num_kv_heads) + ")");
+  require(norm_eps > 0.f, source + ": norm_eps must be positive");
+  if (is_gpt2()) {
+    require(num_kv_heads == num_heads, source + ": GPT-2 has num_kv_heads == num_heads");
+    require(head_dim * num_heads == hidden_size,
+            source + ": GPT-2 needs head_dim * num_heads == hidden_size");
+    require(tied_embeddings, source + ": GPT-2 ties its LM head to the token embedding");
+  } else {
+    require(head_dim % 2 == 0, source + ": RoPE needs an even head_dim, got " +
+                                   std::to_string(head_dim));
+    require(rope_theta > 0.f, source + ": rope_theta must be positive");
+  }
+}
+
+std::string ModelConfig::describe() const {
+  std::ostringstream out;
+  out << family_name() << " layers=" << num_layers << " hidden=" << hidden_size
+      << " heads=" << num_heads << "/" << num_kv_heads << " head_dim=" << head_dim
+      << " mlp=" << intermediate_size << " vocab=" << vocab_size
+      << (tied_embeddings ? " tied" : " untied");
+  return out.str();
+}
+
+namespace {
+
+ModelConfig gpt2(int layers, int hidden, int heads) {
+  ModelConfig c;
+  c.family = Family::GPT2;
+  c.vocab_size = 50257;
+  c.hidden_size = hidden;
+  c.num_layers = layers;
+  c.num_heads = heads;
+  c.num_kv_heads = heads;
+  c.head_dim = hidden / heads;
+  c.intermediate_size = 4 * hidden;
+  c.max_positions = 1024;
+  c.norm_eps = 1e-5f;
+  c.tied_embeddings = true;
+  return c;
+}
+
+// Qwen3 shapes as published in each model's config.json.
+ModelConfig qwen3(int layers, int hidden, int heads, int kv_heads, int mlp, bool tied) {
+  ModelConfig c;
+  c.family = Family::Qwen3;
+  c.vocab_size = 151936;
+  c.hidden_size = hidden;
+  c.num_layers = layers;
+  c.num_heads = heads;
+  c.num_kv_heads = kv_heads;
+  c.head_dim = 128;
+  c.intermediate_size = mlp;
+  c.max_positions = 40960;
+  c.rope_theta = 1000000.f;
+  c.norm_eps = 1e-6f;
+  c.tied_embeddings = tied;
+  return c;
+}
+
+const std::map<std::string, ModelConfig>& presets() {
+  static const std::map<std::string, ModelConfig> table = [] {
+    std::map<std::string, ModelConfig> t;
+    t["gpt2-124M"] = gpt2(12, 768, 12);
+    t["gpt2-350M"] = gpt2(24, 1024, 16);
+    t["gpt2-774M"] = gpt2(36, 1280, 20);
+    t["gpt2-1.5B"] = gpt2(48, 1600, 25);
+    t["qwen3-0.6B"] = qwen3(28, 1024, 16, 8, 3072, true);
+    t["qwen3-1.7B"] = qwen3(28, 2048, 16, 8, 6144, true);
+    t["qwen3-4B"] = qwen3(36, 2560, 32, 8, 9728, true);
+    t["qwen3-8B"] = qwen3(36, 4096, 32, 8, 12288, false);
+    ModelConfig gt = gpt2(2, 64, 4);
+    gt.vocab_size = 384;
+    gt.max_positions = 128;
+    t["gpt2-tiny"] = gt;
+    ModelConfig qt = qwen3(2, 128, 4, 2, 256, true);
+    qt.vocab_size = 512;
+    qt.head_dim = 32;
+    qt.max_positions = 256;
+    t["qwen3-tiny"] = qt;
+    return t;
+  }();
+  return table;
+}
+
+}  // namespace
+
+ModelConfig config_from_preset(const std::string& name) {
+  auto it = presets().find(name);
+  if (it == presets().end()) {
+    std::string known;
+    for (auto& p : presets()) known += (known.empty() ? "" : ", ") + p.first;
+    throw Error("unknown model preset '" + name + "' (known: " + known + ")");
+  }
+  return it->second;
+}
+
+std::vector<std::string> preset_names() {
+  std::vector<std::string> names;
+  for (auto& p : presets()) names.push_back(p.first);
+  return names;
+}
+
+}  // namespace polaris

@@ -1,0 +1,102 @@
+// The transformer, written once against Ops (model/ops.h).
+//
+// One class runs GPT-2 and Qwen3 on any Ops implementation:
+//   forward            weighted next-token loss, per-token log-probabilities
+//   forward_backward   the same plus gradients (ADDED into grads())
+//   forward_logits     every position's logits (checks against references)
+//   decode_step        one token per sequence against a KV cache (sampling)
+//
+// Per layer (pre-norm):  x += o( attention( rope( qk_norm( q k v (norm(x)) ) ) ) )
+//                        x += mlp( norm(x) )
+// with GPT-2's LayerNorm / GELU / learned positions or Qwen3's RMSNorm /
+// SwiGLU / RoPE + per-head q,k RMSNorm chosen by the config.
+#pragma once
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include "model/config.h"
+#include "model/ops.h"
+#include "model/params.h"
+
+namespace polaris {
+
+// B rows of T tokens. targets[i] is the token predicted at position i (-1:
+// none); weights[i] is that prediction's loss weight (0 masks it, and in
+// policy-gradient training it carries the advantage). positions restart in
+// each packed document and doc_ids keep attention inside a document.
+struct Batch {
+  int B = 0, T = 0;
+  std::vector<int32_t> tokens, targets, positions, doc_ids;
+  std::vector<float> weights;
+  std::vector<float> entropy_weights;  // empty: no entropy term
+
+  // Plain rows: positions 0..T-1, one document per row, targets = next token
+  // (the last position of a row predicts nothing), weight 1 elsewhere.
+  static Batch from_token_rows(const std::vector<int32_t>& tokens, int B, int T);
+  void validate(int vocab_size, int max_positions) const;  // throws Error
+};
+
+struct LossOutputs {
+  double loss_sum = 0;              // sum_i weight_i * -logprob_i (unscaled)
+  double weight_sum = 0;            // sum_i weight_i over rows with a target
+  std::vector<float> logprobs;      // [B*T] log p(target), 0 where no target
+  std::vector<float> entropies;     // [B*T] entropy of the predicted distribution
+};
+
+class Transformer {
+ public:
+  Transformer(const ModelConfig& config, Ops& ops);
+  ~Transformer();
+  Transformer(const Transformer&) = delete;
+  Transformer& operator=(const Transformer&) = delete;
+
+  const ModelConfig& config() const { return config_; }
+  const ParamLayout& layout() const { return layout_; }
+  Ops& ops() { return ops_; }
+  size_t num_params() const { return layout_.total; }
+
+  float* params() { return params_; }   // in Ops memory
+  float* grads() { return grads_; }     // in Ops memory
+  void set_params(const std::vector<float>& host_params);
+  std::vector<float> get_params() const;
+  std::vector<float> get_grads() const;
+  void zero_grads();
+
+  // Loss only (no gradients).
+  LossOutputs forward(const Batch& batch);
+  // grads += d(loss_scale * sum_i loss_i)/dparams.
+  LossOutputs forward_backward(const Batch& batch, float loss_scale);
+  // logits [B*T, V] of every position, on the host.
+  std::vector<float> forward_logits(const Batch& batch);
+
+  // ---- KV-cache decoding ----
+  // Reserves a cache of `slots` sequences of up to max_len tokens each.
+  void reserve_kv_cache(int slots, int max_len);
+  int kv_cache_max_len() const { return cache_max_len_; }
+  int kv_cache_slots() const { return cache_slots_; }
+  // Feeds token[s] at position[s] for cache slot slot[s] (s < S) and returns
+  // the next-token logits [S, V] on the host. Positions of a slot must be fed
+  // in order 0, 1, 2, ... (a slot is reused by starting again at 0).
+  std::vector<float> decode_step(const std::vector<int32_t>& tokens,
+                                 const std::vector<int32_t>& positions,
+                                 const std::vector<int32_t>& slots);
+
+ private:
+  struct Activations;
+  LossOutputs run(const Batch& batch, bool backward, float loss_scale, float* logits_out);
+  void ensure_activations(int B, int T);
+
+  ModelConfig config_;
+  ParamLayout layout_;
+  Ops& ops_;
+  float* params_ = nullptr;
+  float* grads_ = nullptr;
+  std::unique_ptr<Activations> acts_;         // training / scoring
+  std::unique_ptr<Activations> decode_acts_;  // one layer's scratch for decode_step
+  // KV cache: per layer, keys then values, each [slots, max_len, kv_dim].
+  std::vector<float*> key_cache_, value_cache_;
+  int cache_slots_ = 0, cache_max_len_ = 0;
+};
+
+}  // namespace polaris

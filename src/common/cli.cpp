@@ -1,0 +1,82 @@
+#include "src/common/cli.h"
+
+#include <cstdio>
+#include <cstdlib>
+
+namespace polaris {
+
+Flags::Flags(int argc, char** argv, const std::set<std::string>& value_flags,
+             const std::set<std::string>& switch_flags) {
+  for (int i = 1; i < argc; ++i) {
+    std::string arg = argv[i];
+    if (arg.size() < 3 || arg.compare(0, 2, "--") != 0) {
+      positional_.push_back(arg);
+      continue;
+    }
+    std::string name = arg.substr(2), value;
+    size_t eq = name.find('=');
+    bool inline_value = eq != std::string::npos;
+    if (inline_value) {
+      value = name.substr(eq + 1);
+      name = name.substr(0, eq);
+    }
+    if (switch_flags.count(name)) {
+      require(!inline_value, "flag --" + name + " takes no value");
+      values_[name] = "1";
+    } else if (value_flags.count(name)) {
+      if (!inline_value) {
+        require(i + 1 < argc, "flag --" + name + " needs a value");
+        value = argv[++i];
+      }
+      values_[name] = value;
+    } else {
+      throw Error("unknown flag --" + name + " (see the README for the flags this program takes)");
+    }
+  }
+}
+
+bool Flags::has(const std::string& name) const { return values_.count(name) > 0; }
+
+std::string Flags::get(const std::string& name, const std::string& fallback) const {
+  auto it = values_.find(name);
+  return it == values_.end() ? fallback : it->second;
+}
+
+std::string Flags::get_required(const std::string& name) const {
+  auto it = values_.find(name);
+  require(it != values_.end(), "flag --" + name + " is required");
+  return it->second;
+}
+
+long long Flags::get_int(const std::string& name, long long fallback) const {
+  auto it = values_.find(name);
+  if (it == values_.end()) return fallback;
+  char* end = nullptr;
+  long long v = std::strtoll(it->second.c_str(), &end, 10);
+  require(!it->second.empty() && *end == '\0',
+          "flag --" + name + " wants an integer, got '" + it->second + "'");
+  return v;
+}
+
+double Flags::get_double(const std::string& name, double fallback) const {
+  auto it = values_.find(name);
+  if (it == values_.end()) return fallback;
+  char* end = nullptr;
+  double v = std::strtod(it->second.c_str(), &end);
+  require(!it->second.empty() && *end == '\0',
+          "flag --" + name + " wants a number, got '" + it->second + "'");
+  return v;
+}
+
+int run_main(const std::function<int()>& body) {
+  try {
+    return body();
+  } catch (const Error& e) {
+    std::fprintf(stderr, "error: %s\n", e.what());
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "error: internal: %s\n", e.what());
+  }
+  return 1;
+}
+
+}  // namespace polaris

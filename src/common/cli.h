@@ -1,0 +1,42 @@
+// Command-line helpers shared by every program.
+//
+// Flags are "--name value" or "--name" (boolean). A program declares what it
+// accepts; anything else ends in one line naming the flag ("unknown flag
+// --foo"). run_main turns a thrown polaris::Error into "error: <line>" on
+// stderr and exit status 1, so no program crashes on bad input.
+#pragma once
+#include <functional>
+#include <map>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "src/common/error.h"
+
+namespace polaris {
+
+class Flags {
+ public:
+  // value_flags take one argument; switch_flags take none.
+  Flags(int argc, char** argv, const std::set<std::string>& value_flags,
+        const std::set<std::string>& switch_flags);
+
+  bool has(const std::string& name) const;
+  std::string get(const std::string& name, const std::string& fallback) const;
+  std::string get_required(const std::string& name) const;
+  long long get_int(const std::string& name, long long fallback) const;
+  double get_double(const std::string& name, double fallback) const;
+  bool get_switch(const std::string& name) const { return has(name); }
+  // Arguments that are not flags, in order.
+  const std::vector<std::string>& positional() const { return positional_; }
+
+ private:
+  std::map<std::string, std::string> values_;
+  std::vector<std::string> positional_;
+};
+
+// Runs body, printing "error: <message>" and returning 1 on polaris::Error
+// (and on any other std::exception, which would be a bug, with "internal").
+int run_main(const std::function<int()>& body);
+
+}  // namespace polaris

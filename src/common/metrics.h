@@ -1,0 +1,32 @@
+// Metrics: one JSON object per line (JSONL), so any step's numbers plot.
+//
+// Every training program writes one record per optimizer step to --log
+// (keys at least step, loss, lr, grad_norm, tokens_per_s, ms; RL adds
+// reward, accuracy, response_len, kl, clip_frac, entropy). The file is
+// flushed after each record so a crash loses at most the step in flight.
+#pragma once
+#include <cstdio>
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+namespace polaris {
+
+class MetricsLog {
+ public:
+  MetricsLog() = default;
+  explicit MetricsLog(const std::string& path);  // empty path: no log
+  ~MetricsLog();
+  MetricsLog(const MetricsLog&) = delete;
+  MetricsLog& operator=(const MetricsLog&) = delete;
+  void write(const nlohmann::json& record);
+
+ private:
+  std::FILE* file_ = nullptr;
+  std::string path_;
+};
+
+// "1m 05s", "42s": for ETAs.
+std::string format_duration(double seconds);
+
+}  // namespace polaris

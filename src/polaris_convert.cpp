@@ -1,0 +1,114 @@
+// polaris_convert: move models between Hugging Face directories and model.bin.
+//
+//   polaris_convert --from-hf DIR --out MODEL.bin [--dtype fp32|bf16]
+//   polaris_convert MODEL.bin --to-hf DIR [--dtype fp32|bf16|fp16]
+//   polaris_convert --info MODEL.bin|DIR      config and parameter count
+//
+// HF -> model.bin -> HF is bit-identical in fp32 (Conv1D weights are transposed
+// on the way in and back on the way out). Bad input: one line, exit 1.
+#include <cstdio>
+
+#include "model/hf_import.h"
+#include "model/model_file.h"
+#include "model/params.h"
+#include "src/common/cli.h"
+
+#include <sys/stat.h>
+
+using namespace polaris;
+
+namespace {
+
+const char* kUsage =
+    "usage: polaris_convert --from-hf DIR --out MODEL.bin [--dtype fp32|bf16] | "
+    "polaris_convert MODEL.bin --to-hf DIR [--dtype fp32|bf16|fp16] | "
+    "polaris_convert --info MODEL.bin|DIR";
+
+std::string with_commas(size_t n) {
+  std::string s = std::to_string(n), out;
+  for (size_t i = 0; i < s.size(); ++i) {
+    if (i && (s.size() - i) % 3 == 0) out += ',';
+    out += s[i];
+  }
+  return out;
+}
+
+void print_config(const std::string& source, const ModelConfig& c, const std::string& dtype) {
+  std::printf("%s: %s\n", source.c_str(), c.describe().c_str());
+  std::printf("family             %s\n", c.family_name().c_str());
+  std::printf("vocab_size         %d\n", c.vocab_size);
+  std::printf("hidden_size        %d\n", c.hidden_size);
+  std::printf("num_layers         %d\n", c.num_layers);
+  std::printf("num_heads          %d\n", c.num_heads);
+  std::printf("num_kv_heads       %d\n", c.num_kv_heads);
+  std::printf("head_dim           %d\n", c.head_dim);
+  std::printf("intermediate_size  %d\n", c.intermediate_size);
+  std::printf("max_positions      %d\n", c.max_positions);
+  if (c.is_qwen3()) std::printf("rope_theta         %g\n", double(c.rope_theta));
+  std::printf("norm_eps           %g\n", double(c.norm_eps));
+  std::printf("tied_embeddings    %s\n", c.tied_embeddings ? "true" : "false");
+  std::printf("dtype              %s\n", dtype.c_str());
+  std::printf("parameters         %s\n", with_commas(build_param_layout(c).total).c_str());
+}
+
+bool is_directory(const std::string& path) {
+  struct stat st;
+  return ::stat(path.c_str(), &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  return run_main([&]() {
+    Flags flags(argc, argv, {"from-hf", "out", "to-hf", "dtype", "info"}, {"help"});
+    if (flags.has("help")) {
+      std::printf("%s\n", kUsage);
+      return 0;
+    }
+    const auto& pos = flags.positional();
+    const int modes = int(flags.has("from-hf")) + int(flags.has("to-hf")) + int(flags.has("info"));
+    require(modes == 1, std::string(modes == 0 ? "nothing to do: " : "choose one of --from-hf, --to-hf, --info: ") + kUsage);
+    const std::string dtype = flags.get("dtype", "fp32");
+
+    if (flags.has("info")) {
+      if (!pos.empty()) throw Error("unexpected argument '" + pos[0] + "' with --info");
+      const std::string path = flags.get_required("info");
+      if (is_directory(path)) {
+        ModelConfig c = read_hf_config(path + "/config.json");
+        print_config(path, c, "hf");
+      } else {
+        bool bf16 = false;
+        ModelConfig c = read_model_bin_config(path, &bf16);
+        print_config(path, c, bf16 ? "bf16" : "fp32");
+      }
+      return 0;
+    }
+
+    if (flags.has("from-hf")) {
+      if (!pos.empty()) throw Error("unexpected argument '" + pos[0] + "' with --from-hf");
+      require(dtype == "fp32" || dtype == "bf16",
+              "flag --dtype: model.bin stores fp32 or bf16, got '" + dtype + "'");
+      const std::string out = flags.get_required("out");
+      LoadedModel m = read_hf_dir(flags.get_required("from-hf"));
+      write_model_bin(out, m.config, m.params, dtype == "bf16");
+      std::printf("wrote %s: %s, %s parameters (%s)\n", out.c_str(), m.config.describe().c_str(),
+                  with_commas(m.params.size()).c_str(), dtype.c_str());
+      return 0;
+    }
+
+    // --to-hf
+    require(!flags.has("out"), "flag --out goes with --from-hf; --to-hf names the output directory");
+    require(pos.size() == 1, std::string("--to-hf needs exactly one MODEL.bin argument: ") + kUsage);
+    DType dt;
+    if (dtype == "fp32") dt = DType::F32;
+    else if (dtype == "bf16") dt = DType::BF16;
+    else if (dtype == "fp16") dt = DType::F16;
+    else throw Error("flag --dtype wants fp32, bf16 or fp16, got '" + dtype + "'");
+    const std::string dir = flags.get_required("to-hf");
+    LoadedModel m = read_model_bin(pos[0]);
+    write_hf_dir(dir, m.config, m.params, dt);
+    std::printf("wrote %s: %s, %s parameters (%s)\n", dir.c_str(), m.config.describe().c_str(),
+                with_commas(m.params.size()).c_str(), dtype.c_str());
+    return 0;
+  });
+}

@@ -1,0 +1,20 @@
+// polaris_train: pre-train, fine-tune (SFT) or RL-post-train (GRPO) a model.
+//
+//   polaris_train                      the built-in default: a tiny model learns addition
+//   polaris_train model.bin --data 'shards/train_*.bin' --val-data 'shards/val_*.bin' ...
+//   polaris_train --init qwen3-tiny --data ...
+//   polaris_train model.bin --mode sft  --data chat.jsonl --tokenizer tokenizer.json
+//   polaris_train model.bin --mode grpo --data problems.jsonl --tokenizer tokenizer.json
+// Flags: README.md "polaris_train".
+#include "src/common/cli.h"
+#include "src/train/loops.h"
+
+int main(int argc, char** argv) {
+  return polaris::run_main([&] {
+    if (argc == 1) return polaris::run_builtin_demo();
+    polaris::TrainOptions options = polaris::parse_train_options(argc, argv);
+    if (options.mode == "sft") return polaris::run_sft(options);
+    if (options.mode == "grpo") return polaris::run_grpo(options);
+    return polaris::run_pretrain(options);
+  });
+}

@@ -1,0 +1,16 @@
+// The training loops polaris_train runs, one per --mode, plus the built-in
+// default it runs with no arguments.
+#pragma once
+#include "src/train/options.h"
+
+namespace polaris {
+
+int run_pretrain(const TrainOptions& options);     // token shards (src/train/pretrain.cpp)
+int run_sft(const TrainOptions& options);          // chat JSONL (src/train/sft.cpp)
+int run_grpo(const TrainOptions& options);         // RL JSONL + verifier (src/train/grpo.cpp)
+int run_builtin_demo();                            // src/train/builtin_demo.cpp
+
+// Writes the trained weights to --out when given (fp32 model.bin).
+void save_final_model(const TrainOptions& options, const Transformer& model);
+
+}  // namespace polaris

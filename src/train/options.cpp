@@ -1,0 +1,101 @@
+#include "src/train/options.h"
+
+#include "model/params.h"
+
+namespace polaris {
+
+namespace {
+
+const std::set<std::string> kValueFlags = {
+    // every mode
+    "data", "val-data", "steps", "batch", "seq", "grad-accum", "lr", "lr-schedule",
+    "warmup-steps", "min-lr-fraction", "weight-decay", "grad-clip", "beta2", "seed", "backend",
+    "log", "mode", "init", "out", "val-every", "val-batches", "print-every", "tokenizer",
+    // parts of the engine this build does not have
+    "zero", "comm", "checkpoint-dir", "checkpoint-every",
+    // GRPO (src/train/grpo.cpp)
+    "prompts-per-step", "group-size", "minibatches", "clip-low", "clip-high", "kl-coef",
+    "entropy-coef", "temperature", "temperature-schedule", "max-response",
+    "max-response-schedule", "top-p", "verifier", "pass-rates", "eval-data", "eval-every",
+    "eval-samples", "max-refills", "max-prompt",
+};
+const std::set<std::string> kSwitchFlags = {"resume", "no-std-normalize", "dynamic-sampling",
+                                            "skip-bad"};
+
+int positive_int(const Flags& flags, const std::string& name, int fallback) {
+  long long v = flags.get_int(name, fallback);
+  require(v > 0 && v < (1ll << 31), "flag --" + name + " must be a positive integer, got " +
+                                        std::to_string(v));
+  return int(v);
+}
+
+}  // namespace
+
+TrainOptions parse_train_options(int argc, char** argv) {
+  auto flags = std::make_shared<Flags>(argc, argv, kValueFlags, kSwitchFlags);
+  TrainOptions o;
+  o.flags = flags;
+  require(flags->positional().size() <= 1,
+          "polaris_train takes at most one model file, got '" +
+              (flags->positional().size() > 1 ? flags->positional()[1] : std::string()) + "'");
+  if (!flags->positional().empty()) o.model_path = flags->positional()[0];
+  o.init_preset = flags->get("init", "");
+  require(o.model_path.empty() || o.init_preset.empty(),
+          "--init starts from a fresh model: give either a model file or --init, not both");
+  o.mode = flags->get("mode", "pretrain");
+  require(o.mode == "pretrain" || o.mode == "sft" || o.mode == "grpo",
+          "--mode must be pretrain, sft or grpo, got '" + o.mode + "'");
+  o.data = flags->get("data", "");
+  o.val_data = flags->get("val-data", "");
+  o.tokenizer = flags->get("tokenizer", "");
+  o.backend = flags->get("backend", "cpu");
+  o.log_path = flags->get("log", "");
+  o.out_path = flags->get("out", "");
+  o.steps = positive_int(*flags, "steps", 100);
+  o.batch = positive_int(*flags, "batch", 8);
+  o.seq = positive_int(*flags, "seq", 256);
+  o.grad_accum = positive_int(*flags, "grad-accum", 1);
+  o.val_every = positive_int(*flags, "val-every", 100);
+  o.val_batches = positive_int(*flags, "val-batches", 8);
+  o.print_every = positive_int(*flags, "print-every", 1);
+  long long seed = flags->get_int("seed", 1337);
+  require(seed >= 0, "flag --seed must be >= 0");
+  o.seed = uint64_t(seed);
+
+  o.trainer.schedule = make_schedule(
+      flags->get("lr-schedule", "cosine"), float(flags->get_double("lr", 3e-4)),
+      float(flags->get_double("min-lr-fraction", 0.1)),
+      int(flags->get_int("warmup-steps", std::min(100, o.steps / 10))), o.steps);
+  o.trainer.adamw.weight_decay = float(flags->get_double("weight-decay", 0.1));
+  o.trainer.adamw.beta2 = float(flags->get_double("beta2", 0.95));
+  require(o.trainer.adamw.weight_decay >= 0, "flag --weight-decay must be >= 0");
+  o.trainer.grad_clip = float(flags->get_double("grad-clip", 1.0));
+
+  // Parts of the engine that are not in this build: say so rather than
+  // silently running something else.
+  const std::string zero = flags->get("zero", "0");
+  require(zero == "0" || zero == "1" || zero == "2", "--zero must be 0, 1 or 2, got '" + zero + "'");
+  require(zero == "0", "--zero " + zero +
+                           ": ZeRO sharding needs multi-process data parallel, which this build "
+                           "does not have; run with --zero 0");
+  require(!flags->has("comm"), "--comm: multi-process data parallel (NCCL/MPI) is not in this "
+                               "build; run one process");
+  require(!flags->has("checkpoint-dir") && !flags->has("checkpoint-every") && !flags->has("resume"),
+          "--checkpoint-dir/--checkpoint-every/--resume: checkpoints are not in this build; "
+          "save the final weights with --out model.bin");
+  return o;
+}
+
+LoadedModel starting_model(const TrainOptions& options) {
+  if (!options.model_path.empty()) return read_model_bin(options.model_path);
+  require(!options.init_preset.empty(),
+          "give a model file (polaris_train model.bin ...) or --init PRESET");
+  LoadedModel model;
+  model.config = config_from_preset(options.init_preset);
+  ParamLayout layout = build_param_layout(model.config);
+  model.params.resize(layout.total);
+  init_params(model.config, layout, options.seed, model.params.data());
+  return model;
+}
+
+}  // namespace polaris

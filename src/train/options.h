@@ -1,0 +1,38 @@
+// polaris_train's options: every flag, its default, and the checks that
+// turn a bad value into one line naming the flag.
+#pragma once
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "model/model_file.h"
+#include "src/common/cli.h"
+#include "src/train/trainer.h"
+
+namespace polaris {
+
+struct TrainOptions {
+  std::string model_path;      // positional model.bin (or empty with --init)
+  std::string init_preset;     // --init PRESET: a fresh random model
+  std::string mode = "pretrain";
+  std::string data, val_data;  // token shard patterns (pretrain) or JSONL (sft, grpo)
+  std::string tokenizer;       // tokenizer.json (sft, grpo)
+  std::string backend = "cpu";
+  std::string log_path, out_path;
+  int steps = 100, batch = 8, seq = 256, grad_accum = 1;
+  int val_every = 100, val_batches = 8, print_every = 1;
+  uint64_t seed = 1337;
+  TrainerOptions trainer;
+  // Every flag as given, for the mode-specific ones (SFT and GRPO read theirs).
+  std::shared_ptr<const Flags> flags;
+};
+
+// Parses argv (after the program name). Throws Error on an unknown flag or
+// a bad value. The flags of parts this build does not have (--zero 1/2,
+// --comm, --checkpoint-*, --resume) end in a line saying so.
+TrainOptions parse_train_options(int argc, char** argv);
+
+// The model a run starts from: model.bin, or --init PRESET with --seed.
+LoadedModel starting_model(const TrainOptions& options);
+
+}  // namespace polaris

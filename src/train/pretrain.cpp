@@ -1,0 +1,59 @@
+// Pre-training from token shards: next-token loss on every position,
+// validation loss every --val-every steps.
+#include <cstdio>
+
+#include "data/token_loader.h"
+#include "src/common/backend.h"
+#include "src/train/loops.h"
+#include "src/train/step_report.h"
+
+namespace polaris {
+
+void save_final_model(const TrainOptions& options, const Transformer& model) {
+  if (options.out_path.empty()) return;
+  write_model_bin(options.out_path, model.config(), model.get_params(), false);
+  std::printf("saved %s\n", options.out_path.c_str());
+}
+
+int run_pretrain(const TrainOptions& options) {
+  require(!options.data.empty(), "--mode pretrain needs --data PATTERN (token shard files)");
+  LoadedModel start = starting_model(options);
+  std::unique_ptr<Ops> ops = make_ops(options.backend);
+  Transformer model(start.config, *ops);
+  model.set_params(start.params);
+  require(options.seq <= start.config.max_positions,
+          "--seq " + std::to_string(options.seq) + " is longer than the model's " +
+              std::to_string(start.config.max_positions) + " positions");
+  TokenRowLoader train("--data", options.data, options.seq, start.config.vocab_size, options.seed);
+  std::unique_ptr<TokenRowLoader> val;
+  if (!options.val_data.empty())
+    val.reset(new TokenRowLoader("--val-data", options.val_data, options.seq,
+                                 start.config.vocab_size, options.seed));
+  std::printf("model: %s, %zu parameters | data: %zu tokens | backend %s\n",
+              start.config.describe().c_str(), model.num_params(), train.num_tokens(),
+              ops->name().c_str());
+
+  Trainer trainer(model, options.trainer);
+  StepReporter reporter(options.steps, options.print_every, options.log_path);
+  auto validate = [&](int step) {
+    double loss = 0, weight = 0;
+    for (int i = 0; i < options.val_batches; ++i) {
+      LossOutputs out = model.forward(val->batch_at(i, options.batch));
+      loss += out.loss_sum;
+      weight += out.weight_sum;
+    }
+    reporter.event("validation", {{"step", step}, {"val_loss", loss / weight}});
+  };
+  for (int step = 0; step < options.steps; ++step) {
+    std::vector<Batch> micro;
+    for (int k = 0; k < options.grad_accum; ++k) micro.push_back(train.next_batch(options.batch));
+    StepStats stats = trainer.step(micro, total_target_weight(micro));
+    reporter.report(stats);
+    if (val && (stats.step % options.val_every == 0 || stats.step == options.steps))
+      validate(stats.step);
+  }
+  save_final_model(options, model);
+  return 0;
+}
+
+}  // namespace polaris

@@ -1,0 +1,30 @@
+// Per-step reporting shared by every training loop: a console line
+// (step, loss, lr, grad norm, tokens/s, ms, ETA) every print_every steps and
+// a JSONL record every step (DESIGN.md's metrics contract).
+#pragma once
+#include <chrono>
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+#include "src/common/metrics.h"
+#include "src/train/trainer.h"
+
+namespace polaris {
+
+class StepReporter {
+ public:
+  StepReporter(int total_steps, int print_every, const std::string& log_path);
+  // `extra` keys join the record (and numbers among them the console line).
+  void report(const StepStats& stats, const nlohmann::json& extra = nlohmann::json::object());
+  // Validation and other events: a console line and a record with "event".
+  void event(const std::string& name, const nlohmann::json& fields);
+
+ private:
+  int total_steps_, print_every_;
+  MetricsLog log_;
+  std::chrono::steady_clock::time_point start_;
+  int first_step_ = -1;
+};
+
+}  // namespace polaris
