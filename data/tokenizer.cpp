@@ -389,6 +389,59 @@ inline uint64_t pair_key(int32_t left, int32_t right) {
   return (static_cast<uint64_t>(static_cast<uint32_t>(left)) << 32) | static_cast<uint32_t>(right);
 }
 
+// (left id, right id) -> merge, as an open-addressing table: the BPE loop looks
+// pairs up constantly, and one probe into a flat array beats std::unordered_map's
+// bucket + node indirection.
+class MergeTable {
+ public:
+  void reserve(size_t count) {
+    size_t capacity = 16;
+    while (capacity < 2 * count) capacity *= 2;
+    slots_.assign(capacity, Slot{kEmpty, {0, 0}});
+    mask_ = capacity - 1;
+  }
+  // Keeps the first insertion of a key (the lowest rank, as in HF).
+  void insert(uint64_t key, MergeTarget target) {
+    if (2 * (size_ + 1) > slots_.size()) grow();
+    for (size_t i = slot_of(key);; i = (i + 1) & mask_) {
+      if (slots_[i].key == key) return;
+      if (slots_[i].key == kEmpty) {
+        slots_[i] = {key, target};
+        ++size_;
+        return;
+      }
+    }
+  }
+  const MergeTarget* find(uint64_t key) const {
+    if (slots_.empty()) return nullptr;
+    for (size_t i = slot_of(key);; i = (i + 1) & mask_) {
+      if (slots_[i].key == key) return &slots_[i].target;
+      if (slots_[i].key == kEmpty) return nullptr;
+    }
+  }
+
+ private:
+  static constexpr uint64_t kEmpty = ~0ull;  // ids are < 2^31, so no real key is all ones
+  struct Slot {
+    uint64_t key;
+    MergeTarget target;
+  };
+  size_t slot_of(uint64_t key) const {
+    uint64_t h = key * 0x9E3779B97F4A7C15ull;  // Fibonacci hashing: mixes the high bits down
+    return static_cast<size_t>(h ^ (h >> 32)) & mask_;
+  }
+  void grow() {
+    std::vector<Slot> old;
+    old.swap(slots_);
+    reserve(old.empty() ? 8 : old.size());
+    size_ = 0;
+    for (const Slot& slot : old)
+      if (slot.key != kEmpty) insert(slot.key, slot.target);
+  }
+  std::vector<Slot> slots_;
+  size_t mask_ = 0, size_ = 0;
+};
+
 }  // namespace
 
 struct Tokenizer::State {
@@ -403,7 +456,7 @@ struct Tokenizer::State {
   std::unordered_map<std::string, int32_t> token_to_id;
 
   // BPE model.
-  std::unordered_map<uint64_t, MergeTarget> merges;  // (left id, right id) -> rank, merged id
+  MergeTable merges;  // (left id, right id) -> rank, merged id
   int32_t byte_to_id[256];                            // id of each single-byte token, -1 if none
   bool ignore_merges = false;                         // whole word in vocab -> one token
   int32_t unk_id = -1;
@@ -660,9 +713,9 @@ void Tokenizer::State::bpe(const std::string& word, std::vector<int32_t>& out) c
   auto push_pair = [&](int32_t left) {
     int32_t right = symbols[left].next;
     if (right < 0) return;
-    auto it = merges.find(pair_key(symbols[left].id, symbols[right].id));
-    if (it == merges.end()) return;
-    heap.push_back({it->second.rank, left, symbols[left].id, symbols[right].id});
+    const MergeTarget* merge = merges.find(pair_key(symbols[left].id, symbols[right].id));
+    if (!merge) return;
+    heap.push_back({merge->rank, left, symbols[left].id, symbols[right].id});
     std::push_heap(heap.begin(), heap.end(), later);
   };
   for (int32_t i = 0; i + 1 < static_cast<int32_t>(symbols.size()); ++i) push_pair(i);
@@ -677,7 +730,7 @@ void Tokenizer::State::bpe(const std::string& word, std::vector<int32_t>& out) c
         symbols[left.next].id != top.right_id)
       continue;
     Symbol& right = symbols[left.next];
-    left.id = merges.find(pair_key(top.left_id, top.right_id))->second.new_id;
+    left.id = merges.find(pair_key(top.left_id, top.right_id))->new_id;
     right.alive = false;
     left.next = right.next;
     if (right.next >= 0) symbols[right.next].prev = top.pos;
@@ -1004,7 +1057,7 @@ void parse_model(Tokenizer::State& s, const json& model, LargeParts& large) {
     s.byte_to_id[b] = it == s.token_to_id.end() ? -1 : it->second;
   }
 
-  s.merges.reserve(large.merges.size() * 2);
+  s.merges.reserve(large.merges.size());
   std::string joined;
   for (size_t rank = 0; rank < large.merges.size(); ++rank) {
     const std::string& left = large.merges[rank].first;
@@ -1014,7 +1067,7 @@ void parse_model(Tokenizer::State& s, const json& model, LargeParts& large) {
     if (l == s.token_to_id.end() || r == s.token_to_id.end() || merged == s.token_to_id.end())
       s.fail("merge " + std::to_string(rank) + " '" + left + " " + right + "' uses a token not in vocab");
     // If a pair appears twice, the first (lowest) rank wins, as in HF.
-    s.merges.emplace(pair_key(l->second, r->second), MergeTarget{static_cast<int32_t>(rank), merged->second});
+    s.merges.insert(pair_key(l->second, r->second), MergeTarget{static_cast<int32_t>(rank), merged->second});
   }
 }
 
@@ -1182,8 +1235,8 @@ std::vector<int32_t> Tokenizer::bpe_word(const std::string& word) const {
 int Tokenizer::merge_rank(const std::string& left, const std::string& right) const {
   int l = token_to_id(left), r = token_to_id(right);
   if (l < 0 || r < 0) return -1;
-  auto it = state_->merges.find(pair_key(l, r));
-  return it == state_->merges.end() ? -1 : it->second.rank;
+  const MergeTarget* merge = state_->merges.find(pair_key(l, r));
+  return merge ? merge->rank : -1;
 }
 
 void Tokenizer::clear_cache() const { state_->cache.clear(); }

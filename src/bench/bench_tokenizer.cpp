@@ -72,7 +72,11 @@ std::vector<std::string> generate_documents(size_t total_bytes) {
     size_t target = 1000 + pick(6000);
     int kind = static_cast<int>(pick(3));
     while (doc.size() < target) {
-      if (kind == 0) {  // English prose
+      if (pick(10) == 0) {  // a made-up word or identifier: keeps the word cache honest
+        std::string word(3 + pick(8), 'a');
+        for (char& c : word) c = static_cast<char>('a' + pick(26));
+        doc += word + (pick(2) ? " " : "_");
+      } else if (kind == 0) {  // English prose
         doc += english[pick(sizeof(english) / sizeof(*english))];
         doc += pick(12) == 0 ? ".\n" : " ";
       } else if (kind == 1) {  // code

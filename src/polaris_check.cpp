@@ -1,0 +1,139 @@
+// polaris_check FIXTURE_DIR [--backend cpu|cuda]: the whole model against a
+// reference dump made with Hugging Face transformers (tests/fixtures/*/,
+// format in tests/fixtures/README.md).
+//
+// It imports FIXTURE_DIR/hf_model, runs forward and backward on the dump's
+// input_ids, and prints the largest error of the logits, the loss, every
+// parameter gradient (relative to that tensor's largest reference value) and
+// the greedy continuation; it exits 1 when any is past tolerance.
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <fstream>
+
+#include <nlohmann/json.hpp>
+
+#include "model/hf_import.h"
+#include "model/safetensors.h"
+#include "model/sampler.h"
+#include "src/common/backend.h"
+#include "src/common/cli.h"
+
+using namespace polaris;
+
+namespace {
+
+// Tolerances: fp32 on the CPU reproduces transformers to ~1e-6; bf16 on the
+// GPU is looser by the format's 8-bit mantissa.
+struct Tolerance {
+  double logits, loss, gradient;
+};
+
+Tolerance tolerance_for(const std::string& backend) {
+  if (backend == "cpu") return {1e-4, 1e-4, 1e-3};
+  return {5e-2, 2e-2, 5e-2};
+}
+
+int check(const std::string& dir, const std::string& backend) {
+  const Tolerance tol = tolerance_for(backend);
+  LoadedModel hf = read_hf_dir(dir + "/hf_model");
+  SafetensorsFile forward_file(dir + "/forward.safetensors");
+  const SafetensorsEntry& ids_entry = forward_file.entry("input_ids");
+  require(ids_entry.shape.size() == 2,
+          dir + "/forward.safetensors: input_ids must be [B, T]");
+  const int B = int(ids_entry.shape[0]), T = int(ids_entry.shape[1]);
+  std::vector<int32_t> ids;
+  for (int64_t id : forward_file.read_i64("input_ids")) ids.push_back(int32_t(id));
+  std::vector<float> reference_logits = forward_file.read_f32("logits");
+  std::vector<float> reference_grads =
+      hf_named_tensors_to_flat(hf.config, HfTensors(dir + "/grads.safetensors"));
+  std::ifstream expected_stream(dir + "/expected.json");
+  require(bool(expected_stream), dir + "/expected.json: cannot open");
+  nlohmann::json expected;
+  try {
+    expected = nlohmann::json::parse(expected_stream);
+  } catch (const std::exception& e) {
+    throw Error(dir + "/expected.json: not valid JSON: " + e.what());
+  }
+
+  std::unique_ptr<Ops> ops = make_ops(backend);
+  Transformer model(hf.config, *ops);
+  model.set_params(hf.params);
+  std::printf("%s: %s, %zu parameters, B=%d T=%d, backend %s\n", dir.c_str(),
+              hf.config.describe().c_str(), model.num_params(), B, T, ops->name().c_str());
+  bool ok = true;
+  auto verdict = [&](bool pass) {
+    ok = ok && pass;
+    return pass ? "ok" : "FAIL";
+  };
+
+  Batch batch = Batch::from_token_rows(ids, B, T);
+  std::vector<float> logits = model.forward_logits(batch);
+  require(logits.size() == reference_logits.size(),
+          dir + "/forward.safetensors: logits shape does not match the model's vocabulary");
+  double logit_error = 0;
+  for (size_t i = 0; i < logits.size(); ++i)
+    logit_error = std::max(logit_error, double(std::fabs(logits[i] - reference_logits[i])));
+  std::printf("  logits    max abs error %.3e  (tolerance %.0e)  %s\n", logit_error, tol.logits,
+              verdict(logit_error <= tol.logits));
+
+  // The reference loss is the plain mean over the B*(T-1) predicted tokens.
+  const double targets = double(B) * (T - 1);
+  model.zero_grads();
+  LossOutputs out = model.forward_backward(batch, float(1.0 / targets));
+  const double loss = out.loss_sum / targets;
+  const double loss_error = std::fabs(loss - expected.at("loss").get<double>());
+  std::printf("  loss      %.7f vs %.7f, error %.3e  %s\n", loss,
+              expected.at("loss").get<double>(), loss_error, verdict(loss_error <= tol.loss));
+
+  std::vector<float> grads = model.get_grads();
+  // A tensor whose true gradient is zero (GPT-2's key bias: adding a
+  // constant to every key leaves the softmax unchanged) holds only rounding
+  // noise in both dumps, so errors are relative to at least 1e-4 of the
+  // largest gradient of the model.
+  double global_max = 0;
+  for (float g : reference_grads) global_max = std::max(global_max, double(std::fabs(g)));
+  const double floor = 1e-4 * global_max;
+  double worst = 0;
+  std::string worst_name;
+  for (const TensorInfo& t : model.layout().tensors) {
+    double max_ref = 0, max_err = 0;
+    for (size_t i = t.offset; i < t.offset + t.numel; ++i) {
+      max_ref = std::max(max_ref, double(std::fabs(reference_grads[i])));
+      max_err = std::max(max_err, double(std::fabs(grads[i] - reference_grads[i])));
+    }
+    const double relative = max_err / std::max({max_ref, floor, 1e-30});
+    if (relative > worst) worst = relative, worst_name = t.name;
+    if (relative > tol.gradient)
+      std::printf("  gradient  %-32s relative error %.3e  FAIL\n", t.name.c_str(), relative);
+  }
+  std::printf("  gradients %zu tensors, worst relative error %.3e (%s)  (tolerance %.0e)  %s\n",
+              model.layout().tensors.size(), worst, worst_name.c_str(), tol.gradient,
+              verdict(worst <= tol.gradient));
+
+  std::vector<int32_t> prompt = expected.at("prompt").get<std::vector<int32_t>>();
+  std::vector<int32_t> continuation = expected.at("greedy_continuation").get<std::vector<int32_t>>();
+  SamplingParams greedy;
+  greedy.temperature = 0.f;
+  greedy.max_new_tokens = int(continuation.size());
+  std::vector<Completion> generated = generate(model, {prompt}, greedy);
+  size_t matching = 0;
+  while (matching < continuation.size() && matching < generated[0].tokens.size() &&
+         generated[0].tokens[matching] == continuation[matching])
+    ++matching;
+  std::printf("  greedy    %zu/%zu tokens match  %s\n", matching, continuation.size(),
+              verdict(matching == continuation.size()));
+  std::printf("%s\n", ok ? "PASS" : "FAIL");
+  return ok ? 0 : 1;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  return run_main([&] {
+    Flags flags(argc, argv, {"backend"}, {});
+    require(flags.positional().size() == 1,
+            "usage: polaris_check FIXTURE_DIR [--backend cpu|cuda]");
+    return check(flags.positional()[0], flags.get("backend", "cpu"));
+  });
+}
