@@ -33,14 +33,36 @@ struct Problem {
   std::string target;   // the full text to imitate after the prompt (answer or trace + answer)
 };
 
-// a+b with `digits`-digit operands. Held out: (a * 7 + b) % 10 == 3.
+// a+b with `digits`-digit operands. Held out: one pair in ten, picked by a
+// hash of (a, b), so every digit pattern still occurs in training.
 class AdditionTask {
  public:
   explicit AdditionTask(int digits) : digits_(digits) {}
   Problem sample(std::mt19937_64& rng, bool held_out) const;
   Problem make(long long a, long long b) const;
-  bool is_held_out(long long a, long long b) const { return (a * 7 + b) % 10 == 3; }
+  static bool is_held_out(long long a, long long b);
   // The final answer in a completion: the text before <eos>/newline.
+  static std::string extract_answer(const std::string& completion);
+
+ private:
+  int digits_;
+};
+
+// a+b written out column by column, right to left, then the answer:
+//   "347+285=" -> "7+5=12,4+8+1=13,3+2+1=6:632"
+// (each column: the digits, "+1" when a carry comes in, "=" the column sum).
+// A demonstration can be made with a slip: the first column that receives a
+// carry forgets it, and the rest of the trace follows from the slip, so the
+// final answer is wrong in a way the trace explains. Imitating such data
+// gives a model that slips at that rate; reinforcement learning on the
+// verifiable answer can then remove the slip (make demo-rl). Held out: as
+// for AdditionTask.
+class TraceAdditionTask {
+ public:
+  explicit TraceAdditionTask(int digits) : digits_(digits) {}
+  Problem make(long long a, long long b, bool slip) const;
+  Problem sample(std::mt19937_64& rng, bool held_out, double slip_rate) const;
+  // The answer after the last ':' of a completion ("" when there is none).
   static std::string extract_answer(const std::string& completion);
 
  private:

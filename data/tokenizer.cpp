@@ -1150,10 +1150,16 @@ Tokenizer Tokenizer::load(const std::string& path) {
 // Public API
 // ---------------------------------------------------------------------------
 
+const Tokenizer::State& Tokenizer::state() const {
+  // A default-constructed Tokenizer has no state; fail with a message, not a crash.
+  if (!state_) throw Error("tokenizer used before Tokenizer::load");
+  return *state_;
+}
+
 std::vector<int32_t> Tokenizer::encode(const std::string& text) const {
   std::vector<int32_t> ids;
   ids.reserve(text.size() / 3 + 4);
-  state_->encode(text, ids);
+  state().encode(text, ids);
   return ids;
 }
 
@@ -1187,7 +1193,7 @@ std::vector<std::vector<int32_t>> Tokenizer::encode_batch(const std::vector<std:
 }
 
 std::string Tokenizer::decode(const std::vector<int32_t>& ids) const {
-  const State& s = *state_;
+  const State& s = state();
   std::string bytes;
   for (int32_t id : ids) {
     if (id < 0 || static_cast<size_t>(id) >= s.id_to_bytes.size() || !s.id_present[id])
@@ -1198,47 +1204,47 @@ std::string Tokenizer::decode(const std::vector<int32_t>& ids) const {
   return sanitize_utf8(bytes);
 }
 
-int Tokenizer::vocab_size() const { return static_cast<int>(state_->id_to_token.size()); }
+int Tokenizer::vocab_size() const { return static_cast<int>(state().id_to_token.size()); }
 
 int Tokenizer::token_to_id(const std::string& token) const {
-  auto it = state_->token_to_id.find(token);
-  return it == state_->token_to_id.end() ? -1 : it->second;
+  auto it = state().token_to_id.find(token);
+  return it == state().token_to_id.end() ? -1 : it->second;
 }
 
 std::string Tokenizer::id_to_token(int id) const {
   if (id < 0 || id >= vocab_size()) return "";
-  return state_->id_to_token[id];
+  return state().id_to_token[id];
 }
 
-std::string Tokenizer::end_of_text_token() const { return state_->end_of_text; }
+std::string Tokenizer::end_of_text_token() const { return state().end_of_text; }
 
 bool Tokenizer::is_added_token(int id) const {
-  return id >= 0 && id < vocab_size() && state_->id_is_added[id];
+  return id >= 0 && id < vocab_size() && state().id_is_added[id];
 }
 
 bool Tokenizer::is_special_token(int id) const {
-  return id >= 0 && id < vocab_size() && state_->id_is_special[id];
+  return id >= 0 && id < vocab_size() && state().id_is_special[id];
 }
 
-const std::string& Tokenizer::path() const { return state_->path; }
+const std::string& Tokenizer::path() const { return state().path; }
 
 std::vector<std::string> Tokenizer::pre_tokenize(const std::string& text) const {
-  return state_->pre_tokenize(text);
+  return state().pre_tokenize(text);
 }
 
 std::vector<int32_t> Tokenizer::bpe_word(const std::string& word) const {
   std::vector<int32_t> ids;
-  state_->bpe(word, ids);
+  state().bpe(word, ids);
   return ids;
 }
 
 int Tokenizer::merge_rank(const std::string& left, const std::string& right) const {
   int l = token_to_id(left), r = token_to_id(right);
   if (l < 0 || r < 0) return -1;
-  const MergeTarget* merge = state_->merges.find(pair_key(l, r));
+  const MergeTarget* merge = state().merges.find(pair_key(l, r));
   return merge ? merge->rank : -1;
 }
 
-void Tokenizer::clear_cache() const { state_->cache.clear(); }
+void Tokenizer::clear_cache() const { state().cache.clear(); }
 
 }  // namespace polaris

@@ -67,6 +67,7 @@ class Tokenizer {
   struct State;
 
  private:
+  const State& state() const;
   std::shared_ptr<const State> state_;
 };
 

@@ -485,3 +485,8 @@ TEST(TokenizerErrors, UnsupportedParts) {
     EXPECT_EQ(message.find('\n'), std::string::npos) << message;
   }
 }
+
+TEST(TokenizerErrors, DefaultConstructedTokenizerThrows) {
+  Tokenizer empty;
+  EXPECT_NE(error_of([&] { empty.encode("x"); }).find("before Tokenizer::load"), std::string::npos);
+}

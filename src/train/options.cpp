@@ -11,6 +11,8 @@ const std::set<std::string> kValueFlags = {
     "data", "val-data", "steps", "batch", "seq", "grad-accum", "lr", "lr-schedule",
     "warmup-steps", "min-lr-fraction", "weight-decay", "grad-clip", "beta2", "seed", "backend",
     "log", "mode", "init", "out", "val-every", "val-batches", "print-every", "tokenizer",
+    // built-in synthetic tasks (src/train/synthetic_environment.h)
+    "task", "task-slip-rate", "train-examples",
     // parts of the engine this build does not have
     "zero", "comm", "checkpoint-dir", "checkpoint-every",
     // GRPO (src/train/grpo.cpp)

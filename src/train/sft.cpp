@@ -1,4 +1,103 @@
+// Supervised fine-tuning: chat JSONL rendered in the Qwen3 chat format (or a
+// built-in --task), loss on the assistant's tokens only, packed rows.
+#include <cstdio>
+
+#include "data/row_sampler.h"
+#include "data/sft_dataset.h"
+#include "data/tokenizer.h"
+#include "src/common/backend.h"
 #include "src/train/loops.h"
+#include "src/train/packed_batches.h"
+#include "src/train/step_report.h"
+#include "src/train/synthetic_environment.h"
+
 namespace polaris {
-int run_sft(const TrainOptions&) { throw Error("--mode sft: not ready yet"); }
+
+namespace {
+
+// The documents to train on: from --task, or --data JSONL with --tokenizer.
+std::vector<PackSequence> sft_documents(const TrainOptions& o, const std::string& jsonl,
+                                        uint64_t seed) {
+  const Flags& flags = *o.flags;
+  if (flags.has("task"))
+    return synthetic_sft_sequences(flags.get("task", ""),
+                                   size_t(flags.get_int("train-examples", 20000)),
+                                   flags.get_double("task-slip-rate", 0.0), seed);
+  require(!o.tokenizer.empty(), "--mode sft with JSONL data needs --tokenizer tokenizer.json");
+  Tokenizer tokenizer = Tokenizer::load(o.tokenizer);
+  SftDataset dataset = SftDataset::load(jsonl, flags.has("skip-bad"));
+  if (dataset.skipped_lines)
+    std::printf("%s: skipped %zu bad lines (--skip-bad)\n", jsonl.c_str(), dataset.skipped_lines);
+  return tokenize_sft(tokenizer, dataset);
 }
+
+std::vector<PackedRow> pack(const std::vector<PackSequence>& documents, int T, const char* what) {
+  PackResult packed = pack_sequences(documents, T);
+  require(!packed.rows.empty(), std::string(what) + ": no document has 2 or more tokens");
+  std::printf("%s: %zu documents packed into %zu rows of %d tokens (%zu truncated, %.1f%% padding)\n",
+              what, documents.size(), packed.rows.size(), T, packed.num_truncated,
+              100.0 * packed.num_padding / (double(packed.rows.size()) * T));
+  return packed.rows;
+}
+
+}  // namespace
+
+int run_sft(const TrainOptions& options) {
+  const Flags& flags = *options.flags;
+  require(flags.has("task") || !options.data.empty(),
+          "--mode sft needs --data chat.jsonl (with --tokenizer) or a built-in --task");
+  LoadedModel start = starting_model(options);
+  require(options.seq <= start.config.max_positions,
+          "--seq " + std::to_string(options.seq) + " is longer than the model's " +
+              std::to_string(start.config.max_positions) + " positions");
+  std::vector<PackedRow> rows =
+      pack(sft_documents(options, options.data, options.seed), options.seq, "train");
+  std::vector<PackedRow> val_rows;
+  if (!options.val_data.empty() || flags.has("task"))
+    val_rows = pack(sft_documents(options, options.val_data, options.seed + 1), options.seq,
+                    "validation");
+  for (const PackedRow& row : rows)
+    for (int32_t id : row.tokens)
+      require(id < start.config.vocab_size,
+              "--data: token id " + std::to_string(id) + " is outside the model's vocabulary of " +
+                  std::to_string(start.config.vocab_size) + " (wrong --tokenizer for this model?)");
+
+  std::unique_ptr<Ops> ops = make_ops(options.backend);
+  Transformer model(start.config, *ops);
+  model.set_params(start.params);
+  std::printf("model: %s, %zu parameters | backend %s\n", start.config.describe().c_str(),
+              model.num_params(), ops->name().c_str());
+  Trainer trainer(model, options.trainer);
+  StepReporter reporter(options.steps, options.print_every, options.log_path);
+  RowSampler sampler(rows.size(), options.seed);
+  auto validate = [&](int step) {
+    double loss = 0, weight = 0;
+    const size_t batches = std::min<size_t>(options.val_batches,
+                                            (val_rows.size() + options.batch - 1) / options.batch);
+    for (size_t i = 0; i < batches; ++i) {
+      std::vector<size_t> indices;
+      for (int b = 0; b < options.batch; ++b)
+        indices.push_back((i * options.batch + b) % val_rows.size());
+      LossOutputs out = model.forward(batch_from_packed_rows(val_rows, indices));
+      loss += out.loss_sum;
+      weight += out.weight_sum;
+    }
+    reporter.event("validation", {{"step", step}, {"val_loss", loss / std::max(weight, 1e-9)}});
+  };
+  for (int step = 0; step < options.steps; ++step) {
+    std::vector<Batch> micro;
+    for (int k = 0; k < options.grad_accum; ++k) {
+      std::vector<size_t> indices;
+      for (int b = 0; b < options.batch; ++b) indices.push_back(sampler.next());
+      micro.push_back(batch_from_packed_rows(rows, indices));
+    }
+    StepStats stats = trainer.step(micro, std::max(total_target_weight(micro), 1e-9));
+    reporter.report(stats);
+    if (!val_rows.empty() && (stats.step % options.val_every == 0 || stats.step == options.steps))
+      validate(stats.step);
+  }
+  save_final_model(options, model);
+  return 0;
+}
+
+}  // namespace polaris

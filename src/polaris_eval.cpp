@@ -1,0 +1,305 @@
+// polaris_eval: evaluate a model on verifiable problems, and rejection-sample.
+//
+//   polaris_eval MODEL.bin --data problems.jsonl --tokenizer tokenizer.json
+//       [--samples K=4] [--temperature 0.6] [--top-p 1.0] [--top-k 0]
+//       [--max-response 512] [--seed S=1] [--backend cpu] [--batch 256]
+//       [--system-prompt TEXT] [--no-thinking] [--limit N] [--skip-bad]
+//       [--out per_problem.jsonl] [--pass-rates FILE] [--keep-correct FILE]
+//
+// Every problem (data/rl_dataset.h: "problem"/"prompt" plus "answer", or
+// Countdown's "numbers" + "target") is shown in the chat format and sampled K
+// times; each response is scored by the verifier (src/train/jsonl_environment.h).
+// All problems x K samples are decoded together, --batch sequences at a time;
+// sample j of problem p always draws from random stream p*K + j, so results do
+// not depend on --batch.
+//
+// Summary on stdout:
+//   avg@K    mean correctness over all samples
+//   pass@1, pass@K   the unbiased estimator 1 - C(n-c, k)/C(n, k), averaged over problems
+//   maj@K    the most frequent extracted answer (ties: first occurrence) is correct
+//   mean response length (tokens) and how many responses ended on a stop token
+// Progress on stderr. Output files (each written to PATH.tmp, renamed at the end):
+//   --out           one JSON line per problem: {"index", "line", "prompt", "answer"
+//                   (the reference), "samples": [{"response", "correct", "reward",
+//                   "answer", "tokens", "stopped"}], "correct" (count), "pass_rate",
+//                   "majority_answer", "majority_correct"}
+//   --pass-rates    one line per problem {"line": L, "pass_rate": c/K}, L its line in
+//                   --data: what polaris_train --mode grpo --pass-rates reads
+//   --keep-correct  every verifier-approved sample as SFT JSONL
+//                   {"prompt", "response"} (plus "system" with --system-prompt), the
+//                   format --mode sft reads (data/sft_dataset.h): best-of-N data
+#include <chrono>
+#include <cstdio>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "data/verifier.h"
+#include "model/model_file.h"
+#include "model/sampler.h"
+#include "model/transformer.h"
+#include "src/common/backend.h"
+#include "src/common/cli.h"
+#include "src/common/metrics.h"
+#include "src/train/eval_metrics.h"
+#include "src/train/jsonl_environment.h"
+
+using namespace polaris;
+using json = nlohmann::json;
+
+namespace {
+
+const char* kUsage =
+    "usage: polaris_eval MODEL.bin --data problems.jsonl --tokenizer tokenizer.json "
+    "[--samples K] [--temperature T] [--top-p P] [--top-k K] [--max-response N] [--seed S] "
+    "[--backend cpu|cuda] [--batch N] [--system-prompt TEXT] [--no-thinking] [--limit N] "
+    "[--skip-bad] [--out FILE] [--pass-rates FILE] [--keep-correct FILE]";
+
+using Clock = std::chrono::steady_clock;
+
+double seconds_since(Clock::time_point t) {
+  return std::chrono::duration<double>(Clock::now() - t).count();
+}
+
+// An output file written to PATH.tmp and renamed by commit(); removed if never committed.
+class AtomicFile {
+ public:
+  explicit AtomicFile(const std::string& path) : path_(path), tmp_(path + ".tmp") {
+    file_ = std::fopen(tmp_.c_str(), "wb");
+    require(file_ != nullptr, path_ + ": cannot open for writing");
+  }
+  ~AtomicFile() {
+    if (file_) std::fclose(file_);
+    if (!committed_) std::remove(tmp_.c_str());
+  }
+  AtomicFile(const AtomicFile&) = delete;
+  AtomicFile& operator=(const AtomicFile&) = delete;
+  void line(const json& j) {
+    const std::string s = j.dump(-1, ' ', false, json::error_handler_t::replace) + "\n";
+    require(std::fwrite(s.data(), 1, s.size(), file_) == s.size(), path_ + ": write failed");
+  }
+  // Closes and checks the temporary file (rename() is separate, so every file is
+  // complete before any is renamed).
+  void close() {
+    const bool ok = std::fclose(file_) == 0;
+    file_ = nullptr;
+    require(ok, path_ + ": write failed");
+  }
+  void rename() {
+    require(std::rename(tmp_.c_str(), path_.c_str()) == 0, path_ + ": cannot rename " + tmp_);
+    committed_ = true;
+  }
+
+ private:
+  std::string path_, tmp_;
+  std::FILE* file_ = nullptr;
+  bool committed_ = false;
+};
+
+int int_flag(const Flags& flags, const std::string& name, long long fallback, long long lo) {
+  const long long v = flags.get_int(name, fallback);
+  require(v >= lo && v < (1ll << 31), "flag --" + name + " must be an integer >= " +
+                                          std::to_string(lo) + ", got " + std::to_string(v));
+  return int(v);
+}
+
+std::string fmt(const char* format, double v) {
+  char buf[64];
+  std::snprintf(buf, sizeof(buf), format, v);
+  return buf;
+}
+
+struct Sample {
+  Completion completion;
+  Score score;
+  std::string text;
+};
+
+int run(int argc, char** argv) {
+  Flags flags(argc, argv,
+              {"data", "tokenizer", "samples", "temperature", "top-p", "top-k", "max-response",
+               "seed", "backend", "batch", "out", "pass-rates", "keep-correct", "system-prompt",
+               "limit"},
+              {"skip-bad", "no-thinking", "help"});
+  if (flags.has("help")) {
+    std::printf("%s\n", kUsage);
+    return 0;
+  }
+  const auto& pos = flags.positional();
+  require(!pos.empty(), std::string("no model file: ") + kUsage);
+  require(pos.size() == 1, "polaris_eval takes one model file, got also '" +
+                               (pos.size() > 1 ? pos[1] : std::string()) + "'");
+  const std::string model_path = pos[0];
+  const std::string data_path = flags.get_required("data");
+  const std::string tokenizer_path = flags.get_required("tokenizer");
+  const int K = int_flag(flags, "samples", 4, 1);
+  const double temperature = flags.get_double("temperature", 0.6);
+  require(temperature >= 0, "flag --temperature must be >= 0");
+  const double top_p = flags.get_double("top-p", 1.0);
+  require(top_p > 0 && top_p <= 1, "flag --top-p must be in (0, 1]");
+  const int top_k = int_flag(flags, "top-k", 0, 0);
+  const int max_response = int_flag(flags, "max-response", 512, 1);
+  const int seed = int_flag(flags, "seed", 1, 0);
+  const int batch = int_flag(flags, "batch", 256, 1);
+  const int limit = flags.has("limit") ? int_flag(flags, "limit", 0, 1) : 0;  // 0: all
+  const std::string out_path = flags.get("out", "");
+  const std::string pass_rates_path = flags.get("pass-rates", "");
+  const std::string keep_path = flags.get("keep-correct", "");
+
+  // Open the outputs first: a bad path fails before any sampling.
+  std::unique_ptr<AtomicFile> out_file, rates_file, keep_file;
+  if (!out_path.empty()) out_file = std::make_unique<AtomicFile>(out_path);
+  if (!pass_rates_path.empty()) rates_file = std::make_unique<AtomicFile>(pass_rates_path);
+  if (!keep_path.empty()) keep_file = std::make_unique<AtomicFile>(keep_path);
+
+  Tokenizer tokenizer = Tokenizer::load(tokenizer_path);
+  JsonlEnvironmentOptions env_options;
+  env_options.system_prompt = flags.get("system-prompt", "");
+  env_options.enable_thinking = !flags.has("no-thinking");
+  env_options.skip_bad = flags.has("skip-bad");
+  JsonlEnvironment env(tokenizer, data_path, "", env_options);
+  const size_t P = limit > 0 ? std::min(env.size(Split::Train), size_t(limit))
+                             : env.size(Split::Train);
+
+  LoadedModel loaded = read_model_bin(model_path);
+  const ModelConfig config = loaded.config;
+  const int V = config.vocab_size;
+  for (size_t p = 0; p < P; ++p) {
+    const std::vector<int32_t> ids = env.prompt(Split::Train, p);
+    const size_t line = env.example(Split::Train, p).line;
+    for (int32_t id : ids)
+      require(id < V, data_path + ":" + std::to_string(line) + ": prompt token " +
+                          std::to_string(id) + " is outside the model's vocabulary of " +
+                          std::to_string(V) + " (" + tokenizer_path + " does not match " +
+                          model_path + ")");
+    require(int(ids.size()) + max_response <= config.max_positions,
+            data_path + ":" + std::to_string(line) + ": prompt of " + std::to_string(ids.size()) +
+                " tokens plus --max-response " + std::to_string(max_response) +
+                " exceeds the model's " + std::to_string(config.max_positions) + " positions");
+  }
+  std::unique_ptr<Ops> ops = make_ops(flags.get("backend", "cpu"));
+  Transformer model(config, *ops);
+  model.set_params(loaded.params);
+  loaded.params = std::vector<float>();
+
+  SamplingParams sp;
+  sp.temperature = float(temperature);
+  sp.top_p = float(top_p);
+  sp.top_k = top_k;
+  sp.max_new_tokens = max_response;
+  sp.seed = uint64_t(seed);
+  sp.max_batch = batch;
+  for (int32_t t : env.stop_tokens())
+    if (t < V) sp.stop_tokens.push_back(t);
+
+  std::printf("polaris_eval: %s on %s: %zu problems x %d samples (temperature %g, top-p %g, "
+              "max response %d, %s)\n",
+              model_path.c_str(), data_path.c_str(), P, K, temperature, top_p, max_response,
+              config.describe().c_str());
+  std::fflush(stdout);
+
+  // Sample j of problem p is sequence p*K + j everywhere: the random stream too.
+  const size_t total = P * size_t(K);
+  std::vector<Sample> samples(total);
+  const auto start = Clock::now();
+  size_t generated_tokens = 0;
+  for (size_t begin = 0; begin < total; begin += size_t(batch)) {
+    const size_t end = std::min(total, begin + size_t(batch));
+    std::vector<std::vector<int32_t>> prompts;
+    prompts.reserve(end - begin);
+    for (size_t s = begin; s < end; ++s) prompts.push_back(env.prompt(Split::Train, s / K));
+    std::vector<Completion> done = generate(model, prompts, sp, /*first_index=*/begin);
+    for (size_t s = begin; s < end; ++s) {
+      Sample& sample = samples[s];
+      sample.completion = std::move(done[s - begin]);
+      generated_tokens += sample.completion.tokens.size();
+      sample.score = env.score(Split::Train, s / K, sample.completion.tokens);
+      sample.text = env.decode(sample.completion.tokens);
+    }
+    const double elapsed = seconds_since(start);
+    const double rate = double(end) / std::max(elapsed, 1e-9);
+    std::fprintf(stderr, "eval: %zu/%zu problems, %.1f samples/s, %.0f tokens/s, ETA %s\n",
+                 end / K, P, rate, double(generated_tokens) / std::max(elapsed, 1e-9),
+                 format_duration(double(total - end) / std::max(rate, 1e-9)).c_str());
+  }
+  const double elapsed = seconds_since(start);
+
+  // Metrics and per-problem records.
+  double sum_correct = 0, sum_pass1 = 0, sum_passk = 0, sum_maj = 0, sum_len = 0;
+  size_t stopped = 0, format_ok = 0, kept = 0;
+  for (size_t p = 0; p < P; ++p) {
+    const RlExample& ex = env.example(Split::Train, p);
+    int c = 0;
+    std::vector<std::string> keys;
+    json sample_records = json::array();
+    for (int j = 0; j < K; ++j) {
+      const Sample& s = samples[p * K + j];
+      c += s.score.correct ? 1 : 0;
+      sum_len += double(s.completion.tokens.size());
+      stopped += s.completion.stopped ? 1 : 0;
+      format_ok += s.score.format_ok ? 1 : 0;
+      keys.push_back(ex.kind == "math" && !s.score.answer.empty()
+                         ? normalize_math_answer(s.score.answer)
+                         : s.score.answer);
+      if (out_file)
+        sample_records.push_back({{"response", s.text},
+                                  {"correct", s.score.correct},
+                                  {"reward", s.score.reward},
+                                  {"answer", s.score.answer},
+                                  {"tokens", s.completion.tokens.size()},
+                                  {"stopped", s.completion.stopped}});
+      if (keep_file && s.score.correct) {
+        json sft = {{"prompt", env.prompt_text(Split::Train, p)}, {"response", s.text}};
+        if (!env_options.system_prompt.empty()) sft["system"] = env_options.system_prompt;
+        keep_file->line(sft);
+        ++kept;
+      }
+    }
+    const int m = majority_index(keys);
+    const bool maj_correct = m >= 0 && samples[p * K + size_t(m)].score.correct;
+    sum_correct += c;
+    sum_pass1 += pass_at_k(K, c, 1);
+    sum_passk += pass_at_k(K, c, K);
+    sum_maj += maj_correct ? 1 : 0;
+    const double rate = double(c) / K;
+    if (out_file)
+      out_file->line({{"index", p},
+                      {"line", ex.line},
+                      {"prompt", ex.prompt},
+                      {"answer", ex.reference},
+                      {"samples", sample_records},
+                      {"correct", c},
+                      {"pass_rate", rate},
+                      {"majority_answer", m >= 0 ? samples[p * K + size_t(m)].score.answer : ""},
+                      {"majority_correct", maj_correct}});
+    if (rates_file) rates_file->line({{"line", ex.line}, {"pass_rate", rate}});
+  }
+
+  std::vector<AtomicFile*> files;
+  for (auto* f : {out_file.get(), rates_file.get(), keep_file.get()})
+    if (f) files.push_back(f);
+  for (auto* f : files) f->close();
+  for (auto* f : files) f->rename();
+
+  const double n = double(total);
+  const std::string k = std::to_string(K);
+  std::printf("avg@%-4s %s\n", k.c_str(), fmt("%.4f", sum_correct / n).c_str());
+  std::printf("pass@1   %s\n", fmt("%.4f", sum_pass1 / double(P)).c_str());
+  if (K > 1) std::printf("pass@%-3s %s\n", k.c_str(), fmt("%.4f", sum_passk / double(P)).c_str());
+  std::printf("maj@%-4s %s\n", k.c_str(), fmt("%.4f", sum_maj / double(P)).c_str());
+  std::printf("response length %.1f tokens (stopped %.1f%%, format ok %.1f%%)\n", sum_len / n,
+              100.0 * double(stopped) / n, 100.0 * double(format_ok) / n);
+  std::printf("time %s, %.1f samples/s, %.0f tokens/s\n", format_duration(elapsed).c_str(),
+              n / std::max(elapsed, 1e-9), double(generated_tokens) / std::max(elapsed, 1e-9));
+  if (out_file) std::printf("wrote %s (%zu problems)\n", out_path.c_str(), P);
+  if (rates_file) std::printf("wrote %s (%zu pass rates)\n", pass_rates_path.c_str(), P);
+  if (keep_file) std::printf("wrote %s (%zu correct samples)\n", keep_path.c_str(), kept);
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  return run_main([&]() { return run(argc, argv); });
+}

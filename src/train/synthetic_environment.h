@@ -1,0 +1,29 @@
+// Built-in synthetic tasks as training data (--task NAME with --mode sft) and
+// as RL environments (--task NAME with --mode grpo), character vocabulary.
+//
+//   addition        "47+38=" -> "85"                        (2 digits)
+//   addition-trace  "347+285=" -> "7+5=12,4+8+1=13,3+2+1=6:632"  (3 digits;
+//                   SFT demonstrations slip on a carry at --task-slip-rate)
+#pragma once
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "data/packing.h"
+#include "src/train/rl_environment.h"
+
+namespace polaris {
+
+std::vector<std::string> synthetic_task_names();
+// `count` demonstrations from the training split: <bos> prompt (weight 0)
+// then the target and <eos> (weight 1).
+std::vector<PackSequence> synthetic_sft_sequences(const std::string& task, size_t count,
+                                                  double slip_rate, uint64_t seed);
+// train_size training problems and eval_size held-out ones, fixed by seed.
+std::unique_ptr<RlEnvironment> make_synthetic_environment(const std::string& task,
+                                                          size_t train_size, size_t eval_size,
+                                                          uint64_t seed);
+// The smallest vocabulary a model needs for the synthetic tasks.
+int synthetic_vocab_size();
+
+}  // namespace polaris
