@@ -153,6 +153,7 @@ int run(int argc, char** argv) {
   if (!pass_rates_path.empty()) rates_file = std::make_unique<AtomicFile>(pass_rates_path);
   if (!keep_path.empty()) keep_file = std::make_unique<AtomicFile>(keep_path);
 
+  std::unique_ptr<Ops> ops = make_ops(flags.get("backend", "cpu"));
   Tokenizer tokenizer = Tokenizer::load(tokenizer_path);
   JsonlEnvironmentOptions env_options;
   env_options.system_prompt = flags.get("system-prompt", "");
@@ -178,7 +179,6 @@ int run(int argc, char** argv) {
                 " tokens plus --max-response " + std::to_string(max_response) +
                 " exceeds the model's " + std::to_string(config.max_positions) + " positions");
   }
-  std::unique_ptr<Ops> ops = make_ops(flags.get("backend", "cpu"));
   Transformer model(config, *ops);
   model.set_params(loaded.params);
   loaded.params = std::vector<float>();

@@ -299,6 +299,54 @@ TEST(TransformerLoss, LossSumMatchesLogprobsAndEntropies) {
   }
 }
 
+// The LM head runs over chunks of rows when the vocabulary is large (about
+// 4M logits at a time). A batch of 2 rows x 12 tokens with V = 200,001 gives
+// 20-row chunks (the first spanning the row boundary); each row alone
+// fits in one chunk. Log-probs, logits and the summed gradients must agree.
+TEST(TransformerLoss, LmHeadChunksOverRowsForLargeVocabularies) {
+  ModelConfig config = qwen3_config(200001, 8, 1, 2, 1, 4, 8, true);
+  CpuOps ops;
+  Transformer model(config, ops);
+  model.set_params(random_params(model, 71));
+  const int T = 12, V = config.vocab_size;
+  std::mt19937_64 rng(72);
+  std::uniform_int_distribution<int> token(0, V - 1);
+  std::vector<int32_t> tokens(2 * T);
+  for (auto& t : tokens) t = token(rng);
+  Batch both = Batch::from_token_rows(tokens, 2, T);
+  for (size_t i = 0; i < both.weights.size(); ++i) both.weights[i] *= 0.5f + 0.1f * float(i % 7);
+  auto row = [&](int r) {
+    Batch b = Batch::from_token_rows({tokens.begin() + r * T, tokens.begin() + (r + 1) * T}, 1, T);
+    for (int t = 0; t < T; ++t) b.weights[t] = both.weights[size_t(r) * T + t];
+    return b;
+  };
+  model.zero_grads();
+  LossOutputs all = model.forward_backward(both, 1.f);
+  std::vector<float> g_all = model.get_grads();
+  model.zero_grads();
+  LossOutputs r0 = model.forward_backward(row(0), 1.f);
+  LossOutputs r1 = model.forward_backward(row(1), 1.f);
+  std::vector<float> g_rows = model.get_grads();
+  for (int t = 0; t < T; ++t) {
+    EXPECT_NEAR(all.logprobs[t], r0.logprobs[t], 1e-5) << t;
+    EXPECT_NEAR(all.logprobs[T + t], r1.logprobs[t], 1e-5) << t;
+  }
+  EXPECT_NEAR(all.loss_sum, r0.loss_sum + r1.loss_sum, 1e-4 * std::fabs(all.loss_sum));
+  double max_abs = 0, max_err = 0;
+  for (size_t i = 0; i < g_all.size(); ++i) {
+    max_abs = std::max(max_abs, double(std::fabs(g_rows[i])));
+    max_err = std::max(max_err, double(std::fabs(g_all[i] - g_rows[i])));
+  }
+  EXPECT_GT(max_abs, 0);
+  EXPECT_LT(max_err, 1e-4 * max_abs);
+  std::vector<float> logits = model.forward_logits(both);
+  std::vector<float> logits1 = model.forward_logits(row(1));
+  double logit_err = 0;
+  for (size_t i = 0; i < logits1.size(); ++i)
+    logit_err = std::max(logit_err, double(std::fabs(logits[size_t(T) * V + i] - logits1[i])));
+  EXPECT_LT(logit_err, 1e-5);
+}
+
 // ---------------------------------------------------------------------------
 // Packing: [A | B] in one row, positions restarting and distinct doc_ids,
 // gives the same per-token log-probabilities as A and B as separate rows.
@@ -614,8 +662,8 @@ TEST(Sampler, LogprobsEqualTeacherForcedLogprobs) {
 TEST(Sampler, RejectsBadRequests) {
   SamplerFixture f(gpt2_config(23, 16, 2, 4, 16));
   SamplingParams sp;
-  sp.max_new_tokens = 14;
-  EXPECT_THROW(generate(*f.model, {{1, 2, 3}}, sp), Error);  // 3 + 14 > 16 positions
+  sp.max_new_tokens = 15;
+  EXPECT_THROW(generate(*f.model, {{1, 2, 3}}, sp), Error);  // needs 17 > 16 positions
   sp.max_new_tokens = 4;
   EXPECT_THROW(generate(*f.model, {{}}, sp), Error);
   sp.top_p = 0.f;

@@ -1,4 +1,557 @@
+// --mode grpo: the GRPO loop (the math is in src/train/grpo.h).
+#include "src/train/grpo.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <numeric>
+#include <random>
+#include <sstream>
+
+#include "data/row_sampler.h"
+#include "model/sampler.h"
+#include "src/common/backend.h"
+#include "src/train/jsonl_environment.h"
 #include "src/train/loops.h"
+#include "src/train/packed_batches.h"
+#include "src/train/step_report.h"
+#include "src/train/synthetic_environment.h"
+
 namespace polaris {
-int run_grpo(const TrainOptions&) { throw Error("--mode grpo: not ready yet"); }
+
+// ---------------------------------------------------------------------------
+// The pieces with a formula (tested one by one in tests/test_grpo.cpp)
+
+double StagedValue::at(int step) const {
+  double value = stages.front().second;
+  for (const auto& stage : stages)
+    if (step >= stage.first) value = stage.second;
+  return value;
 }
+
+StagedValue StagedValue::parse(const std::string& flag, const std::string& text) {
+  StagedValue staged;
+  std::stringstream list(text);
+  std::string item;
+  while (std::getline(list, item, ',')) {
+    size_t colon = item.find(':');
+    try {
+      size_t used = 0;
+      if (colon == std::string::npos) {
+        staged.stages.push_back({0, std::stod(item, &used)});
+        require(used == item.size(), "");
+      } else {
+        int step = std::stoi(item.substr(0, colon), &used);
+        require(used == colon && step >= 0, "");
+        std::string value = item.substr(colon + 1);
+        staged.stages.push_back({step, std::stod(value, &used)});
+        require(used == value.size(), "");
+      }
+    } catch (const std::exception&) {
+      throw Error("--" + flag + ": '" + item + "' is not VALUE or STEP:VALUE (e.g. 0:1.0,50:1.1)");
+    }
+  }
+  require(!staged.stages.empty(), "--" + flag + " is empty");
+  for (size_t i = 1; i < staged.stages.size(); ++i)
+    require(staged.stages[i].first > staged.stages[i - 1].first,
+            "--" + flag + ": stage steps must increase");
+  return staged;
+}
+
+GrpoOptions GrpoOptions::from_flags(const Flags& flags) {
+  GrpoOptions o;
+  auto positive = [&](const char* name, int fallback) {
+    long long v = flags.get_int(name, fallback);
+    require(v > 0, std::string("--") + name + " must be positive");
+    return int(v);
+  };
+  o.prompts_per_step = positive("prompts-per-step", o.prompts_per_step);
+  o.group_size = positive("group-size", o.group_size);
+  require(o.group_size >= 2, "--group-size must be at least 2 (advantages are group-relative)");
+  o.minibatches = positive("minibatches", o.minibatches);
+  o.clip_low = float(flags.get_double("clip-low", o.clip_low));
+  o.clip_high = float(flags.get_double("clip-high", o.clip_high));
+  require(o.clip_low > 0 && o.clip_low < 1 && o.clip_high > 0,
+          "--clip-low must be in (0, 1) and --clip-high positive");
+  o.kl_coef = float(flags.get_double("kl-coef", 0));
+  o.entropy_coef = float(flags.get_double("entropy-coef", 0));
+  require(o.kl_coef >= 0, "--kl-coef must be >= 0");
+  o.std_normalize = !flags.has("no-std-normalize");
+  o.dynamic_sampling = flags.has("dynamic-sampling");
+  o.max_refills = int(flags.get_int("max-refills", o.max_refills));
+  if (flags.has("temperature-schedule"))
+    o.temperature = StagedValue::parse("temperature-schedule", flags.get("temperature-schedule", ""));
+  else
+    o.temperature = StagedValue::constant(flags.get_double("temperature", 1.0));
+  if (flags.has("max-response-schedule"))
+    o.max_response =
+        StagedValue::parse("max-response-schedule", flags.get("max-response-schedule", ""));
+  else
+    o.max_response = StagedValue::constant(double(positive("max-response", 256)));
+  for (auto& stage : o.temperature.stages)
+    require(stage.second > 0, "--temperature must be positive for GRPO rollouts");
+  for (auto& stage : o.max_response.stages)
+    require(stage.second >= 1, "--max-response must be at least 1");
+  o.top_p = float(flags.get_double("top-p", 1.0));
+  o.eval_temperature = float(flags.get_double("eval-temperature", 1.0));
+  o.eval_samples = positive("eval-samples", o.eval_samples);
+  o.eval_every = int(flags.get_int("eval-every", 0));
+  o.pass_rates_path = flags.get("pass-rates", "");
+  return o;
+}
+
+std::vector<double> group_advantages(const std::vector<double>& rewards, int group_size,
+                                     bool std_normalize) {
+  require(group_size > 0 && rewards.size() % size_t(group_size) == 0,
+          "group_advantages: rewards must fill whole groups");
+  std::vector<double> advantages(rewards.size());
+  for (size_t first = 0; first < rewards.size(); first += size_t(group_size)) {
+    double mean = 0, variance = 0;
+    for (int i = 0; i < group_size; ++i) mean += rewards[first + i];
+    mean /= group_size;
+    for (int i = 0; i < group_size; ++i) variance += std::pow(rewards[first + i] - mean, 2);
+    // The unbiased (n - 1) standard deviation, as GRPO's reference code uses.
+    const double std_dev = std::sqrt(variance / (group_size - 1));
+    for (int i = 0; i < group_size; ++i) {
+      const double centred = rewards[first + i] - mean;
+      advantages[first + i] = std_normalize ? centred / (std_dev + 1e-6) : centred;
+    }
+  }
+  return advantages;
+}
+
+bool zero_variance_group(const std::vector<double>& rewards, size_t first, int group_size) {
+  for (int i = 1; i < group_size; ++i)
+    if (rewards[first + i] != rewards[first]) return false;
+  return true;
+}
+
+PolicyTokenTerms policy_token_terms(float logprob, float old_logprob, double advantage,
+                                    const float* ref_logprob, const GrpoOptions& o) {
+  PolicyTokenTerms t;
+  const double ratio = std::exp(double(logprob) - double(old_logprob));
+  const double clipped_ratio = std::min(std::max(ratio, 1.0 - o.clip_low), 1.0 + o.clip_high);
+  const double unclipped = ratio * advantage, clipped = clipped_ratio * advantage;
+  t.objective = std::min(unclipped, clipped);
+  t.clipped = clipped < unclipped;
+  double weight = t.clipped ? 0.0 : ratio * advantage;
+  if (ref_logprob && o.kl_coef > 0) {
+    const double log_ratio = double(*ref_logprob) - double(logprob);
+    t.kl = std::exp(log_ratio) - log_ratio - 1.0;
+    weight -= o.kl_coef * (1.0 - std::exp(log_ratio));
+  }
+  t.weight = float(weight);
+  return t;
+}
+
+// ---------------------------------------------------------------------------
+// The loop
+
+namespace {
+
+struct Rollout {
+  size_t problem = 0;
+  std::vector<int32_t> prompt;
+  Completion completion;
+  Score score;
+  double advantage = 0;
+  std::vector<float> ref_logprobs;  // per completion token (with a reference model)
+};
+
+// Where a rollout sits in the packed rows of a mini-batch.
+struct Placement {
+  size_t row, offset;
+};
+
+// Packs rollouts (prompt + completion) into rows of T tokens in order, each
+// its own document. The weights are left 0: the caller fills in the
+// completion tokens' weights once it has their ratios.
+std::vector<PackedRow> pack_rollouts(const std::vector<const Rollout*>& rollouts, int T,
+                                     std::vector<Placement>& placements) {
+  std::vector<PackedRow> rows;
+  size_t fill = size_t(T);
+  placements.clear();
+  for (const Rollout* r : rollouts) {
+    const size_t length = r->prompt.size() + r->completion.tokens.size();
+    if (fill + length > size_t(T)) {
+      PackedRow row;
+      row.tokens.assign(T, 0);
+      row.targets.assign(T, -1);
+      row.weights.assign(T, 0.f);
+      row.positions.assign(T, 0);
+      row.doc_ids.assign(T, -1);
+      rows.push_back(row);
+      fill = 0;
+    }
+    PackedRow& row = rows.back();
+    placements.push_back({rows.size() - 1, fill});
+    for (size_t j = 0; j < length; ++j) {
+      const size_t at = fill + j;
+      row.tokens[at] = j < r->prompt.size() ? r->prompt[j]
+                                            : r->completion.tokens[j - r->prompt.size()];
+      row.positions[at] = int32_t(j);
+      row.doc_ids[at] = row.num_documents;
+    }
+    for (size_t j = 0; j + 1 < length; ++j) row.targets[fill + j] = row.tokens[fill + j + 1];
+    row.num_documents += 1;
+    fill += length;
+  }
+  // Padding forms one more document so it attends only to itself.
+  for (PackedRow& row : rows)
+    for (int32_t& doc : row.doc_ids)
+      if (doc < 0) doc = row.num_documents;
+  return rows;
+}
+
+double elapsed_ms(std::chrono::steady_clock::time_point since) {
+  return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - since)
+      .count();
+}
+
+class GrpoRun {
+ public:
+  GrpoRun(const TrainOptions& options, const GrpoOptions& grpo, RlEnvironment& env,
+          Transformer& policy, Transformer* reference)
+      : options_(options), grpo_(grpo), env_(env), policy_(policy), reference_(reference),
+        trainer_(policy, options.trainer),
+        reporter_(options.steps, options.print_every, options.log_path) {
+    for (size_t i = 0; i < env.size(Split::Train); ++i) {
+      std::optional<double> rate = env.pass_rate(i);
+      // Offline difficulty filter: a prompt every sample solved, or none did,
+      // gives every rollout the same reward and so no gradient.
+      if (rate && (*rate <= 0.0 || *rate >= 1.0)) continue;
+      trainable_.push_back(i);
+    }
+    require(!trainable_.empty(), "--mode grpo: no training problem is left after the "
+                                 "difficulty filter (every pass rate is 0 or 1)");
+    if (trainable_.size() < env.size(Split::Train))
+      std::printf("difficulty filter: %zu of %zu problems kept (pass rate strictly between 0 and 1)\n",
+                  trainable_.size(), env.size(Split::Train));
+    prompt_order_.reset(new RowSampler(trainable_.size(), options.seed));
+  }
+
+  // avg@k on the evaluation split: the mean correctness of k samples each.
+  double evaluate(int step) {
+    const size_t problems = env_.size(Split::Eval);
+    std::vector<std::vector<int32_t>> prompts;
+    for (size_t i = 0; i < problems; ++i)
+      for (int k = 0; k < grpo_.eval_samples; ++k) prompts.push_back(env_.prompt(Split::Eval, i));
+    SamplingParams params = sampling(grpo_.eval_temperature, int(grpo_.max_response.at(step)));
+    params.seed = options_.seed ^ 0x5eedull;
+    std::vector<Completion> completions = generate(policy_, prompts, params);
+    double correct = 0;
+    for (size_t j = 0; j < completions.size(); ++j)
+      correct += env_.score(Split::Eval, j / grpo_.eval_samples, completions[j].tokens).correct;
+    const double avg = correct / completions.size();
+    reporter_.event("eval", {{"step", step},
+                             {"avg_at_k", avg},
+                             {"k", grpo_.eval_samples},
+                             {"problems", problems}});
+    return avg;
+  }
+
+  void train() {
+    const double before = evaluate(0);
+    for (int step = 0; step < options_.steps; ++step) {
+      one_step(step);
+      if (grpo_.eval_every > 0 && (step + 1) % grpo_.eval_every == 0 && step + 1 < options_.steps)
+        evaluate(step + 1);
+    }
+    const double after = evaluate(options_.steps);
+    std::printf("held-out avg@%d before %.3f after %.3f\n", grpo_.eval_samples, before, after);
+  }
+
+ private:
+  SamplingParams sampling(double temperature, int max_response) const {
+    SamplingParams p;
+    p.temperature = float(temperature);
+    p.top_p = grpo_.top_p;
+    p.max_new_tokens = max_response;
+    p.stop_tokens = env_.stop_tokens();
+    p.max_batch = std::max(64, grpo_.prompts_per_step * grpo_.group_size);
+    return p;
+  }
+
+  // Samples `groups` new prompt groups at this step's temperature and length.
+  std::vector<Rollout> sample_groups(int step, int groups) {
+    std::vector<std::vector<int32_t>> prompts;
+    std::vector<size_t> problems;
+    for (int g = 0; g < groups; ++g) {
+      const size_t problem = trainable_[prompt_order_->next()];
+      for (int k = 0; k < grpo_.group_size; ++k) {
+        prompts.push_back(env_.prompt(Split::Train, problem));
+        problems.push_back(problem);
+      }
+    }
+    SamplingParams params =
+        sampling(grpo_.temperature.at(step), int(grpo_.max_response.at(step)));
+    params.seed = options_.seed;
+    std::vector<Completion> completions = generate(policy_, prompts, params, streams_used_);
+    streams_used_ += prompts.size();
+    std::vector<Rollout> rollouts(prompts.size());
+    for (size_t j = 0; j < prompts.size(); ++j) {
+      rollouts[j].problem = problems[j];
+      rollouts[j].prompt = std::move(prompts[j]);
+      rollouts[j].completion = std::move(completions[j]);
+      rollouts[j].score = env_.score(Split::Train, problems[j], rollouts[j].completion.tokens);
+    }
+    return rollouts;
+  }
+
+  void one_step(int step) {
+    const int G = grpo_.group_size;
+    auto rollout_start = std::chrono::steady_clock::now();
+    std::vector<Rollout> batch = sample_groups(step, grpo_.prompts_per_step);
+    // All sampled rollouts count for reward and accuracy, kept or not.
+    double reward_sum = 0, correct = 0, length_sum = 0, length_max = 0;
+    size_t sampled = 0, groups_dropped = 0;
+    auto tally = [&](const std::vector<Rollout>& rollouts) {
+      for (const Rollout& r : rollouts) {
+        reward_sum += r.score.reward;
+        correct += r.score.correct;
+        length_sum += double(r.completion.tokens.size());
+        length_max = std::max(length_max, double(r.completion.tokens.size()));
+        ++sampled;
+      }
+    };
+    tally(batch);
+    if (grpo_.dynamic_sampling) {
+      std::vector<Rollout> kept;
+      for (int round = 0;; ++round) {
+        for (size_t first = 0; first < batch.size(); first += size_t(G)) {
+          std::vector<double> rewards;
+          for (int i = 0; i < G; ++i) rewards.push_back(batch[first + i].score.reward);
+          if (zero_variance_group(rewards, 0, G)) {
+            ++groups_dropped;
+            continue;
+          }
+          for (int i = 0; i < G; ++i) kept.push_back(std::move(batch[first + i]));
+          if (int(kept.size()) == grpo_.prompts_per_step * G) break;
+        }
+        const int missing = grpo_.prompts_per_step - int(kept.size()) / G;
+        if (missing == 0 || round >= grpo_.max_refills) break;
+        batch = sample_groups(step, missing);
+        tally(batch);
+      }
+      batch = std::move(kept);
+    }
+    const double rollout_ms = elapsed_ms(rollout_start);
+
+    nlohmann::json record = {
+        {"reward", reward_sum / sampled},
+        {"accuracy", correct / sampled},
+        {"response_len", length_sum / sampled},
+        {"response_len_max", length_max},
+        {"groups_kept", int(batch.size()) / G},
+        {"groups_dropped", groups_dropped},
+        {"temperature", grpo_.temperature.at(step)},
+        {"max_response", grpo_.max_response.at(step)},
+        {"rollout_ms", rollout_ms},
+    };
+    if (batch.empty()) {
+      // Every group had equal rewards: nothing to learn from this step.
+      StepStats stats;
+      stats.step = step + 1;
+      stats.lr = options_.trainer.schedule.lr_at(step);
+      stats.ms = rollout_ms;
+      record.update({{"kl", 0.0}, {"clip_frac", 0.0}, {"entropy", 0.0}, {"logprob_ms", 0.0},
+                     {"update_ms", 0.0}, {"skipped", true}});
+      reporter_.report(stats, record);
+      return;
+    }
+
+    std::vector<double> rewards;
+    for (const Rollout& r : batch) rewards.push_back(r.score.reward);
+    std::vector<double> advantages = group_advantages(rewards, G, grpo_.std_normalize);
+    for (size_t j = 0; j < batch.size(); ++j) batch[j].advantage = advantages[j];
+
+    double logprob_ms = 0, update_ms = 0;
+    const int T = row_length(batch);
+    if (reference_) {
+      auto start = std::chrono::steady_clock::now();
+      std::vector<const Rollout*> all;
+      for (const Rollout& r : batch) all.push_back(&r);
+      std::vector<std::vector<float>> ref = completion_logprobs(*reference_, all, T);
+      for (size_t j = 0; j < batch.size(); ++j) batch[j].ref_logprobs = std::move(ref[j]);
+      logprob_ms += elapsed_ms(start);
+    }
+
+    // Mini-batches: a fixed shuffle of the rollouts cut into M parts.
+    std::vector<size_t> order(batch.size());
+    std::iota(order.begin(), order.end(), 0);
+    std::mt19937_64 rng(options_.seed * 7919 + uint64_t(step));
+    std::shuffle(order.begin(), order.end(), rng);
+    const int M = std::min<int>(grpo_.minibatches, int(batch.size()));
+    double objective_sum = 0, kl_sum = 0, entropy_sum = 0, grad_norm_sum = 0, tokens_total = 0;
+    size_t clipped = 0, tokens_counted = 0;
+    StepStats last;
+    for (int m = 0; m < M; ++m) {
+      std::vector<const Rollout*> part;
+      for (size_t j = m; j < order.size(); j += size_t(M)) part.push_back(&batch[order[j]]);
+      // The first mini-batch runs on the weights that sampled it: its ratios
+      // are exactly 1. Later ones need the current log-probs first.
+      std::vector<std::vector<float>> current;
+      if (m > 0) {
+        auto start = std::chrono::steady_clock::now();
+        current = completion_logprobs(policy_, part, T);
+        logprob_ms += elapsed_ms(start);
+      }
+      auto start = std::chrono::steady_clock::now();
+      std::vector<Placement> places;
+      std::vector<PackedRow> rows = pack_rollouts(part, T, places);
+      size_t tokens = 0;
+      std::vector<std::pair<size_t, size_t>> completion_positions;  // (row, position)
+      for (size_t j = 0; j < part.size(); ++j) {
+        const Rollout& r = *part[j];
+        PackedRow& row = rows[places[j].row];
+        for (size_t t = 0; t < r.completion.tokens.size(); ++t) {
+          const float old_lp = r.completion.logprobs[t];
+          const float lp = m > 0 ? current[j][t] : old_lp;
+          PolicyTokenTerms terms = policy_token_terms(
+              lp, old_lp, r.advantage, reference_ ? &r.ref_logprobs[t] : nullptr, grpo_);
+          // Completion token t is predicted at the position just before it.
+          const size_t position = places[j].offset + r.prompt.size() + t - 1;
+          row.weights[position] = terms.weight;
+          completion_positions.push_back({places[j].row, position});
+          objective_sum += terms.objective;
+          kl_sum += terms.kl;
+          clipped += terms.clipped;
+          ++tokens;
+        }
+      }
+      std::vector<Batch> micro = micro_batches(rows);
+      const size_t rows_per_micro = size_t(options_.batch);
+      if (grpo_.entropy_coef != 0) {
+        // The entropy bonus covers every completion token, clipped or not.
+        for (Batch& b : micro) b.entropy_weights.assign(b.weights.size(), 0.f);
+        for (const auto& at : completion_positions)
+          micro[at.first / rows_per_micro]
+              .entropy_weights[(at.first % rows_per_micro) * size_t(T) + at.second] =
+              grpo_.entropy_coef;
+      }
+      last = trainer_.step(micro, double(tokens));
+      for (const auto& at : completion_positions)
+        entropy_sum += last.outputs[at.first / rows_per_micro]
+                           .entropies[(at.first % rows_per_micro) * size_t(T) + at.second];
+      grad_norm_sum += last.grad_norm;
+      tokens_counted += tokens;
+      tokens_total += last.tokens;
+      update_ms += elapsed_ms(start);
+    }
+    StepStats stats = last;
+    stats.step = step + 1;
+    stats.loss = (-objective_sum + grpo_.kl_coef * kl_sum) / double(tokens_counted);
+    stats.grad_norm = grad_norm_sum / M;
+    stats.tokens = (long long)tokens_total;
+    stats.ms = rollout_ms + logprob_ms + update_ms;
+    record.update({{"kl", kl_sum / double(tokens_counted)},
+                   {"clip_frac", double(clipped) / double(tokens_counted)},
+                   {"entropy", entropy_sum / double(tokens_counted)},
+                   {"logprob_ms", logprob_ms},
+                   {"update_ms", update_ms},
+                   {"optimizer_steps", M}});
+    reporter_.report(stats, record);
+  }
+
+  int row_length(const std::vector<Rollout>& rollouts) const {
+    size_t longest = 0;
+    for (const Rollout& r : rollouts)
+      longest = std::max(longest, r.prompt.size() + r.completion.tokens.size());
+    return int(longest);
+  }
+
+  // Rows in micro-batches of at most --batch rows each.
+  std::vector<Batch> micro_batches(const std::vector<PackedRow>& rows) {
+    std::vector<Batch> micro;
+    for (size_t first = 0; first < rows.size(); first += size_t(options_.batch)) {
+      std::vector<size_t> indices;
+      for (size_t i = first; i < std::min(rows.size(), first + size_t(options_.batch)); ++i)
+        indices.push_back(i);
+      micro.push_back(batch_from_packed_rows(rows, indices));
+    }
+    return micro;
+  }
+
+  // Log-probabilities of every completion token under `model`.
+  std::vector<std::vector<float>> completion_logprobs(Transformer& model,
+                                                      const std::vector<const Rollout*>& rollouts,
+                                                      int T) {
+    std::vector<Placement> places;
+    std::vector<PackedRow> rows = pack_rollouts(rollouts, T, places);
+    std::vector<std::vector<float>> row_logprobs(rows.size());
+    for (size_t first = 0; first < rows.size(); first += size_t(options_.batch)) {
+      std::vector<size_t> indices;
+      for (size_t i = first; i < std::min(rows.size(), first + size_t(options_.batch)); ++i)
+        indices.push_back(i);
+      LossOutputs out = model.forward(batch_from_packed_rows(rows, indices));
+      for (size_t k = 0; k < indices.size(); ++k)
+        row_logprobs[indices[k]].assign(out.logprobs.begin() + k * T,
+                                        out.logprobs.begin() + (k + 1) * T);
+    }
+    std::vector<std::vector<float>> result(rollouts.size());
+    for (size_t j = 0; j < rollouts.size(); ++j) {
+      const Rollout& r = *rollouts[j];
+      for (size_t t = 0; t < r.completion.tokens.size(); ++t)
+        result[j].push_back(row_logprobs[places[j].row][places[j].offset + r.prompt.size() + t - 1]);
+    }
+    return result;
+  }
+
+  const TrainOptions& options_;
+  const GrpoOptions& grpo_;
+  RlEnvironment& env_;
+  Transformer& policy_;
+  Transformer* reference_;
+  Trainer trainer_;
+  StepReporter reporter_;
+  std::vector<size_t> trainable_;
+  std::unique_ptr<RowSampler> prompt_order_;
+  uint64_t streams_used_ = 0;
+};
+
+std::unique_ptr<RlEnvironment> grpo_environment(const TrainOptions& options,
+                                                const GrpoOptions& grpo) {
+  const Flags& flags = *options.flags;
+  if (flags.has("task"))
+    return make_synthetic_environment(flags.get("task", ""),
+                                      size_t(flags.get_int("train-examples", 4096)),
+                                      size_t(flags.get_int("eval-problems", 64)), options.seed);
+  require(!options.data.empty(), "--mode grpo needs --data problems.jsonl (with --tokenizer) "
+                                 "or a built-in --task");
+  require(!options.tokenizer.empty(), "--mode grpo with JSONL data needs --tokenizer tokenizer.json");
+  JsonlEnvironmentOptions env_options;
+  env_options.skip_bad = flags.has("skip-bad");
+  env_options.pass_rates_path = grpo.pass_rates_path;
+  env_options.system_prompt = flags.get("system-prompt", "");
+  env_options.max_prompt_tokens = int(flags.get_int("max-prompt", 0));
+  return make_jsonl_environment(Tokenizer::load(options.tokenizer), options.data,
+                                flags.get("eval-data", ""), env_options);
+}
+
+}  // namespace
+
+int run_grpo(const TrainOptions& options) {
+  GrpoOptions grpo = GrpoOptions::from_flags(*options.flags);
+  std::unique_ptr<RlEnvironment> env = grpo_environment(options, grpo);
+  LoadedModel start = starting_model(options);
+  std::unique_ptr<Ops> ops = make_ops(options.backend);
+  Transformer policy(start.config, *ops);
+  policy.set_params(start.params);
+  std::unique_ptr<Transformer> reference;
+  if (grpo.kl_coef > 0) {
+    reference.reset(new Transformer(start.config, *ops));
+    reference->set_params(start.params);
+  }
+  std::printf("model: %s, %zu parameters | %s: %zu training, %zu evaluation problems | "
+              "%d prompts x %d samples per step, %d mini-batches\n",
+              start.config.describe().c_str(), policy.num_params(), env->name().c_str(),
+              env->size(Split::Train), env->size(Split::Eval), grpo.prompts_per_step,
+              grpo.group_size, grpo.minibatches);
+  GrpoRun run(options, grpo, *env, policy, reference.get());
+  run.train();
+  save_final_model(options, policy);
+  return 0;
+}
+
+}  // namespace polaris

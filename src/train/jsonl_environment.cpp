@@ -13,7 +13,7 @@ JsonlEnvironment::JsonlEnvironment(const Tokenizer& tokenizer, const std::string
                                    const std::string& eval_jsonl,
                                    const JsonlEnvironmentOptions& options)
     : tokenizer_(tokenizer), options_(options) {
-  require(options.max_prompt_tokens >= 0, "max prompt tokens must be >= 0, got " +
+  require(options.max_prompt_tokens >= 0, "--max-prompt (max prompt tokens) must be >= 0, got " +
                                               std::to_string(options.max_prompt_tokens));
   require(tokenizer_.token_to_id("<|im_start|>") >= 0 && tokenizer_.token_to_id("<|im_end|>") >= 0,
           tokenizer_.path() + ": the chat format needs <|im_start|> and <|im_end|>, which this "
@@ -65,7 +65,7 @@ JsonlEnvironment::Problems JsonlEnvironment::load(const std::string& path) const
   }
   require(!p.examples.empty(), path + ": every prompt is longer than " +
                                    std::to_string(options_.max_prompt_tokens) +
-                                   " tokens (max prompt tokens); nothing is left");
+                                   " tokens (--max-prompt); nothing is left");
   return p;
 }
 

@@ -19,7 +19,8 @@ const std::set<std::string> kValueFlags = {
     "prompts-per-step", "group-size", "minibatches", "clip-low", "clip-high", "kl-coef",
     "entropy-coef", "temperature", "temperature-schedule", "max-response",
     "max-response-schedule", "top-p", "verifier", "pass-rates", "eval-data", "eval-every",
-    "eval-samples", "max-refills", "max-prompt",
+    "eval-samples", "max-refills", "max-prompt", "eval-temperature", "eval-problems",
+    "system-prompt",
 };
 const std::set<std::string> kSwitchFlags = {"resume", "no-std-normalize", "dynamic-sampling",
                                             "skip-bad"};

@@ -1,0 +1,79 @@
+// GRPO: group-relative policy optimisation with in-engine rollouts.
+//
+// One step:
+//   1. rollout  P prompts x G completions from the current weights
+//               (model/sampler.h), behaviour log-probs kept;
+//   2. score    each completion with the task's verifier;
+//   3. advantage A = (r - mean_group) / (std_group + 1e-6)   (std optional)
+//               dynamic sampling drops groups whose rewards are all equal
+//               and samples new prompts in their place;
+//   4. update   over M mini-batches, the clipped importance-ratio objective
+//               per completion token t (ratio r_t = exp(logp_t - logp_old_t)):
+//                 J_t = min(r_t A, clip(r_t, 1 - eps_low, 1 + eps_high) A)
+//               loss = mean_t [ -J_t + beta * k3_t ] - entropy_coef * mean_t H_t
+//               with k3_t = exp(ref_t - logp_t) - (ref_t - logp_t) - 1 against
+//               a frozen reference model.
+// The loss op (model/ops.h) computes sum_t w_t * -logp_t, so the objective
+// enters through per-token weights: dloss/dlogp_t = -w_t / n gives
+//   w_t = [unclipped branch] r_t A - beta * (1 - exp(ref_t - logp_t))
+// (the min picks the clipped branch only when clipping changes the value,
+// and there its gradient is zero), and the entropy bonus through the loss
+// op's entropy weights.
+#pragma once
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "src/common/cli.h"
+
+namespace polaris {
+
+// A value that changes at given steps: "0:1.0,50:1.1" is 1.0 from step 0
+// and 1.1 from step 50 on (Polaris's per-stage temperatures and response
+// lengths).
+struct StagedValue {
+  std::vector<std::pair<int, double>> stages;
+  double at(int step) const;
+  // Throws Error naming `flag` when `text` is malformed.
+  static StagedValue parse(const std::string& flag, const std::string& text);
+  static StagedValue constant(double value) { return {{{0, value}}}; }
+};
+
+struct GrpoOptions {
+  int prompts_per_step = 8;      // P
+  int group_size = 8;            // G
+  int minibatches = 2;           // optimizer steps per rollout batch
+  float clip_low = 0.2f, clip_high = 0.28f;
+  float kl_coef = 0.f;           // beta; 0: no reference model
+  float entropy_coef = 0.f;
+  bool std_normalize = true;
+  bool dynamic_sampling = false;
+  int max_refills = 4;           // extra sampling rounds to refill dropped groups
+  StagedValue temperature = StagedValue::constant(1.0);
+  StagedValue max_response = StagedValue::constant(256);
+  float top_p = 1.f;
+  float eval_temperature = 1.f;
+  int eval_samples = 4;          // k of avg@k
+  int eval_every = 0;            // 0: before and after only
+  std::string pass_rates_path;   // polaris_eval --pass-rates output: difficulty filter
+
+  static GrpoOptions from_flags(const Flags& flags);
+};
+
+// Group-normalised advantages of rewards laid out group after group.
+std::vector<double> group_advantages(const std::vector<double>& rewards, int group_size,
+                                     bool std_normalize);
+// True when every reward of the group starting at `first` is the same.
+bool zero_variance_group(const std::vector<double>& rewards, size_t first, int group_size);
+
+// The per-token quantities of the objective above.
+struct PolicyTokenTerms {
+  float weight = 0;        // loss-op weight w_t
+  bool clipped = false;    // the clipped branch was taken
+  double objective = 0;    // J_t
+  double kl = 0;           // k3_t (0 without a reference)
+};
+PolicyTokenTerms policy_token_terms(float logprob, float old_logprob, double advantage,
+                                    const float* ref_logprob, const GrpoOptions& options);
+
+}  // namespace polaris
