@@ -10,8 +10,10 @@
 //   - Batch::validate errors; gradient accumulation.
 // Tiny shapes throughout: the whole file runs in a few seconds.
 #include <gtest/gtest.h>
+#include <omp.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <cmath>
 #include <random>
 #include <vector>
@@ -25,6 +27,16 @@
 using namespace polaris;
 
 namespace {
+
+// These shapes are tiny, so each op is a few microseconds of work; on a
+// loaded machine OpenMP threads that spin waiting for a descheduled peer turn
+// that into seconds. The ops are thread-count independent (model/cpu_ops.h;
+// test_cpu_ops checks it), so these tests run on one thread unless
+// OMP_NUM_THREADS asks otherwise.
+const bool kOneThread = [] {
+  if (!std::getenv("OMP_NUM_THREADS")) omp_set_num_threads(1);
+  return true;
+}();
 
 ModelConfig qwen3_config(int vocab, int hidden, int layers, int heads, int kv_heads,
                          int head_dim, int mlp, bool tied) {
@@ -147,7 +159,7 @@ struct GradCheckResult {
 
 // Central differences on a sample of entries of every tensor.
 GradCheckResult check_gradients(const ModelConfig& config, const Batch& batch, float scale,
-                                uint64_t seed, int samples_per_tensor = 5) {
+                                uint64_t seed, int samples_per_tensor = 10) {
   CpuOps ops;
   Transformer model(config, ops);
   std::vector<float> params = random_params(model, seed);
