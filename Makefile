@@ -40,6 +40,8 @@ CUDA_HOME := $(patsubst %/bin/nvcc,%,$(NVCC))
 CUDA_OBJS := $(CUDA_SRCS:%.cu=$(BUILD)/obj/%.o)
 CUDA_LIB  := $(BUILD)/libpolaris_cuda.a
 NVCCFLAGS := -O2 -std=c++17 -I. -gencode arch=compute_80,code=sm_80 -gencode arch=compute_90a,code=sm_90a
+CXXFLAGS  += -DPOLARIS_HAVE_CUDA -I$(CUDA_HOME)/include
+LDLIBS    += -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64 -lcudart
 endif
 
 all: $(PROGS) $(BENCHES) $(CUDA_LIB)
@@ -60,13 +62,13 @@ $(CUDA_LIB): $(CUDA_OBJS)
 	@mkdir -p $(@D)
 	ar rcs $@ $^
 
-$(BUILD)/polaris_%: $(BUILD)/obj/src/polaris_%.o $(BUILD)/libpolaris.a
+$(BUILD)/polaris_%: $(BUILD)/obj/src/polaris_%.o $(BUILD)/libpolaris.a $(CUDA_LIB)
 	$(CXX) $(CXXFLAGS) $^ -o $@ $(LDLIBS)
 
-$(BUILD)/bench_%: $(BUILD)/obj/src/bench/bench_%.o $(BUILD)/libpolaris.a
+$(BUILD)/bench_%: $(BUILD)/obj/src/bench/bench_%.o $(BUILD)/libpolaris.a $(CUDA_LIB)
 	$(CXX) $(CXXFLAGS) $^ -o $@ $(LDLIBS)
 
-$(BUILD)/tests/test_%: $(BUILD)/obj/tests/test_%.o $(BUILD)/libpolaris.a
+$(BUILD)/tests/test_%: $(BUILD)/obj/tests/test_%.o $(BUILD)/libpolaris.a $(CUDA_LIB)
 	@mkdir -p $(@D)
 	$(CXX) $(CXXFLAGS) $^ -o $@ -lgtest -lgtest_main $(LDLIBS)
 

@@ -103,6 +103,14 @@ const std::map<std::string, ModelConfig>& presets() {
     qt.head_dim = 32;
     qt.max_positions = 256;
     t["qwen3-tiny"] = qt;
+    // The built-in demos' model: character vocabulary, short rows, and a
+    // fast-turning RoPE base that tells nearby digits apart.
+    ModelConfig demo = qwen3(2, 96, 4, 2, 256, true);
+    demo.vocab_size = 64;
+    demo.head_dim = 24;
+    demo.max_positions = 64;
+    demo.rope_theta = 10000.f;
+    t["qwen3-demo"] = demo;
     return t;
   }();
   return table;

@@ -21,6 +21,11 @@ namespace {
 // row segment it reads is contiguous).
 constexpr int kColChunk = 64;
 
+// Elementwise loops shorter than this run on one thread: starting a
+// parallel region costs more than the work, and on a busy machine waiting
+// threads can stall far longer than that.
+constexpr size_t kParallelMin = size_t(1) << 15;
+
 inline int num_chunks(int n, int chunk) { return (n + chunk - 1) / chunk; }
 
 }  // namespace
@@ -61,19 +66,19 @@ void CpuOps::copy(float* dst, const float* src, size_t n) {
 
 // out = a + b (out may alias a or b: each element is read before it is written)
 void CpuOps::add(float* out, const float* a, const float* b, size_t n) {
-#pragma omp parallel for simd schedule(static)
+#pragma omp parallel for simd schedule(static) if (n >= kParallelMin)
   for (size_t i = 0; i < n; i++) out[i] = a[i] + b[i];
 }
 
 // dst += src
 void CpuOps::accumulate(float* dst, const float* src, size_t n) {
-#pragma omp parallel for simd schedule(static)
+#pragma omp parallel for simd schedule(static) if (n >= kParallelMin)
   for (size_t i = 0; i < n; i++) dst[i] += src[i];
 }
 
 // x *= s
 void CpuOps::scale(float* x, float s, size_t n) {
-#pragma omp parallel for simd schedule(static)
+#pragma omp parallel for simd schedule(static) if (n >= kParallelMin)
   for (size_t i = 0; i < n; i++) x[i] *= s;
 }
 
@@ -284,7 +289,7 @@ constexpr float kGeluScale = 0.7978845608028654f;  // sqrt(2/pi)
 }
 
 void CpuOps::gelu_forward(float* out, const float* in, size_t n) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (n >= kParallelMin)
   for (size_t i = 0; i < n; i++) {
     const float x = in[i];
     const float u = kGeluScale * (x + 0.044715f * x * x * x);
@@ -294,7 +299,7 @@ void CpuOps::gelu_forward(float* out, const float* in, size_t n) {
 
 void CpuOps::gelu_backward(float* din, const float* dout, const float* in, size_t n) {
   if (!din) return;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (n >= kParallelMin)
   for (size_t i = 0; i < n; i++) {
     const float x = in[i];
     const float u = kGeluScale * (x + 0.044715f * x * x * x);
@@ -309,7 +314,7 @@ void CpuOps::gelu_backward(float* din, const float* dout, const float* in, size_
 // backward: dup   += dout * silu
 //           dgate += dout * up * s * (1 + gate * (1 - s))
 void CpuOps::swiglu_forward(float* out, const float* gate, const float* up, size_t n) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (n >= kParallelMin)
   for (size_t i = 0; i < n; i++) {
     const float g = gate[i];
     const float s = 1.f / (1.f + std::exp(-g));
@@ -319,7 +324,7 @@ void CpuOps::swiglu_forward(float* out, const float* gate, const float* up, size
 
 void CpuOps::swiglu_backward(float* dgate, float* dup, const float* dout, const float* gate,
                              const float* up, size_t n) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (n >= kParallelMin)
   for (size_t i = 0; i < n; i++) {
     const float g = gate[i];
     const float s = 1.f / (1.f + std::exp(-g));
@@ -395,7 +400,7 @@ void CpuOps::adamw_update(float* params, const float* grads, float* m, float* v,
   const float b1 = a.beta1, b2 = a.beta2;
   const float bc1 = (float)(1.0 - std::pow((double)b1, a.step));
   const float bc2 = (float)(1.0 - std::pow((double)b2, a.step));
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (n >= kParallelMin)
   for (size_t i = 0; i < n; i++) {
     const float g = grads[i] * a.grad_scale;
     const float mi = b1 * m[i] + (1.f - b1) * g;

@@ -88,7 +88,8 @@ std::vector<Completion> generate(Transformer& model,
       require(!prompts[begin + s].empty(), "sampling: a prompt is empty");
       longest = std::max(longest, prompts[begin + s].size());
     }
-    const int max_len = int(longest) + params.max_new_tokens;
+    // The last sampled token is never fed back, so it needs no position.
+    const int max_len = int(longest) + params.max_new_tokens - 1;
     require(max_len <= model.config().max_positions,
             "sampling: prompt plus max new tokens (" + std::to_string(max_len) +
                 ") exceeds the model's " + std::to_string(model.config().max_positions) +

@@ -38,7 +38,7 @@ struct Batch {
 };
 
 struct LossOutputs {
-  double loss_sum = 0;              // sum_i weight_i * -logprob_i (unscaled)
+  double loss_sum = 0;              // sum_i weight_i * -logprob_i - entropy_weight_i * H_i (unscaled)
   double weight_sum = 0;            // sum_i weight_i over rows with a target
   std::vector<float> logprobs;      // [B*T] log p(target), 0 where no target
   std::vector<float> entropies;     // [B*T] entropy of the predicted distribution

@@ -19,18 +19,6 @@ namespace {
 constexpr int kDigits = 2;
 constexpr int kRowTokens = 12;  // <bos> + "99+99=" + "198" + <eos> fits with room
 
-ModelConfig demo_config(int vocab_size) {
-  ModelConfig c = config_from_preset("qwen3-tiny");
-  c.vocab_size = vocab_size;
-  c.hidden_size = 96;
-  c.num_heads = 4;
-  c.num_kv_heads = 2;
-  c.head_dim = 24;
-  c.intermediate_size = 256;
-  c.max_positions = 32;
-  return c;
-}
-
 // One problem per row: <bos> prompt answer <eos>, padded with <eos>; the
 // loss covers the answer and the <eos> after it.
 Batch addition_batch(const AdditionTask& task, const CharVocab& vocab, std::mt19937_64& rng,
@@ -65,7 +53,7 @@ int run_builtin_demo() {
               kDigits);
   CharVocab vocab;
   AdditionTask task(kDigits);
-  ModelConfig config = demo_config(vocab.size());
+  ModelConfig config = config_from_preset("qwen3-demo");
   std::unique_ptr<Ops> ops = make_ops("cpu");
   Transformer model(config, *ops);
   std::vector<float> params(model.num_params());
@@ -73,9 +61,9 @@ int run_builtin_demo() {
   model.set_params(params);
   std::printf("model: %s, %zu parameters\n", config.describe().c_str(), model.num_params());
 
-  const int steps = 600, batch = 64;
+  const int steps = 800, batch = 64;
   TrainerOptions options;
-  options.schedule = make_schedule("cosine", 3e-3f, 0.1f, 30, steps);
+  options.schedule = make_schedule("cosine", 1e-3f, 0.1f, 30, steps);
   options.adamw.weight_decay = 0.01f;
   Trainer trainer(model, options);
   StepReporter reporter(steps, 50, "");

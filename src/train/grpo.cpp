@@ -349,7 +349,16 @@ class GrpoRun {
         {"max_response", grpo_.max_response.at(step)},
         {"rollout_ms", rollout_ms},
     };
-    if (batch.empty()) {
+    // Without KL or entropy terms, groups of equal rewards carry no gradient;
+    // an optimizer step on them would still move the weights (momentum).
+    const bool only_policy_terms = grpo_.kl_coef == 0 && grpo_.entropy_coef == 0;
+    bool any_signal = !only_policy_terms;
+    for (size_t first = 0; first < batch.size() && !any_signal; first += size_t(G)) {
+      std::vector<double> group;
+      for (int i = 0; i < G; ++i) group.push_back(batch[first + i].score.reward);
+      any_signal = !zero_variance_group(group, 0, G);
+    }
+    if (batch.empty() || !any_signal) {
       // Every group had equal rewards: nothing to learn from this step.
       StepStats stats;
       stats.step = step + 1;
@@ -534,6 +543,12 @@ std::unique_ptr<RlEnvironment> grpo_environment(const TrainOptions& options,
 int run_grpo(const TrainOptions& options) {
   GrpoOptions grpo = GrpoOptions::from_flags(*options.flags);
   std::unique_ptr<RlEnvironment> env = grpo_environment(options, grpo);
+  // The schedule advances once per optimizer step: M of them per GRPO step.
+  TrainOptions run_options = options;
+  const LrSchedule& given = options.trainer.schedule;
+  run_options.trainer.schedule =
+      make_schedule(given.kind, given.max_lr, given.min_lr_fraction,
+                    given.warmup_steps * grpo.minibatches, options.steps * grpo.minibatches);
   LoadedModel start = starting_model(options);
   std::unique_ptr<Ops> ops = make_ops(options.backend);
   Transformer policy(start.config, *ops);
@@ -548,7 +563,7 @@ int run_grpo(const TrainOptions& options) {
               start.config.describe().c_str(), policy.num_params(), env->name().c_str(),
               env->size(Split::Train), env->size(Split::Eval), grpo.prompts_per_step,
               grpo.group_size, grpo.minibatches);
-  GrpoRun run(options, grpo, *env, policy, reference.get());
+  GrpoRun run(run_options, grpo, *env, policy, reference.get());
   run.train();
   save_final_model(options, policy);
   return 0;

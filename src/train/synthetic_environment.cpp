@@ -24,8 +24,8 @@ TaskSpec task_spec(const std::string& name) {
             },
             AdditionTask::extract_answer};
   }
-  if (name == "addition-trace") {
-    auto task = std::make_shared<TraceAdditionTask>(3);
+  if (name == "addition-trace" || name == "addition-trace-3") {
+    auto task = std::make_shared<TraceAdditionTask>(name == "addition-trace" ? 2 : 3);
     return {[task](std::mt19937_64& rng, bool held_out, double slip_rate) {
               return task->sample(rng, held_out, slip_rate);
             },
@@ -81,7 +81,9 @@ class SyntheticEnvironment : public RlEnvironment {
 
 }  // namespace
 
-std::vector<std::string> synthetic_task_names() { return {"addition", "addition-trace"}; }
+std::vector<std::string> synthetic_task_names() {
+  return {"addition", "addition-trace", "addition-trace-3"};
+}
 
 int synthetic_vocab_size() { return CharVocab().size(); }
 

@@ -2,8 +2,9 @@
 // as RL environments (--task NAME with --mode grpo), character vocabulary.
 //
 //   addition        "47+38=" -> "85"                        (2 digits)
-//   addition-trace  "347+285=" -> "7+5=12,4+8+1=13,3+2+1=6:632"  (3 digits;
-//                   SFT demonstrations slip on a carry at --task-slip-rate)
+//   addition-trace  "47+38=" -> "7+8=15,4+3+1=8:85"   (2 digits; SFT
+//                   demonstrations slip on a carry at --task-slip-rate)
+//   addition-trace-3  the same with 3-digit operands
 #pragma once
 #include <memory>
 #include <string>
