@@ -150,6 +150,10 @@ PolicyTokenTerms policy_token_terms(float logprob, float old_logprob, double adv
 
 namespace {
 
+// What the per-step console line shows; the JSONL record has everything.
+const std::vector<std::string> kConsoleKeys = {"reward", "accuracy", "response_len", "kl",
+                                               "clip_frac", "entropy"};
+
 struct Rollout {
   size_t problem = 0;
   std::vector<int32_t> prompt;
@@ -366,7 +370,7 @@ class GrpoRun {
       stats.ms = rollout_ms;
       record.update({{"kl", 0.0}, {"clip_frac", 0.0}, {"entropy", 0.0}, {"logprob_ms", 0.0},
                      {"update_ms", 0.0}, {"skipped", true}});
-      reporter_.report(stats, record);
+      reporter_.report(stats, record, kConsoleKeys);
       return;
     }
 
@@ -460,7 +464,7 @@ class GrpoRun {
                    {"logprob_ms", logprob_ms},
                    {"update_ms", update_ms},
                    {"optimizer_steps", M}});
-    reporter_.report(stats, record);
+    reporter_.report(stats, record, kConsoleKeys);
   }
 
   int row_length(const std::vector<Rollout>& rollouts) const {

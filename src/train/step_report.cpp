@@ -8,7 +8,8 @@ StepReporter::StepReporter(int total_steps, int print_every, const std::string& 
     : total_steps_(total_steps), print_every_(print_every), log_(log_path),
       start_(std::chrono::steady_clock::now()) {}
 
-void StepReporter::report(const StepStats& s, const nlohmann::json& extra) {
+void StepReporter::report(const StepStats& s, const nlohmann::json& extra,
+                          const std::vector<std::string>& console_keys) {
   if (first_step_ < 0) {
     first_step_ = s.step - 1;
     start_ = std::chrono::steady_clock::now() -
@@ -31,9 +32,9 @@ void StepReporter::report(const StepStats& s, const nlohmann::json& extra) {
                 int(std::to_string(total_steps_).size()), s.step, total_steps_, s.loss, s.lr,
                 s.grad_norm);
   line += buf;
-  for (auto it = extra.begin(); it != extra.end(); ++it) {
-    if (!it.value().is_number()) continue;
-    std::snprintf(buf, sizeof(buf), " | %s %.4g", it.key().c_str(), it.value().get<double>());
+  for (const std::string& key : console_keys) {
+    if (!extra.contains(key) || !extra[key].is_number()) continue;
+    std::snprintf(buf, sizeof(buf), " | %s %.3g", key.c_str(), extra[key].get<double>());
     line += buf;
   }
   std::snprintf(buf, sizeof(buf), " | %.0f tok/s | %.0f ms | ETA %s", tokens_per_s, s.ms,

@@ -4,6 +4,7 @@
 #pragma once
 #include <chrono>
 #include <string>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
@@ -15,8 +16,10 @@ namespace polaris {
 class StepReporter {
  public:
   StepReporter(int total_steps, int print_every, const std::string& log_path);
-  // `extra` keys join the record (and numbers among them the console line).
-  void report(const StepStats& stats, const nlohmann::json& extra = nlohmann::json::object());
+  // `extra` keys join the record; those named in console_keys also join the
+  // console line.
+  void report(const StepStats& stats, const nlohmann::json& extra = nlohmann::json::object(),
+              const std::vector<std::string>& console_keys = {});
   // Validation and other events: a console line and a record with "event".
   void event(const std::string& name, const nlohmann::json& fields);
 
