@@ -222,7 +222,71 @@ std::vector<float> Transformer::forward_logits(const Batch& batch) {
 }
 
 // ---------------------------------------------------------------------------
-// The forward and backward pass. `P(offset)` is a parameter, `G(offset)` its
+// Forward pieces shared by training (run) and decoding (decode_step).
+
+void Transformer::norm_forward(float* out, float* mean, float* rstd, const float* in,
+                               size_t weight, size_t bias, int N) {
+  if (config_.is_qwen3())
+    ops_.rmsnorm_forward(out, rstd, in, param(weight), N, config_.hidden_size, config_.norm_eps);
+  else
+    ops_.layernorm_forward(out, mean, rstd, in, param(weight), param(bias), N,
+                           config_.hidden_size, config_.norm_eps);
+}
+
+void Transformer::norm_backward(float* din, const float* dout, const float* in, const float* mean,
+                                const float* rstd, size_t weight, size_t bias, int N) {
+  if (config_.is_qwen3())
+    ops_.rmsnorm_backward(din, grad(weight), dout, in, param(weight), rstd, N,
+                          config_.hidden_size);
+  else
+    ops_.layernorm_backward(din, grad(weight), grad(bias), dout, in, param(weight), mean, rstd, N,
+                            config_.hidden_size);
+}
+
+void Transformer::qkv_forward(Activations& a, int slot, const LayerOffsets& w,
+                              const int32_t* positions, int N, const float** q_out,
+                              const float** k_out) {
+  const ModelConfig& c = config_;
+  Activations::Layer& l = a.layers[slot];
+  const int C = c.hidden_size, Q = c.q_dim(), KV = c.kv_dim(), D = c.head_dim;
+  ops_.matmul_forward(l.q, l.norm1, param(w.q_weight), param(w.q_bias), N, C, Q);
+  ops_.matmul_forward(l.k, l.norm1, param(w.k_weight), param(w.k_bias), N, C, KV);
+  ops_.matmul_forward(l.v, l.norm1, param(w.v_weight), param(w.v_bias), N, C, KV);
+  *q_out = l.q;
+  *k_out = l.k;
+  if (!c.is_qwen3()) return;
+  ops_.rmsnorm_forward(l.q_normed, l.q_rstd, l.q, param(w.q_norm_weight), N * c.num_heads, D,
+                       c.norm_eps);
+  ops_.rmsnorm_forward(l.k_normed, l.k_rstd, l.k, param(w.k_norm_weight), N * c.num_kv_heads, D,
+                       c.norm_eps);
+  ops_.rope_forward(l.q_rotated, l.q_normed, positions, N, c.num_heads, D, c.rope_theta);
+  ops_.rope_forward(l.k_rotated, l.k_normed, positions, N, c.num_kv_heads, D, c.rope_theta);
+  *q_out = l.q_rotated;
+  *k_out = l.k_rotated;
+}
+
+void Transformer::mlp_forward(Activations& a, int slot, const LayerOffsets& w, float* out,
+                              int N) {
+  const int C = config_.hidden_size, F = config_.intermediate_size;
+  Activations::Layer& l = a.layers[slot];
+  if (config_.is_qwen3()) {
+    ops_.matmul_forward(l.gate, l.norm2, param(w.gate_weight), nullptr, N, C, F);
+    ops_.matmul_forward(l.up, l.norm2, param(w.up_weight), nullptr, N, C, F);
+    ops_.swiglu_forward(l.activation, l.gate, l.up, size_t(N) * F);
+  } else {
+    ops_.matmul_forward(l.up, l.norm2, param(w.up_weight), param(w.up_bias), N, C, F);
+    ops_.gelu_forward(l.activation, l.up, size_t(N) * F);
+  }
+  ops_.matmul_forward(out, l.activation, param(w.down_weight), param(w.down_bias), N, F, C);
+}
+
+void Transformer::final_norm_forward(Activations& a, const float* x, int N) {
+  norm_forward(a.final_norm, a.final_mean, a.final_rstd, x, layout_.final_norm_weight,
+               layout_.final_norm_bias, N);
+}
+
+// ---------------------------------------------------------------------------
+// The forward and backward pass. `param(offset)` is a parameter, `grad(offset)` its
 // gradient, null when the family has no such tensor.
 
 LossOutputs Transformer::run(const Batch& batch, bool backward, float loss_scale,
@@ -235,8 +299,6 @@ LossOutputs Transformer::run(const Batch& batch, bool backward, float loss_scale
   const int C = c.hidden_size, Q = c.q_dim(), KV = c.kv_dim(), F = c.intermediate_size;
   const int V = c.vocab_size, D = c.head_dim;
   const bool qwen = c.is_qwen3();
-  auto P = [&](size_t offset) -> float* { return offset == kAbsent ? nullptr : params_ + offset; };
-  auto G = [&](size_t offset) -> float* { return offset == kAbsent ? nullptr : grads_ + offset; };
   AttentionShape shape{B, T, c.num_heads, c.num_kv_heads, D};
 
   ops_.upload_int(a.tokens, batch.tokens.data(), N);
@@ -255,61 +317,25 @@ LossOutputs Transformer::run(const Batch& batch, bool backward, float loss_scale
   }
 
   // ---- forward ----
-  ops_.embedding_forward(a.layers[0].input, a.tokens, a.positions, P(layout_.embed_tokens),
-                         P(layout_.embed_positions), N, C);
+  ops_.embedding_forward(a.layers[0].input, a.tokens, a.positions, param(layout_.embed_tokens),
+                         param(layout_.embed_positions), N, C);
   for (int li = 0; li < c.num_layers; ++li) {
     const LayerOffsets& w = layout_.layers[li];
     Activations::Layer& l = a.layers[li];
-    if (qwen) {
-      ops_.rmsnorm_forward(l.norm1, l.norm1_rstd, l.input, P(w.attn_norm_weight), N, C,
-                           c.norm_eps);
-    } else {
-      ops_.layernorm_forward(l.norm1, l.norm1_mean, l.norm1_rstd, l.input, P(w.attn_norm_weight),
-                             P(w.attn_norm_bias), N, C, c.norm_eps);
-    }
-    ops_.matmul_forward(l.q, l.norm1, P(w.q_weight), P(w.q_bias), N, C, Q);
-    ops_.matmul_forward(l.k, l.norm1, P(w.k_weight), P(w.k_bias), N, C, KV);
-    ops_.matmul_forward(l.v, l.norm1, P(w.v_weight), P(w.v_bias), N, C, KV);
-    const float* q_in = l.q;
-    const float* k_in = l.k;
-    if (qwen) {
-      ops_.rmsnorm_forward(l.q_normed, l.q_rstd, l.q, P(w.q_norm_weight), N * c.num_heads, D,
-                           c.norm_eps);
-      ops_.rmsnorm_forward(l.k_normed, l.k_rstd, l.k, P(w.k_norm_weight), N * c.num_kv_heads,
-                           D, c.norm_eps);
-      ops_.rope_forward(l.q_rotated, l.q_normed, a.positions, N, c.num_heads, D, c.rope_theta);
-      ops_.rope_forward(l.k_rotated, l.k_normed, a.positions, N, c.num_kv_heads, D,
-                        c.rope_theta);
-      q_in = l.q_rotated;
-      k_in = l.k_rotated;
-    }
+    norm_forward(l.norm1, l.norm1_mean, l.norm1_rstd, l.input, w.attn_norm_weight,
+                 w.attn_norm_bias, N);
+    const float *q_in, *k_in;
+    qkv_forward(a, li, w, a.positions, N, &q_in, &k_in);
     ops_.attention_forward(l.attention, l.lse, q_in, k_in, l.v, doc_ids, shape);
-    ops_.matmul_forward(a.branch, l.attention, P(w.o_weight), P(w.o_bias), N, Q, C);
+    ops_.matmul_forward(a.branch, l.attention, param(w.o_weight), param(w.o_bias), N, Q, C);
     ops_.add(l.middle, l.input, a.branch, size_t(N) * C);
-    if (qwen) {
-      ops_.rmsnorm_forward(l.norm2, l.norm2_rstd, l.middle, P(w.mlp_norm_weight), N, C,
-                           c.norm_eps);
-      ops_.matmul_forward(l.gate, l.norm2, P(w.gate_weight), nullptr, N, C, F);
-      ops_.matmul_forward(l.up, l.norm2, P(w.up_weight), nullptr, N, C, F);
-      ops_.swiglu_forward(l.activation, l.gate, l.up, size_t(N) * F);
-    } else {
-      ops_.layernorm_forward(l.norm2, l.norm2_mean, l.norm2_rstd, l.middle, P(w.mlp_norm_weight),
-                             P(w.mlp_norm_bias), N, C, c.norm_eps);
-      ops_.matmul_forward(l.up, l.norm2, P(w.up_weight), P(w.up_bias), N, C, F);
-      ops_.gelu_forward(l.activation, l.up, size_t(N) * F);
-    }
-    ops_.matmul_forward(a.branch, l.activation, P(w.down_weight), P(w.down_bias), N, F, C);
+    norm_forward(l.norm2, l.norm2_mean, l.norm2_rstd, l.middle, w.mlp_norm_weight,
+                 w.mlp_norm_bias, N);
+    mlp_forward(a, li, w, a.branch, N);
     float* next = li + 1 < c.num_layers ? a.layers[li + 1].input : a.output;
     ops_.add(next, l.middle, a.branch, size_t(N) * C);
   }
-  if (qwen) {
-    ops_.rmsnorm_forward(a.final_norm, a.final_rstd, a.output, P(layout_.final_norm_weight), N,
-                         C, c.norm_eps);
-  } else {
-    ops_.layernorm_forward(a.final_norm, a.final_mean, a.final_rstd, a.output,
-                           P(layout_.final_norm_weight), P(layout_.final_norm_bias), N, C,
-                           c.norm_eps);
-  }
+  final_norm_forward(a, a.output, N);
 
   // ---- LM head and loss, chunk by chunk; in training each chunk's logits
   // are turned into their gradient in place and pushed through the head.
@@ -317,7 +343,7 @@ LossOutputs Transformer::run(const Batch& batch, bool backward, float loss_scale
   for (int start = 0; start < N; start += a.logit_rows) {
     const int rows = std::min(a.logit_rows, N - start);
     const float* x = a.final_norm + size_t(start) * C;
-    ops_.matmul_forward(a.logits, x, P(layout_.lm_head), nullptr, rows, C, V);
+    ops_.matmul_forward(a.logits, x, param(layout_.lm_head), nullptr, rows, C, V);
     if (logits_out) ops_.download(logits_out + size_t(start) * V, a.logits, size_t(rows) * V);
     LossArgs loss;
     loss.logits = a.logits;
@@ -333,8 +359,8 @@ LossOutputs Transformer::run(const Batch& batch, bool backward, float loss_scale
     loss.dlogits = backward ? a.logits : nullptr;
     ops_.cross_entropy(loss);
     if (backward) {
-      ops_.matmul_backward(a.d_final + size_t(start) * C, G(layout_.lm_head), nullptr, a.logits,
-                           x, P(layout_.lm_head), rows, C, V);
+      ops_.matmul_backward(a.d_final + size_t(start) * C, grad(layout_.lm_head), nullptr, a.logits,
+                           x, param(layout_.lm_head), rows, C, V);
     }
   }
 
@@ -355,43 +381,35 @@ LossOutputs Transformer::run(const Batch& batch, bool backward, float loss_scale
   // ---- backward ----
   float* dx = a.d_residual;  // gradient of the residual stream, walking down
   ops_.zero(dx, size_t(N) * C);
-  if (qwen) {
-    ops_.rmsnorm_backward(dx, G(layout_.final_norm_weight), a.d_final, a.output,
-                          P(layout_.final_norm_weight), a.final_rstd, N, C);
-  } else {
-    ops_.layernorm_backward(dx, G(layout_.final_norm_weight), G(layout_.final_norm_bias),
-                            a.d_final, a.output, P(layout_.final_norm_weight), a.final_mean,
-                            a.final_rstd, N, C);
-  }
+  norm_backward(dx, a.d_final, a.output, a.final_mean, a.final_rstd, layout_.final_norm_weight,
+                layout_.final_norm_bias, N);
   for (int li = c.num_layers - 1; li >= 0; --li) {
     const LayerOffsets& w = layout_.layers[li];
     Activations::Layer& l = a.layers[li];
     // MLP branch: dx is the gradient of the layer output = of its MLP branch.
     ops_.zero(a.d_activation, size_t(N) * F);
-    ops_.matmul_backward(a.d_activation, G(w.down_weight), G(w.down_bias), dx, l.activation,
-                         P(w.down_weight), N, F, C);
+    ops_.matmul_backward(a.d_activation, grad(w.down_weight), grad(w.down_bias), dx, l.activation,
+                         param(w.down_weight), N, F, C);
     ops_.zero(a.d_up, size_t(N) * F);
     ops_.zero(a.d_norm, size_t(N) * C);
     if (qwen) {
       ops_.zero(a.d_gate, size_t(N) * F);
       ops_.swiglu_backward(a.d_gate, a.d_up, a.d_activation, l.gate, l.up, size_t(N) * F);
-      ops_.matmul_backward(a.d_norm, G(w.gate_weight), nullptr, a.d_gate, l.norm2,
-                           P(w.gate_weight), N, C, F);
-      ops_.matmul_backward(a.d_norm, G(w.up_weight), nullptr, a.d_up, l.norm2, P(w.up_weight),
+      ops_.matmul_backward(a.d_norm, grad(w.gate_weight), nullptr, a.d_gate, l.norm2,
+                           param(w.gate_weight), N, C, F);
+      ops_.matmul_backward(a.d_norm, grad(w.up_weight), nullptr, a.d_up, l.norm2, param(w.up_weight),
                            N, C, F);
-      ops_.rmsnorm_backward(dx, G(w.mlp_norm_weight), a.d_norm, l.middle, P(w.mlp_norm_weight),
-                            l.norm2_rstd, N, C);
     } else {
       ops_.gelu_backward(a.d_up, a.d_activation, l.up, size_t(N) * F);
-      ops_.matmul_backward(a.d_norm, G(w.up_weight), G(w.up_bias), a.d_up, l.norm2,
-                           P(w.up_weight), N, C, F);
-      ops_.layernorm_backward(dx, G(w.mlp_norm_weight), G(w.mlp_norm_bias), a.d_norm, l.middle,
-                              P(w.mlp_norm_weight), l.norm2_mean, l.norm2_rstd, N, C);
+      ops_.matmul_backward(a.d_norm, grad(w.up_weight), grad(w.up_bias), a.d_up, l.norm2,
+                           param(w.up_weight), N, C, F);
     }
+    norm_backward(dx, a.d_norm, l.middle, l.norm2_mean, l.norm2_rstd, w.mlp_norm_weight,
+                  w.mlp_norm_bias, N);
     // Attention branch: dx is now the gradient of the middle residual.
     ops_.zero(a.d_attention, size_t(N) * Q);
-    ops_.matmul_backward(a.d_attention, G(w.o_weight), G(w.o_bias), dx, l.attention,
-                         P(w.o_weight), N, Q, C);
+    ops_.matmul_backward(a.d_attention, grad(w.o_weight), grad(w.o_bias), dx, l.attention,
+                         param(w.o_weight), N, Q, C);
     ops_.zero(a.d_q, size_t(N) * Q);
     ops_.zero(a.d_k, size_t(N) * KV);
     ops_.zero(a.d_v, size_t(N) * KV);
@@ -410,27 +428,22 @@ LossOutputs Transformer::run(const Batch& batch, bool backward, float loss_scale
       ops_.rope_backward(a.d_k2, a.d_k, a.positions, N, c.num_kv_heads, D, c.rope_theta);
       ops_.zero(a.d_q, size_t(N) * Q);
       ops_.zero(a.d_k, size_t(N) * KV);
-      ops_.rmsnorm_backward(a.d_q, G(w.q_norm_weight), a.d_q2, l.q, P(w.q_norm_weight), l.q_rstd,
+      ops_.rmsnorm_backward(a.d_q, grad(w.q_norm_weight), a.d_q2, l.q, param(w.q_norm_weight), l.q_rstd,
                             N * c.num_heads, D);
-      ops_.rmsnorm_backward(a.d_k, G(w.k_norm_weight), a.d_k2, l.k, P(w.k_norm_weight), l.k_rstd,
+      ops_.rmsnorm_backward(a.d_k, grad(w.k_norm_weight), a.d_k2, l.k, param(w.k_norm_weight), l.k_rstd,
                             N * c.num_kv_heads, D);
     }
     ops_.zero(a.d_norm, size_t(N) * C);
-    ops_.matmul_backward(a.d_norm, G(w.q_weight), G(w.q_bias), d_q_projection, l.norm1,
-                         P(w.q_weight), N, C, Q);
-    ops_.matmul_backward(a.d_norm, G(w.k_weight), G(w.k_bias), d_k_projection, l.norm1,
-                         P(w.k_weight), N, C, KV);
-    ops_.matmul_backward(a.d_norm, G(w.v_weight), G(w.v_bias), a.d_v, l.norm1, P(w.v_weight), N,
+    ops_.matmul_backward(a.d_norm, grad(w.q_weight), grad(w.q_bias), d_q_projection, l.norm1,
+                         param(w.q_weight), N, C, Q);
+    ops_.matmul_backward(a.d_norm, grad(w.k_weight), grad(w.k_bias), d_k_projection, l.norm1,
+                         param(w.k_weight), N, C, KV);
+    ops_.matmul_backward(a.d_norm, grad(w.v_weight), grad(w.v_bias), a.d_v, l.norm1, param(w.v_weight), N,
                          C, KV);
-    if (qwen) {
-      ops_.rmsnorm_backward(dx, G(w.attn_norm_weight), a.d_norm, l.input, P(w.attn_norm_weight),
-                            l.norm1_rstd, N, C);
-    } else {
-      ops_.layernorm_backward(dx, G(w.attn_norm_weight), G(w.attn_norm_bias), a.d_norm, l.input,
-                              P(w.attn_norm_weight), l.norm1_mean, l.norm1_rstd, N, C);
-    }
+    norm_backward(dx, a.d_norm, l.input, l.norm1_mean, l.norm1_rstd, w.attn_norm_weight,
+                  w.attn_norm_bias, N);
   }
-  ops_.embedding_backward(G(layout_.embed_tokens), G(layout_.embed_positions), dx, a.tokens,
+  ops_.embedding_backward(grad(layout_.embed_tokens), grad(layout_.embed_positions), dx, a.tokens,
                           a.positions, N, C);
   return out;
 }
@@ -466,9 +479,8 @@ std::vector<float> Transformer::decode_step(const std::vector<int32_t>& tokens,
           "decode_step: tokens, positions and slots must have one entry per sequence");
   require(cache_slots_ > 0, "decode_step: reserve_kv_cache first");
   const ModelConfig& c = config_;
-  const int C = c.hidden_size, Q = c.q_dim(), KV = c.kv_dim(), F = c.intermediate_size;
+  const int C = c.hidden_size, Q = c.q_dim(), KV = c.kv_dim();
   const int V = c.vocab_size, D = c.head_dim, M = cache_max_len_;
-  const bool qwen = c.is_qwen3();
   std::vector<int32_t> cache_rows(S), lengths(S);
   for (int s = 0; s < S; ++s) {
     require(tokens[s] >= 0 && tokens[s] < V, "decode_step: token id out of vocabulary");
@@ -487,7 +499,6 @@ std::vector<float> Transformer::decode_step(const std::vector<int32_t>& tokens,
   }
   Activations& a = *decode_acts_;
   Activations::Layer& l = a.layers[0];
-  auto P = [&](size_t offset) -> float* { return offset == kAbsent ? nullptr : params_ + offset; };
   int32_t* rows_d = a.targets;  // reuse an int buffer of size S for the cache rows
   int32_t* lengths_d = a.doc_ids;
   ops_.upload_int(a.tokens, tokens.data(), S);
@@ -496,70 +507,35 @@ std::vector<float> Transformer::decode_step(const std::vector<int32_t>& tokens,
   ops_.upload_int(lengths_d, lengths.data(), S);
 
   float* x = a.output;
-  ops_.embedding_forward(x, a.tokens, a.positions, P(layout_.embed_tokens),
-                         P(layout_.embed_positions), S, C);
+  ops_.embedding_forward(x, a.tokens, a.positions, param(layout_.embed_tokens),
+                         param(layout_.embed_positions), S, C);
   for (int li = 0; li < c.num_layers; ++li) {
     const LayerOffsets& w = layout_.layers[li];
-    if (qwen) {
-      ops_.rmsnorm_forward(l.norm1, l.norm1_rstd, x, P(w.attn_norm_weight), S, C, c.norm_eps);
-    } else {
-      ops_.layernorm_forward(l.norm1, l.norm1_mean, l.norm1_rstd, x, P(w.attn_norm_weight),
-                             P(w.attn_norm_bias), S, C, c.norm_eps);
-    }
-    ops_.matmul_forward(l.q, l.norm1, P(w.q_weight), P(w.q_bias), S, C, Q);
-    ops_.matmul_forward(l.k, l.norm1, P(w.k_weight), P(w.k_bias), S, C, KV);
-    ops_.matmul_forward(l.v, l.norm1, P(w.v_weight), P(w.v_bias), S, C, KV);
-    const float* q_in = l.q;
-    const float* k_in = l.k;
-    if (qwen) {
-      ops_.rmsnorm_forward(l.q_normed, l.q_rstd, l.q, P(w.q_norm_weight), S * c.num_heads, D,
-                           c.norm_eps);
-      ops_.rmsnorm_forward(l.k_normed, l.k_rstd, l.k, P(w.k_norm_weight), S * c.num_kv_heads, D,
-                           c.norm_eps);
-      ops_.rope_forward(l.q_rotated, l.q_normed, a.positions, S, c.num_heads, D, c.rope_theta);
-      ops_.rope_forward(l.k_rotated, l.k_normed, a.positions, S, c.num_kv_heads, D,
-                        c.rope_theta);
-      q_in = l.q_rotated;
-      k_in = l.k_rotated;
-    }
+    norm_forward(l.norm1, l.norm1_mean, l.norm1_rstd, x, w.attn_norm_weight, w.attn_norm_bias,
+                 S);
+    const float *q_in, *k_in;
+    qkv_forward(a, 0, w, a.positions, S, &q_in, &k_in);
     ops_.scatter_rows(key_cache_[li], k_in, rows_d, S, KV);
     ops_.scatter_rows(value_cache_[li], l.v, rows_d, S, KV);
-    // attention_decode reads slot s at k_cache + s*M*KV: gather each sequence's
-    // slot by offsetting per sequence when slots are not 0..S-1.
+    // attention_decode reads a run of consecutive slots; a sequence's slot
+    // can be anywhere, so each sequence is its own run of one.
     for (int s = 0; s < S; ++s) {
       const size_t slot_offset = size_t(slots[s]) * M * KV;
       ops_.attention_decode(l.attention + size_t(s) * Q, q_in + size_t(s) * Q,
                             key_cache_[li] + slot_offset, value_cache_[li] + slot_offset,
                             lengths_d + s, 1, M, c.num_heads, c.num_kv_heads, D);
     }
-    ops_.matmul_forward(a.branch, l.attention, P(w.o_weight), P(w.o_bias), S, Q, C);
+    ops_.matmul_forward(a.branch, l.attention, param(w.o_weight), param(w.o_bias), S, Q, C);
     ops_.add(x, x, a.branch, size_t(S) * C);
-    if (qwen) {
-      ops_.rmsnorm_forward(l.norm2, l.norm2_rstd, x, P(w.mlp_norm_weight), S, C, c.norm_eps);
-      ops_.matmul_forward(l.gate, l.norm2, P(w.gate_weight), nullptr, S, C, F);
-      ops_.matmul_forward(l.up, l.norm2, P(w.up_weight), nullptr, S, C, F);
-      ops_.swiglu_forward(l.activation, l.gate, l.up, size_t(S) * F);
-    } else {
-      ops_.layernorm_forward(l.norm2, l.norm2_mean, l.norm2_rstd, x, P(w.mlp_norm_weight),
-                             P(w.mlp_norm_bias), S, C, c.norm_eps);
-      ops_.matmul_forward(l.up, l.norm2, P(w.up_weight), P(w.up_bias), S, C, F);
-      ops_.gelu_forward(l.activation, l.up, size_t(S) * F);
-    }
-    ops_.matmul_forward(a.branch, l.activation, P(w.down_weight), P(w.down_bias), S, F, C);
+    norm_forward(l.norm2, l.norm2_mean, l.norm2_rstd, x, w.mlp_norm_weight, w.mlp_norm_bias, S);
+    mlp_forward(a, 0, w, a.branch, S);
     ops_.add(x, x, a.branch, size_t(S) * C);
   }
-  if (qwen) {
-    ops_.rmsnorm_forward(a.final_norm, a.final_rstd, x, P(layout_.final_norm_weight), S, C,
-                         c.norm_eps);
-  } else {
-    ops_.layernorm_forward(a.final_norm, a.final_mean, a.final_rstd, x,
-                           P(layout_.final_norm_weight), P(layout_.final_norm_bias), S, C,
-                           c.norm_eps);
-  }
+  final_norm_forward(a, x, S);
   std::vector<float> logits(size_t(S) * V);
   for (int start = 0; start < S; start += a.logit_rows) {
     const int rows = std::min(a.logit_rows, S - start);
-    ops_.matmul_forward(a.logits, a.final_norm + size_t(start) * C, P(layout_.lm_head), nullptr,
+    ops_.matmul_forward(a.logits, a.final_norm + size_t(start) * C, param(layout_.lm_head), nullptr,
                         rows, C, V);
     ops_.download(logits.data() + size_t(start) * V, a.logits, size_t(rows) * V);
   }

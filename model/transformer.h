@@ -86,6 +86,23 @@ class Transformer {
   struct Activations;
   LossOutputs run(const Batch& batch, bool backward, float loss_scale, float* logits_out);
   void ensure_activations(int B, int T);
+  // Pieces of a layer shared by the training pass and decode_step.
+  float* param(size_t offset) const { return offset == kAbsent ? nullptr : params_ + offset; }
+  float* grad(size_t offset) const { return offset == kAbsent ? nullptr : grads_ + offset; }
+  // The family's norm (RMSNorm, or LayerNorm with its mean saved).
+  void norm_forward(float* out, float* mean, float* rstd, const float* in, size_t weight,
+                    size_t bias, int N);
+  // Its backward, adding into din and the norm's parameter gradients.
+  void norm_backward(float* din, const float* dout, const float* in, const float* mean,
+                     const float* rstd, size_t weight, size_t bias, int N);
+  // q, k, v projections, then Qwen3's q/k norms and RoPE; sets q_out and
+  // k_out to the tensors attention reads.
+  void qkv_forward(Activations& a, int layer_slot, const LayerOffsets& w, const int32_t* positions,
+                   int N, const float** q_out, const float** k_out);
+  // MLP of norm2 into out (GPT-2: GELU; Qwen3: SwiGLU).
+  void mlp_forward(Activations& a, int layer_slot, const LayerOffsets& w, float* out, int N);
+  // The final norm of x into final_norm.
+  void final_norm_forward(Activations& a, const float* x, int N);
 
   ModelConfig config_;
   ParamLayout layout_;
