@@ -21,7 +21,17 @@ BUILD    := build
 CXXFLAGS ?= -O2 -g
 CXXFLAGS += -std=c++17 -fopenmp -Wall -Wextra -Wno-unused-parameter -I. -MMD -MP
 LDLIBS   := -lpcre2-8 -lutf8proc -lpthread
+# HDF5 (checkpoint/): Debian's serial build
+CXXFLAGS += -I/usr/include/hdf5/serial
+LDLIBS   += -L/usr/lib/x86_64-linux-gnu/hdf5/serial -lhdf5
 JOBS     ?= $(shell nproc)
+
+# OpenMPI (optim/comm.cpp): flags from the wrapper compiler, else pkg-config.
+# Without mpirun the programs still run as one process and never call MPI.
+MPI_CFLAGS := $(shell mpicxx --showme:compile 2>/dev/null || pkg-config --cflags ompi-cxx 2>/dev/null)
+MPI_LIBS   := $(shell mpicxx --showme:link 2>/dev/null || pkg-config --libs ompi-cxx 2>/dev/null)
+CXXFLAGS   += $(MPI_CFLAGS)
+LDLIBS     += $(MPI_LIBS)
 
 LIB_SRCS  := $(wildcard model/*.cpp optim/*.cpp data/*.cpp checkpoint/*.cpp src/common/*.cpp src/train/*.cpp)
 LIB_OBJS  := $(LIB_SRCS:%.cpp=$(BUILD)/obj/%.o)

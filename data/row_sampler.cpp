@@ -4,20 +4,9 @@
 #include <string>
 
 #include "src/common/error.h"
+#include "src/common/mix.h"
 
 namespace polaris {
-
-namespace {
-
-// splitmix64's finaliser: a strong 64-bit mixing function.
-uint64_t mix64(uint64_t x) {
-  x += 0x9E3779B97F4A7C15ull;
-  x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
-  x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
-  return x ^ (x >> 31);
-}
-
-}  // namespace
 
 RowSampler::RowSampler(uint64_t num_rows, uint64_t seed, int rank, int world_size, bool shuffle)
     : num_rows_(num_rows), seed_(seed), rank_(rank), world_size_(world_size), shuffle_(shuffle) {

@@ -10,8 +10,11 @@
 namespace polaris {
 
 TokenRowLoader::TokenRowLoader(const std::string& flag, const std::string& pattern, int T,
-                               int vocab_size, uint64_t seed)
-    : T_(T), seed_(seed) {
+                               int vocab_size, uint64_t seed, int rank, int world_size)
+    : T_(T), seed_(seed), rank_(rank), world_(world_size) {
+  require(world_size >= 1 && rank >= 0 && rank < world_size,
+          flag + ": rank " + std::to_string(rank) + " outside [0, " +
+              std::to_string(world_size) + ")");
   std::vector<std::string> files;
   try {
     files = expand_shard_pattern(pattern);
@@ -51,7 +54,8 @@ Batch TokenRowLoader::make_batch(const std::vector<size_t>& windows) const {
 
 Batch TokenRowLoader::next_batch(int B) {
   std::vector<size_t> picked;
-  while (int(picked.size()) < B) {
+  const size_t first = size_t(rank_) * size_t(B), global = size_t(world_) * size_t(B);
+  for (size_t i = 0; i < global; ++i) {
     if (cursor_ == order_.size()) {
       order_.resize(windows_);
       std::iota(order_.begin(), order_.end(), 0);
@@ -60,14 +64,16 @@ Batch TokenRowLoader::next_batch(int B) {
       cursor_ = 0;
       ++epoch_;
     }
-    picked.push_back(order_[cursor_++]);
+    const size_t window = order_[cursor_++];
+    if (i >= first && i < first + size_t(B)) picked.push_back(window);
   }
   return make_batch(picked);
 }
 
 Batch TokenRowLoader::batch_at(int index, int B) const {
   std::vector<size_t> picked;
-  for (int b = 0; b < B; ++b) picked.push_back((size_t(index) * B + b) % windows_);
+  const size_t first = (size_t(index) * size_t(world_) + size_t(rank_)) * size_t(B);
+  for (int b = 0; b < B; ++b) picked.push_back((first + size_t(b)) % windows_);
   return make_batch(picked);
 }
 

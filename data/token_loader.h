@@ -4,6 +4,14 @@
 // non-overlapping windows of T+1 tokens (T inputs, and the last one is the
 // target of position T-1). Each epoch visits every window once, in an order
 // shuffled from (seed, epoch), so a run is reproducible from its seed.
+//
+// Data parallel (rank r of W): every rank computes the same shuffled order,
+// and each batch of B rows is rank r's slice [r*B, (r+1)*B) of the GLOBAL
+// batch of W*B rows taken from that order. So the union over ranks of one
+// micro-batch is exactly the micro-batch a single process with --batch W*B
+// would draw, in the same order: W ranks at --batch B and one process at
+// --batch W*B train on the same rows (tests/cli/mpi_equivalence.sh relies on
+// this, together with the loops' global loss normaliser).
 #pragma once
 #include <cstdint>
 #include <string>
@@ -18,10 +26,12 @@ class TokenRowLoader {
   // Throws Error naming the flag (`flag`, e.g. "--data") when the pattern
   // matches nothing, a shard is bad, a token is >= vocab_size, or the data
   // hold less than one window.
+  // Also throws when rank is outside [0, world_size).
   TokenRowLoader(const std::string& flag, const std::string& pattern, int T, int vocab_size,
-                 uint64_t seed);
-  Batch next_batch(int B);                // B shuffled windows
-  Batch batch_at(int index, int B) const; // the index-th B windows in file order (validation)
+                 uint64_t seed, int rank = 0, int world_size = 1);
+  Batch next_batch(int B);                // this rank's B of the next W*B shuffled windows
+  // This rank's B of the index-th W*B windows in file order (validation).
+  Batch batch_at(int index, int B) const;
   size_t num_windows() const { return windows_; }
   size_t num_tokens() const { return tokens_.size(); }
 
@@ -31,6 +41,7 @@ class TokenRowLoader {
   int T_;
   size_t windows_;
   uint64_t seed_;
+  int rank_, world_;
   uint64_t epoch_ = 0;
   size_t cursor_ = 0;
   std::vector<size_t> order_;

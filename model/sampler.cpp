@@ -5,22 +5,14 @@
 #include <numeric>
 
 #include "src/common/error.h"
+#include "src/common/mix.h"
 
 namespace polaris {
 
 namespace {
 
-// SplitMix64 finaliser: a counter-based generator, so the draw for
-// (stream, counter) needs no state carried between calls.
-uint64_t mix(uint64_t x) {
-  x += 0x9e3779b97f4a7c15ull;
-  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
-  x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
-  return x ^ (x >> 31);
-}
-
 double uniform01(uint64_t stream, uint64_t counter) {
-  uint64_t bits = mix(mix(stream) ^ (counter * 0xd1b54a32d192ed03ull));
+  uint64_t bits = mix64(mix64(stream) ^ (counter * 0xd1b54a32d192ed03ull));
   return double(bits >> 11) * (1.0 / 9007199254740992.0);  // 53 bits in [0, 1)
 }
 

@@ -6,10 +6,39 @@
 //   polaris_train model.bin --mode sft  --data chat.jsonl --tokenizer tokenizer.json
 //   polaris_train model.bin --mode grpo --data problems.jsonl --tokenizer tokenizer.json
 // Flags: README.md "polaris_train".
+#include <cstdio>
+#include <cstring>
+
 #include "src/common/cli.h"
 #include "src/train/loops.h"
 
+namespace {
+
+const char* kUsage = R"(usage:
+  polaris_train                       the built-in demo (a tiny model learns addition)
+  polaris_train MODEL.bin | --init PRESET  --mode pretrain|sft|grpo  [flags]
+
+data:      --data PATTERN|FILE  --val-data ...  --tokenizer tokenizer.json  --task NAME
+shape:     --steps N  --batch B  --seq T  --grad-accum K
+optimizer: --lr X  --lr-schedule cosine|linear|constant  --warmup-steps N  --min-lr-fraction F
+           --weight-decay W  --beta2 B  --grad-clip C
+run:       --seed S  --backend cpu  --log FILE.jsonl  --print-every N  --out MODEL.bin
+           --val-every N  --val-batches N  --skip-bad
+grpo:      --prompts-per-step P  --group-size G  --minibatches M  --clip-low/--clip-high
+           --kl-coef B  --entropy-coef C  --dynamic-sampling  --no-std-normalize
+           --temperature[-schedule]  --max-response[-schedule]  --pass-rates FILE
+           --eval-data FILE  --eval-samples K  --eval-every N
+README.md "polaris_train" explains every flag.
+)";
+
+}  // namespace
+
 int main(int argc, char** argv) {
+  for (int i = 1; i < argc; ++i)
+    if (!std::strcmp(argv[i], "--help") || !std::strcmp(argv[i], "-h")) {
+      std::fputs(kUsage, stdout);
+      return 0;
+    }
   return polaris::run_main([&] {
     if (argc == 1) return polaris::run_builtin_demo();
     polaris::TrainOptions options = polaris::parse_train_options(argc, argv);

@@ -68,6 +68,12 @@ double Flags::get_double(const std::string& name, double fallback) const {
   return v;
 }
 
+namespace {
+void (*g_fatal_hook)() = nullptr;
+}  // namespace
+
+void set_fatal_hook(void (*hook)()) { g_fatal_hook = hook; }
+
 int run_main(const std::function<int()>& body) {
   try {
     return body();
@@ -76,6 +82,7 @@ int run_main(const std::function<int()>& body) {
   } catch (const std::exception& e) {
     std::fprintf(stderr, "error: internal: %s\n", e.what());
   }
+  if (g_fatal_hook) g_fatal_hook();
   return 1;
 }
 

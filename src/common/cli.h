@@ -39,4 +39,9 @@ class Flags {
 // (and on any other std::exception, which would be a bug, with "internal").
 int run_main(const std::function<int()>& body);
 
+// A function run_main calls after printing a fatal error, before returning 1.
+// MpiComm (optim/comm.h) registers MPI_Abort here so one failing rank ends
+// the whole multi-process job instead of leaving the others blocked.
+void set_fatal_hook(void (*hook)());
+
 }  // namespace polaris

@@ -49,7 +49,7 @@ Batch addition_batch(const AdditionTask& task, const CharVocab& vocab, std::mt19
 
 int run_builtin_demo() {
   std::printf("Polaris built-in demo: a tiny Qwen3-style model learns %d-digit addition on the "
-              "CPU.\n(Run `polaris_train --help`-style flags from the README for real data.)\n",
+              "CPU.\n(polaris_train --help lists the flags for your own data.)\n",
               kDigits);
   CharVocab vocab;
   AdditionTask task(kDigits);

@@ -232,22 +232,44 @@ class GrpoRun {
     if (trainable_.size() < env.size(Split::Train))
       std::printf("difficulty filter: %zu of %zu problems kept (pass rate strictly between 0 and 1)\n",
                   trainable_.size(), env.size(Split::Train));
-    prompt_order_.reset(new RowSampler(trainable_.size(), options.seed));
+    // Data parallel: rank r of W samples prompts_per_step / W of each step's
+    // prompts (entries r, r + W, ... of the shuffled prompt order). Groups
+    // live on one rank, so advantages are computed locally; the metrics and
+    // the decisions every rank must share (skip the step, the number of
+    // mini-batches) are reduced over ranks.
+    comm_ = options.world_size() > 1 ? options.comm.get() : nullptr;
+    rank_ = options.rank();
+    world_ = options.world_size();
+    require(grpo.prompts_per_step % world_ == 0,
+            "--prompts-per-step " + std::to_string(grpo.prompts_per_step) +
+                " must be divisible by the number of ranks (" + std::to_string(world_) + ")");
+    local_prompts_ = grpo.prompts_per_step / world_;
+    require(trainable_.size() >= size_t(world_),
+            "--mode grpo: " + std::to_string(trainable_.size()) +
+                " training problems cannot be split over " + std::to_string(world_) + " ranks");
+    prompt_order_.reset(new RowSampler(trainable_.size(), options.seed, rank_, world_));
   }
 
   // avg@k on the evaluation split: the mean correctness of k samples each.
+  // Ranks take contiguous blocks of the problems; the random streams are
+  // numbered globally, so the samples are those one process would draw.
   double evaluate(int step) {
     const size_t problems = env_.size(Split::Eval);
+    const size_t first = problems * size_t(rank_) / size_t(world_);
+    const size_t last = problems * size_t(rank_ + 1) / size_t(world_);
     std::vector<std::vector<int32_t>> prompts;
-    for (size_t i = 0; i < problems; ++i)
+    for (size_t i = first; i < last; ++i)
       for (int k = 0; k < grpo_.eval_samples; ++k) prompts.push_back(env_.prompt(Split::Eval, i));
     SamplingParams params = sampling(grpo_.eval_temperature, int(grpo_.max_response.at(step)));
     params.seed = options_.seed ^ 0x5eedull;
-    std::vector<Completion> completions = generate(policy_, prompts, params);
-    double correct = 0;
+    std::vector<Completion> completions =
+        generate(policy_, prompts, params, uint64_t(first) * uint64_t(grpo_.eval_samples));
+    double counts[2] = {0, double(completions.size())};
     for (size_t j = 0; j < completions.size(); ++j)
-      correct += env_.score(Split::Eval, j / grpo_.eval_samples, completions[j].tokens).correct;
-    const double avg = correct / completions.size();
+      counts[0] +=
+          env_.score(Split::Eval, first + j / grpo_.eval_samples, completions[j].tokens).correct;
+    if (comm_) comm_->all_reduce_sum(counts, 2);
+    const double avg = counts[0] / std::max(counts[1], 1.0);
     reporter_.event("eval", {{"step", step},
                              {"avg_at_k", avg},
                              {"k", grpo_.eval_samples},
@@ -291,7 +313,10 @@ class GrpoRun {
     SamplingParams params =
         sampling(grpo_.temperature.at(step), int(grpo_.max_response.at(step)));
     params.seed = options_.seed;
-    std::vector<Completion> completions = generate(policy_, prompts, params, streams_used_);
+    // Each rank draws from its own block of random streams (rank 0's block
+    // is the single-process numbering).
+    std::vector<Completion> completions =
+        generate(policy_, prompts, params, (uint64_t(rank_) << 40) + streams_used_);
     streams_used_ += prompts.size();
     std::vector<Rollout> rollouts(prompts.size());
     for (size_t j = 0; j < prompts.size(); ++j) {
@@ -306,7 +331,7 @@ class GrpoRun {
   void one_step(int step) {
     const int G = grpo_.group_size;
     auto rollout_start = std::chrono::steady_clock::now();
-    std::vector<Rollout> batch = sample_groups(step, grpo_.prompts_per_step);
+    std::vector<Rollout> batch = sample_groups(step, local_prompts_);
     // All sampled rollouts count for reward and accuracy, kept or not.
     double reward_sum = 0, correct = 0, length_sum = 0, length_max = 0;
     size_t sampled = 0, groups_dropped = 0;
@@ -331,9 +356,9 @@ class GrpoRun {
             continue;
           }
           for (int i = 0; i < G; ++i) kept.push_back(std::move(batch[first + i]));
-          if (int(kept.size()) == grpo_.prompts_per_step * G) break;
+          if (int(kept.size()) == local_prompts_ * G) break;
         }
-        const int missing = grpo_.prompts_per_step - int(kept.size()) / G;
+        const int missing = local_prompts_ - int(kept.size()) / G;
         if (missing == 0 || round >= grpo_.max_refills) break;
         batch = sample_groups(step, missing);
         tally(batch);
@@ -342,12 +367,25 @@ class GrpoRun {
     }
     const double rollout_ms = elapsed_ms(rollout_start);
 
+    // Sums over ranks for the log (each rank's own rollouts otherwise).
+    double kept_groups = double(batch.size() / size_t(G)), dropped = double(groups_dropped);
+    if (comm_) {
+      double sums[6] = {reward_sum, correct, length_sum, double(sampled), kept_groups, dropped};
+      comm_->all_reduce_sum(sums, 6);
+      reward_sum = sums[0];
+      correct = sums[1];
+      length_sum = sums[2];
+      sampled = size_t(sums[3]);
+      kept_groups = sums[4];
+      groups_dropped = size_t(sums[5]);
+      comm_->all_reduce_max(&length_max, 1);
+    }
     nlohmann::json record = {
         {"reward", reward_sum / sampled},
         {"accuracy", correct / sampled},
         {"response_len", length_sum / sampled},
         {"response_len_max", length_max},
-        {"groups_kept", int(batch.size()) / G},
+        {"groups_kept", int(kept_groups)},
         {"groups_dropped", groups_dropped},
         {"temperature", grpo_.temperature.at(step)},
         {"max_response", grpo_.max_response.at(step)},
@@ -362,7 +400,10 @@ class GrpoRun {
       for (int i = 0; i < G; ++i) group.push_back(batch[first + i].score.reward);
       any_signal = !zero_variance_group(group, 0, G);
     }
-    if (batch.empty() || !any_signal) {
+    // The same decision on every rank: train when any rank has a signal.
+    double signal = (!batch.empty() && any_signal) ? 1.0 : 0.0;
+    if (comm_) comm_->all_reduce_sum(&signal, 1);
+    if (signal == 0) {
       // Every group had equal rewards: nothing to learn from this step.
       StepStats stats;
       stats.step = step + 1;
@@ -395,7 +436,11 @@ class GrpoRun {
     std::iota(order.begin(), order.end(), 0);
     std::mt19937_64 rng(options_.seed * 7919 + uint64_t(step));
     std::shuffle(order.begin(), order.end(), rng);
-    const int M = std::min<int>(grpo_.minibatches, int(batch.size()));
+    // M is the same on every rank: at most the largest rank's rollout count
+    // (a rank with fewer rollouts trains some mini-batches on nothing).
+    double most_rollouts = double(batch.size());
+    if (comm_) comm_->all_reduce_max(&most_rollouts, 1);
+    const int M = std::min<int>(grpo_.minibatches, int(most_rollouts));
     double objective_sum = 0, kl_sum = 0, entropy_sum = 0, grad_norm_sum = 0, tokens_total = 0;
     size_t clipped = 0, tokens_counted = 0;
     StepStats last;
@@ -443,7 +488,7 @@ class GrpoRun {
               .entropy_weights[(at.first % rows_per_micro) * size_t(T) + at.second] =
               grpo_.entropy_coef;
       }
-      last = trainer_.step(micro, double(tokens));
+      last = trainer_.step(micro, std::max(global_sum(comm_, double(tokens)), 1.0));
       for (const auto& at : completion_positions)
         entropy_sum += last.outputs[at.first / rows_per_micro]
                            .entropies[(at.first % rows_per_micro) * size_t(T) + at.second];
@@ -452,6 +497,17 @@ class GrpoRun {
       tokens_total += last.tokens;
       update_ms += elapsed_ms(start);
     }
+    if (comm_) {
+      double sums[5] = {objective_sum, kl_sum, entropy_sum, double(clipped),
+                        double(tokens_counted)};
+      comm_->all_reduce_sum(sums, 5);
+      objective_sum = sums[0];
+      kl_sum = sums[1];
+      entropy_sum = sums[2];
+      clipped = size_t(sums[3]);
+      tokens_counted = size_t(sums[4]);
+    }
+    tokens_counted = std::max<size_t>(tokens_counted, 1);
     StepStats stats = last;
     stats.step = step + 1;
     stats.loss = (-objective_sum + grpo_.kl_coef * kl_sum) / double(tokens_counted);
@@ -521,6 +577,9 @@ class GrpoRun {
   std::vector<size_t> trainable_;
   std::unique_ptr<RowSampler> prompt_order_;
   uint64_t streams_used_ = 0;
+  Comm* comm_ = nullptr;  // null in a single process
+  int rank_ = 0, world_ = 1;
+  int local_prompts_ = 0;  // this rank's prompts per step
 };
 
 std::unique_ptr<RlEnvironment> grpo_environment(const TrainOptions& options,

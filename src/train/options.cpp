@@ -1,5 +1,8 @@
 #include "src/train/options.h"
 
+#include <cstdio>
+#include <cstring>
+
 #include "model/params.h"
 
 namespace polaris {
@@ -74,15 +77,36 @@ TrainOptions parse_train_options(int argc, char** argv) {
   require(o.trainer.adamw.weight_decay >= 0, "flag --weight-decay must be >= 0");
   o.trainer.grad_clip = float(flags->get_double("grad-clip", 1.0));
 
-  // Parts of the engine that are not in this build: say so rather than
-  // silently running something else.
   const std::string zero = flags->get("zero", "0");
   require(zero == "0" || zero == "1" || zero == "2", "--zero must be 0, 1 or 2, got '" + zero + "'");
-  require(zero == "0", "--zero " + zero +
-                           ": ZeRO sharding needs multi-process data parallel, which this build "
-                           "does not have; run with --zero 0");
-  require(!flags->has("comm"), "--comm: multi-process data parallel (NCCL/MPI) is not in this "
-                               "build; run one process");
+  o.trainer.zero_stage = zero[0] - '0';
+
+  // Data parallel: one Comm per process, made once, here.
+  o.comm = std::shared_ptr<Comm>(
+      make_comm(flags->get("comm", launched_by_mpirun() ? "mpi" : "none")).release());
+  o.trainer.comm = o.comm.get();
+  if (o.comm->world_size() > 1) {
+    require(o.backend == "cpu", "--comm " + o.comm->name() + " with --backend " + o.backend +
+                                    ": MPI data parallel works on the CPU backend's host "
+                                    "buffers; the CUDA backend needs --comm nccl (not in this build)");
+    Comm& comm = *o.comm;
+    comm.require_same("--steps", uint64_t(o.steps));
+    comm.require_same("--batch", uint64_t(o.batch));
+    comm.require_same("--seq", uint64_t(o.seq));
+    comm.require_same("--grad-accum", uint64_t(o.grad_accum));
+    comm.require_same_double("--lr", double(o.trainer.schedule.max_lr));
+    comm.require_same("--zero", uint64_t(o.trainer.zero_stage));
+    comm.require_same("--seed", o.seed);
+    comm.require_same("--mode", std::hash<std::string>()(o.mode));
+    if (comm.rank() != 0) {
+      // Only rank 0 prints and writes: the others' console goes nowhere
+      // (errors still reach stderr) and they write no --log or --out.
+      require(std::freopen("/dev/null", "w", stdout) != nullptr,
+              "rank " + std::to_string(comm.rank()) + ": cannot redirect stdout to /dev/null");
+      o.log_path.clear();
+      o.out_path.clear();
+    }
+  }
   require(!flags->has("checkpoint-dir") && !flags->has("checkpoint-every") && !flags->has("resume"),
           "--checkpoint-dir/--checkpoint-every/--resume: checkpoints are not in this build; "
           "save the final weights with --out model.bin");

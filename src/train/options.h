@@ -6,6 +6,7 @@
 #include <string>
 
 #include "model/model_file.h"
+#include "optim/comm.h"
 #include "src/common/cli.h"
 #include "src/train/trainer.h"
 
@@ -25,11 +26,21 @@ struct TrainOptions {
   TrainerOptions trainer;
   // Every flag as given, for the mode-specific ones (SFT and GRPO read theirs).
   std::shared_ptr<const Flags> flags;
+  // Data-parallel ranks (--comm; never null). trainer.comm points at it.
+  std::shared_ptr<Comm> comm;
+  int rank() const { return comm ? comm->rank() : 0; }
+  int world_size() const { return comm ? comm->world_size() : 1; }
 };
 
 // Parses argv (after the program name). Throws Error on an unknown flag or
-// a bad value. The flags of parts this build does not have (--zero 1/2,
-// --comm, --checkpoint-*, --resume) end in a line saying so.
+// a bad value. The flags of parts this build does not have (--comm nccl,
+// --checkpoint-*, --resume) end in a line saying so.
+//
+// It also sets up data parallelism: --comm (default mpi when started by
+// mpirun, none otherwise) makes the Comm (MPI_Init happens here), checks that
+// every rank was given the same --steps, --batch, --seq, --grad-accum, --lr,
+// --zero and --seed, and on ranks other than 0 sends stdout to /dev/null and
+// drops --log and --out: only rank 0 prints and writes files.
 TrainOptions parse_train_options(int argc, char** argv);
 
 // The model a run starts from: model.bin, or --init PRESET with --seed.

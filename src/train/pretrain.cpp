@@ -24,11 +24,18 @@ int run_pretrain(const TrainOptions& options) {
   require(options.seq <= start.config.max_positions,
           "--seq " + std::to_string(options.seq) + " is longer than the model's " +
               std::to_string(start.config.max_positions) + " positions");
-  TokenRowLoader train("--data", options.data, options.seq, start.config.vocab_size, options.seed);
+  // Data parallel: each rank takes its slice of every global batch of
+  // world * --batch rows (data/token_loader.h), and the loss normaliser is the
+  // global target weight, so the ranks' summed gradients equal one process's
+  // at --batch world * B.
+  Comm* comm = options.comm.get();
+  TokenRowLoader train("--data", options.data, options.seq, start.config.vocab_size, options.seed,
+                       options.rank(), options.world_size());
   std::unique_ptr<TokenRowLoader> val;
   if (!options.val_data.empty())
     val.reset(new TokenRowLoader("--val-data", options.val_data, options.seq,
-                                 start.config.vocab_size, options.seed));
+                                 start.config.vocab_size, options.seed, options.rank(),
+                                 options.world_size()));
   std::printf("model: %s, %zu parameters | data: %zu tokens | backend %s\n",
               start.config.describe().c_str(), model.num_params(), train.num_tokens(),
               ops->name().c_str());
@@ -42,12 +49,14 @@ int run_pretrain(const TrainOptions& options) {
       loss += out.loss_sum;
       weight += out.weight_sum;
     }
+    loss = global_sum(comm, loss);
+    weight = global_sum(comm, weight);
     reporter.event("validation", {{"step", step}, {"val_loss", loss / weight}});
   };
   for (int step = 0; step < options.steps; ++step) {
     std::vector<Batch> micro;
     for (int k = 0; k < options.grad_accum; ++k) micro.push_back(train.next_batch(options.batch));
-    StepStats stats = trainer.step(micro, total_target_weight(micro));
+    StepStats stats = trainer.step(micro, global_sum(comm, total_target_weight(micro)));
     reporter.report(stats);
     if (val && (stats.step % options.val_every == 0 || stats.step == options.steps))
       validate(stats.step);

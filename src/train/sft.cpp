@@ -69,7 +69,12 @@ int run_sft(const TrainOptions& options) {
               model.num_params(), ops->name().c_str());
   Trainer trainer(model, options.trainer);
   StepReporter reporter(options.steps, options.print_every, options.log_path);
-  RowSampler sampler(rows.size(), options.seed);
+  // Data parallel: rank r takes entries r, r + W, ... of each epoch's order
+  // (data/row_sampler.h), so one micro-batch over all ranks covers the same
+  // rows as one process's micro-batch at --batch W * B; the loss normaliser
+  // is the global target weight.
+  Comm* comm = options.comm.get();
+  RowSampler sampler(rows.size(), options.seed, options.rank(), options.world_size());
   auto validate = [&](int step) {
     double loss = 0, weight = 0;
     const size_t batches = std::min<size_t>(options.val_batches,
@@ -77,11 +82,14 @@ int run_sft(const TrainOptions& options) {
     for (size_t i = 0; i < batches; ++i) {
       std::vector<size_t> indices;
       for (int b = 0; b < options.batch; ++b)
-        indices.push_back((i * options.batch + b) % val_rows.size());
+        indices.push_back(((i * options.world_size() + options.rank()) * options.batch + b) %
+                          val_rows.size());
       LossOutputs out = model.forward(batch_from_packed_rows(val_rows, indices));
       loss += out.loss_sum;
       weight += out.weight_sum;
     }
+    loss = global_sum(comm, loss);
+    weight = global_sum(comm, weight);
     reporter.event("validation", {{"step", step}, {"val_loss", loss / std::max(weight, 1e-9)}});
   };
   for (int step = 0; step < options.steps; ++step) {
@@ -91,7 +99,8 @@ int run_sft(const TrainOptions& options) {
       for (int b = 0; b < options.batch; ++b) indices.push_back(sampler.next());
       micro.push_back(batch_from_packed_rows(rows, indices));
     }
-    StepStats stats = trainer.step(micro, std::max(total_target_weight(micro), 1e-9));
+    StepStats stats =
+        trainer.step(micro, std::max(global_sum(comm, total_target_weight(micro)), 1e-9));
     reporter.report(stats);
     if (!val_rows.empty() && (stats.step % options.val_every == 0 || stats.step == options.steps))
       validate(stats.step);

@@ -1,7 +1,10 @@
 #include "src/train/trainer.h"
 
 #include <chrono>
+#include <algorithm>
 #include <cmath>
+#include <cstdio>
+#include <cstdlib>
 
 #include "optim/clip.h"
 #include "src/common/error.h"
@@ -11,12 +14,45 @@ namespace polaris {
 Trainer::Trainer(Transformer& model, const TrainerOptions& options)
     : model_(model), options_(options) {
   options_.schedule.validate();
-  optimizer_.reset(new AdamW(model.ops(), model.layout(), 0, model.num_params(), options.adamw));
+  require(options.zero_stage >= 0 && options.zero_stage <= 2,
+          "--zero must be 0, 1 or 2, got " + std::to_string(options.zero_stage));
+  if (options.comm) {
+    rank_ = options.comm->rank();
+    world_ = options.comm->world_size();
+  }
+  const size_t total = model.num_params();
+  if (options.zero_stage == 0)
+    ranges_.assign(size_t(world_), ShardRange{0, total});
+  else
+    ranges_ = zero_shard_ranges(total, world_);
+  if (options.comm && world_ > 1)
+    options.comm->require_same("the model's parameter count", uint64_t(total));
+  if (world_ > 1 || options.zero_stage > 0)
+    std::printf("data parallel: %d rank%s over %s | %s\n", world_, world_ == 1 ? "" : "s",
+                options.comm ? options.comm->name().c_str() : "none",
+                describe_zero_memory(total, world_, options.zero_stage).c_str());
+  const ShardRange mine = shard();
+  optimizer_.reset(new AdamW(model.ops(), model.layout(), mine.begin, mine.end, options.adamw));
+  if (options.zero_stage == 2) grad_shard_.resize(mine.size());
 }
 
+namespace {
+
+// Test hook: POLARIS_FAIL_RANK=r makes rank r throw at its first optimizer
+// step, while the other ranks wait in the gradient all-reduce (the failure
+// test, tests/cli/mpi_failure.sh, checks the whole job then ends).
+void maybe_injected_fault(int rank) {
+  const char* env = std::getenv("POLARIS_FAIL_RANK");
+  if (env && *env && std::atoi(env) == rank)
+    throw Error("injected fault on rank " + std::to_string(rank) + " (POLARIS_FAIL_RANK)");
+}
+
+}  // namespace
+
 StepStats Trainer::step(const std::vector<Batch>& micro_batches, double loss_normaliser) {
-  require(!micro_batches.empty(), "trainer: a step needs at least one micro-batch");
+  require(!micro_batches.empty() || world_ > 1, "trainer: a step needs at least one micro-batch");
   require(loss_normaliser > 0, "trainer: the loss normaliser must be positive");
+  if (step_count() == 0) maybe_injected_fault(rank_);
   auto start = std::chrono::steady_clock::now();
   StepStats stats;
   model_.zero_grads();
@@ -26,14 +62,39 @@ StepStats Trainer::step(const std::vector<Batch>& micro_batches, double loss_nor
     loss_sum += stats.outputs.back().loss_sum;
     stats.tokens += (long long)batch.B * batch.T;
   }
+  Comm* comm = world_ > 1 ? options_.comm : nullptr;
+  float* grads = model_.grads();
+  const size_t total = model_.num_params();
+  const ShardRange mine = shard();
+  if (comm) {
+    double sums[2] = {loss_sum, double(stats.tokens)};
+    comm->all_reduce_sum(sums, 2);
+    loss_sum = sums[0];
+    stats.tokens = (long long)sums[1];
+  }
   stats.loss = loss_sum / loss_normaliser;
-  stats.grad_norm = global_grad_norm(model_.ops(), model_.grads(), model_.num_params());
+  // The comm works on host memory: the CPU backend's buffers (checked when
+  // the comm is made, src/train/options.cpp).
+  if (options_.zero_stage < 2) {
+    if (comm) comm->all_reduce_sum(grads, total);
+    stats.grad_norm = global_grad_norm(model_.ops(), grads, total);
+  } else {
+    if (comm) {
+      comm->reduce_scatter_sum(grads, grad_shard_.data(), ranges_);
+      std::copy(grad_shard_.begin(), grad_shard_.end(), grads + mine.begin);
+    }
+    // Only [mine.begin, mine.end) of grads holds the reduced gradient now.
+    double sum_sq = model_.ops().sum_squares(grads + mine.begin, mine.size());
+    if (comm) comm->all_reduce_sum(&sum_sq, 1);
+    stats.grad_norm = std::sqrt(sum_sq);
+  }
   require(std::isfinite(stats.grad_norm),
           "training diverged: the gradient norm is not finite at step " +
               std::to_string(step_count() + 1) + " (lower --lr)");
   stats.lr = options_.schedule.lr_at(step_count());
   optimizer_->step(model_.params(), model_.grads(), stats.lr,
                    clip_scale(stats.grad_norm, options_.grad_clip));
+  if (comm && options_.zero_stage > 0) comm->all_gather(model_.params(), ranges_);
   stats.step = step_count();
   stats.ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start)
                  .count();

@@ -7,12 +7,29 @@
 // (pre-training and SFT pass the total target weight, making it the mean
 // per-token loss; GRPO passes its token count, since its weights carry
 // signed advantages). Used by every training loop (pretrain, SFT, GRPO).
+//
+// Data parallel (options.comm with more than one rank): every rank runs its
+// own micro-batches, and the caller passes the GLOBAL loss normaliser (summed
+// over ranks, global_sum in optim/comm.h), so the SUM over ranks of the local
+// gradients is the gradient of the global loss. Then, by options.zero_stage
+// (optim/zero.h):
+//   0  all-reduce the gradient, AdamW on the whole buffer on every rank;
+//   1  all-reduce the gradient, AdamW on this rank's shard (moments for the
+//      shard only), all-gather the parameters;
+//   2  reduce-scatter the gradient (only the shard's reduced gradient is
+//      formed), AdamW on the shard, all-gather the parameters.
+// The clipping norm is that of the reduced gradient (under stage 2 the
+// shards' sums of squares are summed over ranks). StepStats.loss and .tokens
+// are global. A rank may pass an empty micro-batch list: it contributes a
+// zero gradient (GRPO ranks whose groups were all dropped).
 #pragma once
 #include <memory>
 #include <vector>
 
 #include "model/transformer.h"
 #include "optim/adamw.h"
+#include "optim/comm.h"
+#include "optim/zero.h"
 #include "optim/schedule.h"
 
 namespace polaris {
@@ -21,6 +38,8 @@ struct TrainerOptions {
   LrSchedule schedule;
   AdamWConfig adamw;
   float grad_clip = 1.f;  // max global gradient norm; <= 0 disables
+  Comm* comm = nullptr;   // data-parallel ranks; nullptr: one process
+  int zero_stage = 0;     // 0, 1 or 2 (see above)
 };
 
 struct StepStats {
@@ -28,7 +47,7 @@ struct StepStats {
   double loss = 0;        // sum of weighted losses / loss_normaliser
   float lr = 0;
   double grad_norm = 0;   // before clipping
-  long long tokens = 0;   // tokens processed (B*T over the micro-batches)
+  long long tokens = 0;   // tokens processed (B*T over the micro-batches, all ranks)
   double ms = 0;          // wall time of the step
   std::vector<LossOutputs> outputs;  // per micro-batch log-probs and entropies
 };
@@ -40,11 +59,16 @@ class Trainer {
   int step_count() const { return optimizer_->step_count(); }
   AdamW& optimizer() { return *optimizer_; }
   const TrainerOptions& options() const { return options_; }
+  // This rank's optimizer range: the whole buffer at stage 0.
+  ShardRange shard() const { return ranges_[size_t(rank_)]; }
 
  private:
   Transformer& model_;
   TrainerOptions options_;
   std::unique_ptr<AdamW> optimizer_;
+  int rank_ = 0, world_ = 1;
+  std::vector<ShardRange> ranges_;  // every rank's shard (stage 0: one range per rank = all)
+  std::vector<float> grad_shard_;   // stage 2: this rank's reduced gradient
 };
 
 // The batch's total loss weight over positions that have a target.

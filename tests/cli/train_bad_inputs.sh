@@ -75,7 +75,8 @@ rm -f "$TMP/out.bin"
 expect_error "unknown flag" "--frobnicate" "${INIT[@]}" --data "$DATA" "${RUN[@]}" --frobnicate 3
 expect_error "unknown switch" "--no-such-switch" "${INIT[@]}" --data "$DATA" --no-such-switch "${RUN[@]}"
 expect_error "--mode bogus" "--mode" "${INIT[@]}" --data "$DATA" "${RUN[@]}" --mode bogus
-expect_error "--zero 2" "--zero" "${INIT[@]}" --data "$DATA" "${RUN[@]}" --zero 2
+expect_error "--comm nccl" "--comm nccl" "${INIT[@]}" --data "$DATA" "${RUN[@]}" --comm nccl
+expect_error "--comm bogus" "--comm" "${INIT[@]}" --data "$DATA" "${RUN[@]}" --comm gloo
 expect_error "--zero 5" "--zero" "${INIT[@]}" --data "$DATA" "${RUN[@]}" --zero 5
 expect_error "--lr abc" "--lr" "${INIT[@]}" --data "$DATA" "${RUN[@]}" --lr abc
 expect_error "--lr without value" "--lr" "${INIT[@]}" --data "$DATA" "${RUN[@]}" --lr

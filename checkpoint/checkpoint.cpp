@@ -1,0 +1,547 @@
+// Checkpoints in HDF5 (C API). Every HDF5 call is checked: a negative
+// hid_t/herr_t becomes one Error line naming the file and the call. HDF5's own
+// error-stack printing is switched off so nothing else reaches stderr.
+#include "checkpoint/checkpoint.h"
+
+#include <fcntl.h>
+#include <hdf5.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <mutex>
+#include <sstream>
+
+#include "model/params.h"
+#include "model/safetensors.h"
+#include "src/common/error.h"
+
+namespace polaris {
+namespace fs = std::filesystem;
+
+namespace {
+
+constexpr int kFormatVersion = 1;
+const char* const kFiles[] = {"model.h5", "optimizer.h5", "state.json", "extra.h5"};
+
+void quiet_hdf5() {
+  static std::once_flag once;
+  std::call_once(once, [] { H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr); });
+}
+
+std::string errno_text() { return std::strerror(errno); }
+
+// Throws Error("<file>: <call> failed") when an HDF5 call returned < 0.
+template <typename T>
+T check(T result, const std::string& file, const std::string& call) {
+  if (result < 0) throw Error(file + ": HDF5 " + call + " failed");
+  return result;
+}
+
+// An owned HDF5 identifier, closed by its destructor (errors ignored there) or
+// by close() (checked; used for files being written).
+class Handle {
+ public:
+  using Closer = herr_t (*)(hid_t);
+  Handle(hid_t id, Closer closer) : id_(id), closer_(closer) {}
+  ~Handle() {
+    if (id_ >= 0) closer_(id_);
+  }
+  Handle(const Handle&) = delete;
+  Handle& operator=(const Handle&) = delete;
+  hid_t get() const { return id_; }
+  void close(const std::string& file, const std::string& call) {
+    hid_t id = id_;
+    id_ = -1;
+    check(closer_(id), file, call);
+  }
+
+ private:
+  hid_t id_;
+  Closer closer_;
+};
+
+// ---- writing -------------------------------------------------------------
+
+void write_attr(hid_t obj, const std::string& name, hid_t type, const void* data, size_t n,
+                const std::string& file) {
+  hsize_t dims = n;
+  Handle space(check(n == 1 ? H5Screate(H5S_SCALAR) : H5Screate_simple(1, &dims, nullptr), file,
+                     "H5Screate (" + name + ")"),
+               H5Sclose);
+  Handle attr(check(H5Acreate2(obj, name.c_str(), type, space.get(), H5P_DEFAULT, H5P_DEFAULT),
+                    file, "H5Acreate2 (" + name + ")"),
+              H5Aclose);
+  check(H5Awrite(attr.get(), type, data), file, "H5Awrite (" + name + ")");
+}
+void write_int(hid_t obj, const std::string& name, int64_t value, const std::string& file) {
+  write_attr(obj, name, H5T_NATIVE_INT64, &value, 1, file);
+}
+void write_float(hid_t obj, const std::string& name, float value, const std::string& file) {
+  write_attr(obj, name, H5T_NATIVE_FLOAT, &value, 1, file);
+}
+
+void write_floats(hid_t loc, const std::string& name, const std::vector<float>& data,
+                  const std::string& file) {
+  hsize_t dims = data.size();
+  Handle space(check(H5Screate_simple(1, &dims, nullptr), file, "H5Screate_simple (" + name + ")"),
+               H5Sclose);
+  Handle set(check(H5Dcreate2(loc, name.c_str(), H5T_IEEE_F32LE, space.get(), H5P_DEFAULT,
+                              H5P_DEFAULT, H5P_DEFAULT),
+                   file, "H5Dcreate2 (" + name + ")"),
+             H5Dclose);
+  if (!data.empty())
+    check(H5Dwrite(set.get(), H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, data.data()), file,
+          "H5Dwrite (" + name + ")");
+}
+
+Handle create_file(const std::string& file) {
+  return Handle(check(H5Fcreate(file.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT), file,
+                      "H5Fcreate"),
+                H5Fclose);
+}
+Handle create_group(hid_t loc, const std::string& name, const std::string& file) {
+  return Handle(check(H5Gcreate2(loc, name.c_str(), H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT), file,
+                      "H5Gcreate2 (" + name + ")"),
+                H5Gclose);
+}
+
+void fsync_path(const std::string& path) {
+  int fd = ::open(path.c_str(), O_RDONLY);
+  if (fd < 0) throw Error(path + ": cannot open to fsync: " + errno_text());
+  bool ok = ::fsync(fd) == 0;
+  std::string why = errno_text();
+  ::close(fd);
+  if (!ok) throw Error(path + ": fsync failed: " + why);
+}
+
+void write_model(const std::string& file, const Checkpoint& c, const ParamLayout& layout) {
+  Handle f = create_file(file);
+  {
+    hid_t root = f.get();
+    const ModelConfig& k = c.config;
+    write_int(root, "format_version", kFormatVersion, file);
+    write_int(root, "family", int64_t(k.family), file);
+    write_int(root, "vocab_size", k.vocab_size, file);
+    write_int(root, "hidden_size", k.hidden_size, file);
+    write_int(root, "num_layers", k.num_layers, file);
+    write_int(root, "num_heads", k.num_heads, file);
+    write_int(root, "num_kv_heads", k.num_kv_heads, file);
+    write_int(root, "head_dim", k.head_dim, file);
+    write_int(root, "intermediate_size", k.intermediate_size, file);
+    write_int(root, "max_positions", k.max_positions, file);
+    write_float(root, "rope_theta", k.rope_theta, file);
+    write_float(root, "norm_eps", k.norm_eps, file);
+    write_int(root, "tied_embeddings", k.tied_embeddings ? 1 : 0, file);
+    write_floats(root, "params", c.params, file);
+    Handle tensors = create_group(root, "tensors", file);
+    for (const TensorInfo& t : layout.tensors) {
+      Handle g = create_group(tensors.get(), t.name, file);
+      write_int(g.get(), "offset", int64_t(t.offset), file);
+      write_attr(g.get(), "shape", H5T_NATIVE_INT64, t.shape.data(), t.shape.size(), file);
+    }
+  }
+  f.close(file, "H5Fclose");
+}
+
+void write_optimizer(const std::string& file, const std::vector<OptimizerShard>& shards) {
+  Handle f = create_file(file);
+  write_int(f.get(), "num_shards", int64_t(shards.size()), file);
+  for (size_t i = 0; i < shards.size(); ++i) {
+    const OptimizerShard& s = shards[i];
+    Handle g = create_group(f.get(), "shard_" + std::to_string(i), file);
+    write_int(g.get(), "begin", int64_t(s.begin), file);
+    write_int(g.get(), "end", int64_t(s.end), file);
+    write_int(g.get(), "step", s.step, file);
+    write_floats(g.get(), "m", s.m, file);
+    write_floats(g.get(), "v", s.v, file);
+  }
+  f.close(file, "H5Fclose");
+}
+
+void write_extra(const std::string& file, const std::map<std::string, std::vector<float>>& extra) {
+  Handle f = create_file(file);
+  for (const auto& [name, values] : extra) write_floats(f.get(), name, values, file);
+  f.close(file, "H5Fclose");
+}
+
+void validate(const std::string& dir, const Checkpoint& c, const ParamLayout& layout) {
+  const std::string what = dir + ": cannot write checkpoint: ";
+  require(c.params.size() == layout.total,
+          what + "params has " + std::to_string(c.params.size()) + " values, the config's layout " +
+              std::to_string(layout.total));
+  for (size_t i = 0; i < c.optimizer.size(); ++i) {
+    const OptimizerShard& s = c.optimizer[i];
+    std::string shard = "optimizer shard " + std::to_string(i) + " ";
+    require(s.begin <= s.end && s.end <= layout.total,
+            what + shard + "range [" + std::to_string(s.begin) + ", " + std::to_string(s.end) +
+                ") is outside the " + std::to_string(layout.total) + " parameters");
+    require(s.m.size() == s.end - s.begin && s.v.size() == s.end - s.begin,
+            what + shard + "moments do not match its range");
+  }
+  for (const auto& [name, values] : c.extra_tensors)
+    require(!name.empty() && name.find('/') == std::string::npos && name != ".",
+            what + "extra tensor name '" + name + "' is empty or contains '/'");
+}
+
+// ---- reading -------------------------------------------------------------
+
+Handle open_file(const std::string& file) {
+  require(fs::is_regular_file(file), file + ": missing");
+  hid_t id = H5Fopen(file.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT);
+  require(id >= 0, file + ": not a readable HDF5 file (truncated or corrupt)");
+  return Handle(id, H5Fclose);
+}
+
+bool has_link(hid_t loc, const std::string& name) {
+  return H5Lexists(loc, name.c_str(), H5P_DEFAULT) > 0;
+}
+
+Handle open_group(hid_t loc, const std::string& name, const std::string& file) {
+  require(has_link(loc, name), file + ": missing group '" + name + "'");
+  return Handle(check(H5Gopen2(loc, name.c_str(), H5P_DEFAULT), file, "H5Gopen2 (" + name + ")"),
+                H5Gclose);
+}
+
+// Reads the n-value attribute `name` into data (converted to mem_type).
+void read_attr(hid_t obj, const std::string& name, hid_t mem_type, void* data, size_t n,
+               const std::string& file) {
+  require(H5Aexists(obj, name.c_str()) > 0, file + ": missing attribute '" + name + "'");
+  Handle attr(check(H5Aopen(obj, name.c_str(), H5P_DEFAULT), file, "H5Aopen (" + name + ")"),
+              H5Aclose);
+  Handle space(check(H5Aget_space(attr.get()), file, "H5Aget_space (" + name + ")"), H5Sclose);
+  hssize_t count = check(H5Sget_simple_extent_npoints(space.get()), file, "H5Sget_simple_extent_npoints");
+  require(size_t(count) == n, file + ": attribute '" + name + "' has " + std::to_string(count) +
+                                  " values, expected " + std::to_string(n));
+  check(H5Aread(attr.get(), mem_type, data), file, "H5Aread (" + name + ")");
+}
+int64_t read_int(hid_t obj, const std::string& name, const std::string& file) {
+  int64_t value = 0;
+  read_attr(obj, name, H5T_NATIVE_INT64, &value, 1, file);
+  return value;
+}
+float read_float(hid_t obj, const std::string& name, const std::string& file) {
+  float value = 0;
+  read_attr(obj, name, H5T_NATIVE_FLOAT, &value, 1, file);
+  return value;
+}
+std::vector<int64_t> read_ints(hid_t obj, const std::string& name, const std::string& file) {
+  require(H5Aexists(obj, name.c_str()) > 0, file + ": missing attribute '" + name + "'");
+  Handle attr(check(H5Aopen(obj, name.c_str(), H5P_DEFAULT), file, "H5Aopen (" + name + ")"),
+              H5Aclose);
+  Handle space(check(H5Aget_space(attr.get()), file, "H5Aget_space (" + name + ")"), H5Sclose);
+  hssize_t count = check(H5Sget_simple_extent_npoints(space.get()), file, "H5Sget_simple_extent_npoints");
+  std::vector<int64_t> values(static_cast<size_t>(count));
+  if (count > 0) check(H5Aread(attr.get(), H5T_NATIVE_INT64, values.data()), file, "H5Aread (" + name + ")");
+  return values;
+}
+
+// Reads the 1-D fp32 dataset `name`; `expected` (when not kAbsent) is its required length.
+std::vector<float> read_floats(hid_t loc, const std::string& name, const std::string& file,
+                               size_t expected = kAbsent, const std::string& why = "") {
+  require(has_link(loc, name), file + ": missing dataset '" + name + "'");
+  Handle set(check(H5Dopen2(loc, name.c_str(), H5P_DEFAULT), file, "H5Dopen2 (" + name + ")"),
+             H5Dclose);
+  Handle type(check(H5Dget_type(set.get()), file, "H5Dget_type (" + name + ")"), H5Tclose);
+  require(H5Tget_class(type.get()) == H5T_FLOAT && H5Tget_size(type.get()) == 4,
+          file + ": dataset '" + name + "' is not fp32");
+  Handle space(check(H5Dget_space(set.get()), file, "H5Dget_space (" + name + ")"), H5Sclose);
+  int rank = check(H5Sget_simple_extent_ndims(space.get()), file, "H5Sget_simple_extent_ndims");
+  require(rank == 1, file + ": dataset '" + name + "' has rank " + std::to_string(rank) + ", expected 1");
+  hsize_t n = 0;
+  check(H5Sget_simple_extent_dims(space.get(), &n, nullptr), file, "H5Sget_simple_extent_dims");
+  require(expected == kAbsent || n == expected,
+          file + ": dataset '" + name + "' has " + std::to_string(n) + " values, expected " +
+              std::to_string(expected) + why);
+  std::vector<float> data(n);
+  if (n) check(H5Dread(set.get(), H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, data.data()),
+               file, "H5Dread (" + name + ") (truncated or corrupt?)");
+  return data;
+}
+
+// Names of the links directly under `loc`, in name order.
+std::vector<std::string> link_names(hid_t loc, const std::string& file) {
+  H5G_info_t info;
+  check(H5Gget_info(loc, &info), file, "H5Gget_info");
+  std::vector<std::string> names;
+  for (hsize_t i = 0; i < info.nlinks; ++i) {
+    ssize_t len = check(H5Lget_name_by_idx(loc, ".", H5_INDEX_NAME, H5_ITER_INC, i, nullptr, 0,
+                                           H5P_DEFAULT),
+                        file, "H5Lget_name_by_idx");
+    std::string name(size_t(len) + 1, '\0');
+    check(H5Lget_name_by_idx(loc, ".", H5_INDEX_NAME, H5_ITER_INC, i, name.data(), name.size(),
+                             H5P_DEFAULT),
+          file, "H5Lget_name_by_idx");
+    name.resize(size_t(len));
+    names.push_back(name);
+  }
+  return names;
+}
+
+void read_model(const std::string& file, Checkpoint& c) {
+  Handle f = open_file(file);
+  hid_t root = f.get();
+  int64_t version = read_int(root, "format_version", file);
+  require(version == kFormatVersion, file + ": format_version " + std::to_string(version) +
+                                         ", this build reads " + std::to_string(kFormatVersion));
+  ModelConfig& k = c.config;
+  int64_t family = read_int(root, "family", file);
+  require(family == int64_t(Family::GPT2) || family == int64_t(Family::Qwen3),
+          file + ": unknown family " + std::to_string(family));
+  k.family = Family(family);
+  auto i32 = [&](const char* name) { return int(read_int(root, name, file)); };
+  k.vocab_size = i32("vocab_size");
+  k.hidden_size = i32("hidden_size");
+  k.num_layers = i32("num_layers");
+  k.num_heads = i32("num_heads");
+  k.num_kv_heads = i32("num_kv_heads");
+  k.head_dim = i32("head_dim");
+  k.intermediate_size = i32("intermediate_size");
+  k.max_positions = i32("max_positions");
+  k.rope_theta = read_float(root, "rope_theta", file);
+  k.norm_eps = read_float(root, "norm_eps", file);
+  k.tied_embeddings = i32("tied_embeddings") != 0;
+  k.validate(file);
+  const ParamLayout layout = build_param_layout(k);
+
+  // The tensor table must be exactly the config's layout.
+  Handle tensors = open_group(root, "tensors", file);
+  std::vector<std::string> names = link_names(tensors.get(), file);
+  require(names.size() == layout.tensors.size(),
+          file + ": tensor table has " + std::to_string(names.size()) +
+              " entries, the config's layout " + std::to_string(layout.tensors.size()));
+  for (const TensorInfo& t : layout.tensors) {
+    require(has_link(tensors.get(), t.name), file + ": tensor table lacks '" + t.name + "'");
+    Handle g = open_group(tensors.get(), t.name, file);
+    int64_t offset = read_int(g.get(), "offset", file);
+    std::vector<int64_t> shape = read_ints(g.get(), "shape", file);
+    require(offset == int64_t(t.offset) && shape == t.shape,
+            file + ": tensor '" + t.name + "' is stored at offset " + std::to_string(offset) +
+                " with shape " + shape_string(shape) + ", the config's layout says offset " +
+                std::to_string(t.offset) + " shape " + shape_string(t.shape));
+  }
+  c.params = read_floats(root, "params", file, layout.total, " (the config's layout)");
+}
+
+void read_optimizer(const std::string& file, size_t total, Checkpoint& c) {
+  Handle f = open_file(file);
+  int64_t n = read_int(f.get(), "num_shards", file);
+  require(n >= 0, file + ": negative num_shards");
+  for (int64_t i = 0; i < n; ++i) {
+    const std::string name = "shard_" + std::to_string(i);
+    Handle g = open_group(f.get(), name, file);
+    OptimizerShard s;
+    int64_t begin = read_int(g.get(), "begin", file), end = read_int(g.get(), "end", file);
+    require(0 <= begin && begin <= end && size_t(end) <= total,
+            file + ": " + name + " range [" + std::to_string(begin) + ", " + std::to_string(end) +
+                ") is outside the " + std::to_string(total) + " parameters");
+    s.begin = size_t(begin);
+    s.end = size_t(end);
+    s.step = int(read_int(g.get(), "step", file));
+    s.m = read_floats(g.get(), "m", file, s.end - s.begin, " (" + name + "'s range)");
+    s.v = read_floats(g.get(), "v", file, s.end - s.begin, " (" + name + "'s range)");
+    c.optimizer.push_back(std::move(s));
+  }
+}
+
+void read_extra(const std::string& file, Checkpoint& c) {
+  Handle f = open_file(file);
+  for (const std::string& name : link_names(f.get(), file))
+    c.extra_tensors[name] = read_floats(f.get(), name, file);
+}
+
+// "" when `path` is a directory holding every checkpoint file, else what is wrong.
+std::string incomplete(const std::string& path) {
+  if (!fs::is_directory(path)) return "missing";
+  for (const char* name : kFiles)
+    if (!fs::is_regular_file(path + "/" + name)) return std::string("incomplete (no ") + name + ")";
+  return "";
+}
+
+// The step of a directory named step_<digits>, or -1.
+long long step_of(const std::string& name) {
+  if (name.size() <= 5 || name.compare(0, 5, "step_") != 0) return -1;
+  for (size_t i = 5; i < name.size(); ++i)
+    if (name[i] < '0' || name[i] > '9') return -1;
+  return name.size() > 15 ? -1 : std::stoll(name.substr(5));
+}
+
+// Complete-looking step directories under dir, oldest first.
+std::vector<std::pair<long long, std::string>> step_dirs(const std::string& dir) {
+  std::vector<std::pair<long long, std::string>> steps;
+  std::error_code ec;
+  for (const auto& entry : fs::directory_iterator(dir, ec)) {
+    std::string name = entry.path().filename().string();
+    long long step = step_of(name);
+    if (step >= 0 && entry.is_directory()) steps.push_back({step, name});
+  }
+  std::sort(steps.begin(), steps.end());
+  return steps;
+}
+
+}  // namespace
+
+// ---- public --------------------------------------------------------------
+
+std::string checkpoint_name(int step) {
+  char name[32];
+  std::snprintf(name, sizeof name, "step_%08d", step);
+  return name;
+}
+
+void write_checkpoint(const std::string& dir, int step, const Checkpoint& c, int keep_last) {
+  quiet_hdf5();
+  require(step >= 0, dir + ": cannot write checkpoint for negative step " + std::to_string(step));
+  c.config.validate(dir);
+  const ParamLayout layout = build_param_layout(c.config);
+  validate(dir, c, layout);
+
+  const std::string name = checkpoint_name(step);
+  const std::string final_path = dir + "/" + name, tmp = final_path + ".tmp";
+  std::error_code ec;
+  fs::create_directories(dir, ec);
+  require(!ec, dir + ": cannot create directory: " + ec.message());
+  fs::remove_all(tmp, ec);  // a leftover from an interrupted write of this step
+  require(fs::create_directory(tmp, ec) && !ec, tmp + ": cannot create directory: " + ec.message());
+
+  try {
+    write_model(tmp + "/model.h5", c, layout);
+    write_optimizer(tmp + "/optimizer.h5", c.optimizer);
+    write_extra(tmp + "/extra.h5", c.extra_tensors);
+    AtomicFile state(tmp + "/state.json");
+    const std::string text = c.state.dump(2) + "\n";
+    state.write(text.data(), text.size());
+    state.commit();
+    for (const char* file : {"model.h5", "optimizer.h5", "extra.h5"}) fsync_path(tmp + "/" + file);
+    fsync_path(tmp);
+  } catch (...) {
+    fs::remove_all(tmp, ec);  // nothing half-written stays behind
+    throw;
+  }
+
+  // Rewriting an existing step (a run resumed from an older checkpoint): move
+  // the old one aside, so the rename below cannot fail on a non-empty target.
+  const std::string old = final_path + ".old";
+  fs::remove_all(old, ec);
+  if (fs::exists(final_path)) {
+    fs::rename(final_path, old, ec);
+    require(!ec, final_path + ": cannot move the existing checkpoint aside: " + ec.message());
+  }
+  fs::rename(tmp, final_path, ec);
+  require(!ec, final_path + ": cannot rename " + tmp + " into place: " + ec.message());
+  fsync_path(dir);
+  fs::remove_all(old, ec);
+
+  {
+    AtomicFile latest(dir + "/latest");
+    const std::string text = name + "\n";
+    latest.write(text.data(), text.size());
+    latest.commit();
+  }
+  fsync_path(dir);
+
+  // Prune: the keep_last newest step directories (and always this one) stay;
+  // leftovers of interrupted writes go.
+  std::vector<std::pair<long long, std::string>> steps = step_dirs(dir);
+  for (size_t i = 0; keep_last > 0 && i + size_t(keep_last) < steps.size(); ++i)
+    if (steps[i].second != name) fs::remove_all(dir + "/" + steps[i].second, ec);
+  for (const auto& entry : fs::directory_iterator(dir, ec)) {
+    std::string n = entry.path().filename().string();
+    for (const char* suffix : {".tmp", ".old"}) {
+      size_t len = std::strlen(suffix);
+      if (n.size() > len && n.compare(n.size() - len, len, suffix) == 0 &&
+          step_of(n.substr(0, n.size() - len)) >= 0)
+        fs::remove_all(entry.path(), ec);
+    }
+  }
+}
+
+std::string latest_checkpoint(const std::string& dir) {
+  const std::string pointer = dir + "/latest";
+  if (fs::exists(pointer)) {
+    std::ifstream in(pointer);
+    std::string name;
+    require(bool(in >> name), pointer + ": cannot read");
+    require(step_of(name) >= 0, pointer + ": '" + name + "' is not a step directory name");
+    const std::string path = dir + "/" + name;
+    const std::string why = incomplete(path);
+    require(why.empty(), pointer + ": points to " + path + ", which is " + why);
+    return path;
+  }
+  std::vector<std::pair<long long, std::string>> steps = step_dirs(dir);
+  for (auto it = steps.rbegin(); it != steps.rend(); ++it)
+    if (incomplete(dir + "/" + it->second).empty()) return dir + "/" + it->second;
+  return "";
+}
+
+Checkpoint read_checkpoint(const std::string& path) {
+  quiet_hdf5();
+  require(fs::is_directory(path), path + ": no such checkpoint directory");
+  Checkpoint c;
+  read_model(path + "/model.h5", c);
+  read_optimizer(path + "/optimizer.h5", c.params.size(), c);
+  read_extra(path + "/extra.h5", c);
+
+  const std::string file = path + "/state.json";
+  std::ifstream in(file);
+  require(bool(in), file + ": missing");
+  std::stringstream text;
+  text << in.rdbuf();
+  try {
+    c.state = nlohmann::json::parse(text.str());
+  } catch (const nlohmann::json::exception& e) {
+    std::string why = e.what();
+    std::replace(why.begin(), why.end(), '\n', ' ');
+    throw Error(file + ": not valid JSON: " + why);
+  }
+  return c;
+}
+
+std::vector<OptimizerShard> reshard(const std::vector<OptimizerShard>& from,
+                                    const std::vector<std::pair<size_t, size_t>>& to_ranges) {
+  require(!from.empty(), "reshard: no optimizer shards to re-shard");
+  std::vector<const OptimizerShard*> sorted;
+  for (const OptimizerShard& s : from) {
+    require(s.begin <= s.end && s.m.size() == s.end - s.begin && s.v.size() == s.end - s.begin,
+            "reshard: shard [" + std::to_string(s.begin) + ", " + std::to_string(s.end) +
+                ") has moments of the wrong size");
+    require(s.step == from[0].step, "reshard: shards disagree on the step (" +
+                                        std::to_string(from[0].step) + " vs " +
+                                        std::to_string(s.step) + ")");
+    sorted.push_back(&s);
+  }
+  std::sort(sorted.begin(), sorted.end(),
+            [](const OptimizerShard* a, const OptimizerShard* b) { return a->begin < b->begin; });
+  for (size_t i = 1; i < sorted.size(); ++i)
+    require(sorted[i]->begin == sorted[i - 1]->end,
+            "reshard: shards leave a gap or overlap at " + std::to_string(sorted[i - 1]->end));
+  const size_t lo = sorted.front()->begin, hi = sorted.back()->end;
+
+  std::vector<OptimizerShard> to;
+  for (const auto& [begin, end] : to_ranges) {
+    require(lo <= begin && begin <= end && end <= hi,
+            "reshard: range [" + std::to_string(begin) + ", " + std::to_string(end) +
+                ") is outside the saved [" + std::to_string(lo) + ", " + std::to_string(hi) + ")");
+    OptimizerShard s;
+    s.begin = begin;
+    s.end = end;
+    s.step = from[0].step;
+    s.m.resize(end - begin);
+    s.v.resize(end - begin);
+    for (const OptimizerShard* src : sorted) {
+      size_t a = std::max(begin, src->begin), b = std::min(end, src->end);
+      if (a >= b) continue;
+      std::copy(src->m.begin() + (a - src->begin), src->m.begin() + (b - src->begin),
+                s.m.begin() + (a - begin));
+      std::copy(src->v.begin() + (a - src->begin), src->v.begin() + (b - src->begin),
+                s.v.begin() + (a - begin));
+    }
+    to.push_back(std::move(s));
+  }
+  return to;
+}
+
+}  // namespace polaris

@@ -1,0 +1,70 @@
+// Checkpoints: the model, the optimizer (one shard per ZeRO rank, or one for
+// the whole buffer), the run state and extra tensors, in one directory per step.
+//
+//   DIR/step_00000123/model.h5      "params" fp32 [total], the config as root
+//                                   attributes, "tensors/<name>" {offset, shape}
+//   DIR/step_00000123/optimizer.h5  "shard_<i>" groups {begin, end, step} with m, v
+//   DIR/step_00000123/state.json    the run state (human-readable)
+//   DIR/step_00000123/extra.h5      one fp32 dataset per extra tensor
+//   DIR/latest                      "step_00000123\n", the newest complete one
+//
+// Writes are crash-safe: everything goes into DIR/step_00000123.tmp/, each file
+// is fsynced, the directory is renamed into place, and only then is DIR/latest
+// replaced (tmp + rename). A crash leaves at worst a *.tmp directory, which
+// readers ignore and the next write removes. See checkpoint/README.md.
+#pragma once
+#include <cstddef>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "model/config.h"
+
+namespace polaris {
+
+// AdamW's state for the range [begin, end) of the flat buffer (AdamW::step_count,
+// AdamW::moments_host(0) and (1)); m and v hold end - begin values each.
+struct OptimizerShard {
+  size_t begin = 0, end = 0;
+  int step = 0;
+  std::vector<float> m, v;
+};
+
+struct Checkpoint {
+  ModelConfig config;
+  std::vector<float> params;              // the full flat buffer, fp32
+  std::vector<OptimizerShard> optimizer;  // one per rank (ZeRO) or one for the whole buffer
+  nlohmann::json state;                   // run state: step, mode, data/sampler positions, RNG, ...
+  std::map<std::string, std::vector<float>> extra_tensors;  // e.g. "reference_params" (GRPO)
+};
+
+// The directory name of a step: "step_00000123".
+std::string checkpoint_name(int step);
+
+// Writes DIR/step_<step>/ atomically, points DIR/latest at it, then prunes the
+// older step directories to the keep_last newest (keep_last <= 0 keeps all; the
+// one just written is always kept). Validates the checkpoint first (config,
+// params size, shard ranges and moment sizes). Error naming the file on failure.
+void write_checkpoint(const std::string& dir, int step, const Checkpoint& checkpoint,
+                      int keep_last);
+
+// The path of the checkpoint DIR/latest names, or, when there is no DIR/latest,
+// of the newest complete step directory; "" when there is none (or no DIR).
+// Error when DIR/latest names a missing or incomplete directory.
+std::string latest_checkpoint(const std::string& dir);
+
+// Reads and checks a step directory. Each problem is one Error line naming the
+// file: missing file, unreadable/truncated HDF5, missing dataset or attribute,
+// wrong shape or dtype, config inconsistent with the params or tensor table,
+// shard outside the buffer, invalid JSON.
+Checkpoint read_checkpoint(const std::string& path);
+
+// Re-partitions optimizer shards onto new contiguous ranges (e.g. a run saved
+// with 2 ZeRO ranks resumed on 3). `from` must tile one contiguous span (any
+// order), every target range must lie inside it, and all steps must agree.
+std::vector<OptimizerShard> reshard(const std::vector<OptimizerShard>& from,
+                                    const std::vector<std::pair<size_t, size_t>>& to_ranges);
+
+}  // namespace polaris

@@ -1,0 +1,199 @@
+// Comm implementations (see comm.h): SingleProcessComm and MpiComm.
+#include "optim/comm.h"
+
+// C API only (no deprecated C++ bindings).
+#define OMPI_SKIP_MPICXX 1
+#define MPICH_SKIP_MPICXX 1
+#include <mpi.h>
+
+#include <algorithm>
+#include <climits>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+
+#include "optim/zero.h"
+#include "src/common/cli.h"
+#include "src/common/error.h"
+
+namespace polaris {
+
+void Comm::require_same_double(const std::string& what, double value) {
+  uint64_t bits;
+  std::memcpy(&bits, &value, sizeof bits);
+  require_same(what, bits);
+}
+
+void SingleProcessComm::reduce_scatter_sum(const float* in, float* out_shard,
+                                           const std::vector<ShardRange>& ranges) {
+  require(ranges.size() == 1, "reduce_scatter_sum: a single process has one range");
+  if (out_shard != in + ranges[0].begin)
+    std::copy(in + ranges[0].begin, in + ranges[0].end, out_shard);
+}
+
+bool launched_by_mpirun() {
+  return std::getenv("OMPI_COMM_WORLD_SIZE") != nullptr || std::getenv("PMI_SIZE") != nullptr;
+}
+
+double global_sum(Comm* comm, double value) {
+  if (comm) comm->all_reduce_sum(&value, 1);
+  return value;
+}
+
+namespace {
+
+void check_mpi(int rc, const char* call) {
+  if (rc == MPI_SUCCESS) return;
+  char text[MPI_MAX_ERROR_STRING] = {0};
+  int length = 0;
+  MPI_Error_string(rc, text, &length);
+  throw Error(std::string(call) + " failed: " + text);
+}
+
+void finalize_mpi_at_exit() {
+  int initialized = 0, finalized = 0;
+  MPI_Initialized(&initialized);
+  MPI_Finalized(&finalized);
+  if (initialized && !finalized) MPI_Finalize();
+}
+
+// Called by run_main after it printed a fatal error: with more than one
+// rank, the others may be blocked in a collective waiting for this one.
+void abort_job() {
+  int initialized = 0, finalized = 0;
+  MPI_Initialized(&initialized);
+  MPI_Finalized(&finalized);
+  if (!initialized || finalized) return;
+  int world = 1;
+  MPI_Comm_size(MPI_COMM_WORLD, &world);
+  if (world <= 1) return;
+  std::fflush(stdout);
+  std::fflush(stderr);
+  MPI_Abort(MPI_COMM_WORLD, 1);
+}
+
+// Counts and displacements of MPI's vector collectives are ints.
+int as_count(size_t n, const char* call) {
+  require(n <= size_t(INT_MAX), std::string(call) + ": " + std::to_string(n) +
+                                    " elements exceed MPI's int count");
+  return int(n);
+}
+
+class MpiComm : public Comm {
+ public:
+  MpiComm() {
+    if (!launched_by_mpirun()) return;  // a plain process: world of 1, no MPI at all
+    int initialized = 0;
+    check_mpi(MPI_Initialized(&initialized), "MPI_Initialized");
+    require(!initialized, "MPI is already initialised in this process (make_comm called twice)");
+    check_mpi(MPI_Init(nullptr, nullptr), "MPI_Init");
+    std::atexit(finalize_mpi_at_exit);
+    // Return codes instead of aborting inside MPI, so every failure is an Error.
+    check_mpi(MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN),
+              "MPI_Comm_set_errhandler");
+    check_mpi(MPI_Comm_rank(MPI_COMM_WORLD, &rank_), "MPI_Comm_rank");
+    check_mpi(MPI_Comm_size(MPI_COMM_WORLD, &world_), "MPI_Comm_size");
+    active_ = true;
+    set_fatal_hook(abort_job);
+  }
+
+  int rank() const override { return rank_; }
+  int world_size() const override { return world_; }
+  std::string name() const override { return active_ ? "mpi" : "mpi (not under mpirun: 1 rank)"; }
+
+  void all_reduce_sum(float* data, size_t n) override { all_reduce(data, n, MPI_FLOAT, MPI_SUM); }
+  void all_reduce_sum(double* data, size_t n) override { all_reduce(data, n, MPI_DOUBLE, MPI_SUM); }
+  void all_reduce_max(double* data, size_t n) override { all_reduce(data, n, MPI_DOUBLE, MPI_MAX); }
+
+  void reduce_scatter_sum(const float* in, float* out_shard,
+                          const std::vector<ShardRange>& ranges) override {
+    check_ranges(ranges, "MPI_Reduce_scatter");
+    if (!active_) {
+      std::copy(in + ranges[0].begin, in + ranges[0].end, out_shard);
+      return;
+    }
+    std::vector<int> counts;
+    for (const ShardRange& r : ranges) counts.push_back(as_count(r.size(), "MPI_Reduce_scatter"));
+    check_mpi(MPI_Reduce_scatter(in, out_shard, counts.data(), MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD),
+              "MPI_Reduce_scatter");
+  }
+
+  void all_gather(float* buffer, const std::vector<ShardRange>& ranges) override {
+    check_ranges(ranges, "MPI_Allgatherv");
+    if (!active_) return;
+    std::vector<int> counts, displs;
+    for (const ShardRange& r : ranges) {
+      counts.push_back(as_count(r.size(), "MPI_Allgatherv"));
+      displs.push_back(as_count(r.begin, "MPI_Allgatherv"));
+    }
+    check_mpi(MPI_Allgatherv(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, buffer, counts.data(),
+                             displs.data(), MPI_FLOAT, MPI_COMM_WORLD),
+              "MPI_Allgatherv");
+  }
+
+  void broadcast(float* data, size_t n, int root) override {
+    require(root >= 0 && root < world_, "broadcast: root " + std::to_string(root) +
+                                            " is not a rank");
+    if (!active_) return;
+    for (size_t done = 0; done < n; done += kChunk)
+      check_mpi(MPI_Bcast(data + done, int(std::min(kChunk, n - done)), MPI_FLOAT, root,
+                          MPI_COMM_WORLD),
+                "MPI_Bcast");
+  }
+
+  void barrier() override {
+    if (active_) check_mpi(MPI_Barrier(MPI_COMM_WORLD), "MPI_Barrier");
+  }
+
+  void require_same(const std::string& what, uint64_t value) override {
+    if (!active_) return;
+    std::vector<uint64_t> all(size_t(world_), 0);
+    check_mpi(MPI_Allgather(&value, 1, MPI_UINT64_T, all.data(), 1, MPI_UINT64_T, MPI_COMM_WORLD),
+              "MPI_Allgather");
+    for (int r = 1; r < world_; ++r)
+      if (all[size_t(r)] != all[0])
+        throw Error("ranks disagree on " + what + " (rank 0: " + std::to_string(all[0]) +
+                    ", rank " + std::to_string(r) + ": " + std::to_string(all[size_t(r)]) +
+                    "); every rank must be given the same value");
+  }
+
+ private:
+  static constexpr size_t kChunk = size_t(1) << 28;  // elements per MPI call (int counts)
+
+  void all_reduce(void* data, size_t n, MPI_Datatype type, MPI_Op op) {
+    if (!active_) return;
+    int type_size = 0;
+    check_mpi(MPI_Type_size(type, &type_size), "MPI_Type_size");
+    char* bytes = static_cast<char*>(data);
+    for (size_t done = 0; done < n; done += kChunk)
+      check_mpi(MPI_Allreduce(MPI_IN_PLACE, bytes + done * size_t(type_size),
+                              int(std::min(kChunk, n - done)), type, op, MPI_COMM_WORLD),
+                "MPI_Allreduce");
+  }
+
+  void check_ranges(const std::vector<ShardRange>& ranges, const char* call) const {
+    require(int(ranges.size()) == world_, std::string(call) + ": " +
+                                              std::to_string(ranges.size()) + " ranges for " +
+                                              std::to_string(world_) + " ranks");
+    for (size_t r = 1; r < ranges.size(); ++r)
+      require(ranges[r].begin == ranges[r - 1].end,
+              std::string(call) + ": shard ranges do not tile the buffer");
+  }
+
+  bool active_ = false;
+  int rank_ = 0, world_ = 1;
+};
+
+}  // namespace
+
+std::unique_ptr<Comm> make_comm(const std::string& flag_value) {
+  if (flag_value.empty() || flag_value == "none")
+    return std::unique_ptr<Comm>(new SingleProcessComm());
+  if (flag_value == "mpi") return std::unique_ptr<Comm>(new MpiComm());
+  if (flag_value == "nccl")
+    throw Error("--comm nccl: NCCL needs the CUDA backend, which is not in this build; use "
+                "--comm mpi (CPU backend)");
+  throw Error("--comm must be mpi or nccl, got '" + flag_value + "'");
+}
+
+}  // namespace polaris

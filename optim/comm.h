@@ -1,0 +1,90 @@
+// Comm: the collectives data-parallel training needs, over ranks that each
+// hold a full copy of the flat parameter buffer (DESIGN.md: ZeRO shards are
+// contiguous ranges of it).
+//
+//   SingleProcessComm  world 1: every collective is a no-op (or a copy).
+//   MpiComm            OpenMPI over MPI_COMM_WORLD, host (CPU) memory.
+//   NCCL               needs the CUDA backend: not in this build.
+//
+// Every rank must call the same collectives in the same order with the same
+// sizes. Results are deterministic: the reduction order of a collective is
+// fixed by OpenMPI for a given (communicator size, message size), so two runs
+// with the same N give the same bits (and for N = 2 a + b == b + a exactly).
+//
+// Failure: a rank that throws ends the whole job. MpiComm registers a fatal
+// hook with run_main (src/common/cli.h) that calls MPI_Abort after the error
+// line is printed, so the other ranks, blocked in a collective, are killed by
+// mpirun within seconds instead of hanging.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace polaris {
+
+struct ShardRange;  // optim/zero.h
+
+class Comm {
+ public:
+  virtual ~Comm() = default;
+  virtual int rank() const = 0;
+  virtual int world_size() const = 0;
+  virtual std::string name() const = 0;
+
+  // In place: data[i] = sum over ranks of data[i].
+  virtual void all_reduce_sum(float* data, size_t n) = 0;
+  virtual void all_reduce_sum(double* data, size_t n) = 0;
+  // In place: data[i] = max over ranks of data[i].
+  virtual void all_reduce_max(double* data, size_t n) = 0;
+  // in[0, total) on every rank (total = ranges.back().end); out_shard
+  // receives the rank-summed ranges[rank()] part (ranges[rank()].size() floats).
+  // ranges must tile [0, total) in rank order.
+  virtual void reduce_scatter_sum(const float* in, float* out_shard,
+                                  const std::vector<ShardRange>& ranges) = 0;
+  // In place over the whole buffer: every rank's ranges[r] part is copied
+  // from rank r to all ranks.
+  virtual void all_gather(float* buffer, const std::vector<ShardRange>& ranges) = 0;
+  virtual void broadcast(float* data, size_t n, int root) = 0;
+  virtual void barrier() = 0;
+
+  // Throws Error "ranks disagree on <what> (rank 0: a, rank 1: b)" on EVERY
+  // rank when the ranks passed different values (a config check: --batch, ...).
+  virtual void require_same(const std::string& what, uint64_t value) = 0;
+  void require_same_double(const std::string& what, double value);  // bit-exact
+};
+
+class SingleProcessComm : public Comm {
+ public:
+  int rank() const override { return 0; }
+  int world_size() const override { return 1; }
+  std::string name() const override { return "none"; }
+  void all_reduce_sum(float*, size_t) override {}
+  void all_reduce_sum(double*, size_t) override {}
+  void all_reduce_max(double*, size_t) override {}
+  void reduce_scatter_sum(const float* in, float* out_shard,
+                          const std::vector<ShardRange>& ranges) override;
+  void all_gather(float*, const std::vector<ShardRange>&) override {}
+  void broadcast(float*, size_t, int) override {}
+  void barrier() override {}
+  void require_same(const std::string&, uint64_t) override {}
+};
+
+// True when this process was started by mpirun (OMPI_COMM_WORLD_SIZE or
+// PMI_SIZE is set in the environment).
+bool launched_by_mpirun();
+
+// "mpi": MpiComm (MPI_Init on first use; a plain process, not started by
+// mpirun, is a world of 1). "none" or "": SingleProcessComm. "nccl": Error
+// (needs the CUDA backend, not in this build). Anything else: Error naming
+// --comm. MPI is initialised at most once per process.
+std::unique_ptr<Comm> make_comm(const std::string& flag_value);
+
+// The sum over ranks of a local value (nullptr comm: the value itself).
+// Loops use it for the GLOBAL loss normaliser (total target weight or token
+// count over every rank's micro-batches), so each rank's gradient is already
+// divided by the global count and the all-reduce SUM gives the mean.
+double global_sum(Comm* comm, double value);
+
+}  // namespace polaris

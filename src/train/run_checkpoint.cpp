@@ -1,0 +1,148 @@
+#include "src/train/run_checkpoint.h"
+
+#include <chrono>
+#include <cstdio>
+
+#include "checkpoint/checkpoint.h"
+#include "optim/zero.h"
+
+namespace polaris {
+
+namespace {
+
+// Flags whose change would make the resumed run a different computation.
+const char* const kMustMatch[] = {"mode",       "batch",        "seq",       "grad-accum",
+                                  "lr",         "lr-schedule",  "warmup-steps",
+                                  "min-lr-fraction", "weight-decay", "beta2", "grad-clip",
+                                  "seed",       "task",         "data",      "prompts-per-step",
+                                  "group-size", "minibatches",  "clip-low",  "clip-high",
+                                  "kl-coef",    "entropy-coef"};
+
+nlohmann::json run_flags(const TrainOptions& o) {
+  nlohmann::json flags = nlohmann::json::object();
+  for (const char* name : kMustMatch)
+    if (o.flags->has(name)) flags[name] = o.flags->get(name, "");
+  flags["mode"] = o.mode;
+  return flags;
+}
+
+// Every rank's optimizer range: the whole buffer at stage 0 (each rank holds
+// all moments), ZeRO shards otherwise.
+std::vector<ShardRange> optimizer_ranges(size_t total, int world, int stage) {
+  if (stage == 0 || world == 1) return {ShardRange{0, total}};
+  return zero_shard_ranges(total, world);
+}
+
+}  // namespace
+
+RunCheckpoints::RunCheckpoints(const TrainOptions& options)
+    : options_(options),
+      dir_(options.flags->get("checkpoint-dir", "")),
+      every_(int(options.flags->get_int("checkpoint-every", 0))),
+      keep_last_(int(options.flags->get_int("keep-last", 3))),
+      resume_(options.flags->has("resume")) {
+  require(dir_.empty() || every_ > 0 || resume_,
+          "--checkpoint-dir needs --checkpoint-every K (steps between checkpoints)");
+  require(every_ >= 0, "--checkpoint-every must be positive");
+  require(!(every_ > 0 && dir_.empty()), "--checkpoint-every needs --checkpoint-dir DIR");
+  require(!(resume_ && dir_.empty()), "--resume needs --checkpoint-dir DIR");
+  require(keep_last_ >= 0, "--keep-last must be >= 0 (0 keeps every checkpoint)");
+}
+
+bool RunCheckpoints::due(int step) const {
+  return enabled() && every_ > 0 && (step % every_ == 0 || step == options_.steps);
+}
+
+void RunCheckpoints::save(int step, const Transformer& model, Trainer& trainer,
+                          const nlohmann::json& loop_state,
+                          const std::map<std::string, std::vector<float>>& extra_tensors) {
+  auto start = std::chrono::steady_clock::now();
+  Comm* comm = options_.comm.get();
+  const int world = options_.world_size();
+  const size_t total = model.num_params();
+  const std::vector<ShardRange> ranges =
+      optimizer_ranges(total, world, options_.trainer.zero_stage);
+  // Moments of every shard, gathered into full-size buffers.
+  std::vector<float> m(total, 0.f), v(total, 0.f);
+  const ShardRange own = trainer.shard();
+  std::vector<float> own_m = trainer.optimizer().moments_host(0);
+  std::vector<float> own_v = trainer.optimizer().moments_host(1);
+  std::copy(own_m.begin(), own_m.end(), m.begin() + own.begin);
+  std::copy(own_v.begin(), own_v.end(), v.begin() + own.begin);
+  if (ranges.size() > 1) {
+    comm->all_gather(m.data(), ranges);
+    comm->all_gather(v.data(), ranges);
+  }
+  if (options_.rank() == 0) {
+    Checkpoint c;
+    c.config = model.config();
+    c.params = model.get_params();
+    for (const ShardRange& r : ranges) {
+      OptimizerShard shard;
+      shard.begin = r.begin;
+      shard.end = r.end;
+      shard.step = trainer.optimizer().step_count();
+      shard.m.assign(m.begin() + r.begin, m.begin() + r.end);
+      shard.v.assign(v.begin() + r.begin, v.begin() + r.end);
+      c.optimizer.push_back(std::move(shard));
+    }
+    c.state = {{"step", step},
+               {"world_size", world},
+               {"zero", options_.trainer.zero_stage},
+               {"flags", run_flags(options_)},
+               {"loop", loop_state}};
+    c.extra_tensors = extra_tensors;
+    write_checkpoint(dir_, step, c, keep_last_);
+    const double seconds =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    std::printf("checkpoint %s/%s (%.1f MB of weights and moments, %.2f s)\n", dir_.c_str(),
+                checkpoint_name(step).c_str(), 3.0 * total * 4 / 1e6, seconds);
+    std::fflush(stdout);
+  }
+  if (comm) comm->barrier();
+}
+
+std::optional<ResumedRun> RunCheckpoints::resume(Transformer& model, Trainer& trainer) {
+  if (!enabled()) return std::nullopt;
+  const std::string path = latest_checkpoint(dir_);
+  if (!resume_) {
+    require(path.empty(), "--checkpoint-dir " + dir_ +
+                              " already holds a run: add --resume to continue it, or choose "
+                              "another directory");
+    return std::nullopt;
+  }
+  if (path.empty()) {
+    std::printf("--resume: no checkpoint in %s yet, starting from the beginning\n", dir_.c_str());
+    return std::nullopt;
+  }
+  Checkpoint c = read_checkpoint(path);
+  require(c.params.size() == model.num_params() &&
+              c.config.describe() == model.config().describe(),
+          path + ": the checkpoint's model (" + c.config.describe() +
+              ") is not the one this run trains (" + model.config().describe() + ")");
+  const nlohmann::json& saved = c.state.at("flags");
+  const nlohmann::json now = run_flags(options_);
+  for (const char* name : kMustMatch) {
+    const std::string before = saved.contains(name) ? saved[name].get<std::string>() : "";
+    const std::string after = now.contains(name) ? now[name].get<std::string>() : "";
+    require(before == after, "--resume: --" + std::string(name) + " was '" + before +
+                                 "' in " + path + ", now '" + after +
+                                 "'; resume with the same value");
+  }
+  ResumedRun run;
+  run.step = c.state.at("step").get<int>();
+  require(run.step <= options_.steps,
+          "--resume: " + path + " is at step " + std::to_string(run.step) + ", past --steps " +
+              std::to_string(options_.steps));
+  model.set_params(c.params);
+  const ShardRange own = trainer.shard();
+  std::vector<OptimizerShard> mine = reshard(c.optimizer, {{own.begin, own.end}});
+  trainer.optimizer().set_state(mine[0].step, mine[0].m, mine[0].v);
+  run.state = c.state.at("loop");
+  run.extra_tensors = std::move(c.extra_tensors);
+  std::printf("resumed from %s at step %d (saved by %d rank(s), ZeRO-%d)\n", path.c_str(), run.step,
+              c.state.at("world_size").get<int>(), c.state.at("zero").get<int>());
+  return run;
+}
+
+}  // namespace polaris

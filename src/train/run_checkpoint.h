@@ -1,0 +1,55 @@
+// Checkpoints of a training run: --checkpoint-dir D --checkpoint-every K
+// [--keep-last N] [--resume].
+//
+// A checkpoint (checkpoint/checkpoint.h) holds the weights, every rank's
+// AdamW moments (gathered to rank 0, stored per ZeRO shard), and the run
+// state each loop needs to continue exactly: the step, the data order's
+// position, GRPO's prompt order and sampling streams (and its frozen
+// reference model as an extra tensor). On --resume the moments are
+// re-sharded onto this run's ranks, so a run may resume with another
+// number of processes or ZeRO stage; flags that change the math (--batch,
+// --seq, --lr, ...) must match the checkpoint's.
+//
+// Every rank calls save() and resume() (they are collective); rank 0 writes.
+#pragma once
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "src/train/options.h"
+#include "src/train/trainer.h"
+
+namespace polaris {
+
+struct ResumedRun {
+  int step = 0;                                           // optimizer steps already taken
+  nlohmann::json state;                                   // the loop's own state
+  std::map<std::string, std::vector<float>> extra_tensors;
+};
+
+class RunCheckpoints {
+ public:
+  explicit RunCheckpoints(const TrainOptions& options);
+  bool enabled() const { return !dir_.empty(); }
+  // After loop step `step` (1-based): is a checkpoint due?
+  bool due(int step) const;
+  // Collective. `loop_state` is the loop's position (data order, RNG...).
+  void save(int step, const Transformer& model, Trainer& trainer, const nlohmann::json& loop_state,
+            const std::map<std::string, std::vector<float>>& extra_tensors = {});
+  // With --resume and a checkpoint in the directory: loads weights and
+  // optimizer state into model and trainer and returns the loop's state.
+  // Without --resume: nothing (and an Error if the directory already holds
+  // a run, so a fresh run never mixes with an old one).
+  std::optional<ResumedRun> resume(Transformer& model, Trainer& trainer);
+
+ private:
+  const TrainOptions& options_;
+  std::string dir_;
+  int every_ = 0, keep_last_ = 0;
+  bool resume_ = false;
+};
+
+}  // namespace polaris
