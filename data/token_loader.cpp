@@ -57,10 +57,7 @@ Batch TokenRowLoader::next_batch(int B) {
   const size_t first = size_t(rank_) * size_t(B), global = size_t(world_) * size_t(B);
   for (size_t i = 0; i < global; ++i) {
     if (cursor_ == order_.size()) {
-      order_.resize(windows_);
-      std::iota(order_.begin(), order_.end(), 0);
-      std::mt19937_64 rng(seed_ * 1000003 + epoch_);
-      std::shuffle(order_.begin(), order_.end(), rng);
+      shuffle_epoch(epoch_);
       cursor_ = 0;
       ++epoch_;
     }
@@ -68,6 +65,24 @@ Batch TokenRowLoader::next_batch(int B) {
     if (i >= first && i < first + size_t(B)) picked.push_back(window);
   }
   return make_batch(picked);
+}
+
+void TokenRowLoader::shuffle_epoch(uint64_t epoch) {
+  order_.resize(windows_);
+  std::iota(order_.begin(), order_.end(), 0);
+  std::mt19937_64 rng(seed_ * 1000003 + epoch);
+  std::shuffle(order_.begin(), order_.end(), rng);
+}
+
+void TokenRowLoader::restore(uint64_t epoch, size_t cursor) {
+  require((epoch == 0 && cursor == 0) || (epoch > 0 && cursor <= windows_),
+          "checkpoint: data position (epoch " + std::to_string(epoch) + ", window " +
+              std::to_string(cursor) + ") does not fit this --data (" +
+              std::to_string(windows_) + " windows)");
+  epoch_ = epoch;
+  cursor_ = cursor;
+  order_.clear();
+  if (epoch > 0) shuffle_epoch(epoch - 1);
 }
 
 Batch TokenRowLoader::batch_at(int index, int B) const {

@@ -33,10 +33,16 @@ class TokenRowLoader {
   // This rank's B of the index-th W*B windows in file order (validation).
   Batch batch_at(int index, int B) const;
   size_t num_windows() const { return windows_; }
+  // Position in the data order, for checkpoints: epochs started and windows
+  // taken from the current one. restore() continues exactly from there.
+  uint64_t epoch() const { return epoch_; }
+  size_t cursor() const { return cursor_; }
+  void restore(uint64_t epoch, size_t cursor);
   size_t num_tokens() const { return tokens_.size(); }
 
  private:
   Batch make_batch(const std::vector<size_t>& windows) const;
+  void shuffle_epoch(uint64_t epoch);  // order_ = epoch's permutation of the windows
   std::vector<int32_t> tokens_;
   int T_;
   size_t windows_;

@@ -24,6 +24,8 @@ optimizer: --lr X  --lr-schedule cosine|linear|constant  --warmup-steps N  --min
            --weight-decay W  --beta2 B  --grad-clip C
 run:       --seed S  --backend cpu  --log FILE.jsonl  --print-every N  --out MODEL.bin
            --val-every N  --val-batches N  --skip-bad
+parallel:  mpirun -np N polaris_train ... [--zero 0|1|2] [--comm mpi]
+resume:    --checkpoint-dir DIR  --checkpoint-every K  --keep-last N  --resume
 grpo:      --prompts-per-step P  --group-size G  --minibatches M  --clip-low/--clip-high
            --kl-coef B  --entropy-coef C  --dynamic-sampling  --no-std-normalize
            --temperature[-schedule]  --max-response[-schedule]  --pass-rates FILE

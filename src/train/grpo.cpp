@@ -15,6 +15,7 @@
 #include "src/train/jsonl_environment.h"
 #include "src/train/loops.h"
 #include "src/train/packed_batches.h"
+#include "src/train/run_checkpoint.h"
 #include "src/train/step_report.h"
 #include "src/train/synthetic_environment.h"
 
@@ -278,11 +279,25 @@ class GrpoRun {
   }
 
   void train() {
-    const double before = evaluate(0);
-    for (int step = 0; step < options_.steps; ++step) {
+    RunCheckpoints checkpoints(options_);
+    int first_step = 0;
+    double before = 0;
+    if (std::optional<ResumedRun> resumed = checkpoints.resume(policy_, trainer_)) {
+      first_step = resumed->step;
+      before = restore(resumed->state);
+      if (reference_) reference_->set_params(resumed->extra_tensors.at("reference_params"));
+    } else {
+      before = evaluate(0);
+    }
+    for (int step = first_step; step < options_.steps; ++step) {
       one_step(step);
       if (grpo_.eval_every > 0 && (step + 1) % grpo_.eval_every == 0 && step + 1 < options_.steps)
         evaluate(step + 1);
+      if (checkpoints.due(step + 1)) {
+        std::map<std::string, std::vector<float>> extra;
+        if (reference_) extra["reference_params"] = reference_->get_params();
+        checkpoints.save(step + 1, policy_, trainer_, state(step + 1, before), extra);
+      }
     }
     const double after = evaluate(options_.steps);
     std::printf("held-out avg@%d before %.3f after %.3f\n", grpo_.eval_samples, before, after);
@@ -565,6 +580,34 @@ class GrpoRun {
         result[j].push_back(row_logprobs[places[j].row][places[j].offset + r.prompt.size() + t - 1]);
     }
     return result;
+  }
+
+  // The RL state a checkpoint carries: every rank's prompt order and
+  // sampling-stream counter (dynamic sampling can make ranks draw different
+  // numbers of prompts, so they are kept per rank), the stage's temperature
+  // and response length, and the first evaluation. Collective.
+  nlohmann::json state(int step, double eval_before) {
+    std::vector<double> per_rank(size_t(world_) * 3, 0.0);
+    per_rank[size_t(rank_) * 3 + 0] = double(prompt_order_->state().epoch);
+    per_rank[size_t(rank_) * 3 + 1] = double(prompt_order_->state().position);
+    per_rank[size_t(rank_) * 3 + 2] = double(streams_used_);
+    if (comm_) comm_->all_reduce_sum(per_rank.data(), per_rank.size());
+    return {{"ranks", per_rank},
+            {"temperature", grpo_.temperature.at(step)},
+            {"max_response", grpo_.max_response.at(step)},
+            {"eval_before", eval_before}};
+  }
+
+  // Continues from state(); returns the first evaluation's avg@k.
+  double restore(const nlohmann::json& state) {
+    std::vector<double> per_rank = state.at("ranks").get<std::vector<double>>();
+    require(per_rank.size() == size_t(world_) * 3,
+            "--resume: a GRPO run resumes on the number of ranks that saved it (" +
+                std::to_string(per_rank.size() / 3) + "), not " + std::to_string(world_));
+    const double* mine = per_rank.data() + size_t(rank_) * 3;
+    prompt_order_->restore({uint64_t(mine[0]), uint64_t(mine[1])});
+    streams_used_ = uint64_t(mine[2]);
+    return state.at("eval_before").get<double>();
   }
 
   const TrainOptions& options_;

@@ -16,12 +16,12 @@ const std::set<std::string> kValueFlags = {
     "log", "mode", "init", "out", "val-every", "val-batches", "print-every", "tokenizer",
     // built-in synthetic tasks (src/train/synthetic_environment.h)
     "task", "task-slip-rate", "train-examples",
-    // parts of the engine this build does not have
-    "zero", "comm", "checkpoint-dir", "checkpoint-every",
+    // data parallel (optim/comm.h) and checkpoints (src/train/run_checkpoint.h)
+    "zero", "comm", "checkpoint-dir", "checkpoint-every", "keep-last",
     // GRPO (src/train/grpo.cpp)
     "prompts-per-step", "group-size", "minibatches", "clip-low", "clip-high", "kl-coef",
     "entropy-coef", "temperature", "temperature-schedule", "max-response",
-    "max-response-schedule", "top-p", "verifier", "pass-rates", "eval-data", "eval-every",
+    "max-response-schedule", "top-p", "pass-rates", "eval-data", "eval-every",
     "eval-samples", "max-refills", "max-prompt", "eval-temperature", "eval-problems",
     "system-prompt",
 };
@@ -107,9 +107,7 @@ TrainOptions parse_train_options(int argc, char** argv) {
       o.out_path.clear();
     }
   }
-  require(!flags->has("checkpoint-dir") && !flags->has("checkpoint-every") && !flags->has("resume"),
-          "--checkpoint-dir/--checkpoint-every/--resume: checkpoints are not in this build; "
-          "save the final weights with --out model.bin");
+
   return o;
 }
 

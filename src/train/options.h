@@ -33,8 +33,8 @@ struct TrainOptions {
 };
 
 // Parses argv (after the program name). Throws Error on an unknown flag or
-// a bad value. The flags of parts this build does not have (--comm nccl,
-// --checkpoint-*, --resume) end in a line saying so.
+// a bad value; --comm nccl (which needs the CUDA backend, not in this build)
+// ends in a line saying so.
 //
 // It also sets up data parallelism: --comm (default mpi when started by
 // mpirun, none otherwise) makes the Comm (MPI_Init happens here), checks that

@@ -5,6 +5,7 @@
 #include "data/token_loader.h"
 #include "src/common/backend.h"
 #include "src/train/loops.h"
+#include "src/train/run_checkpoint.h"
 #include "src/train/step_report.h"
 
 namespace polaris {
@@ -53,13 +54,23 @@ int run_pretrain(const TrainOptions& options) {
     weight = global_sum(comm, weight);
     reporter.event("validation", {{"step", step}, {"val_loss", loss / weight}});
   };
-  for (int step = 0; step < options.steps; ++step) {
+  RunCheckpoints checkpoints(options);
+  int first_step = 0;
+  if (std::optional<ResumedRun> resumed = checkpoints.resume(model, trainer)) {
+    first_step = resumed->step;
+    train.restore(resumed->state.at("data_epoch").get<uint64_t>(),
+                  resumed->state.at("data_cursor").get<size_t>());
+  }
+  for (int step = first_step; step < options.steps; ++step) {
     std::vector<Batch> micro;
     for (int k = 0; k < options.grad_accum; ++k) micro.push_back(train.next_batch(options.batch));
     StepStats stats = trainer.step(micro, global_sum(comm, total_target_weight(micro)));
     reporter.report(stats);
     if (val && (stats.step % options.val_every == 0 || stats.step == options.steps))
       validate(stats.step);
+    if (checkpoints.due(step + 1))
+      checkpoints.save(step + 1, model, trainer,
+                       {{"data_epoch", train.epoch()}, {"data_cursor", train.cursor()}});
   }
   save_final_model(options, model);
   return 0;

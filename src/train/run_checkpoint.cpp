@@ -11,7 +11,8 @@ namespace polaris {
 namespace {
 
 // Flags whose change would make the resumed run a different computation.
-const char* const kMustMatch[] = {"mode",       "batch",        "seq",       "grad-accum",
+// (--batch is per rank: the global batch, --batch x ranks, must match.)
+const char* const kMustMatch[] = {"mode",       "global-batch", "seq",       "grad-accum",
                                   "lr",         "lr-schedule",  "warmup-steps",
                                   "min-lr-fraction", "weight-decay", "beta2", "grad-clip",
                                   "seed",       "task",         "data",      "prompts-per-step",
@@ -23,6 +24,7 @@ nlohmann::json run_flags(const TrainOptions& o) {
   for (const char* name : kMustMatch)
     if (o.flags->has(name)) flags[name] = o.flags->get(name, "");
   flags["mode"] = o.mode;
+  flags["global-batch"] = std::to_string(o.batch * o.world_size());
   return flags;
 }
 
@@ -125,7 +127,9 @@ std::optional<ResumedRun> RunCheckpoints::resume(Transformer& model, Trainer& tr
   for (const char* name : kMustMatch) {
     const std::string before = saved.contains(name) ? saved[name].get<std::string>() : "";
     const std::string after = now.contains(name) ? now[name].get<std::string>() : "";
-    require(before == after, "--resume: --" + std::string(name) + " was '" + before +
+    const std::string flag =
+        std::string(name) == "global-batch" ? "batch x ranks" : "--" + std::string(name);
+    require(before == after, "--resume: " + flag + " was '" + before +
                                  "' in " + path + ", now '" + after +
                                  "'; resume with the same value");
   }

@@ -8,6 +8,7 @@
 #include "src/common/backend.h"
 #include "src/train/loops.h"
 #include "src/train/packed_batches.h"
+#include "src/train/run_checkpoint.h"
 #include "src/train/step_report.h"
 #include "src/train/synthetic_environment.h"
 
@@ -92,7 +93,20 @@ int run_sft(const TrainOptions& options) {
     weight = global_sum(comm, weight);
     reporter.event("validation", {{"step", step}, {"val_loss", loss / std::max(weight, 1e-9)}});
   };
-  for (int step = 0; step < options.steps; ++step) {
+  // The data position is saved as rows taken by all ranks together, so a run
+  // can resume on another number of ranks.
+  RunCheckpoints checkpoints(options);
+  const uint64_t world = uint64_t(options.world_size());
+  int first_step = 0;
+  if (std::optional<ResumedRun> resumed = checkpoints.resume(model, trainer)) {
+    first_step = resumed->step;
+    const uint64_t taken = resumed->state.at("rows_taken").get<uint64_t>();
+    require(taken % world == 0, "--resume: the saved data position (" + std::to_string(taken) +
+                                    " rows) does not split over " + std::to_string(world) +
+                                    " ranks");
+    sampler.restore({resumed->state.at("epoch").get<uint64_t>(), taken / world});
+  }
+  for (int step = first_step; step < options.steps; ++step) {
     std::vector<Batch> micro;
     for (int k = 0; k < options.grad_accum; ++k) {
       std::vector<size_t> indices;
@@ -104,6 +118,10 @@ int run_sft(const TrainOptions& options) {
     reporter.report(stats);
     if (!val_rows.empty() && (stats.step % options.val_every == 0 || stats.step == options.steps))
       validate(stats.step);
+    if (checkpoints.due(step + 1))
+      checkpoints.save(step + 1, model, trainer,
+                       {{"epoch", sampler.state().epoch},
+                        {"rows_taken", sampler.state().position * world}});
   }
   save_final_model(options, model);
   return 0;
