@@ -25,6 +25,8 @@ LDLIBS   := -lpcre2-8 -lutf8proc -lpthread
 CXXFLAGS += -I/usr/include/hdf5/serial
 LDLIBS   += -L/usr/lib/x86_64-linux-gnu/hdf5/serial -lhdf5
 JOBS     ?= $(shell nproc)
+# Quiet build lines ("CXX model/transformer.cpp"); make V=1 shows the commands.
+Q        := $(if $(V),,@)
 
 # OpenMPI (optim/comm.cpp): flags from the wrapper compiler, else pkg-config.
 # Without mpirun the programs still run as one process and never call MPI.
@@ -58,29 +60,36 @@ all: $(PROGS) $(BENCHES) $(CUDA_LIB)
 
 $(BUILD)/libpolaris.a: $(LIB_OBJS)
 	@mkdir -p $(@D)
-	ar rcs $@ $^
+	@echo "  AR   $@"
+	$(Q)ar rcs $@ $^
 
 $(BUILD)/obj/%.o: %.cpp
 	@mkdir -p $(@D)
-	$(CXX) $(CXXFLAGS) -c $< -o $@
+	@echo "  CXX  $<"
+	$(Q)$(CXX) $(CXXFLAGS) -c $< -o $@
 
 $(BUILD)/obj/cuda/%.o: cuda/%.cu
 	@mkdir -p $(@D)
-	$(NVCC) $(NVCCFLAGS) -c $< -o $@
+	@echo "  NVCC $<"
+	$(Q)$(NVCC) $(NVCCFLAGS) -c $< -o $@
 
 $(CUDA_LIB): $(CUDA_OBJS)
 	@mkdir -p $(@D)
-	ar rcs $@ $^
+	@echo "  AR   $@"
+	$(Q)ar rcs $@ $^
 
 $(BUILD)/polaris_%: $(BUILD)/obj/src/polaris_%.o $(BUILD)/libpolaris.a $(CUDA_LIB)
-	$(CXX) $(CXXFLAGS) $^ -o $@ $(LDLIBS)
+	@echo "  LINK $@"
+	$(Q)$(CXX) $(CXXFLAGS) $^ -o $@ $(LDLIBS)
 
 $(BUILD)/bench_%: $(BUILD)/obj/src/bench/bench_%.o $(BUILD)/libpolaris.a $(CUDA_LIB)
-	$(CXX) $(CXXFLAGS) $^ -o $@ $(LDLIBS)
+	@echo "  LINK $@"
+	$(Q)$(CXX) $(CXXFLAGS) $^ -o $@ $(LDLIBS)
 
 $(BUILD)/tests/test_%: $(BUILD)/obj/tests/test_%.o $(BUILD)/libpolaris.a $(CUDA_LIB)
 	@mkdir -p $(@D)
-	$(CXX) $(CXXFLAGS) $^ -o $@ -lgtest -lgtest_main $(LDLIBS)
+	@echo "  LINK $@"
+	$(Q)$(CXX) $(CXXFLAGS) $^ -o $@ -lgtest -lgtest_main $(LDLIBS)
 
 tests-build: $(TESTS) $(PROGS)
 

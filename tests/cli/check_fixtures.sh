@@ -4,23 +4,10 @@
 # a missing or corrupted fixture is one "error: ..." line and exit 1; a
 # fixture whose expected values disagree with the model prints FAIL, exit 1.
 # Run from the repository root after `make`.
-set -u
+source "$(dirname "$0")/../cli_lib.sh"
+polaris_test_setup
 BIN=build/polaris_check
-[ -x "$BIN" ] || { echo "FAIL: $BIN not built"; exit 1; }
-TMP=$(mktemp -d)
-trap 'rm -rf "$TMP"' EXIT
-fail() { echo "FAIL: $*"; exit 1; }
-
-# expect_error NAME WORD CMD...: exit 1, one stderr line "error: ..." containing WORD.
-expect_error() {
-  local name=$1 word=$2; shift 2
-  "$@" >"$TMP/out" 2>"$TMP/err"
-  local rc=$?
-  [ "$rc" -eq 1 ] || fail "$name: exit $rc, expected 1 (stderr: $(cat "$TMP/err"))"
-  [ "$(wc -l <"$TMP/err")" -eq 1 ] || fail "$name: stderr is not one line: $(cat "$TMP/err")"
-  grep -q '^error: ' "$TMP/err" || fail "$name: no 'error: ' line: $(cat "$TMP/err")"
-  grep -qF -- "$word" "$TMP/err" || fail "$name: '$word' not in: $(cat "$TMP/err")"
-}
+require_built "$BIN"
 
 for fixture in qwen3_tiny gpt2_tiny; do
   "$BIN" "tests/fixtures/$fixture" >"$TMP/out" 2>"$TMP/err"

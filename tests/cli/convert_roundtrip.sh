@@ -3,22 +3,10 @@
 # byte-identical model.bin files (safetensors headers may order keys differently,
 # so the comparison is done on model.bin), plus the basic bad inputs.
 # Run from the repository root after `make`.
-set -u
+source "$(dirname "$0")/../cli_lib.sh"
+polaris_test_setup
 BIN=build/polaris_convert
-[ -x "$BIN" ] || { echo "FAIL: $BIN not built"; exit 1; }
-TMP=$(mktemp -d)
-trap 'rm -rf "$TMP"' EXIT
-fail() { echo "FAIL: $*"; exit 1; }
-
-# expect_error NAME CMD...: exit status 1, exactly one stderr line "error: ...".
-expect_error() {
-  local name=$1; shift
-  "$@" >"$TMP/out" 2>"$TMP/err"
-  local rc=$?
-  [ "$rc" -eq 1 ] || fail "$name: exit $rc, expected 1"
-  [ "$(wc -l <"$TMP/err")" -eq 1 ] || fail "$name: stderr is not one line: $(cat "$TMP/err")"
-  grep -q '^error: ' "$TMP/err" || fail "$name: stderr does not start with 'error: ': $(cat "$TMP/err")"
-}
+require_built "$BIN"
 
 for fx in qwen3_tiny gpt2_tiny; do
   src=tests/fixtures/$fx/hf_model
@@ -40,10 +28,7 @@ grep -q 'parameters *361,216' <($BIN --info "$TMP/qwen3_tiny.a.bin") || fail "qw
 grep -q 'parameters *132,864' <($BIN --info "$TMP/gpt2_tiny.a.bin") || fail "gpt2_tiny: parameter count"
 ls "$TMP"/*.tmp >/dev/null 2>&1 && fail "left .tmp files behind"
 
-expect_error "missing dir" $BIN --from-hf "$TMP/no_such_dir" --out "$TMP/x.bin"
-grep -q 'no_such_dir' "$TMP/err" || fail "missing dir: message does not name the directory"
-[ -e "$TMP/x.bin" ] && fail "missing dir: wrote $TMP/x.bin"
-expect_error "unknown flag" $BIN --from-hf tests/fixtures/qwen3_tiny/hf_model --out "$TMP/y.bin" --frobnicate 3
-grep -q -- '--frobnicate' "$TMP/err" || fail "unknown flag: message does not name the flag"
-[ -e "$TMP/y.bin" ] && fail "unknown flag: wrote $TMP/y.bin"
+no_output_on_error "$TMP/x.bin" "$TMP/y.bin"
+expect_error "missing dir" "no_such_dir" $BIN --from-hf "$TMP/no_such_dir" --out "$TMP/x.bin"
+expect_error "unknown flag" "--frobnicate" $BIN --from-hf tests/fixtures/qwen3_tiny/hf_model --out "$TMP/y.bin" --frobnicate 3
 echo "PASS convert_roundtrip"

@@ -10,14 +10,11 @@
 # 4-token response, which exercises --keep-correct with real data.
 # Checks: the summary, --out / --pass-rates / --keep-correct structure, results
 # independent of --batch, and bad inputs (one "error:" line, exit 1, no files).
-set -u
+source "$(dirname "$0")/../cli_lib.sh"
+polaris_test_setup
 EVAL=build/polaris_eval
 TRAIN=build/polaris_train
-TMP=$(mktemp -d)
-trap 'rm -rf "$TMP"' EXIT
-fail() { echo "FAIL: $*"; exit 1; }
-[ -x "$EVAL" ] || fail "$EVAL not built"
-[ -x "$TRAIN" ] || fail "$TRAIN not built"
+require_built "$EVAL" "$TRAIN"
 
 python3 - "$TMP" <<'PY' || fail "setup: python"
 import json, struct, sys
@@ -130,19 +127,11 @@ assert out[0]["samples"][0]["response"] == "7777"
 PY
 
 # --- bad inputs: one "error:" line naming the file or flag, exit 1, no files --
-expect_error() {  # NAME WORD CMD...
-  local name=$1 word=$2; shift 2
-  "$@" >"$TMP/out" 2>"$TMP/err"
-  local rc=$?
-  [ "$rc" -eq 1 ] || fail "$name: exit $rc, expected 1"
-  [ "$(wc -l <"$TMP/err")" -eq 1 ] || fail "$name: stderr is not one line: $(cat "$TMP/err")"
-  grep -q '^error: ' "$TMP/err" || fail "$name: no 'error: ' line: $(cat "$TMP/err")"
-  grep -qF -- "$word" "$TMP/err" || fail "$name: '$word' not in: $(cat "$TMP/err")"
-}
 printf '{"problem": "ok", "answer": 1}\n{"problem": "no answer"}\n' >"$TMP/bad.jsonl"
 printf '{"problem": "ok", "answer": 1}\n{oops\n' >"$TMP/malformed.jsonl"
 T="--tokenizer $TMP/tokenizer.json"
 O="--out $TMP/e.jsonl --pass-rates $TMP/e_rates.jsonl --keep-correct $TMP/e_keep.jsonl"
+no_output_on_error "$TMP/e.jsonl" "$TMP/e_rates.jsonl" "$TMP/e_keep.jsonl"
 expect_error "no model" "usage" $EVAL --data "$TMP/p.jsonl" $T
 expect_error "missing --data" "--data" $EVAL "$TMP/m.bin" $T
 expect_error "missing --tokenizer" "--tokenizer" $EVAL "$TMP/m.bin" --data "$TMP/p.jsonl"
@@ -156,8 +145,6 @@ expect_error "too long" "--max-response" $EVAL "$TMP/m.bin" --data "$TMP/p.jsonl
 expect_error "missing model" "$TMP/nope.bin" $EVAL "$TMP/nope.bin" --data "$TMP/p.jsonl" $T $O
 expect_error "bad backend" "--backend" $EVAL "$TMP/m.bin" --data "$TMP/p.jsonl" $T --backend tpu $O
 expect_error "unwritable --out" "$TMP/no/dir/o.jsonl" $EVAL "$TMP/m.bin" --data "$TMP/p.jsonl" $T --out "$TMP/no/dir/o.jsonl"
-for f in e.jsonl e_rates.jsonl e_keep.jsonl; do [ -e "$TMP/$f" ] && fail "wrote $f on error"; done
-ls "$TMP"/*.tmp >/dev/null 2>&1 && fail "left .tmp files behind on error"
 # --skip-bad skips the malformed line and evaluates the rest.
 $EVAL "$TMP/m.bin" --data "$TMP/malformed.jsonl" $T --skip-bad --samples 1 --max-response 2 \
   --pass-rates "$TMP/skip_rates.jsonl" >"$TMP/skip.out" 2>&1 || fail "--skip-bad: $(cat "$TMP/skip.out")"

@@ -7,25 +7,23 @@
 # that every step record carries the RL metric keys, and that the held-out
 # avg@k line is printed. Run from the repository root after `make`.
 export OMP_NUM_THREADS=1
-set -u
+source "$(dirname "$0")/../cli_lib.sh"
+polaris_test_setup
 BIN=build/polaris_train
-[ -x "$BIN" ] || { echo "FAIL: $BIN not built"; exit 1; }
-D=$(mktemp -d)
-trap 'rm -rf "$D"' EXIT
-fail() { echo "FAIL: $*"; exit 1; }
+require_built "$BIN"
 
 "$BIN" --mode sft --task addition-trace --task-slip-rate 0.5 --init qwen3-demo --steps 500 \
-  --batch 16 --seq 64 --lr 1e-3 --seed 1 --out "$D/sft.bin" --print-every 100 >"$D/sft.log" 2>&1 \
-  || { cat "$D/sft.log"; fail "sft run"; }
-"$BIN" "$D/sft.bin" --mode grpo --task addition-trace --steps 30 --prompts-per-step 32 \
+  --batch 16 --seq 64 --lr 1e-3 --seed 1 --out "$TMP/sft.bin" --print-every 100 >"$TMP/sft.log" 2>&1 \
+  || { cat "$TMP/sft.log"; fail "sft run"; }
+"$BIN" "$TMP/sft.bin" --mode grpo --task addition-trace --steps 30 --prompts-per-step 32 \
   --group-size 8 --batch 32 --lr 1e-4 --warmup-steps 0 --lr-schedule constant --max-response 24 \
-  --eval-samples 4 --eval-problems 128 --seed 1 --print-every 10 --log "$D/grpo.jsonl" \
-  >"$D/grpo.log" 2>&1 || { cat "$D/grpo.log"; fail "grpo run"; }
-cat "$D/grpo.log"
-grep -qE '^held-out avg@[0-9]+ before [0-9.]+ after [0-9.]+$' "$D/grpo.log" \
+  --eval-samples 4 --eval-problems 128 --seed 1 --print-every 10 --log "$TMP/grpo.jsonl" \
+  >"$TMP/grpo.log" 2>&1 || { cat "$TMP/grpo.log"; fail "grpo run"; }
+cat "$TMP/grpo.log"
+grep -qE '^held-out avg@[0-9]+ before [0-9.]+ after [0-9.]+$' "$TMP/grpo.log" \
   || fail "no 'held-out avg@K before X after Y' line"
 
-python3 - "$D/grpo.jsonl" <<'PY' || exit 1
+python3 - "$TMP/grpo.jsonl" <<'PY' || exit 1
 import json, sys
 records = [json.loads(line) for line in open(sys.argv[1]) if line.strip()]
 steps = [r for r in records if "event" not in r]

@@ -4,11 +4,9 @@
 # without matplotlib) writes a valid PNG (signature, IHDR, CRCs, decodable IDAT of
 # the stated size, curves drawn in colour); the default path works too; bad
 # input ends in one "error:" line naming the file (and line), exit 1, no PNG.
-set -u
+source "$(dirname "$0")/../cli_lib.sh"
+polaris_test_setup
 SCRIPT=run/plot_metrics.py
-TMP=$(mktemp -d)
-trap 'rm -rf "$TMP"' EXIT
-fail() { echo "FAIL: $*"; exit 1; }
 
 python3 - "$TMP/log.jsonl" <<'PY' || fail "setup"
 import json, math, sys
@@ -60,22 +58,13 @@ echo "$out" | grep -q "panels: loss, lr, grad_norm, tokens_per_s" || fail "pretr
 check_png "$TMP/pre.png" >/dev/null || fail "pretrain PNG"
 ls "$TMP"/*.tmp >/dev/null 2>&1 && fail "left .tmp files behind"
 
-expect_error() {  # NAME WORD ARGS...
-  local name=$1 word=$2; shift 2
-  python3 "$SCRIPT" "$@" >"$TMP/out" 2>"$TMP/err"
-  local rc=$?
-  [ "$rc" -eq 1 ] || fail "$name: exit $rc, expected 1"
-  [ "$(wc -l <"$TMP/err")" -eq 1 ] || fail "$name: stderr is not one line: $(cat "$TMP/err")"
-  grep -q '^error: ' "$TMP/err" || fail "$name: no 'error: ' line: $(cat "$TMP/err")"
-  grep -qF -- "$word" "$TMP/err" || fail "$name: '$word' not in: $(cat "$TMP/err")"
-}
+no_output_on_error "$TMP/e.png"
 printf '{"step":1,"loss":2}\n{oops\n{"step":2,"loss":1}\n' >"$TMP/bad.jsonl"
 printf '{"step":1,"note":"x"}\n' >"$TMP/nothing.jsonl"
 : >"$TMP/empty.jsonl"
-expect_error "missing log" "$TMP/nope.jsonl" "$TMP/nope.jsonl" --out "$TMP/e.png"
-expect_error "malformed line" "$TMP/bad.jsonl:2" "$TMP/bad.jsonl" --out "$TMP/e.png"
-expect_error "no metrics" "no numeric metrics" "$TMP/nothing.jsonl" --out "$TMP/e.png"
-expect_error "empty log" "no records" "$TMP/empty.jsonl" --out "$TMP/e.png"
-expect_error "unwritable" "$TMP/no/dir/e.png" "$TMP/log.jsonl" --out "$TMP/no/dir/e.png" --no-matplotlib
-[ -e "$TMP/e.png" ] && fail "wrote a PNG on error"
+expect_error "missing log" "$TMP/nope.jsonl" python3 "$SCRIPT" "$TMP/nope.jsonl" --out "$TMP/e.png"
+expect_error "malformed line" "$TMP/bad.jsonl:2" python3 "$SCRIPT" "$TMP/bad.jsonl" --out "$TMP/e.png"
+expect_error "no metrics" "no numeric metrics" python3 "$SCRIPT" "$TMP/nothing.jsonl" --out "$TMP/e.png"
+expect_error "empty log" "no records" python3 "$SCRIPT" "$TMP/empty.jsonl" --out "$TMP/e.png"
+expect_error "unwritable" "$TMP/no/dir/e.png" python3 "$SCRIPT" "$TMP/log.jsonl" --out "$TMP/no/dir/e.png" --no-matplotlib
 echo ok

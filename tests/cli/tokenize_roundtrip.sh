@@ -4,13 +4,12 @@
 # count, train/val split), malformed JSONL errors naming FILE:LINE, --skip-bad,
 # and one-line errors for bad flags.
 set -euo pipefail
+source "$(dirname "$0")/../cli_lib.sh"
+polaris_test_setup
 
 BIN=build/polaris_tokenize
 TOKENIZER=tests/fixtures/qwen3_tokenizer/tokenizer.json
-TMP=$(mktemp -d)
-trap 'rm -rf "$TMP"' EXIT
-fail() { echo "FAIL: $*" >&2; exit 1; }
-[ -x "$BIN" ] || fail "$BIN not built (run make)"
+require_built "$BIN"
 
 # A corpus written the way the program writes JSON (raw UTF-8, \n \t \" escapes),
 # so the decoded output must be byte-identical to it.
@@ -77,13 +76,12 @@ grep -q "skipped 1 bad lines" "$TMP/skip.log" || { cat "$TMP/skip.log" >&2; fail
 [ -f "$TMP/skip_train_000000.bin" ] || fail "--skip-bad wrote no shard"
 
 # 5. encode with a malformed line names <stdin>:LINE.
-printf '{"text":"ok"}\n{"txt":"wrong key"}\n' | "$BIN" encode --tokenizer "$TOKENIZER" > /dev/null 2> "$TMP/enc.log" && fail "bad encode input accepted"
-grep -q '^error: <stdin>:2: no string field "text"' "$TMP/enc.log" || { cat "$TMP/enc.log" >&2; fail "encode error"; }
+printf '{"text":"ok"}\n{"txt":"wrong key"}\n' > "$TMP/enc.jsonl"
+expect_error "bad encode input" 'error: <stdin>:2: no string field "text"' \
+  "$BIN" encode --tokenizer "$TOKENIZER" < "$TMP/enc.jsonl"
 
 # 6. Bad flags and tokenizer paths end in one line.
-"$BIN" encode --tokenizer "$TOKENIZER" --no-such-flag < /dev/null 2> "$TMP/flag.log" && fail "unknown flag accepted"
-[ "$(wc -l < "$TMP/flag.log")" -eq 1 ] && grep -q "no-such-flag" "$TMP/flag.log" || fail "unknown flag: $(cat "$TMP/flag.log")"
-"$BIN" encode --tokenizer "$TMP/missing.json" < /dev/null 2> "$TMP/missing.log" && fail "missing tokenizer accepted"
-grep -q "$TMP/missing.json" "$TMP/missing.log" || fail "missing tokenizer not named"
+expect_error "unknown flag" "no-such-flag" "$BIN" encode --tokenizer "$TOKENIZER" --no-such-flag < /dev/null
+expect_error "missing tokenizer" "$TMP/missing.json" "$BIN" encode --tokenizer "$TMP/missing.json" < /dev/null
 
 echo "tokenize_roundtrip: ok"

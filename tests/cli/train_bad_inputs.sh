@@ -2,28 +2,11 @@
 # polaris_train on bad input: exit status 1, exactly one stderr line
 # "error: ..." naming the file or flag, and no --out / --log file written
 # (nothing half-written). Run from the repository root after `make`.
-set -u
+source "$(dirname "$0")/../cli_lib.sh"
+polaris_test_setup
 BIN=build/polaris_train
 CONVERT=build/polaris_convert
-for b in "$BIN" "$CONVERT"; do [ -x "$b" ] || { echo "FAIL: $b not built"; exit 1; }; done
-TMP=$(mktemp -d)
-trap 'rm -rf "$TMP"' EXIT
-fail() { echo "FAIL: $*"; exit 1; }
-
-# expect_error NAME WORD ARGS...: polaris_train ARGS exits 1 with one stderr
-# line "error: ..." containing WORD, and leaves no $TMP/out.bin behind.
-expect_error() {
-  local name=$1 word=$2; shift 2
-  timeout 120 "$BIN" "$@" >"$TMP/stdout" 2>"$TMP/err"
-  local rc=$?
-  [ "$rc" -eq 1 ] || fail "$name: exit $rc, expected 1 (stderr: $(cat "$TMP/err"))"
-  [ "$(wc -l <"$TMP/err")" -eq 1 ] || fail "$name: stderr is not one line: $(cat "$TMP/err")"
-  grep -q '^error: ' "$TMP/err" || fail "$name: no 'error: ' line: $(cat "$TMP/err")"
-  grep -qF -- "$word" "$TMP/err" || fail "$name: '$word' not in: $(cat "$TMP/err")"
-  [ -e "$TMP/out.bin" ] && fail "$name: wrote --out despite the error"
-  ls "$TMP"/*.tmp >/dev/null 2>&1 && fail "$name: left .tmp files behind"
-  echo "ok  $name: $(cat "$TMP/err")"
-}
+require_built "$BIN" "$CONVERT"
 
 # Inputs: token shards (256 int32 header: magic 20240520, version, count;
 # then uint16 (v1) or uint32 (v2) tokens) and model.bin files.
@@ -70,43 +53,44 @@ rm -f "$TMP/out.bin"
 timeout 120 "$BIN" "$TMP/model.bin" --data "$DATA" "${RUN[@]}" >"$TMP/stdout" 2>"$TMP/err" \
   || fail "good run (model.bin) failed: $(cat "$TMP/err")"
 rm -f "$TMP/out.bin"
+no_output_on_error "$TMP/out.bin"
 
 # Flags.
-expect_error "unknown flag" "--frobnicate" "${INIT[@]}" --data "$DATA" "${RUN[@]}" --frobnicate 3
-expect_error "unknown switch" "--no-such-switch" "${INIT[@]}" --data "$DATA" --no-such-switch "${RUN[@]}"
-expect_error "--mode bogus" "--mode" "${INIT[@]}" --data "$DATA" "${RUN[@]}" --mode bogus
-expect_error "--comm nccl" "--comm nccl" "${INIT[@]}" --data "$DATA" "${RUN[@]}" --comm nccl
-expect_error "--comm bogus" "--comm" "${INIT[@]}" --data "$DATA" "${RUN[@]}" --comm gloo
-expect_error "--zero 5" "--zero" "${INIT[@]}" --data "$DATA" "${RUN[@]}" --zero 5
-expect_error "--lr abc" "--lr" "${INIT[@]}" --data "$DATA" "${RUN[@]}" --lr abc
-expect_error "--lr without value" "--lr" "${INIT[@]}" --data "$DATA" "${RUN[@]}" --lr
-expect_error "--steps 0" "--steps" "${INIT[@]}" --data "$DATA" --batch 2 --seq 16 --steps 0 --out "$TMP/out.bin"
-expect_error "--batch -1" "--batch" "${INIT[@]}" --data "$DATA" --steps 2 --seq 16 --batch -1 --out "$TMP/out.bin"
-expect_error "--seq x" "--seq" "${INIT[@]}" --data "$DATA" --steps 2 --batch 2 --seq x --out "$TMP/out.bin"
-expect_error "--seq beyond positions (--init)" "--seq 300" "${INIT[@]}" --data "$DATA" --steps 2 --batch 2 --seq 300 --out "$TMP/out.bin"
-expect_error "--seq beyond positions (model.bin)" "--seq 5000" "$TMP/model.bin" --data "$DATA" --steps 2 --batch 2 --seq 5000 --out "$TMP/out.bin"
-expect_error "--backend bogus" "--backend" "${INIT[@]}" --data "$DATA" "${RUN[@]}" --backend tpu
-expect_error "--init unknown preset" "qwen9-tiny" --init qwen9-tiny --data "$DATA" "${RUN[@]}"
-expect_error "model.bin and --init" "--init" "$TMP/model.bin" "${INIT[@]}" --data "$DATA" "${RUN[@]}"
-expect_error "no --data" "--data" "${INIT[@]}" "${RUN[@]}"
-expect_error "--log unwritable" "$TMP/no_dir/log.jsonl" "${INIT[@]}" --data "$DATA" "${RUN[@]}" --log "$TMP/no_dir/log.jsonl"
+expect_error "unknown flag" "--frobnicate" "$BIN" "${INIT[@]}" --data "$DATA" "${RUN[@]}" --frobnicate 3
+expect_error "unknown switch" "--no-such-switch" "$BIN" "${INIT[@]}" --data "$DATA" --no-such-switch "${RUN[@]}"
+expect_error "--mode bogus" "--mode" "$BIN" "${INIT[@]}" --data "$DATA" "${RUN[@]}" --mode bogus
+expect_error "--comm nccl" "--comm nccl" "$BIN" "${INIT[@]}" --data "$DATA" "${RUN[@]}" --comm nccl
+expect_error "--comm bogus" "--comm" "$BIN" "${INIT[@]}" --data "$DATA" "${RUN[@]}" --comm gloo
+expect_error "--zero 5" "--zero" "$BIN" "${INIT[@]}" --data "$DATA" "${RUN[@]}" --zero 5
+expect_error "--lr abc" "--lr" "$BIN" "${INIT[@]}" --data "$DATA" "${RUN[@]}" --lr abc
+expect_error "--lr without value" "--lr" "$BIN" "${INIT[@]}" --data "$DATA" "${RUN[@]}" --lr
+expect_error "--steps 0" "--steps" "$BIN" "${INIT[@]}" --data "$DATA" --batch 2 --seq 16 --steps 0 --out "$TMP/out.bin"
+expect_error "--batch -1" "--batch" "$BIN" "${INIT[@]}" --data "$DATA" --steps 2 --seq 16 --batch -1 --out "$TMP/out.bin"
+expect_error "--seq x" "--seq" "$BIN" "${INIT[@]}" --data "$DATA" --steps 2 --batch 2 --seq x --out "$TMP/out.bin"
+expect_error "--seq beyond positions (--init)" "--seq 300" "$BIN" "${INIT[@]}" --data "$DATA" --steps 2 --batch 2 --seq 300 --out "$TMP/out.bin"
+expect_error "--seq beyond positions (model.bin)" "--seq 5000" "$BIN" "$TMP/model.bin" --data "$DATA" --steps 2 --batch 2 --seq 5000 --out "$TMP/out.bin"
+expect_error "--backend bogus" "--backend" "$BIN" "${INIT[@]}" --data "$DATA" "${RUN[@]}" --backend tpu
+expect_error "--init unknown preset" "qwen9-tiny" "$BIN" --init qwen9-tiny --data "$DATA" "${RUN[@]}"
+expect_error "model.bin and --init" "--init" "$BIN" "$TMP/model.bin" "${INIT[@]}" --data "$DATA" "${RUN[@]}"
+expect_error "no --data" "--data" "$BIN" "${INIT[@]}" "${RUN[@]}"
+expect_error "--log unwritable" "$TMP/no_dir/log.jsonl" "$BIN" "${INIT[@]}" --data "$DATA" "${RUN[@]}" --log "$TMP/no_dir/log.jsonl"
 
 # model.bin files.
-expect_error "missing model.bin" "$TMP/missing.bin" "$TMP/missing.bin" --data "$DATA" "${RUN[@]}"
-expect_error "truncated model.bin" "$TMP/truncated.bin" "$TMP/truncated.bin" --data "$DATA" "${RUN[@]}"
-expect_error "header-only model.bin" "$TMP/header_only.bin" "$TMP/header_only.bin" --data "$DATA" "${RUN[@]}"
-expect_error "wrong magic" "$TMP/magic.bin" "$TMP/magic.bin" --data "$DATA" "${RUN[@]}"
-expect_error "model.bin is a shard" "$TMP/good_000.bin" "$TMP/good_000.bin" --data "$DATA" "${RUN[@]}"
+expect_error "missing model.bin" "$TMP/missing.bin" "$BIN" "$TMP/missing.bin" --data "$DATA" "${RUN[@]}"
+expect_error "truncated model.bin" "$TMP/truncated.bin" "$BIN" "$TMP/truncated.bin" --data "$DATA" "${RUN[@]}"
+expect_error "header-only model.bin" "$TMP/header_only.bin" "$BIN" "$TMP/header_only.bin" --data "$DATA" "${RUN[@]}"
+expect_error "wrong magic" "$TMP/magic.bin" "$BIN" "$TMP/magic.bin" --data "$DATA" "${RUN[@]}"
+expect_error "model.bin is a shard" "$TMP/good_000.bin" "$BIN" "$TMP/good_000.bin" --data "$DATA" "${RUN[@]}"
 
 # Token shards.
-expect_error "--data matches nothing" "--data" "${INIT[@]}" --data "$TMP/nothing_*.bin" "${RUN[@]}"
-expect_error "--val-data matches nothing" "--val-data" "${INIT[@]}" --data "$DATA" --val-data "$TMP/nothing_*.bin" "${RUN[@]}"
-expect_error "truncated shard" "trunc_000.bin" "${INIT[@]}" --data "$TMP/trunc_*.bin" "${RUN[@]}"
-expect_error "shard cut in its header" "header_000.bin" "${INIT[@]}" --data "$TMP/header_*.bin" "${RUN[@]}"
-expect_error "truncated val shard" "trunc_000.bin" "${INIT[@]}" --data "$DATA" --val-data "$TMP/trunc_*.bin" "${RUN[@]}"
-expect_error "shard magic" "magic_000.bin" "${INIT[@]}" --data "$TMP/magic_*.bin" "${RUN[@]}"
-expect_error "shard version" "version_000.bin" "${INIT[@]}" --data "$TMP/version_*.bin" "${RUN[@]}"
-expect_error "token beyond vocabulary" "vocab_000.bin" "${INIT[@]}" --data "$TMP/vocab_*.bin" "${RUN[@]}"
-expect_error "shard shorter than a row" "--data" "${INIT[@]}" --data "$TMP/short_*.bin" "${RUN[@]}"
+expect_error "--data matches nothing" "--data" "$BIN" "${INIT[@]}" --data "$TMP/nothing_*.bin" "${RUN[@]}"
+expect_error "--val-data matches nothing" "--val-data" "$BIN" "${INIT[@]}" --data "$DATA" --val-data "$TMP/nothing_*.bin" "${RUN[@]}"
+expect_error "truncated shard" "trunc_000.bin" "$BIN" "${INIT[@]}" --data "$TMP/trunc_*.bin" "${RUN[@]}"
+expect_error "shard cut in its header" "header_000.bin" "$BIN" "${INIT[@]}" --data "$TMP/header_*.bin" "${RUN[@]}"
+expect_error "truncated val shard" "trunc_000.bin" "$BIN" "${INIT[@]}" --data "$DATA" --val-data "$TMP/trunc_*.bin" "${RUN[@]}"
+expect_error "shard magic" "magic_000.bin" "$BIN" "${INIT[@]}" --data "$TMP/magic_*.bin" "${RUN[@]}"
+expect_error "shard version" "version_000.bin" "$BIN" "${INIT[@]}" --data "$TMP/version_*.bin" "${RUN[@]}"
+expect_error "token beyond vocabulary" "vocab_000.bin" "$BIN" "${INIT[@]}" --data "$TMP/vocab_*.bin" "${RUN[@]}"
+expect_error "shard shorter than a row" "--data" "$BIN" "${INIT[@]}" --data "$TMP/short_*.bin" "${RUN[@]}"
 
 echo "PASS train_bad_inputs"

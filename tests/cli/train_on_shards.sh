@@ -3,17 +3,15 @@
 # (learned here, python3 stdlib only) -> polaris_tokenize shards ->
 # polaris_train --init qwen3-tiny for 30 steps -> the JSONL log says the loss
 # fell, and the saved model.bin loads. Run from the repository root after `make`.
-set -u
+source "$(dirname "$0")/../cli_lib.sh"
+polaris_test_setup
 TRAIN=build/polaris_train
 TOKENIZE=build/polaris_tokenize
 CONVERT=build/polaris_convert
-for b in "$TRAIN" "$TOKENIZE" "$CONVERT"; do [ -x "$b" ] || { echo "FAIL: $b not built"; exit 1; }; done
-DIR=$(mktemp -d)
-trap 'rm -rf "$DIR"' EXIT
-fail() { echo "FAIL: $*"; exit 1; }
+require_built "$TRAIN" "$TOKENIZE" "$CONVERT"
 
 # 1. Corpus (one JSONL document per line) and tokenizer.json.
-python3 - "$DIR" <<'EOF' || exit 1
+python3 - "$TMP" <<'EOF' || exit 1
 import collections, json, random, re, sys
 d = sys.argv[1]
 random.seed(2024)
@@ -109,12 +107,12 @@ print("corpus: %d documents; tokenizer: %d merges, vocabulary %d" % (len(docs), 
 EOF
 
 # The tokenizer round-trips a line of the corpus.
-head -1 "$DIR/corpus.jsonl" >"$DIR/line.jsonl"
-$TOKENIZE encode --tokenizer "$DIR/tokenizer.json" <"$DIR/line.jsonl" >"$DIR/ids.jsonl" 2>"$DIR/err" \
-  || fail "encode: $(cat "$DIR/err")"
-$TOKENIZE decode --tokenizer "$DIR/tokenizer.json" <"$DIR/ids.jsonl" >"$DIR/back.jsonl" 2>"$DIR/err" \
-  || fail "decode: $(cat "$DIR/err")"
-python3 - "$DIR" <<'EOF' || fail "tokenizer round trip"
+head -1 "$TMP/corpus.jsonl" >"$TMP/line.jsonl"
+$TOKENIZE encode --tokenizer "$TMP/tokenizer.json" <"$TMP/line.jsonl" >"$TMP/ids.jsonl" 2>"$TMP/err" \
+  || fail "encode: $(cat "$TMP/err")"
+$TOKENIZE decode --tokenizer "$TMP/tokenizer.json" <"$TMP/ids.jsonl" >"$TMP/back.jsonl" 2>"$TMP/err" \
+  || fail "decode: $(cat "$TMP/err")"
+python3 - "$TMP" <<'EOF' || fail "tokenizer round trip"
 import json, sys
 d = sys.argv[1]
 text = json.loads(open(d + "/line.jsonl").readline())["text"]
@@ -126,22 +124,22 @@ assert len(ids) < 0.6 * len(text.encode()), "merges are not used: %d ids for %d 
 EOF
 
 # 2. Shards.
-$TOKENIZE shards --tokenizer "$DIR/tokenizer.json" --out "$DIR/data" --val-fraction 0.05 \
-  "$DIR/corpus.jsonl" >"$DIR/tok.out" 2>"$DIR/tok.err" || fail "polaris_tokenize shards: $(cat "$DIR/tok.err")"
-ls "$DIR"/data_train_*.bin >/dev/null 2>&1 || fail "no train shards: $(cat "$DIR/tok.err")"
-ls "$DIR"/data_val_*.bin >/dev/null 2>&1 || fail "no val shards: $(cat "$DIR/tok.err")"
+$TOKENIZE shards --tokenizer "$TMP/tokenizer.json" --out "$TMP/data" --val-fraction 0.05 \
+  "$TMP/corpus.jsonl" >"$TMP/tok.out" 2>"$TMP/tok.err" || fail "polaris_tokenize shards: $(cat "$TMP/tok.err")"
+ls "$TMP"/data_train_*.bin >/dev/null 2>&1 || fail "no train shards: $(cat "$TMP/tok.err")"
+ls "$TMP"/data_val_*.bin >/dev/null 2>&1 || fail "no val shards: $(cat "$TMP/tok.err")"
 
 # 3. Train.
 start=$(date +%s)
-$TRAIN --init qwen3-tiny --data "$DIR/data_train_*.bin" --val-data "$DIR/data_val_*.bin" \
-  --steps 30 --batch 4 --seq 32 --lr 3e-3 --log "$DIR/log.jsonl" --out "$DIR/m.bin" \
-  >"$DIR/train.out" 2>"$DIR/train.err" || fail "polaris_train: $(cat "$DIR/train.err")"
+$TRAIN --init qwen3-tiny --data "$TMP/data_train_*.bin" --val-data "$TMP/data_val_*.bin" \
+  --steps 30 --batch 4 --seq 32 --lr 3e-3 --log "$TMP/log.jsonl" --out "$TMP/m.bin" \
+  >"$TMP/train.out" 2>"$TMP/train.err" || fail "polaris_train: $(cat "$TMP/train.err")"
 echo "training took $(( $(date +%s) - start )) s"
-tail -4 "$DIR/train.out"
-[ -s "$DIR/train.err" ] && fail "polaris_train wrote to stderr: $(cat "$DIR/train.err")"
+tail -4 "$TMP/train.out"
+[ -s "$TMP/train.err" ] && fail "polaris_train wrote to stderr: $(cat "$TMP/train.err")"
 
 # 4. The log: 30 step records with the contract's keys, the loss falling.
-python3 - "$DIR/log.jsonl" <<'EOF' || fail "log check"
+python3 - "$TMP/log.jsonl" <<'EOF' || fail "log check"
 import json, math, sys
 steps, events = [], []
 for n, line in enumerate(open(sys.argv[1]), 1):
@@ -169,7 +167,7 @@ print("val loss %.3f" % vals[-1]["val_loss"])
 EOF
 
 # 5. The saved model loads.
-$CONVERT --info "$DIR/m.bin" >"$DIR/info.out" 2>"$DIR/info.err" || fail "m.bin does not load: $(cat "$DIR/info.err")"
-cat "$DIR/info.out"
-grep -q qwen3 "$DIR/info.out" || fail "--info does not say qwen3"
+$CONVERT --info "$TMP/m.bin" >"$TMP/info.out" 2>"$TMP/info.err" || fail "m.bin does not load: $(cat "$TMP/info.err")"
+cat "$TMP/info.out"
+grep -q qwen3 "$TMP/info.out" || fail "--info does not say qwen3"
 echo "PASS train_on_shards"

@@ -1,0 +1,69 @@
+# Shared pieces of the shell tests in tests/cli/ (sourced, never run: it lives
+# outside tests/cli/ because run_tests.sh runs every .sh there as a test).
+# Each test starts with
+#   source "$(dirname "$0")/../cli_lib.sh"
+#   polaris_test_setup
+#   require_built build/polaris_train ...
+# Safe under `set -euo pipefail` as well as plain `set -u`.
+
+# polaris_test_setup: set -u, a fresh temporary directory in $TMP, removed on exit.
+polaris_test_setup() {
+  set -u
+  TMP=$(mktemp -d)
+  trap 'rm -rf "$TMP"' EXIT
+}
+
+# fail MSG...: print "FAIL: MSG" and end the test with exit status 1.
+fail() { echo "FAIL: $*"; exit 1; }
+
+# require_built BIN...: fail unless every BIN is an executable (built by make).
+require_built() {
+  local b
+  for b in "$@"; do
+    [ -x "$b" ] || fail "$b not built (run make)"
+  done
+}
+
+# require_mpirun: fail unless mpirun is on the PATH.
+require_mpirun() {
+  command -v mpirun >/dev/null || fail "mpirun not found (make deps installs openmpi-bin)"
+}
+
+# write_token_shard PATH SEED COUNT: a version-1 token shard (256 int32 header:
+# magic 20240520, version 1 = uint16, count) of COUNT random tokens < 512.
+write_token_shard() {
+  python3 - "$1" "$2" "$3" <<'PY' || fail "could not write the shard"
+import random, struct, sys
+random.seed(int(sys.argv[2]))
+n = int(sys.argv[3])
+header = [0] * 256
+header[0], header[1], header[2] = 20240520, 1, n
+with open(sys.argv[1], "wb") as f:
+    f.write(struct.pack("<256i", *header))
+    f.write(struct.pack("<%dH" % n, *[random.randrange(512) for _ in range(n)]))
+PY
+}
+
+# no_output_on_error PATH...: paths that no failing command may create;
+# expect_error checks every one after each call (default: none).
+ERROR_OUTPUTS=()
+no_output_on_error() { ERROR_OUTPUTS=("$@"); }
+
+# expect_error NAME WORD PROGRAM ARGS...: PROGRAM ARGS (under a 120 s timeout,
+# stdin inherited, stdout to $TMP/stdout) exits with status 1 and writes exactly
+# one stderr line, to $TMP/err, that starts with "error: " and contains WORD
+# (a fixed string); nothing half-written: no $TMP/*.tmp file and none of the
+# no_output_on_error paths left behind.
+expect_error() {
+  local name=$1 word=$2 rc=0 path; shift 2
+  timeout 120 "$@" >"$TMP/stdout" 2>"$TMP/err" || rc=$?
+  [ "$rc" -eq 1 ] || fail "$name: exit $rc, expected 1 (stderr: $(cat "$TMP/err"))"
+  [ "$(wc -l <"$TMP/err")" -eq 1 ] || fail "$name: stderr is not one line: $(cat "$TMP/err")"
+  grep -q '^error: ' "$TMP/err" || fail "$name: no 'error: ' line: $(cat "$TMP/err")"
+  grep -qF -- "$word" "$TMP/err" || fail "$name: '$word' not in: $(cat "$TMP/err")"
+  for path in "${ERROR_OUTPUTS[@]}"; do
+    if [ -e "$path" ]; then fail "$name: wrote $path despite the error"; fi
+  done
+  if compgen -G "$TMP/*.tmp" >/dev/null; then fail "$name: left .tmp files behind"; fi
+  echo "ok  $name: $(cat "$TMP/err")"
+}
