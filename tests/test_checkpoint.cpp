@@ -2,48 +2,21 @@
 // leftovers, every bad-input case as one Error line naming the file, re-sharding.
 #include <gtest/gtest.h>
 #include <hdf5.h>
-#include <stdlib.h>
 
 #include <cstring>
 #include <filesystem>
 #include <fstream>
-#include <functional>
 #include <random>
 
 #include "checkpoint/checkpoint.h"
 #include "model/params.h"
 #include "src/common/error.h"
+#include "tests/test_util.h"
 
 using namespace polaris;
 namespace fs = std::filesystem;
 
 namespace {
-
-std::string error_of(const std::function<void()>& body) {
-  try {
-    body();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "<no error>";
-}
-
-#define EXPECT_ERROR(body, ...)                                                                 \
-  do {                                                                                          \
-    const std::string msg_ = error_of([&] { body; });                                           \
-    EXPECT_EQ(msg_.find('\n'), std::string::npos) << "not one line: " << msg_;                  \
-    for (const std::string& part_ : std::vector<std::string>{__VA_ARGS__})                      \
-      EXPECT_NE(msg_.find(part_), std::string::npos) << "'" << part_ << "' not in: " << msg_;   \
-  } while (0)
-
-struct TempDir {
-  std::string path;
-  TempDir() {
-    char tmpl[] = "/tmp/polaris_ckpt_XXXXXX";
-    path = mkdtemp(tmpl);
-  }
-  ~TempDir() { fs::remove_all(path); }
-};
 
 std::vector<float> random_floats(size_t n, uint32_t seed) {
   std::mt19937 rng(seed);
@@ -100,7 +73,7 @@ void set_int_attribute(const std::string& file, const char* name, int64_t value)
 }  // namespace
 
 TEST(Checkpoint, RoundTripIsBitExact) {
-  TempDir dir;
+  TempDir dir("polaris_ckpt");
   const Checkpoint c = sample_checkpoint();
   write_checkpoint(dir.path, 7, c, 3);
   const std::string path = latest_checkpoint(dir.path);
@@ -135,7 +108,7 @@ TEST(Checkpoint, RoundTripIsBitExact) {
 }
 
 TEST(Checkpoint, GptTwoAndNoOptimizerRoundTrip) {
-  TempDir dir;
+  TempDir dir("polaris_ckpt");
   Checkpoint c;
   c.config = config_from_preset("gpt2-tiny");
   c.params = random_floats(build_param_layout(c.config).total, 3);
@@ -149,7 +122,7 @@ TEST(Checkpoint, GptTwoAndNoOptimizerRoundTrip) {
 }
 
 TEST(Checkpoint, LatestPointerAndPruning) {
-  TempDir dir;
+  TempDir dir("polaris_ckpt");
   EXPECT_EQ(latest_checkpoint(dir.path), "");
   EXPECT_EQ(latest_checkpoint(dir.path + "/nothing_here"), "");
   Checkpoint c = sample_checkpoint();
@@ -180,7 +153,7 @@ TEST(Checkpoint, LatestPointerAndPruning) {
 }
 
 TEST(Checkpoint, InterruptedWriteIsIgnored) {
-  TempDir dir;
+  TempDir dir("polaris_ckpt");
   Checkpoint c = sample_checkpoint();
   write_checkpoint(dir.path, 10, c, 3);
   // A crash while writing step 20: a partial tmp directory with garbage in it.
@@ -206,7 +179,7 @@ TEST(Checkpoint, InterruptedWriteIsIgnored) {
 }
 
 TEST(Checkpoint, LatestPointingToMissingOrIncompleteIsAnError) {
-  TempDir dir;
+  TempDir dir("polaris_ckpt");
   write_checkpoint(dir.path, 10, sample_checkpoint(), 3);
   fs::remove(dir.path + "/step_00000010/extra.h5");
   EXPECT_ERROR(latest_checkpoint(dir.path), dir.path + "/latest", "step_00000010", "extra.h5");
@@ -217,7 +190,7 @@ TEST(Checkpoint, LatestPointingToMissingOrIncompleteIsAnError) {
 }
 
 TEST(Checkpoint, CorruptOrMissingFilesAreOneLineErrors) {
-  TempDir dir;
+  TempDir dir("polaris_ckpt");
   write_checkpoint(dir.path, 1, sample_checkpoint(), 3);
   const std::string path = latest_checkpoint(dir.path);
 
@@ -245,7 +218,7 @@ TEST(Checkpoint, CorruptOrMissingFilesAreOneLineErrors) {
 }
 
 TEST(Checkpoint, ConfigMismatchIsAnError) {
-  TempDir dir;
+  TempDir dir("polaris_ckpt");
   write_checkpoint(dir.path, 1, sample_checkpoint(), 3);
   const std::string path = latest_checkpoint(dir.path);
   const std::string model = path + "/model.h5";

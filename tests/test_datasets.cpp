@@ -12,6 +12,9 @@
 #include "data/sft_dataset.h"
 #include "data/tokenizer.h"
 #include "src/common/error.h"
+#include "tests/test_util.h"
+
+using polaris::error_of;
 
 namespace {
 
@@ -20,17 +23,6 @@ std::string write_file(const std::string& name, const std::string& content) {
   std::string path = ::testing::TempDir() + "polaris_" + std::to_string(getpid()) + "_" + name;
   std::ofstream(path, std::ios::binary) << content;
   return path;
-}
-
-// Runs load and returns the Error's message ("" if it did not throw).
-template <typename Load>
-std::string error_of(Load load) {
-  try {
-    load();
-  } catch (const polaris::Error& e) {
-    return e.what();
-  }
-  return "";
 }
 
 struct BadLine {

@@ -29,6 +29,7 @@
 #include "src/common/cli.h"
 #include "src/common/error.h"
 #include "src/train/grpo.h"
+#include "tests/test_util.h"
 
 using namespace polaris;
 
@@ -40,17 +41,6 @@ const bool kOneThread = [] {
   if (!std::getenv("OMP_NUM_THREADS")) omp_set_num_threads(1);
   return true;
 }();
-
-// The message of the Error `body` throws ("" when it throws none).
-template <typename F>
-std::string error_of(F body) {
-  try {
-    body();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "";
-}
 
 // ---------------------------------------------------------------------------
 // group_advantages / zero_variance_group
@@ -264,42 +254,8 @@ TEST(PolicyTokenTerms, K3KlValueAndWeight) {
 // ---------------------------------------------------------------------------
 // The clipped objective's gradient through the whole model
 
-ModelConfig tiny_qwen3() {
-  ModelConfig c;
-  c.family = Family::Qwen3;
-  c.vocab_size = 20;
-  c.hidden_size = 16;
-  c.num_layers = 2;
-  c.num_heads = 2;
-  c.num_kv_heads = 1;
-  c.head_dim = 8;
-  c.intermediate_size = 32;
-  c.max_positions = 32;
-  c.rope_theta = 10000.f;
-  c.norm_eps = 1e-6f;
-  c.tied_embeddings = false;
-  return c;
-}
-
-// Random parameters large enough that every path carries signal.
-std::vector<float> random_params(const Transformer& model, uint64_t seed) {
-  std::mt19937_64 rng(seed);
-  std::normal_distribution<float> normal(0.f, 1.f);
-  std::vector<float> p(model.num_params());
-  for (const TensorInfo& t : model.layout().tensors) {
-    const bool norm = t.name.find("norm") != std::string::npos && t.shape.size() == 1;
-    const float fan_in = t.shape.size() == 2 ? float(t.shape[1]) : 1.f;
-    for (size_t i = t.offset; i < t.offset + t.numel; ++i) {
-      if (norm)
-        p[i] = 1.f + 0.2f * normal(rng);
-      else if (t.name.find("embed") != std::string::npos)
-        p[i] = 0.8f * normal(rng);
-      else
-        p[i] = 1.2f * normal(rng) / std::sqrt(fan_in);
-    }
-  }
-  return p;
-}
+// vocab 20, hidden 16, 2 layers, 2 heads over 1 KV head of dim 8, MLP 32, untied.
+ModelConfig tiny_qwen3() { return qwen3_config(20, 16, 2, 2, 1, 8, 32, false); }
 
 // Two packed rows of rollouts, as grpo.cpp lays them out: each document is
 // prompt + completion, positions restart per document, the last token of a

@@ -2,7 +2,6 @@
 // dtype conversions, every bad-input case, and the presets' parameter counts.
 // Run from the repository root (fixtures are read from tests/fixtures/).
 #include <gtest/gtest.h>
-#include <stdlib.h>
 
 #include <cmath>
 #include <cstring>
@@ -16,6 +15,7 @@
 #include "model/params.h"
 #include "model/safetensors.h"
 #include "src/common/error.h"
+#include "tests/test_util.h"
 
 using namespace polaris;
 namespace fs = std::filesystem;
@@ -24,35 +24,6 @@ namespace {
 
 const std::string kQwenHf = "tests/fixtures/qwen3_tiny/hf_model";
 const std::string kGpt2Hf = "tests/fixtures/gpt2_tiny/hf_model";
-
-// The Error message `body` throws ("<no error>" when it does not throw).
-std::string error_of(const std::function<void()>& body) {
-  try {
-    body();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "<no error>";
-}
-
-#define EXPECT_ERROR(body, ...)                                                      \
-  do {                                                                               \
-    const std::string msg_ = error_of([&] { body; });                                \
-    EXPECT_EQ(msg_.find('\n'), std::string::npos) << "not one line: " << msg_;       \
-    for (const std::string& part_ : std::vector<std::string>{__VA_ARGS__})           \
-      EXPECT_NE(msg_.find(part_), std::string::npos) << "'" << part_ << "' not in: " << msg_; \
-  } while (0)
-
-// A fresh directory for one test, removed afterwards.
-struct TempDir {
-  std::string path;
-  TempDir() {
-    char tmpl[] = "/tmp/polaris_formats_XXXXXX";
-    path = mkdtemp(tmpl);
-  }
-  ~TempDir() { fs::remove_all(path); }
-  std::string operator/(const std::string& name) const { return path + "/" + name; }
-};
 
 std::vector<uint8_t> file_bytes(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
@@ -251,7 +222,7 @@ TEST(Safetensors, ReadsFixtureForwardIdsAndLogits) {
 }
 
 TEST(Safetensors, WriteReadRoundTripInEveryDtype) {
-  TempDir tmp;
+  TempDir tmp("polaris_formats");
   std::vector<float> a(300), b(7), c(0);
   for (size_t i = 0; i < a.size(); ++i) a[i] = std::sin(float(i)) * std::pow(10.f, float(i % 9) - 4);
   for (size_t i = 0; i < b.size(); ++i) b[i] = float(i) - 3.3f;
@@ -282,20 +253,20 @@ TEST(Safetensors, MissingFile) {
 }
 
 TEST(Safetensors, TooShortForHeaderLength) {
-  TempDir tmp;
+  TempDir tmp("polaris_formats");
   write_bytes(tmp / "s.safetensors", {1, 2, 3});
   EXPECT_ERROR(SafetensorsFile(tmp / "s.safetensors"), "s.safetensors: truncated");
 }
 
 TEST(Safetensors, HeaderLengthBeyondFile) {
-  TempDir tmp;
+  TempDir tmp("polaris_formats");
   write_raw_safetensors(tmp / "h.safetensors", "{}", 0, 1000);
   EXPECT_ERROR(SafetensorsFile(tmp / "h.safetensors"), "h.safetensors: header length 1000",
                "beyond the end of the file");
 }
 
 TEST(Safetensors, MalformedJson) {
-  TempDir tmp;
+  TempDir tmp("polaris_formats");
   write_raw_safetensors(tmp / "j.safetensors", "{\"a\": {\"dtype\": \"F32\",\n", 0);
   EXPECT_ERROR(SafetensorsFile(tmp / "j.safetensors"), "j.safetensors: malformed header JSON");
   write_raw_safetensors(tmp / "k.safetensors", "[1, 2]", 0);
@@ -303,7 +274,7 @@ TEST(Safetensors, MalformedJson) {
 }
 
 TEST(Safetensors, OffsetsOutOfRange) {
-  TempDir tmp;
+  TempDir tmp("polaris_formats");
   write_raw_safetensors(tmp / "o.safetensors",
                         R"({"w": {"dtype": "F32", "shape": [4], "data_offsets": [0, 16]}})", 8);
   EXPECT_ERROR(SafetensorsFile(tmp / "o.safetensors"), "o.safetensors: tensor w",
@@ -315,7 +286,7 @@ TEST(Safetensors, OffsetsOutOfRange) {
 }
 
 TEST(Safetensors, OffsetsInconsistentWithShape) {
-  TempDir tmp;
+  TempDir tmp("polaris_formats");
   write_raw_safetensors(tmp / "s.safetensors",
                         R"({"w": {"dtype": "BF16", "shape": [2, 3], "data_offsets": [0, 8]}})", 16);
   EXPECT_ERROR(SafetensorsFile(tmp / "s.safetensors"), "s.safetensors: tensor w",
@@ -323,7 +294,7 @@ TEST(Safetensors, OffsetsInconsistentWithShape) {
 }
 
 TEST(Safetensors, UnknownDtypeAndBadEntries) {
-  TempDir tmp;
+  TempDir tmp("polaris_formats");
   write_raw_safetensors(tmp / "d.safetensors",
                         R"({"w": {"dtype": "F8_E4M3", "shape": [2], "data_offsets": [0, 2]}})", 2);
   EXPECT_ERROR(SafetensorsFile(tmp / "d.safetensors"), "d.safetensors: tensor w",
@@ -337,7 +308,7 @@ TEST(Safetensors, UnknownDtypeAndBadEntries) {
 }
 
 TEST(Safetensors, AtomicWriteLeavesNothingOnError) {
-  TempDir tmp;
+  TempDir tmp("polaris_formats");
   float x = 1.f;
   EXPECT_ERROR(write_safetensors(tmp / "dup.safetensors",
                                  {{"a", {1}, &x, DType::F32}, {"a", {1}, &x, DType::F32}}),
@@ -352,7 +323,7 @@ TEST(Safetensors, AtomicWriteLeavesNothingOnError) {
 // model.bin
 
 TEST(ModelBin, Fp32RoundTripIsExact) {
-  TempDir tmp;
+  TempDir tmp("polaris_formats");
   for (const std::string preset : {"qwen3-tiny", "gpt2-tiny"}) {
     ModelConfig c = tiny(preset);
     c.rope_theta = 123456.7f;
@@ -371,7 +342,7 @@ TEST(ModelBin, Fp32RoundTripIsExact) {
 }
 
 TEST(ModelBin, HeaderWordsAreAsDocumented) {
-  TempDir tmp;
+  TempDir tmp("polaris_formats");
   ModelConfig c = tiny("qwen3-tiny");
   std::vector<float> p = random_params(c, 1);
   write_model_bin(tmp / "m.bin", c, p, true);
@@ -398,7 +369,7 @@ TEST(ModelBin, HeaderWordsAreAsDocumented) {
 }
 
 TEST(ModelBin, Bf16RoundTripWithinRounding) {
-  TempDir tmp;
+  TempDir tmp("polaris_formats");
   ModelConfig c = tiny("qwen3-tiny");
   std::vector<float> p = random_params(c, 3);
   write_model_bin(tmp / "m.bin", c, p, true);
@@ -435,7 +406,7 @@ class ModelBinCorrupt : public ::testing::Test {
     return tmp / "bad.bin";
   }
   void set_word(std::vector<uint8_t>& b, int i, int32_t v) { std::memcpy(&b[size_t(4 * i)], &v, 4); }
-  TempDir tmp;
+  TempDir tmp("polaris_formats");
   ModelConfig c;
   std::vector<float> p;
   std::vector<uint8_t> raw;
@@ -498,7 +469,7 @@ TEST_F(ModelBinCorrupt, ConfigMismatchingWeights) {
 }
 
 TEST(ModelBin, WriteRejectsWrongCountAndLeavesNothing) {
-  TempDir tmp;
+  TempDir tmp("polaris_formats");
   ModelConfig c = tiny("qwen3-tiny");
   std::vector<float> p(10);
   EXPECT_ERROR(write_model_bin(tmp / "m.bin", c, p, false), "m.bin", "10 parameters");
@@ -579,7 +550,7 @@ TEST(HfImport, Gpt2FixtureSplitsAndTransposesConv1D) {
 // HF -> model.bin -> HF: every tensor byte-identical (header order may differ).
 TEST(HfImport, HfBinHfIsBitIdentical) {
   for (const std::string& src : {kQwenHf, kGpt2Hf}) {
-    TempDir tmp;
+    TempDir tmp("polaris_formats");
     LoadedModel a = read_hf_dir(src);
     write_model_bin(tmp / "m.bin", a.config, a.params, false);
     LoadedModel b = read_model_bin(tmp / "m.bin");
@@ -602,13 +573,13 @@ TEST(HfImport, HfBinHfIsBitIdentical) {
 
 TEST(HfImport, ShardedCheckpoint) {
   for (const std::string& src : {kQwenHf, kGpt2Hf}) {
-    TempDir tmp;
+    TempDir tmp("polaris_formats");
     copy_hf_dir(src, tmp / "sharded", DType::F32, true);
     EXPECT_FALSE(fs::exists(tmp / "sharded/model.safetensors"));
     EXPECT_EQ(read_hf_dir(tmp / "sharded").params, read_hf_dir(src).params) << src;
   }
   // The index names a tensor that its shard lacks / the index lacks one.
-  TempDir tmp;
+  TempDir tmp("polaris_formats");
   copy_hf_dir(kQwenHf, tmp / "s", DType::F32, true);
   nlohmann::json index = nlohmann::json::parse(read_text(tmp / "s/model.safetensors.index.json"));
   std::string file = index["weight_map"]["model.norm.weight"];
@@ -630,7 +601,7 @@ TEST(HfImport, Bf16AndFp16Checkpoints) {
   for (const std::string& src : {kQwenHf, kGpt2Hf}) {
     const std::vector<float> exact = read_hf_dir(src).params;
     for (DType dt : {DType::BF16, DType::F16}) {
-      TempDir tmp;
+      TempDir tmp("polaris_formats");
       copy_hf_dir(src, tmp / "h", dt, dt == DType::F16);
       std::vector<float> got = read_hf_dir(tmp / "h").params;
       ASSERT_EQ(got.size(), exact.size());
@@ -639,7 +610,7 @@ TEST(HfImport, Bf16AndFp16Checkpoints) {
     }
   }
   // And export in bf16: config says so, tensors are BF16.
-  TempDir tmp;
+  TempDir tmp("polaris_formats");
   LoadedModel m = read_hf_dir(kQwenHf);
   write_hf_dir(tmp / "bf", m.config, m.params, DType::BF16);
   EXPECT_EQ(SafetensorsFile(tmp / "bf/model.safetensors").entry("model.norm.weight").dtype,
@@ -648,7 +619,7 @@ TEST(HfImport, Bf16AndFp16Checkpoints) {
 }
 
 TEST(HfImport, RopeThetaTopLevelOrRopeParameters) {
-  TempDir tmp;
+  TempDir tmp("polaris_formats");
   copy_hf_dir(kQwenHf, tmp / "h", DType::F32, false);
   EXPECT_EQ(read_hf_config(tmp / "h/config.json").rope_theta, 1e6f);  // rope_parameters
   edit_config(tmp / "h", [](nlohmann::json& j) {
@@ -668,7 +639,7 @@ TEST(HfImport, RopeThetaTopLevelOrRopeParameters) {
 }
 
 TEST(HfImport, ConfigDefaultsAndErrors) {
-  TempDir tmp;
+  TempDir tmp("polaris_formats");
   copy_hf_dir(kQwenHf, tmp / "h", DType::F32, false);
   const std::string cfg = tmp / "h/config.json";
   edit_config(tmp / "h", [](nlohmann::json& j) {
@@ -693,7 +664,7 @@ TEST(HfImport, ConfigDefaultsAndErrors) {
   EXPECT_ERROR(read_hf_dir(tmp / "nope"), "nope: no such directory");
   EXPECT_ERROR(read_hf_dir(kQwenHf + "/config.json"), "not a directory");
 
-  TempDir g;
+  TempDir g("polaris_formats");
   copy_hf_dir(kGpt2Hf, g / "h", DType::F32, false);
   edit_config(g / "h", [](nlohmann::json& j) { j["n_inner"] = 100; });
   EXPECT_EQ(read_hf_config(g / "h/config.json").intermediate_size, 100);
@@ -707,20 +678,20 @@ TEST(HfImport, ConfigDefaultsAndErrors) {
 }
 
 TEST(HfImport, MissingTensor) {
-  TempDir tmp;
+  TempDir tmp("polaris_formats");
   copy_hf_dir(kQwenHf, tmp / "h", DType::F32, false);
   edit_tensors(tmp / "h", [](TensorMap& m) { m.erase("model.layers.1.mlp.up_proj.weight"); });
   EXPECT_ERROR(read_hf_dir(tmp / "h"),
                "model.safetensors: tensor model.layers.1.mlp.up_proj.weight is missing");
   // Untied config but no lm_head.weight.
-  TempDir u;
+  TempDir u("polaris_formats");
   copy_hf_dir(kQwenHf, u / "h", DType::F32, false);
   edit_config(u / "h", [](nlohmann::json& j) { j["tie_word_embeddings"] = false; });
   EXPECT_ERROR(read_hf_dir(u / "h"), "model.safetensors: tensor lm_head.weight is missing");
 }
 
 TEST(HfImport, WrongShape) {
-  TempDir tmp;
+  TempDir tmp("polaris_formats");
   copy_hf_dir(kGpt2Hf, tmp / "h", DType::F32, false);
   edit_tensors(tmp / "h", [](TensorMap& m) {
     auto& t = m["transformer.h.1.attn.c_attn.weight"];
@@ -729,7 +700,7 @@ TEST(HfImport, WrongShape) {
   EXPECT_ERROR(read_hf_dir(tmp / "h"), "model.safetensors: tensor transformer.h.1.attn.c_attn.weight",
                "[192, 64]", "[64, 192]");
   // A config with a wider MLP than the checkpoint.
-  TempDir q;
+  TempDir q("polaris_formats");
   copy_hf_dir(kQwenHf, q / "h", DType::F32, false);
   edit_config(q / "h", [](nlohmann::json& j) { j["intermediate_size"] = 512; });
   EXPECT_ERROR(read_hf_dir(q / "h"), "model.safetensors: tensor model.layers.0.mlp.gate_proj.weight",
@@ -737,12 +708,12 @@ TEST(HfImport, WrongShape) {
 }
 
 TEST(HfImport, UnexpectedTensorsAndIgnoredBuffers) {
-  TempDir tmp;
+  TempDir tmp("polaris_formats");
   copy_hf_dir(kQwenHf, tmp / "h", DType::F32, false);
   edit_config(tmp / "h", [](nlohmann::json& j) { j["num_hidden_layers"] = 1; });
   EXPECT_ERROR(read_hf_dir(tmp / "h"), "model.safetensors: unexpected tensor model.layers.1.");
   // GPT-2 without the "transformer." prefix and with the causal-mask buffers.
-  TempDir g;
+  TempDir g("polaris_formats");
   copy_hf_dir(kGpt2Hf, g / "h", DType::F32, false);
   edit_tensors(g / "h", [](TensorMap& m) {
     TensorMap renamed;
@@ -755,7 +726,7 @@ TEST(HfImport, UnexpectedTensorsAndIgnoredBuffers) {
 }
 
 TEST(HfImport, TiedHeadPresentMustEqualEmbedding) {
-  TempDir tmp;
+  TempDir tmp("polaris_formats");
   copy_hf_dir(kQwenHf, tmp / "h", DType::F32, false);
   edit_tensors(tmp / "h", [](TensorMap& m) { m["lm_head.weight"] = m["model.embed_tokens.weight"]; });
   EXPECT_EQ(read_hf_dir(tmp / "h").params, read_hf_dir(kQwenHf).params);
@@ -764,7 +735,7 @@ TEST(HfImport, TiedHeadPresentMustEqualEmbedding) {
 }
 
 TEST(HfImport, UntiedQwenRoundTrip) {
-  TempDir tmp;
+  TempDir tmp("polaris_formats");
   ModelConfig c = tiny("qwen3-tiny");
   c.tied_embeddings = false;
   std::vector<float> p = random_params(c, 11);

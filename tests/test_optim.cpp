@@ -5,7 +5,6 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
-#include <functional>
 #include <random>
 #include <string>
 #include <vector>
@@ -18,6 +17,7 @@
 #include "optim/clip.h"
 #include "optim/schedule.h"
 #include "src/common/error.h"
+#include "tests/test_util.h"
 
 namespace polaris {
 namespace {
@@ -119,15 +119,6 @@ TEST(Schedule, WarmupRisesThenDecayIsMonotonic) {
       EXPECT_GT(s.lr_at(step), 0.f) << kind;
     }
   }
-}
-
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "";
 }
 
 TEST(Schedule, ValidationNamesTheFlag) {

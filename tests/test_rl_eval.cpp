@@ -14,6 +14,7 @@
 #include "src/common/error.h"
 #include "src/train/eval_metrics.h"
 #include "src/train/jsonl_environment.h"
+#include "tests/test_util.h"
 
 using namespace polaris;
 
@@ -28,15 +29,6 @@ std::string write_temp(const std::string& name, const std::string& text) {
   std::string path = ::testing::TempDir() + "polaris_rl_eval_" + std::to_string(getpid()) + "_" + name;
   std::ofstream(path) << text;
   return path;
-}
-
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "(no error)";
 }
 
 const char* kProblems =

@@ -10,19 +10,16 @@
 
 #include "data/token_shards.h"
 #include "src/common/error.h"
+#include "tests/test_util.h"
 
 using namespace polaris;
 
 namespace {
 
+// One fresh directory for the whole run, removed at exit.
 std::string temp_dir() {
-  static std::string dir = [] {
-    std::string d = "/tmp/polaris_shard_test_" + std::to_string(getpid());
-    std::string cmd = "rm -rf " + d + " && mkdir -p " + d;
-    EXPECT_EQ(std::system(cmd.c_str()), 0);
-    return d;
-  }();
-  return dir;
+  static const TempDir dir("polaris_shard_test");
+  return dir.path;
 }
 
 std::vector<char> read_bytes(const std::string& path) {
@@ -33,16 +30,6 @@ std::vector<char> read_bytes(const std::string& path) {
 void write_bytes(const std::string& path, const void* data, size_t size) {
   std::ofstream file(path, std::ios::binary);
   file.write(static_cast<const char*>(data), static_cast<std::streamsize>(size));
-}
-
-template <typename F>
-std::string error_of(F body) {
-  try {
-    body();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "";
 }
 
 // A header with the given fields, the rest zero.

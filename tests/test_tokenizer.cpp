@@ -15,8 +15,10 @@
 
 #include "data/tokenizer.h"
 #include "src/common/error.h"
+#include "tests/test_util.h"
 
 using polaris::Tokenizer;
+using polaris::error_of;
 using json = nlohmann::json;
 
 namespace {
@@ -149,17 +151,6 @@ Tokenizer load_json(const json& j) { return Tokenizer::load(write_temp(j.dump())
 
 std::vector<std::string> strings(std::initializer_list<const char*> list) {
   return std::vector<std::string>(list.begin(), list.end());
-}
-
-// The message of the Error that `body` throws ("" when it throws none).
-template <typename F>
-std::string error_of(F body) {
-  try {
-    body();
-  } catch (const polaris::Error& e) {
-    return e.what();
-  }
-  return "";
 }
 
 }  // namespace

@@ -23,6 +23,7 @@
 #include "model/sampler.h"
 #include "model/transformer.h"
 #include "src/common/error.h"
+#include "tests/test_util.h"
 
 using namespace polaris;
 
@@ -37,66 +38,6 @@ const bool kOneThread = [] {
   if (!std::getenv("OMP_NUM_THREADS")) omp_set_num_threads(1);
   return true;
 }();
-
-ModelConfig qwen3_config(int vocab, int hidden, int layers, int heads, int kv_heads,
-                         int head_dim, int mlp, bool tied) {
-  ModelConfig c;
-  c.family = Family::Qwen3;
-  c.vocab_size = vocab;
-  c.hidden_size = hidden;
-  c.num_layers = layers;
-  c.num_heads = heads;
-  c.num_kv_heads = kv_heads;
-  c.head_dim = head_dim;
-  c.intermediate_size = mlp;
-  c.max_positions = 32;
-  c.rope_theta = 10000.f;
-  c.norm_eps = 1e-6f;
-  c.tied_embeddings = tied;
-  return c;
-}
-
-ModelConfig gpt2_config(int vocab, int hidden, int layers, int heads, int max_positions = 32) {
-  ModelConfig c;
-  c.family = Family::GPT2;
-  c.vocab_size = vocab;
-  c.hidden_size = hidden;
-  c.num_layers = layers;
-  c.num_heads = heads;
-  c.num_kv_heads = heads;
-  c.head_dim = hidden / heads;
-  c.intermediate_size = 4 * hidden;
-  c.max_positions = max_positions;
-  c.norm_eps = 1e-5f;
-  c.tied_embeddings = true;
-  return c;
-}
-
-// Random parameters large enough that every path carries signal (GPT-2's
-// N(0, 0.02) init makes attention nearly uniform and logits nearly flat).
-std::vector<float> random_params(const Transformer& model, uint64_t seed) {
-  std::mt19937_64 rng(seed);
-  std::normal_distribution<float> normal(0.f, 1.f);
-  std::vector<float> p(model.num_params());
-  for (const TensorInfo& t : model.layout().tensors) {
-    const bool norm = t.name.find("norm") != std::string::npos && t.shape.size() == 1 &&
-                      t.name.find("bias") == std::string::npos;
-    const bool bias = t.name.find("bias") != std::string::npos;
-    // matrices: ~1/sqrt(fan_in) so activations stay O(1)
-    const float fan_in = t.shape.size() == 2 ? float(t.shape[1]) : 1.f;
-    for (size_t i = t.offset; i < t.offset + t.numel; ++i) {
-      if (norm)
-        p[i] = 1.f + 0.2f * normal(rng);
-      else if (bias)
-        p[i] = 0.2f * normal(rng);
-      else if (t.name.find("embed") != std::string::npos)
-        p[i] = 0.8f * normal(rng);
-      else
-        p[i] = 1.2f * normal(rng) / std::sqrt(fan_in);
-    }
-  }
-  return p;
-}
 
 // Two rows: row 0 packs three documents (lengths 2, 3, rest) with positions
 // restarting; row 1 is one document. Targets: the next token inside a
