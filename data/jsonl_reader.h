@@ -8,6 +8,7 @@
 #include <cstddef>
 #include <functional>
 #include <string>
+#include <utility>
 
 #include <nlohmann/json.hpp>
 
@@ -19,5 +20,19 @@ namespace polaris {
 // Throws Error when the file cannot be read, is empty, or has no good record.
 size_t read_jsonl(const std::string& path, bool skip_bad,
                   const std::function<void(const nlohmann::json&, size_t line)>& parse_record);
+
+// A whole dataset through read_jsonl: Dataset has `path`, `skipped_lines` and
+// `examples`; parse(record) returns one example, whose `line` is then set.
+template <typename Dataset, typename Parse>
+Dataset read_jsonl_dataset(const std::string& path, bool skip_bad, Parse parse) {
+  Dataset dataset;
+  dataset.path = path;
+  dataset.skipped_lines = read_jsonl(path, skip_bad, [&](const nlohmann::json& record, size_t line) {
+    auto example = parse(record);
+    example.line = line;
+    dataset.examples.push_back(std::move(example));
+  });
+  return dataset;
+}
 
 }  // namespace polaris

@@ -67,14 +67,7 @@ RlExample parse_rl_record(const nlohmann::json& record) {
 }  // namespace
 
 RlDataset RlDataset::load(const std::string& path, bool skip_bad) {
-  RlDataset dataset;
-  dataset.path = path;
-  dataset.skipped_lines = read_jsonl(path, skip_bad, [&](const nlohmann::json& record, size_t line) {
-    RlExample example = parse_rl_record(record);
-    example.line = line;
-    dataset.examples.push_back(std::move(example));
-  });
-  return dataset;
+  return read_jsonl_dataset<RlDataset>(path, skip_bad, parse_rl_record);
 }
 
 std::vector<ChatMessage> rl_prompt_messages(const RlExample& example, const std::string& system_prompt) {

@@ -53,14 +53,7 @@ SftExample parse_sft_record(const nlohmann::json& record) {
 }  // namespace
 
 SftDataset SftDataset::load(const std::string& path, bool skip_bad) {
-  SftDataset dataset;
-  dataset.path = path;
-  dataset.skipped_lines = read_jsonl(path, skip_bad, [&](const nlohmann::json& record, size_t line) {
-    SftExample example = parse_sft_record(record);
-    example.line = line;
-    dataset.examples.push_back(std::move(example));
-  });
-  return dataset;
+  return read_jsonl_dataset<SftDataset>(path, skip_bad, parse_sft_record);
 }
 
 std::vector<PackSequence> tokenize_sft(const Tokenizer& tokenizer, const SftDataset& dataset) {

@@ -22,18 +22,6 @@ struct FileCloser {
 };
 using FilePtr = std::unique_ptr<std::FILE, FileCloser>;
 
-int32_t float_word(float f) {
-  int32_t w;
-  std::memcpy(&w, &f, 4);
-  return w;
-}
-
-float word_float(int32_t w) {
-  float f;
-  std::memcpy(&f, &w, 4);
-  return f;
-}
-
 struct Header {
   ModelConfig config;
   bool bf16 = false;
@@ -76,8 +64,8 @@ Header read_header(const std::string& path, FilePtr* f) {
   c.intermediate_size = w[10];
   c.max_positions = w[11];
   c.tied_embeddings = w[12] == 1;
-  c.rope_theta = word_float(w[13]);
-  c.norm_eps = word_float(w[14]);
+  c.rope_theta = bits_float(uint32_t(w[13]));
+  c.norm_eps = bits_float(uint32_t(w[14]));
   c.validate(path);
   h.bf16 = w[3] == 1;
   h.count = uint64_t(uint32_t(w[15])) | (uint64_t(uint32_t(w[16])) << 32);
@@ -120,8 +108,8 @@ void write_model_bin(const std::string& path, const ModelConfig& config,
   w[10] = config.intermediate_size;
   w[11] = config.max_positions;
   w[12] = config.tied_embeddings ? 1 : 0;
-  w[13] = float_word(config.rope_theta);
-  w[14] = float_word(config.norm_eps);
+  w[13] = int32_t(float_bits(config.rope_theta));
+  w[14] = int32_t(float_bits(config.norm_eps));
   w[15] = int32_t(uint32_t(uint64_t(total) & 0xffffffffu));
   w[16] = int32_t(uint32_t(uint64_t(total) >> 32));
 

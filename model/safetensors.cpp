@@ -48,18 +48,6 @@ bool is_float_dtype(DType dtype) {
 
 namespace {
 
-uint32_t float_bits(float f) {
-  uint32_t u;
-  std::memcpy(&u, &f, 4);
-  return u;
-}
-
-float bits_float(uint32_t u) {
-  float f;
-  std::memcpy(&f, &u, 4);
-  return f;
-}
-
 bool parse_dtype(const std::string& s, DType* out) {
   static const std::map<std::string, DType> names = {
       {"F32", DType::F32}, {"F16", DType::F16}, {"BF16", DType::BF16},

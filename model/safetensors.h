@@ -19,6 +19,7 @@
 #pragma once
 #include <cstdint>
 #include <cstdio>
+#include <cstring>
 #include <map>
 #include <string>
 #include <vector>
@@ -31,6 +32,18 @@ enum class DType { F32, F16, BF16, I32, I64 };
 const char* dtype_name(DType dtype);
 size_t dtype_size(DType dtype);
 bool is_float_dtype(DType dtype);
+
+// The IEEE-754 bit pattern of an fp32 value, and the value of a bit pattern.
+inline uint32_t float_bits(float f) {
+  uint32_t u;
+  std::memcpy(&u, &f, 4);
+  return u;
+}
+inline float bits_float(uint32_t u) {
+  float f;
+  std::memcpy(&f, &u, 4);
+  return f;
+}
 
 // Exact widening conversions and round-to-nearest-even narrowing ones. NaN stays NaN
 // (quiet), overflow goes to inf (fp16), fp16 subnormals are produced and read.

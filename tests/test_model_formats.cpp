@@ -119,18 +119,6 @@ void edit_tensors(const std::string& dir, const std::function<void(TensorMap&)>&
   write_safetensors(dir + "/model.safetensors", t);
 }
 
-uint32_t bits(float f) {
-  uint32_t u;
-  std::memcpy(&u, &f, 4);
-  return u;
-}
-
-float from_bits(uint32_t u) {
-  float f;
-  std::memcpy(&f, &u, 4);
-  return f;
-}
-
 const TensorInfo& tensor(const ParamLayout& L, const std::string& name) {
   int i = L.find(name);
   if (i < 0) throw Error("no tensor " + name);
@@ -145,7 +133,7 @@ const TensorInfo& tensor(const ParamLayout& L, const std::string& name) {
 TEST(Dtypes, Bf16WideningIsExactAndRoundTrips) {
   for (uint32_t b = 0; b < 65536; ++b) {
     const float f = bf16_to_float(uint16_t(b));
-    ASSERT_EQ(bits(f), b << 16);
+    ASSERT_EQ(float_bits(f), b << 16);
     if (std::isnan(f)) {
       ASSERT_TRUE(std::isnan(bf16_to_float(float_to_bf16(f))));
     } else {
@@ -155,16 +143,16 @@ TEST(Dtypes, Bf16WideningIsExactAndRoundTrips) {
 }
 
 TEST(Dtypes, Fp32ToBf16RoundsToNearestEven) {
-  EXPECT_EQ(float_to_bf16(from_bits(0x3f808000)), 0x3f80);  // tie, keep even
-  EXPECT_EQ(float_to_bf16(from_bits(0x3f818000)), 0x3f82);  // tie, round up to even
-  EXPECT_EQ(float_to_bf16(from_bits(0x3f808001)), 0x3f81);  // above the tie
-  EXPECT_EQ(float_to_bf16(from_bits(0x3f807fff)), 0x3f80);  // below the tie
-  EXPECT_EQ(float_to_bf16(from_bits(0xbf818000)), 0xbf82);  // negative
-  EXPECT_EQ(float_to_bf16(from_bits(0x7f7fffff)), 0x7f80);  // max float -> inf
+  EXPECT_EQ(float_to_bf16(bits_float(0x3f808000)), 0x3f80);  // tie, keep even
+  EXPECT_EQ(float_to_bf16(bits_float(0x3f818000)), 0x3f82);  // tie, round up to even
+  EXPECT_EQ(float_to_bf16(bits_float(0x3f808001)), 0x3f81);  // above the tie
+  EXPECT_EQ(float_to_bf16(bits_float(0x3f807fff)), 0x3f80);  // below the tie
+  EXPECT_EQ(float_to_bf16(bits_float(0xbf818000)), 0xbf82);  // negative
+  EXPECT_EQ(float_to_bf16(bits_float(0x7f7fffff)), 0x7f80);  // max float -> inf
   EXPECT_EQ(float_to_bf16(INFINITY), 0x7f80);
   EXPECT_EQ(float_to_bf16(-INFINITY), 0xff80);
-  EXPECT_TRUE(std::isnan(bf16_to_float(float_to_bf16(from_bits(0x7f800001)))));  // sNaN stays NaN
-  EXPECT_EQ(float_to_bf16(from_bits(0x00000001)), 0x0000);  // tiny subnormal -> 0
+  EXPECT_TRUE(std::isnan(bf16_to_float(float_to_bf16(bits_float(0x7f800001)))));  // sNaN stays NaN
+  EXPECT_EQ(float_to_bf16(bits_float(0x00000001)), 0x0000);  // tiny subnormal -> 0
 }
 
 TEST(Dtypes, Fp16WideningIsExactIncludingSubnormalsInfNan) {
@@ -180,7 +168,7 @@ TEST(Dtypes, Fp16WideningIsExactIncludingSubnormalsInfNan) {
       continue;
     }
     const float want = sign * (e == 0 ? std::ldexp(float(m), -24) : std::ldexp(float(1024 + m), e - 25));
-    ASSERT_EQ(bits(f), bits(want)) << h;
+    ASSERT_EQ(float_bits(f), float_bits(want)) << h;
     ASSERT_EQ(float_to_fp16(f), h) << h;  // every fp16 value round-trips
   }
   EXPECT_EQ(fp16_to_float(0x3c00), 1.f);
@@ -362,8 +350,8 @@ TEST(ModelBin, HeaderWordsAreAsDocumented) {
   EXPECT_EQ(w[10], 256);
   EXPECT_EQ(w[11], 256);
   EXPECT_EQ(w[12], 1);
-  EXPECT_EQ(uint32_t(w[13]), bits(1e6f));
-  EXPECT_EQ(uint32_t(w[14]), bits(1e-6f));
+  EXPECT_EQ(uint32_t(w[13]), float_bits(1e6f));
+  EXPECT_EQ(uint32_t(w[14]), float_bits(1e-6f));
   EXPECT_EQ(uint64_t(uint32_t(w[15])) | (uint64_t(uint32_t(w[16])) << 32), p.size());
   for (int i = 17; i < 256; ++i) EXPECT_EQ(w[size_t(i)], 0);
 }
@@ -406,7 +394,7 @@ class ModelBinCorrupt : public ::testing::Test {
     return tmp / "bad.bin";
   }
   void set_word(std::vector<uint8_t>& b, int i, int32_t v) { std::memcpy(&b[size_t(4 * i)], &v, 4); }
-  TempDir tmp("polaris_formats");
+  TempDir tmp{"polaris_formats"};
   ModelConfig c;
   std::vector<float> p;
   std::vector<uint8_t> raw;
