@@ -9,7 +9,7 @@
 #
 # Conventions (add a file, the Makefile finds it):
 #   model/ optim/ data/ checkpoint/ src/common/ src/train/ *.cpp -> build/libpolaris.a
-#   cuda/*.cu, cuda/*.cpp                          -> build/libpolaris_cuda.a (only with nvcc)
+#   cuda/*.cu                                      -> build/libpolaris_cuda.a (only with nvcc)
 #   src/polaris_*.cpp                              -> build/polaris_*   (one program each)
 #   src/bench/bench_*.cpp                          -> build/bench_*
 #   tests/test_*.cpp                               -> build/tests/test_* (GoogleTest)
@@ -51,7 +51,7 @@ ifneq ($(NVCC),)
 CUDA_HOME := $(patsubst %/bin/nvcc,%,$(NVCC))
 CUDA_OBJS := $(CUDA_SRCS:%.cu=$(BUILD)/obj/%.o)
 CUDA_LIB  := $(BUILD)/libpolaris_cuda.a
-NVCCFLAGS := -O2 -std=c++17 -I. -gencode arch=compute_80,code=sm_80 -gencode arch=compute_90a,code=sm_90a
+NVCCFLAGS := -O2 -std=c++17 -I. -MMD -MP -gencode arch=compute_80,code=sm_80 -gencode arch=compute_90a,code=sm_90a
 CXXFLAGS  += -DPOLARIS_HAVE_CUDA -I$(CUDA_HOME)/include
 LDLIBS    += -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64 -lcudart
 endif
@@ -71,7 +71,7 @@ $(BUILD)/obj/%.o: %.cpp
 $(BUILD)/obj/cuda/%.o: cuda/%.cu
 	@mkdir -p $(@D)
 	@echo "  NVCC $<"
-	$(Q)$(NVCC) $(NVCCFLAGS) -c $< -o $@
+	$(Q)$(NVCC) $(NVCCFLAGS) -MF $(@:.o=.d) -c $< -o $@
 
 $(CUDA_LIB): $(CUDA_OBJS)
 	@mkdir -p $(@D)
@@ -89,7 +89,7 @@ $(BUILD)/bench_%: $(BUILD)/obj/src/bench/bench_%.o $(BUILD)/libpolaris.a $(CUDA_
 $(BUILD)/tests/test_%: $(BUILD)/obj/tests/test_%.o $(BUILD)/libpolaris.a $(CUDA_LIB)
 	@mkdir -p $(@D)
 	@echo "  LINK $@"
-	$(Q)$(CXX) $(CXXFLAGS) $^ -o $@ -lgtest -lgtest_main $(LDLIBS)
+	$(Q)$(CXX) $(CXXFLAGS) $^ -o $@ -lgtest_main -lgtest $(LDLIBS)
 
 tests-build: $(TESTS) $(PROGS)
 
@@ -126,4 +126,5 @@ clean:
 .PHONY: all deps test demo demo-rl bench clean tests-build
 .SECONDARY:
 
+# Header dependencies (-MMD -MP) of both the C++ and the nvcc objects.
 -include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)

@@ -9,6 +9,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cstdint>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -32,8 +33,6 @@ void quiet_hdf5() {
   std::call_once(once, [] { H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr); });
 }
 
-std::string errno_text() { return std::strerror(errno); }
-
 // Throws Error("<file>: <call> failed") when an HDF5 call returned < 0.
 template <typename T>
 T check(T result, const std::string& file, const std::string& call) {
@@ -42,7 +41,9 @@ T check(T result, const std::string& file, const std::string& call) {
 }
 
 // An owned HDF5 identifier, closed by its destructor (errors ignored there) or
-// by close() (checked; used for files being written).
+// by close() (checked). The write path closes every file, group, dataset and
+// attribute with close(), since a failed close can mean data never reached
+// the file; the destructor only cleans up after an error or on reads.
 class Handle {
  public:
   using Closer = herr_t (*)(hid_t);
@@ -76,6 +77,7 @@ void write_attr(hid_t obj, const std::string& name, hid_t type, const void* data
                     file, "H5Acreate2 (" + name + ")"),
               H5Aclose);
   check(H5Awrite(attr.get(), type, data), file, "H5Awrite (" + name + ")");
+  attr.close(file, "H5Aclose (" + name + ")");
 }
 void write_int(hid_t obj, const std::string& name, int64_t value, const std::string& file) {
   write_attr(obj, name, H5T_NATIVE_INT64, &value, 1, file);
@@ -96,6 +98,7 @@ void write_floats(hid_t loc, const std::string& name, const std::vector<float>& 
   if (!data.empty())
     check(H5Dwrite(set.get(), H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, data.data()), file,
           "H5Dwrite (" + name + ")");
+  set.close(file, "H5Dclose (" + name + ")");
 }
 
 Handle create_file(const std::string& file) {
@@ -142,7 +145,9 @@ void write_model(const std::string& file, const Checkpoint& c, const ParamLayout
       Handle g = create_group(tensors.get(), t.name, file);
       write_int(g.get(), "offset", int64_t(t.offset), file);
       write_attr(g.get(), "shape", H5T_NATIVE_INT64, t.shape.data(), t.shape.size(), file);
+      g.close(file, "H5Gclose (" + t.name + ")");
     }
+    tensors.close(file, "H5Gclose (tensors)");
   }
   f.close(file, "H5Fclose");
 }
@@ -158,6 +163,7 @@ void write_optimizer(const std::string& file, const std::vector<OptimizerShard>&
     write_int(g.get(), "step", s.step, file);
     write_floats(g.get(), "m", s.m, file);
     write_floats(g.get(), "v", s.v, file);
+    g.close(file, "H5Gclose (shard_" + std::to_string(i) + ")");
   }
   f.close(file, "H5Fclose");
 }
@@ -292,7 +298,13 @@ void read_model(const std::string& file, Checkpoint& c) {
   require(family == int64_t(Family::GPT2) || family == int64_t(Family::Qwen3),
           file + ": unknown family " + std::to_string(family));
   k.family = Family(family);
-  auto i32 = [&](const char* name) { return int(read_int(root, name, file)); };
+  auto i32 = [&](const char* name) {
+    const int64_t value = read_int(root, name, file);
+    require(value >= INT32_MIN && value <= INT32_MAX,
+            file + ": attribute '" + name + "' = " + std::to_string(value) +
+                " is outside the int32 range");
+    return int(value);
+  };
   k.vocab_size = i32("vocab_size");
   k.hidden_size = i32("hidden_size");
   k.num_layers = i32("num_layers");
@@ -340,7 +352,10 @@ void read_optimizer(const std::string& file, size_t total, Checkpoint& c) {
                 ") is outside the " + std::to_string(total) + " parameters");
     s.begin = size_t(begin);
     s.end = size_t(end);
-    s.step = int(read_int(g.get(), "step", file));
+    const int64_t step = read_int(g.get(), "step", file);
+    require(step >= 0 && step <= INT32_MAX,
+            file + ": " + name + " step " + std::to_string(step) + " is negative or too large");
+    s.step = int(step);
     s.m = read_floats(g.get(), "m", file, s.end - s.begin, " (" + name + "'s range)");
     s.v = read_floats(g.get(), "v", file, s.end - s.begin, " (" + name + "'s range)");
     c.optimizer.push_back(std::move(s));
@@ -380,6 +395,14 @@ std::vector<std::pair<long long, std::string>> step_dirs(const std::string& dir)
   }
   std::sort(steps.begin(), steps.end());
   return steps;
+}
+
+// The path of the newest complete step directory under dir, or "".
+std::string newest_complete(const std::string& dir) {
+  std::vector<std::pair<long long, std::string>> steps = step_dirs(dir);
+  for (auto it = steps.rbegin(); it != steps.rend(); ++it)
+    if (incomplete(dir + "/" + it->second).empty()) return dir + "/" + it->second;
+  return "";
 }
 
 }  // namespace
@@ -468,13 +491,19 @@ std::string latest_checkpoint(const std::string& dir) {
     require(step_of(name) >= 0, pointer + ": '" + name + "' is not a step directory name");
     const std::string path = dir + "/" + name;
     const std::string why = incomplete(path);
-    require(why.empty(), pointer + ": points to " + path + ", which is " + why);
-    return path;
+    if (why.empty()) return path;
+    // write_checkpoint rewriting an existing step moves it to <name>.old before
+    // the new one is renamed in; a crash between the two renames leaves
+    // `latest` pointing to a missing directory. Fall back to the moved-aside
+    // copy, else to the newest complete step directory.
+    if (!fs::exists(path)) {
+      if (incomplete(path + ".old").empty()) return path + ".old";
+      const std::string newest = newest_complete(dir);
+      if (!newest.empty()) return newest;
+    }
+    throw Error(pointer + ": points to " + path + ", which is " + why);
   }
-  std::vector<std::pair<long long, std::string>> steps = step_dirs(dir);
-  for (auto it = steps.rbegin(); it != steps.rend(); ++it)
-    if (incomplete(dir + "/" + it->second).empty()) return dir + "/" + it->second;
-  return "";
+  return newest_complete(dir);
 }
 
 Checkpoint read_checkpoint(const std::string& path) {
@@ -493,9 +522,7 @@ Checkpoint read_checkpoint(const std::string& path) {
   try {
     c.state = nlohmann::json::parse(text.str());
   } catch (const nlohmann::json::exception& e) {
-    std::string why = e.what();
-    std::replace(why.begin(), why.end(), '\n', ' ');
-    throw Error(file + ": not valid JSON: " + why);
+    throw Error(file + ": not valid JSON: " + one_line(e.what()));
   }
   return c;
 }

@@ -11,7 +11,9 @@
 // Writes are crash-safe: everything goes into DIR/step_00000123.tmp/, each file
 // is fsynced, the directory is renamed into place, and only then is DIR/latest
 // replaced (tmp + rename). A crash leaves at worst a *.tmp directory, which
-// readers ignore and the next write removes. See checkpoint/README.md.
+// readers ignore and the next write removes (or, while an existing step is
+// being rewritten, its *.old copy, which latest_checkpoint falls back to).
+// See checkpoint/README.md.
 #pragma once
 #include <cstddef>
 #include <map>
@@ -52,7 +54,10 @@ void write_checkpoint(const std::string& dir, int step, const Checkpoint& checkp
 
 // The path of the checkpoint DIR/latest names, or, when there is no DIR/latest,
 // of the newest complete step directory; "" when there is none (or no DIR).
-// Error when DIR/latest names a missing or incomplete directory.
+// When DIR/latest names a missing directory (a crash while a step was being
+// rewritten), its complete "<name>.old" copy, else the newest complete step
+// directory. Error when DIR/latest names an incomplete directory, or a missing
+// one with neither fallback.
 std::string latest_checkpoint(const std::string& dir);
 
 // Reads and checks a step directory. Each problem is one Error line naming the

@@ -122,7 +122,7 @@ ModelConfig config_from_preset(const std::string& name) {
   auto it = presets().find(name);
   if (it == presets().end()) {
     std::string known;
-    for (auto& p : presets()) known += (known.empty() ? "" : ", ") + p.first;
+    for (const std::string& p : preset_names()) known += (known.empty() ? "" : ", ") + p;
     throw Error("unknown model preset '" + name + "' (known: " + known + ")");
   }
   return it->second;

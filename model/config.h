@@ -43,6 +43,6 @@ struct ModelConfig {
 // Named shapes: gpt2-124M/350M/774M/1.5B, qwen3-0.6B/1.7B/4B/8B, and the tiny
 // presets used by tests and demos (gpt2-tiny, qwen3-tiny, qwen3-demo). Error on an unknown name.
 ModelConfig config_from_preset(const std::string& name);
-std::vector<std::string> preset_names();
+std::vector<std::string> preset_names();  // sorted, as the unknown-preset error lists them
 
 }  // namespace polaris

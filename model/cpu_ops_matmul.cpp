@@ -12,6 +12,9 @@
 //   din:      A = dout,   B = weight^T, K = OC  (weight transposed into scratch)
 //   dweight:  A = dout^T, B = in^T,     K = N   (both transposed into scratch)
 // The transposes cost O(N*C) memory traffic against O(N*C*C) flops.
+// Exception: for a large weight (the LM head, [V, C] with V ~ 152k) and few
+// rows (one logits chunk), transposing the weight per call costs as much as
+// the product, so din uses din_rows() instead, which reads the weight in place.
 //
 // The kernel: C is cut into 64 x 64 blocks, distributed over threads
 // (parallel over output blocks, so every output element is one dot product
@@ -111,6 +114,71 @@ void matmul_block(float* C, const float* A, const float* B, const float* bias, i
     for (int p = p0; p < p1; p++) store(m, p, dot(A + (size_t)m * K, B + (size_t)p * K, K));
 }
 
+// din[N, IC] += dout[N, OC] @ weight[OC, IC] without transposing the weight:
+// each (row block, column block) tile of din is owned by one thread, which
+// sums over o = 0..OC-1 in order (acc[n, :] += dout[n, o] * weight[o, :]), so
+// every element's sum order is fixed: deterministic for any thread count.
+// Vectorised across columns, which does not reorder any element's sum.
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+__attribute__((target_clones("avx512f", "avx2", "default")))
+#endif
+void din_tile(float* din, const float* dout, const float* weight, int IC, int OC, int n0, int n1,
+              int c0, int c1, float* acc) {
+  const int width = c1 - c0;
+  std::fill(acc, acc + (size_t)(n1 - n0) * width, 0.0f);
+  int o = 0;
+  // Four weight rows per pass: each accumulator is loaded and stored once per
+  // four multiply-adds, which are still added one after another in o order.
+  for (; o + 4 <= OC; o += 4) {
+    const float* w0 = weight + (size_t)o * IC + c0;
+    const float *w1 = w0 + IC, *w2 = w1 + IC, *w3 = w2 + IC;
+    for (int n = n0; n < n1; n++) {
+      const float* d = dout + (size_t)n * OC + o;
+      const float d0 = d[0], d1 = d[1], d2 = d[2], d3 = d[3];
+      float* a = acc + (size_t)(n - n0) * width;
+#pragma omp simd
+      for (int c = 0; c < width; c++) {
+        float x = a[c];
+        x += d0 * w0[c];
+        x += d1 * w1[c];
+        x += d2 * w2[c];
+        x += d3 * w3[c];
+        a[c] = x;
+      }
+    }
+  }
+  for (; o < OC; o++) {
+    const float* w = weight + (size_t)o * IC + c0;
+    for (int n = n0; n < n1; n++) {
+      const float d = dout[(size_t)n * OC + o];
+      float* a = acc + (size_t)(n - n0) * width;
+#pragma omp simd
+      for (int c = 0; c < width; c++) a[c] += d * w[c];
+    }
+  }
+  for (int n = n0; n < n1; n++)
+    for (int c = c0; c < c1; c++) din[(size_t)n * IC + c] += acc[(size_t)(n - n0) * width + c - c0];
+}
+
+void din_rows(float* din, const float* dout, const float* weight, int N, int IC, int OC) {
+  // 16 x 256 tile: a 16 KB accumulator that stays in L1 while weight rows stream by
+  constexpr int kRows = 16, kCols = 256;
+  const int nblocks = (N + kRows - 1) / kRows, cblocks = (IC + kCols - 1) / kCols;
+#pragma omp parallel
+  {
+    std::unique_ptr<float[]> acc(new float[kRows * kCols]);
+#pragma omp for collapse(2) schedule(static)
+    for (int nb = 0; nb < nblocks; nb++)
+      for (int cb = 0; cb < cblocks; cb++)
+        din_tile(din, dout, weight, IC, OC, nb * kRows, std::min(N, (nb + 1) * kRows),
+                 cb * kCols, std::min(IC, (cb + 1) * kCols), acc.get());
+  }
+}
+
+// Weights of at least this many elements (64 MB: LM heads, not layer
+// matrices) take din_rows; smaller ones are cheaper to transpose.
+constexpr size_t kInPlaceWeight = size_t(1) << 24;
+
 }  // namespace
 
 void cpu_matmul_nt(float* C, const float* A, const float* B, const float* bias, int M, int P,
@@ -131,7 +199,9 @@ void CpuOps::matmul_forward(float* out, const float* in, const float* weight, co
 
 void CpuOps::matmul_backward(float* din, float* dweight, float* dbias, const float* dout,
                              const float* in, const float* weight, int N, int IC, int OC) {
-  if (din) {  // din[N, IC] += dout[N, OC] @ (weight^T)[IC, OC]^T
+  if (din && (size_t)IC * OC >= kInPlaceWeight) {
+    din_rows(din, dout, weight, N, IC, OC);
+  } else if (din) {  // din[N, IC] += dout[N, OC] @ (weight^T)[IC, OC]^T
     std::unique_ptr<float[]> wt(new float[(size_t)IC * OC]);
     transpose(wt.get(), weight, OC, IC);
     cpu_matmul_nt(din, dout, wt.get(), nullptr, N, IC, OC, /*accumulate=*/true);

@@ -21,15 +21,9 @@ namespace {
 
 using json = nlohmann::json;
 
-std::string one_line(std::string s) {
-  for (char& c : s)
-    if (c == '\n' || c == '\r') c = ' ';
-  return s;
-}
-
 json read_json_file(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
-  if (!in) throw Error(path + ": cannot open: " + std::strerror(errno));
+  if (!in) throw Error(path + ": cannot open: " + errno_text());
   std::stringstream ss;
   ss << in.rdbuf();
   try {
@@ -201,10 +195,10 @@ ModelConfig read_hf_config(const std::string& path) {
     c.num_layers = r.get_int("num_hidden_layers");
     c.num_heads = r.get_int("num_attention_heads");
     c.num_kv_heads = r.get_int("num_key_value_heads", c.num_heads);
-    // transformers' Qwen3Config defaults head_dim to 128 (not hidden / heads).
-    c.head_dim = j.contains("head_dim")
-                     ? r.get_int("head_dim", c.num_heads > 0 ? c.hidden_size / c.num_heads : 0)
-                     : 128;
+    // head_dim when given (an integer), else 128: transformers' Qwen3Config
+    // default, which is NOT hidden_size / num_heads (a missing or null key
+    // both mean the default).
+    c.head_dim = r.get_int("head_dim", 128);
     c.intermediate_size = r.get_int("intermediate_size");
     c.vocab_size = r.get_int("vocab_size");
     c.max_positions = r.get_int("max_position_embeddings", 32768);

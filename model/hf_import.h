@@ -58,14 +58,12 @@ class HfTensors {
   // The file holding `name` (the index file for a missing one).
   const std::string& file_of(const std::string& name) const;
   std::vector<std::string> names() const;
-  // The file (or index) error messages name.
-  const std::string& source() const { return source_; }
 
  private:
   HfTensors() = default;
   std::vector<SafetensorsFile> files_;
   std::map<std::string, size_t> where_;
-  std::string source_;
+  std::string source_;  // the file (or index) error messages name
 };
 
 // Parses a config.json (model_type qwen3 or gpt2) and validates the result.

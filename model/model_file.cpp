@@ -15,13 +15,6 @@ namespace polaris {
 
 namespace {
 
-struct FileCloser {
-  void operator()(std::FILE* f) const {
-    if (f) std::fclose(f);
-  }
-};
-using FilePtr = std::unique_ptr<std::FILE, FileCloser>;
-
 struct Header {
   ModelConfig config;
   bool bf16 = false;
@@ -32,9 +25,9 @@ struct Header {
 // Opens `path` and reads and checks its header; leaves `f` at the parameters.
 Header read_header(const std::string& path, FilePtr* f) {
   f->reset(std::fopen(path.c_str(), "rb"));
-  if (!*f) throw Error(path + ": cannot open: " + std::strerror(errno));
+  if (!*f) throw Error(path + ": cannot open: " + errno_text());
   struct stat st;
-  if (::fstat(fileno(f->get()), &st) != 0) throw Error(path + ": cannot stat: " + std::strerror(errno));
+  if (::fstat(fileno(f->get()), &st) != 0) throw Error(path + ": cannot stat: " + errno_text());
   if (S_ISDIR(st.st_mode)) throw Error(path + ": is a directory, expected a model.bin file");
   Header h;
   h.file_size = uint64_t(st.st_size);

@@ -1,11 +1,13 @@
 // Ops: the interface the transformer is written against.
 //
 // The forward, backward and decode step of the model exist once
-// (model/transformer.cpp) and call only these functions. Two implementations:
+// (model/transformer.cpp) and call only these functions. One implementation
+// in this build:
 //   CpuOps  (model/cpu_ops.cpp): fp32, plain loops with OpenMP, the math of
-//           each op written above it; the reference every other
-//           implementation is tested against.
-//   CUDA    (cuda/): same interface, device pointers.
+//           each op written above it; the reference any other
+//           implementation would be tested against.
+// A CUDA implementation (device pointers, same interface) is not in this
+// build; see cuda/README.md for what exists there.
 //
 // Conventions every implementation keeps:
 //   - Pointers are in the implementation's memory (host for CPU, device for
@@ -42,7 +44,7 @@ struct AttentionShape {
 struct LossArgs {
   const float* logits = nullptr;         // [N, V]
   const int32_t* targets = nullptr;      // [N]
-  const float* weights = nullptr;        // [N]
+  const float* weights = nullptr;        // [N] or null (all ones)
   const float* entropy_weights = nullptr;// [N] or null (no entropy term)
   float scale = 1.f;
   int N = 0, V = 0;

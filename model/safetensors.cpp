@@ -58,14 +58,6 @@ bool parse_dtype(const std::string& s, DType* out) {
   return true;
 }
 
-std::string one_line(std::string s) {
-  for (char& c : s)
-    if (c == '\n' || c == '\r') c = ' ';
-  return s;
-}
-
-std::string errno_text() { return std::strerror(errno); }
-
 }  // namespace
 
 // bf16 is the top half of an fp32: widening is a shift.
@@ -170,13 +162,6 @@ void AtomicFile::commit() {
 // Reading
 
 namespace {
-
-struct FileCloser {
-  void operator()(std::FILE* f) const {
-    if (f) std::fclose(f);
-  }
-};
-using FilePtr = std::unique_ptr<std::FILE, FileCloser>;
 
 FilePtr open_for_reading(const std::string& path) {
   FilePtr f(std::fopen(path.c_str(), "rb"));

@@ -21,6 +21,7 @@
 #include <cstdio>
 #include <cstring>
 #include <map>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -104,6 +105,14 @@ struct SafetensorsTensor {
 // padded with spaces to a multiple of 8 bytes. metadata goes to "__metadata__".
 void write_safetensors(const std::string& path, const std::vector<SafetensorsTensor>& tensors,
                        const std::map<std::string, std::string>& metadata = {{"format", "pt"}});
+
+// A FILE* closed when it goes out of scope (reads; writes use AtomicFile).
+struct FileCloser {
+  void operator()(std::FILE* f) const {
+    if (f) std::fclose(f);
+  }
+};
+using FilePtr = std::unique_ptr<std::FILE, FileCloser>;
 
 // A file written to "<path>.tmp" and renamed to `path` by commit(); destroyed
 // without commit() (an error on the way), the .tmp file is removed, so a failed

@@ -135,8 +135,10 @@ struct Transformer::Activations {
     final_rstd = f(N);
     branch = f(N * C);
     // The LM head runs over row chunks so [N, V] logits never exist at once
-    // (Qwen3's V = 151,936 would need 1.2 GB for 2,048 tokens).
-    logit_rows = int(std::min<size_t>(N, std::max<size_t>(1, (size_t(1) << 22) / c.vocab_size)));
+    // (Qwen3's V = 151,936 would need 1.2 GB for 2,048 tokens). A 2^25-float
+    // (128 MB) budget: 220 rows for Qwen3, so the per-chunk cost of reading
+    // the [V, C] head weight is spread over enough rows.
+    logit_rows = int(std::min<size_t>(N, std::max<size_t>(1, (size_t(1) << 25) / c.vocab_size)));
     logits = f(size_t(logit_rows) * c.vocab_size);
     tokens = i(N);
     targets = i(N);

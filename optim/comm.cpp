@@ -7,7 +7,6 @@
 #include <mpi.h>
 
 #include <algorithm>
-#include <climits>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -72,13 +71,6 @@ void abort_job() {
   MPI_Abort(MPI_COMM_WORLD, 1);
 }
 
-// Counts and displacements of MPI's vector collectives are ints.
-int as_count(size_t n, const char* call) {
-  require(n <= size_t(INT_MAX), std::string(call) + ": " + std::to_string(n) +
-                                    " elements exceed MPI's int count");
-  return int(n);
-}
-
 class MpiComm : public Comm {
  public:
   MpiComm() {
@@ -105,40 +97,43 @@ class MpiComm : public Comm {
   void all_reduce_sum(double* data, size_t n) override { all_reduce(data, n, MPI_DOUBLE, MPI_SUM); }
   void all_reduce_max(double* data, size_t n) override { all_reduce(data, n, MPI_DOUBLE, MPI_MAX); }
 
+  // One chunked MPI_Reduce per owner rank r over ranges[r], rooted at r.
+  // Not MPI_Reduce_scatter: its int counts (and OpenMPI's internal int total)
+  // overflow past 2^31 parameters. Only offsets into our own buffers are
+  // size_t; every MPI count is one chunk. The reduction order of MPI_Reduce is
+  // fixed for a given (world, count), so results stay deterministic.
   void reduce_scatter_sum(const float* in, float* out_shard,
                           const std::vector<ShardRange>& ranges) override {
-    check_ranges(ranges, "MPI_Reduce_scatter");
+    check_ranges(ranges, "reduce_scatter_sum");
     if (!active_) {
       std::copy(in + ranges[0].begin, in + ranges[0].end, out_shard);
       return;
     }
-    std::vector<int> counts;
-    for (const ShardRange& r : ranges) counts.push_back(as_count(r.size(), "MPI_Reduce_scatter"));
-    check_mpi(MPI_Reduce_scatter(in, out_shard, counts.data(), MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD),
-              "MPI_Reduce_scatter");
-  }
-
-  void all_gather(float* buffer, const std::vector<ShardRange>& ranges) override {
-    check_ranges(ranges, "MPI_Allgatherv");
-    if (!active_) return;
-    std::vector<int> counts, displs;
-    for (const ShardRange& r : ranges) {
-      counts.push_back(as_count(r.size(), "MPI_Allgatherv"));
-      displs.push_back(as_count(r.begin, "MPI_Allgatherv"));
+    for (int r = 0; r < world_; ++r) {
+      const ShardRange& range = ranges[size_t(r)];
+      for (size_t done = 0; done < range.size(); done += kChunk) {
+        int count = int(std::min(kChunk, range.size() - done));
+        float* recv = r == rank_ ? out_shard + done : nullptr;  // only the root receives
+        check_mpi(MPI_Reduce(in + range.begin + done, recv, count, MPI_FLOAT, MPI_SUM, r,
+                             MPI_COMM_WORLD),
+                  "MPI_Reduce");
+      }
     }
-    check_mpi(MPI_Allgatherv(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, buffer, counts.data(),
-                             displs.data(), MPI_FLOAT, MPI_COMM_WORLD),
-              "MPI_Allgatherv");
   }
 
-  void broadcast(float* data, size_t n, int root) override {
-    require(root >= 0 && root < world_, "broadcast: root " + std::to_string(root) +
-                                            " is not a rank");
+  // One chunked MPI_Bcast per owner rank r over ranges[r], rooted at r: no
+  // int displacements (MPI_Allgatherv's overflow past 2^31 parameters).
+  void all_gather(float* buffer, const std::vector<ShardRange>& ranges) override {
+    check_ranges(ranges, "all_gather");
     if (!active_) return;
-    for (size_t done = 0; done < n; done += kChunk)
-      check_mpi(MPI_Bcast(data + done, int(std::min(kChunk, n - done)), MPI_FLOAT, root,
-                          MPI_COMM_WORLD),
-                "MPI_Bcast");
+    for (int r = 0; r < world_; ++r) {
+      const ShardRange& range = ranges[size_t(r)];
+      for (size_t done = 0; done < range.size(); done += kChunk)
+        check_mpi(MPI_Bcast(buffer + range.begin + done,
+                            int(std::min(kChunk, range.size() - done)), MPI_FLOAT, r,
+                            MPI_COMM_WORLD),
+                  "MPI_Bcast");
+    }
   }
 
   void barrier() override {
@@ -193,7 +188,7 @@ std::unique_ptr<Comm> make_comm(const std::string& flag_value) {
   if (flag_value == "nccl")
     throw Error("--comm nccl: NCCL needs the CUDA backend, which is not in this build; use "
                 "--comm mpi (CPU backend)");
-  throw Error("--comm must be mpi or nccl, got '" + flag_value + "'");
+  throw Error("--comm must be none, mpi or nccl, got '" + flag_value + "'");
 }
 
 }  // namespace polaris

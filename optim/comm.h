@@ -10,6 +10,8 @@
 // sizes. Results are deterministic: the reduction order of a collective is
 // fixed by OpenMPI for a given (communicator size, message size), so two runs
 // with the same N give the same bits (and for N = 2 a + b == b + a exactly).
+// Large buffers go in chunks of 2^28 elements (MPI counts are ints), and the
+// ZeRO collectives use no displacements, so models past 2^31 parameters work.
 //
 // Failure: a rank that throws ends the whole job. MpiComm registers a fatal
 // hook with run_main (src/common/cli.h) that calls MPI_Abort after the error
@@ -40,13 +42,14 @@ class Comm {
   virtual void all_reduce_max(double* data, size_t n) = 0;
   // in[0, total) on every rank (total = ranges.back().end); out_shard
   // receives the rank-summed ranges[rank()] part (ranges[rank()].size() floats).
-  // ranges must tile [0, total) in rank order.
+  // ranges must tile [0, total) in rank order. MPI: a chunked MPI_Reduce to
+  // each owner rank in turn (no MPI_Reduce_scatter: its int total overflows).
   virtual void reduce_scatter_sum(const float* in, float* out_shard,
                                   const std::vector<ShardRange>& ranges) = 0;
   // In place over the whole buffer: every rank's ranges[r] part is copied
-  // from rank r to all ranks.
+  // from rank r to all ranks. MPI: a chunked MPI_Bcast from each owner rank in
+  // turn (no MPI_Allgatherv: its int displacements overflow past 2^31).
   virtual void all_gather(float* buffer, const std::vector<ShardRange>& ranges) = 0;
-  virtual void broadcast(float* data, size_t n, int root) = 0;
   virtual void barrier() = 0;
 
   // Throws Error "ranks disagree on <what> (rank 0: a, rank 1: b)" on EVERY
@@ -66,7 +69,6 @@ class SingleProcessComm : public Comm {
   void reduce_scatter_sum(const float* in, float* out_shard,
                           const std::vector<ShardRange>& ranges) override;
   void all_gather(float*, const std::vector<ShardRange>&) override {}
-  void broadcast(float*, size_t, int) override {}
   void barrier() override {}
   void require_same(const std::string&, uint64_t) override {}
 };

@@ -9,8 +9,10 @@
 # 2. GRPO: P prompts x G samples per step from the model's own weights,
 #    reward 1 when the final answer is right; group-relative advantages and
 #    the clipped objective teach it to keep the carry.
-# Both stages report avg@4 on held-out problems (never trained on); the last
-# line is "held-out avg@4 before X after Y".
+# Stage 1 reports the validation loss on held-out problems (never trained
+# on); stage 2 reports avg@4 (the mean correctness of 4 samples each) on
+# held-out problems before and after GRPO: its last line is
+# "held-out avg@4 before X after Y".
 #
 # OUT=dir keeps the models and logs (default build/demo_rl); curves:
 #   python3 run/plot_metrics.py build/demo_rl/grpo.jsonl --out grpo.png

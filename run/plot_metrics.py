@@ -6,7 +6,8 @@
 Draws up to four panels (2x2) against "step": loss, reward, accuracy and
 response length, each from whatever keys the log has. Per-step records are the
 line; records with an "event" key (validation, evaluation) are drawn as dots,
-from the same key or its "val_"/"eval_" variant (val_loss on the loss panel).
+from the same key or its "val_"/"eval_" variant (val_loss on the loss panel;
+a GRPO held-out evaluation's avg_at_k on the accuracy panel).
 Panels with no data give their place to other keys found in the log (lr,
 grad_norm, kl, entropy, clip_frac, tokens_per_s). Long noisy curves are drawn
 raw (light) with an exponential moving average on top.
@@ -30,7 +31,7 @@ import zlib
 PANELS = [  # (title, per-step key, event keys)
     ("loss", "loss", ["val_loss", "eval_loss", "loss"]),
     ("reward", "reward", ["eval_reward", "val_reward", "reward"]),
-    ("accuracy", "accuracy", ["eval_accuracy", "val_accuracy", "accuracy"]),
+    ("accuracy", "accuracy", ["eval_accuracy", "val_accuracy", "avg_at_k", "accuracy"]),
     ("response_len", "response_len", ["eval_response_len", "val_response_len", "response_len"]),
 ]
 EXTRA = ["lr", "grad_norm", "kl", "entropy", "clip_frac", "tokens_per_s", "ms"]

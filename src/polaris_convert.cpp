@@ -72,6 +72,9 @@ int main(int argc, char** argv) {
 
     if (flags.has("info")) {
       if (!pos.empty()) throw Error("unexpected argument '" + pos[0] + "' with --info");
+      for (const char* name : {"dtype", "out"})
+        require(!flags.has(name), std::string("flag --") + name +
+                                      " does not apply to --info (it only reads the model)");
       const std::string path = flags.get_required("info");
       if (is_directory(path)) {
         ModelConfig c = read_hf_config(path + "/config.json");

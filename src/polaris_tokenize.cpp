@@ -378,8 +378,14 @@ int main(int argc, char** argv) {
     const std::string& command = args[0];
     require(command == "encode" || command == "decode" || command == "shards",
             "unknown command '" + command + "' (expected encode, decode or shards)");
-    if (command != "shards")
+    if (command != "shards") {
       require(args.size() == 1, command + ": unexpected argument '" + args[1] + "' (input is read from stdin)");
+      for (const char* name : {"out", "val-fraction", "shard-tokens"})
+        require(!flags.has(name), std::string("--") + name + " applies only to `shards`");
+    }
+    if (command == "decode")
+      for (const char* name : {"jsonl-key", "threads"})
+        require(!flags.has(name), std::string("--") + name + " does not apply to `decode`");
     const std::vector<std::string> files(args.begin() + 1, args.end());
     ShardOptions shard_options;
     if (command == "shards") shard_options = parse_shard_options(flags, files);

@@ -59,14 +59,19 @@ bool bits_equal(const std::vector<float>& a, const std::vector<float>& b) {
   return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0;
 }
 
-// Overwrites the integer root attribute `name` of an HDF5 file.
-void set_int_attribute(const std::string& file, const char* name, int64_t value) {
+// Overwrites the integer attribute `name` of object `object` ("." = the root) of an HDF5 file.
+void set_int_attribute(const std::string& file, const char* name, int64_t value,
+                       const char* object = ".") {
   hid_t f = H5Fopen(file.c_str(), H5F_ACC_RDWR, H5P_DEFAULT);
   ASSERT_GE(f, 0);
-  hid_t a = H5Aopen(f, name, H5P_DEFAULT);
+  // The object is opened first: HDF5 1.10 cannot write through H5Aopen_by_name.
+  hid_t o = H5Oopen(f, object, H5P_DEFAULT);
+  ASSERT_GE(o, 0);
+  hid_t a = H5Aopen(o, name, H5P_DEFAULT);
   ASSERT_GE(a, 0);
   EXPECT_GE(H5Awrite(a, H5T_NATIVE_INT64, &value), 0);
   H5Aclose(a);
+  H5Oclose(o);
   H5Fclose(f);
 }
 
@@ -187,6 +192,40 @@ TEST(Checkpoint, LatestPointingToMissingOrIncompleteIsAnError) {
   EXPECT_ERROR(latest_checkpoint(dir.path), dir.path + "/latest", "step_00000010", "missing");
   std::ofstream(dir.path + "/latest") << "garbage\n";
   EXPECT_ERROR(latest_checkpoint(dir.path), dir.path + "/latest", "garbage");
+}
+
+TEST(Checkpoint, CrashWhileRewritingAStepFallsBack) {
+  TempDir dir("polaris_ckpt");
+  Checkpoint c = sample_checkpoint();
+  write_checkpoint(dir.path, 10, c, 3);
+  write_checkpoint(dir.path, 20, c, 3);
+  // A crash while rewriting step 20: the old copy was moved aside, the new one
+  // not yet renamed in, so `latest` names a missing directory.
+  fs::rename(dir.path + "/step_00000020", dir.path + "/step_00000020.old");
+  EXPECT_EQ(latest_checkpoint(dir.path), dir.path + "/step_00000020.old");
+  EXPECT_TRUE(bits_equal(read_checkpoint(latest_checkpoint(dir.path)).params, c.params));
+  // Without the .old copy: the newest complete step directory.
+  fs::remove_all(dir.path + "/step_00000020.old");
+  EXPECT_EQ(latest_checkpoint(dir.path), dir.path + "/step_00000010");
+  // The next write cleans up and moves the pointer on.
+  write_checkpoint(dir.path, 20, c, 3);
+  EXPECT_EQ(latest_checkpoint(dir.path), dir.path + "/step_00000020");
+}
+
+TEST(Checkpoint, OutOfRangeIntegersAreOneLineErrors) {
+  TempDir dir("polaris_ckpt");
+  write_checkpoint(dir.path, 1, sample_checkpoint(), 3);
+  const std::string path = latest_checkpoint(dir.path);
+  const std::string model = path + "/model.h5", opt = path + "/optimizer.h5";
+  fs::copy_file(model, dir.path + "/model.h5.bak");
+  set_int_attribute(model, "hidden_size", int64_t(1) << 32);  // would wrap to 0 as an int
+  EXPECT_ERROR(read_checkpoint(path), model, "hidden_size", "int32");
+  set_int_attribute(model, "vocab_size", -(int64_t(1) << 40));
+  EXPECT_ERROR(read_checkpoint(path), model, "int32");
+  fs::copy_file(dir.path + "/model.h5.bak", model, fs::copy_options::overwrite_existing);
+  EXPECT_NO_THROW(read_checkpoint(path));
+  set_int_attribute(opt, "step", -1, "shard_0");
+  EXPECT_ERROR(read_checkpoint(path), opt, "shard_0", "step");
 }
 
 TEST(Checkpoint, CorruptOrMissingFilesAreOneLineErrors) {

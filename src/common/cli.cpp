@@ -1,6 +1,7 @@
 #include "src/common/cli.h"
 
 #include <cstdio>
+#include <cerrno>
 #include <cstdlib>
 
 namespace polaris {
@@ -52,9 +53,11 @@ long long Flags::get_int(const std::string& name, long long fallback) const {
   auto it = values_.find(name);
   if (it == values_.end()) return fallback;
   char* end = nullptr;
+  errno = 0;  // strtoll signals overflow only through errno (and clamps the value)
   long long v = std::strtoll(it->second.c_str(), &end, 10);
   require(!it->second.empty() && *end == '\0',
           "flag --" + name + " wants an integer, got '" + it->second + "'");
+  require(errno != ERANGE, "flag --" + name + " is out of range: '" + it->second + "'");
   return v;
 }
 

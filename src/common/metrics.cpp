@@ -7,9 +7,9 @@
 
 namespace polaris {
 
-MetricsLog::MetricsLog(const std::string& path) : path_(path) {
+MetricsLog::MetricsLog(const std::string& path, bool append) : path_(path) {
   if (path.empty()) return;
-  file_ = std::fopen(path.c_str(), "w");
+  file_ = std::fopen(path.c_str(), append ? "a" : "w");
   require(file_ != nullptr, "--log " + path + ": cannot open for writing: " + std::strerror(errno));
 }
 

@@ -15,7 +15,9 @@ namespace polaris {
 class MetricsLog {
  public:
   MetricsLog() = default;
-  explicit MetricsLog(const std::string& path);  // empty path: no log
+  // Empty path: no log. append: continue an existing log (a resumed run)
+  // instead of starting it afresh.
+  explicit MetricsLog(const std::string& path, bool append = false);
   ~MetricsLog();
   MetricsLog(const MetricsLog&) = delete;
   MetricsLog& operator=(const MetricsLog&) = delete;

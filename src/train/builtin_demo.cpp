@@ -36,7 +36,7 @@ int run_builtin_demo() {
   std::printf("model: %s, %zu parameters\n", config.describe().c_str(), model.num_params());
 
   std::vector<PackedRow> rows =
-      pack_sequences(synthetic_sft_sequences(task, 20000, 0.0, seed), row_tokens).rows;
+      pack_sequences(synthetic_sft_sequences(task, 20000, /*held_out=*/false, 0.0, seed), row_tokens).rows;
   TrainerOptions options;
   options.schedule = make_schedule("cosine", 1e-3f, 0.1f, 30, steps);
   options.adamw.weight_decay = 0.01f;

@@ -81,6 +81,7 @@ GrpoOptions GrpoOptions::from_flags(const Flags& flags) {
   o.std_normalize = !flags.has("no-std-normalize");
   o.dynamic_sampling = flags.has("dynamic-sampling");
   o.max_refills = int(flags.get_int("max-refills", o.max_refills));
+  require(o.max_refills >= 0, "--max-refills must be >= 0");
   if (flags.has("temperature-schedule"))
     o.temperature = StagedValue::parse("temperature-schedule", flags.get("temperature-schedule", ""));
   else
@@ -95,9 +96,12 @@ GrpoOptions GrpoOptions::from_flags(const Flags& flags) {
   for (auto& stage : o.max_response.stages)
     require(stage.second >= 1, "--max-response must be at least 1");
   o.top_p = float(flags.get_double("top-p", 1.0));
+  require(o.top_p > 0 && o.top_p <= 1, "--top-p must be in (0, 1]");
   o.eval_temperature = float(flags.get_double("eval-temperature", 1.0));
+  require(o.eval_temperature >= 0, "--eval-temperature must be >= 0 (0: greedy)");
   o.eval_samples = positive("eval-samples", o.eval_samples);
   o.eval_every = int(flags.get_int("eval-every", 0));
+  require(o.eval_every >= 0, "--eval-every must be >= 0 (0: before and after only)");
   o.pass_rates_path = flags.get("pass-rates", "");
   return o;
 }
@@ -178,7 +182,12 @@ std::vector<PackedRow> pack_rollouts(const std::vector<const Rollout*>& rollouts
   size_t fill = size_t(T);
   placements.clear();
   for (const Rollout* r : rollouts) {
-    const size_t length = r->prompt.size() + r->completion.tokens.size();
+    // Inputs are the prompt and every completion token but the last, which is
+    // only a target: the sampler never fed it back, so it may stand one
+    // position past the model's last.
+    std::vector<int32_t> sequence = r->prompt;
+    sequence.insert(sequence.end(), r->completion.tokens.begin(), r->completion.tokens.end());
+    const size_t length = sequence.size() - 1;
     if (fill + length > size_t(T)) {
       PackedRow row;
       row.tokens.assign(T, 0);
@@ -192,13 +201,11 @@ std::vector<PackedRow> pack_rollouts(const std::vector<const Rollout*>& rollouts
     PackedRow& row = rows.back();
     placements.push_back({rows.size() - 1, fill});
     for (size_t j = 0; j < length; ++j) {
-      const size_t at = fill + j;
-      row.tokens[at] = j < r->prompt.size() ? r->prompt[j]
-                                            : r->completion.tokens[j - r->prompt.size()];
-      row.positions[at] = int32_t(j);
-      row.doc_ids[at] = row.num_documents;
+      row.tokens[fill + j] = sequence[j];
+      row.targets[fill + j] = sequence[j + 1];
+      row.positions[fill + j] = int32_t(j);
+      row.doc_ids[fill + j] = row.num_documents;
     }
-    for (size_t j = 0; j + 1 < length; ++j) row.targets[fill + j] = row.tokens[fill + j + 1];
     row.num_documents += 1;
     fill += length;
   }
@@ -207,6 +214,12 @@ std::vector<PackedRow> pack_rollouts(const std::vector<const Rollout*>& rollouts
     for (int32_t& doc : row.doc_ids)
       if (doc < 0) doc = row.num_documents;
   return rows;
+}
+
+std::vector<double> rewards_of(const std::vector<Rollout>& rollouts) {
+  std::vector<double> rewards;
+  for (const Rollout& r : rollouts) rewards.push_back(r.score.reward);
+  return rewards;
 }
 
 double elapsed_ms(std::chrono::steady_clock::time_point since) {
@@ -220,7 +233,11 @@ class GrpoRun {
           Transformer& policy, Transformer* reference)
       : options_(options), grpo_(grpo), env_(env), policy_(policy), reference_(reference),
         trainer_(policy, options.trainer),
-        reporter_(options.steps, options.print_every, options.log_path) {
+        reporter_(options.steps, options.print_every, options.log_path,
+                  options.flags->has("resume")) {
+    require(env.size(Split::Train) > 0 && env.size(Split::Eval) > 0,
+            "--mode grpo: no training or evaluation problems (see --train-examples, "
+            "--eval-problems, --data, --eval-data)");
     for (size_t i = 0; i < env.size(Split::Train); ++i) {
       std::optional<double> rate = env.pass_rate(i);
       // Offline difficulty filter: a prompt every sample solved, or none did,
@@ -284,7 +301,7 @@ class GrpoRun {
     double before = 0;
     if (std::optional<ResumedRun> resumed = checkpoints.resume(policy_, trainer_)) {
       first_step = resumed->step;
-      before = restore(resumed->state);
+      before = restore(*resumed);
       if (reference_) reference_->set_params(resumed->extra_tensors.at("reference_params"));
     } else {
       before = evaluate(0);
@@ -296,11 +313,14 @@ class GrpoRun {
       if (checkpoints.due(step + 1)) {
         std::map<std::string, std::vector<float>> extra;
         if (reference_) extra["reference_params"] = reference_->get_params();
-        checkpoints.save(step + 1, policy_, trainer_, state(step + 1, before), extra);
+        checkpoints.save(step + 1, policy_, trainer_, state(before), extra);
       }
     }
     const double after = evaluate(options_.steps);
-    std::printf("held-out avg@%d before %.3f after %.3f\n", grpo_.eval_samples, before, after);
+    // Without --eval-data a JSONL run evaluates on its training problems: say so.
+    const bool held_out = options_.flags->has("task") || options_.flags->has("eval-data");
+    std::printf("%s avg@%d before %.3f after %.3f\n", held_out ? "held-out" : "training-set",
+                grpo_.eval_samples, before, after);
   }
 
  private:
@@ -363,10 +383,9 @@ class GrpoRun {
     if (grpo_.dynamic_sampling) {
       std::vector<Rollout> kept;
       for (int round = 0;; ++round) {
+        const std::vector<double> rewards = rewards_of(batch);
         for (size_t first = 0; first < batch.size(); first += size_t(G)) {
-          std::vector<double> rewards;
-          for (int i = 0; i < G; ++i) rewards.push_back(batch[first + i].score.reward);
-          if (zero_variance_group(rewards, 0, G)) {
+          if (zero_variance_group(rewards, first, G)) {
             ++groups_dropped;
             continue;
           }
@@ -410,11 +429,9 @@ class GrpoRun {
     // an optimizer step on them would still move the weights (momentum).
     const bool only_policy_terms = grpo_.kl_coef == 0 && grpo_.entropy_coef == 0;
     bool any_signal = !only_policy_terms;
-    for (size_t first = 0; first < batch.size() && !any_signal; first += size_t(G)) {
-      std::vector<double> group;
-      for (int i = 0; i < G; ++i) group.push_back(batch[first + i].score.reward);
-      any_signal = !zero_variance_group(group, 0, G);
-    }
+    const std::vector<double> rewards = rewards_of(batch);
+    for (size_t first = 0; first < batch.size() && !any_signal; first += size_t(G))
+      any_signal = !zero_variance_group(rewards, first, G);
     // The same decision on every rank: train when any rank has a signal.
     double signal = (!batch.empty() && any_signal) ? 1.0 : 0.0;
     if (comm_) comm_->all_reduce_sum(&signal, 1);
@@ -422,7 +439,7 @@ class GrpoRun {
       // Every group had equal rewards: nothing to learn from this step.
       StepStats stats;
       stats.step = step + 1;
-      stats.lr = options_.trainer.schedule.lr_at(step);
+      stats.lr = options_.trainer.schedule.lr_at(trainer_.step_count());
       stats.ms = rollout_ms;
       record.update({{"kl", 0.0}, {"clip_frac", 0.0}, {"entropy", 0.0}, {"logprob_ms", 0.0},
                      {"update_ms", 0.0}, {"skipped", true}});
@@ -430,8 +447,6 @@ class GrpoRun {
       return;
     }
 
-    std::vector<double> rewards;
-    for (const Rollout& r : batch) rewards.push_back(r.score.reward);
     std::vector<double> advantages = group_advantages(rewards, G, grpo_.std_normalize);
     for (size_t j = 0; j < batch.size(); ++j) batch[j].advantage = advantages[j];
 
@@ -525,7 +540,8 @@ class GrpoRun {
     tokens_counted = std::max<size_t>(tokens_counted, 1);
     StepStats stats = last;
     stats.step = step + 1;
-    stats.loss = (-objective_sum + grpo_.kl_coef * kl_sum) / double(tokens_counted);
+    stats.loss = (-objective_sum + grpo_.kl_coef * kl_sum - grpo_.entropy_coef * entropy_sum) /
+                 double(tokens_counted);
     stats.grad_norm = grad_norm_sum / M;
     stats.tokens = (long long)tokens_total;
     stats.ms = rollout_ms + logprob_ms + update_ms;
@@ -538,10 +554,12 @@ class GrpoRun {
     reporter_.report(stats, record, kConsoleKeys);
   }
 
+  // Packed row length: the longest rollout's inputs (its last token is only
+  // a target).
   int row_length(const std::vector<Rollout>& rollouts) const {
     size_t longest = 0;
     for (const Rollout& r : rollouts)
-      longest = std::max(longest, r.prompt.size() + r.completion.tokens.size());
+      longest = std::max(longest, r.prompt.size() + r.completion.tokens.size() - 1);
     return int(longest);
   }
 
@@ -584,30 +602,31 @@ class GrpoRun {
 
   // The RL state a checkpoint carries: every rank's prompt order and
   // sampling-stream counter (dynamic sampling can make ranks draw different
-  // numbers of prompts, so they are kept per rank), the stage's temperature
-  // and response length, and the first evaluation. Collective.
-  nlohmann::json state(int step, double eval_before) {
+  // numbers of prompts, so they are kept per rank) and the first evaluation.
+  // The stage (temperature, response length) follows from the step and the
+  // schedule flags, which must match on resume. Collective.
+  nlohmann::json state(double eval_before) {
     std::vector<double> per_rank(size_t(world_) * 3, 0.0);
     per_rank[size_t(rank_) * 3 + 0] = double(prompt_order_->state().epoch);
     per_rank[size_t(rank_) * 3 + 1] = double(prompt_order_->state().position);
     per_rank[size_t(rank_) * 3 + 2] = double(streams_used_);
     if (comm_) comm_->all_reduce_sum(per_rank.data(), per_rank.size());
-    return {{"ranks", per_rank},
-            {"temperature", grpo_.temperature.at(step)},
-            {"max_response", grpo_.max_response.at(step)},
-            {"eval_before", eval_before}};
+    return {{"ranks", per_rank}, {"eval_before", eval_before}};
   }
 
   // Continues from state(); returns the first evaluation's avg@k.
-  double restore(const nlohmann::json& state) {
-    std::vector<double> per_rank = state.at("ranks").get<std::vector<double>>();
-    require(per_rank.size() == size_t(world_) * 3,
+  double restore(const ResumedRun& resumed) {
+    const nlohmann::json& ranks = resumed.state.contains("ranks") ? resumed.state["ranks"]
+                                                                  : nlohmann::json();
+    require(ranks.is_array() && ranks.size() % 3 == 0,
+            resumed.path + "/state.json: missing array \"loop.ranks\"");
+    require(ranks.size() == size_t(world_) * 3,
             "--resume: a GRPO run resumes on the number of ranks that saved it (" +
-                std::to_string(per_rank.size() / 3) + "), not " + std::to_string(world_));
-    const double* mine = per_rank.data() + size_t(rank_) * 3;
-    prompt_order_->restore({uint64_t(mine[0]), uint64_t(mine[1])});
-    streams_used_ = uint64_t(mine[2]);
-    return state.at("eval_before").get<double>();
+                std::to_string(ranks.size() / 3) + "), not " + std::to_string(world_));
+    const size_t mine = size_t(rank_) * 3;
+    prompt_order_->restore({ranks[mine].get<uint64_t>(), ranks[mine + 1].get<uint64_t>()});
+    streams_used_ = ranks[mine + 2].get<uint64_t>();
+    return resumed.number("eval_before");
   }
 
   const TrainOptions& options_;
@@ -644,6 +663,32 @@ std::unique_ptr<RlEnvironment> grpo_environment(const TrainOptions& options,
                                 flags.get("eval-data", ""), env_options);
 }
 
+// Every prompt's ids are in the model's vocabulary, and the longest prompt
+// plus the longest response stage fits its positions (the last sampled token
+// is never fed back, hence the - 1): checked before any rollout, so a bad
+// setting ends at once with the flag's name rather than at a later stage.
+void check_fits_model(const RlEnvironment& env, const GrpoOptions& grpo,
+                      const ModelConfig& config) {
+  size_t longest = 0;
+  for (Split split : {Split::Train, Split::Eval})
+    for (size_t i = 0; i < env.size(split); ++i) {
+      const std::vector<int32_t> prompt = env.prompt(split, i);
+      for (int32_t id : prompt)
+        require(id >= 0 && id < config.vocab_size,
+                env.name() + ": prompt token id " + std::to_string(id) +
+                    " is outside the model's vocabulary of " + std::to_string(config.vocab_size) +
+                    " (wrong --tokenizer for this model?)");
+      longest = std::max(longest, prompt.size());
+    }
+  double response = 0;
+  for (const auto& stage : grpo.max_response.stages) response = std::max(response, stage.second);
+  require(longest + size_t(response) - 1 <= size_t(config.max_positions),
+          "--max-response" + std::string(grpo.max_response.stages.size() > 1 ? "-schedule" : "") +
+              ": the longest prompt (" + std::to_string(longest) + " tokens) plus " +
+              std::to_string(size_t(response)) + " response tokens exceeds the model's " +
+              std::to_string(config.max_positions) + " positions (lower it, or --max-prompt)");
+}
+
 }  // namespace
 
 int run_grpo(const TrainOptions& options) {
@@ -659,6 +704,7 @@ int run_grpo(const TrainOptions& options) {
   std::unique_ptr<Ops> ops = make_ops(options.backend);
   Transformer policy(start.config, *ops);
   policy.set_params(start.params);
+  check_fits_model(*env, grpo, start.config);
   std::unique_ptr<Transformer> reference;
   if (grpo.kl_coef > 0) {
     reference.reset(new Transformer(start.config, *ops));

@@ -1,7 +1,7 @@
 #include "src/train/options.h"
 
+#include <algorithm>
 #include <cstdio>
-#include <cstring>
 
 #include "model/params.h"
 
@@ -28,6 +28,43 @@ const std::set<std::string> kValueFlags = {
 const std::set<std::string> kSwitchFlags = {"resume", "no-std-normalize", "dynamic-sampling",
                                             "skip-bad"};
 
+// One flag set serves every mode, so a flag that the chosen mode (or data
+// source) never reads is rejected rather than silently ignored.
+const std::set<std::string> kGrpoOnly = {
+    "prompts-per-step", "group-size", "minibatches", "clip-low", "clip-high", "kl-coef",
+    "entropy-coef", "temperature", "temperature-schedule", "max-response",
+    "max-response-schedule", "top-p", "pass-rates", "eval-data", "eval-every",
+    "eval-samples", "max-refills", "max-prompt", "eval-temperature", "eval-problems",
+    "system-prompt", "dynamic-sampling", "no-std-normalize"};
+// GRPO packs its rollouts itself (--batch rows per micro-batch, no --seq or
+// --grad-accum), evaluates with --eval-* instead of a validation loss, and
+// samples built-in problems without slips.
+const std::set<std::string> kNotGrpo = {"seq", "grad-accum", "val-data", "val-every",
+                                        "val-batches", "task-slip-rate"};
+// Pretraining reads token shards only.
+const std::set<std::string> kNotPretrain = {"task", "task-slip-rate", "train-examples",
+                                            "tokenizer", "skip-bad"};
+// A built-in --task brings its own problems, vocabulary and held-out split.
+const std::set<std::string> kNotWithTask = {"data", "tokenizer", "val-data", "skip-bad",
+                                            "eval-data", "system-prompt", "max-prompt"};
+// Only a built-in --task reads these.
+const std::set<std::string> kTaskOnly = {"task-slip-rate", "train-examples", "eval-problems"};
+
+void reject_foreign_flags(const Flags& flags, const std::string& mode) {
+  auto reject = [&](const std::set<std::string>& names, const std::string& why) {
+    for (const std::string& name : names)
+      require(!flags.has(name), "--" + name + " " + why);
+  };
+  const std::string not_for_mode = "does not apply to --mode " + mode;
+  if (mode != "grpo") reject(kGrpoOnly, not_for_mode);
+  if (mode == "grpo") reject(kNotGrpo, not_for_mode);
+  if (mode == "pretrain") reject(kNotPretrain, not_for_mode);
+  if (flags.has("task"))
+    reject(kNotWithTask, "does not apply with --task (the built-in task is the data)");
+  else
+    reject(kTaskOnly, "applies only with a built-in --task");
+}
+
 int positive_int(const Flags& flags, const std::string& name, int fallback) {
   long long v = flags.get_int(name, fallback);
   require(v > 0 && v < (1ll << 31), "flag --" + name + " must be a positive integer, got " +
@@ -51,6 +88,7 @@ TrainOptions parse_train_options(int argc, char** argv) {
   o.mode = flags->get("mode", "pretrain");
   require(o.mode == "pretrain" || o.mode == "sft" || o.mode == "grpo",
           "--mode must be pretrain, sft or grpo, got '" + o.mode + "'");
+  reject_foreign_flags(*flags, o.mode);
   o.data = flags->get("data", "");
   o.val_data = flags->get("val-data", "");
   o.tokenizer = flags->get("tokenizer", "");

@@ -36,6 +36,16 @@ struct TrainOptions {
 // a bad value; --comm nccl (which needs the CUDA backend, not in this build)
 // ends in a line saying so.
 //
+// One flag set serves every mode, so once --mode is known a flag the run
+// would ignore is an error naming it ("--group-size does not apply to --mode
+// sft"): the GRPO flags (--prompts-per-step ... --no-std-normalize) outside
+// grpo; --seq, --grad-accum, --val-data, --val-every, --val-batches and
+// --task-slip-rate in grpo; --task, --task-slip-rate, --train-examples,
+// --tokenizer and --skip-bad in pretrain. With a built-in --task, --data,
+// --tokenizer, --val-data, --skip-bad, --eval-data, --system-prompt and
+// --max-prompt do not apply; without one, --task-slip-rate, --train-examples
+// and --eval-problems do not.
+//
 // It also sets up data parallelism: --comm (default mpi when started by
 // mpirun, none otherwise) makes the Comm (MPI_Init happens here), checks that
 // every rank was given the same --steps, --batch, --seq, --grad-accum, --lr,

@@ -42,7 +42,8 @@ int run_pretrain(const TrainOptions& options) {
               ops->name().c_str());
 
   Trainer trainer(model, options.trainer);
-  StepReporter reporter(options.steps, options.print_every, options.log_path);
+  StepReporter reporter(options.steps, options.print_every, options.log_path,
+                        options.flags->has("resume"));
   auto validate = [&](int step) {
     double loss = 0, weight = 0;
     for (int i = 0; i < options.val_batches; ++i) {
@@ -58,8 +59,8 @@ int run_pretrain(const TrainOptions& options) {
   int first_step = 0;
   if (std::optional<ResumedRun> resumed = checkpoints.resume(model, trainer)) {
     first_step = resumed->step;
-    train.restore(resumed->state.at("data_epoch").get<uint64_t>(),
-                  resumed->state.at("data_cursor").get<size_t>());
+    train.restore(uint64_t(resumed->number("data_epoch")),
+                  size_t(resumed->number("data_cursor")));
   }
   for (int step = first_step; step < options.steps; ++step) {
     std::vector<Batch> micro;

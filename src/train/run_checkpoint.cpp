@@ -12,19 +12,27 @@ namespace {
 
 // Flags whose change would make the resumed run a different computation.
 // (--batch is per rank: the global batch, --batch x ranks, must match.)
-const char* const kMustMatch[] = {"mode",       "global-batch", "seq",       "grad-accum",
-                                  "lr",         "lr-schedule",  "warmup-steps",
-                                  "min-lr-fraction", "weight-decay", "beta2", "grad-clip",
-                                  "seed",       "task",         "data",      "prompts-per-step",
-                                  "group-size", "minibatches",  "clip-low",  "clip-high",
-                                  "kl-coef",    "entropy-coef"};
+const char* const kMustMatch[] = {
+    "mode", "global-batch", "seq", "grad-accum", "lr", "lr-schedule", "warmup-steps",
+    "min-lr-fraction", "weight-decay", "beta2", "grad-clip", "seed", "task", "task-slip-rate",
+    "train-examples", "data", "tokenizer", "skip-bad", "prompts-per-step", "group-size",
+    "minibatches", "clip-low", "clip-high", "kl-coef", "entropy-coef", "temperature",
+    "temperature-schedule", "max-response", "max-response-schedule", "top-p", "max-refills",
+    "pass-rates", "eval-data", "system-prompt", "max-prompt", "dynamic-sampling",
+    "no-std-normalize"};
+
+bool is_switch(const std::string& name) {
+  return name == "skip-bad" || name == "dynamic-sampling" || name == "no-std-normalize";
+}
 
 nlohmann::json run_flags(const TrainOptions& o) {
   nlohmann::json flags = nlohmann::json::object();
   for (const char* name : kMustMatch)
-    if (o.flags->has(name)) flags[name] = o.flags->get(name, "");
+    if (o.flags->has(name)) flags[name] = is_switch(name) ? "given" : o.flags->get(name, "");
   flags["mode"] = o.mode;
   flags["global-batch"] = std::to_string(o.batch * o.world_size());
+  // The effective warmup, so a default that depends on --steps cannot shift.
+  flags["warmup-steps"] = std::to_string(o.trainer.schedule.warmup_steps);
   return flags;
 }
 
@@ -36,6 +44,12 @@ std::vector<ShardRange> optimizer_ranges(size_t total, int world, int stage) {
 }
 
 }  // namespace
+
+double ResumedRun::number(const std::string& key) const {
+  require(state.contains(key) && state[key].is_number(),
+          path + "/state.json: missing number \"loop." + key + "\"");
+  return state[key].get<double>();
+}
 
 RunCheckpoints::RunCheckpoints(const TrainOptions& options)
     : options_(options),
@@ -122,19 +136,28 @@ std::optional<ResumedRun> RunCheckpoints::resume(Transformer& model, Trainer& tr
               c.config.describe() == model.config().describe(),
           path + ": the checkpoint's model (" + c.config.describe() +
               ") is not the one this run trains (" + model.config().describe() + ")");
-  const nlohmann::json& saved = c.state.at("flags");
+  const std::string state_file = path + "/state.json";
+  for (const char* key : {"flags", "loop"})
+    require(c.state.contains(key) && c.state[key].is_object(),
+            state_file + ": missing object \"" + std::string(key) + "\"");
+  for (const char* key : {"step", "world_size", "zero"})
+    require(c.state.contains(key) && c.state[key].is_number_integer(),
+            state_file + ": missing integer \"" + std::string(key) + "\"");
+  const nlohmann::json& saved = c.state["flags"];
   const nlohmann::json now = run_flags(options_);
   for (const char* name : kMustMatch) {
-    const std::string before = saved.contains(name) ? saved[name].get<std::string>() : "";
-    const std::string after = now.contains(name) ? now[name].get<std::string>() : "";
+    auto value = [](const nlohmann::json& flags, const char* key) {
+      return flags.contains(key) && flags[key].is_string() ? flags[key].get<std::string>() : "";
+    };
+    const std::string before = value(saved, name), after = value(now, name);
     const std::string flag =
         std::string(name) == "global-batch" ? "batch x ranks" : "--" + std::string(name);
-    require(before == after, "--resume: " + flag + " was '" + before +
-                                 "' in " + path + ", now '" + after +
-                                 "'; resume with the same value");
+    require(before == after, "--resume: " + flag + " was '" + before + "' in " + path +
+                                 ", now '" + after + "'; resume with the same value");
   }
   ResumedRun run;
-  run.step = c.state.at("step").get<int>();
+  run.path = path;
+  run.step = c.state["step"].get<int>();
   require(run.step <= options_.steps,
           "--resume: " + path + " is at step " + std::to_string(run.step) + ", past --steps " +
               std::to_string(options_.steps));
@@ -142,10 +165,10 @@ std::optional<ResumedRun> RunCheckpoints::resume(Transformer& model, Trainer& tr
   const ShardRange own = trainer.shard();
   std::vector<OptimizerShard> mine = reshard(c.optimizer, {{own.begin, own.end}});
   trainer.optimizer().set_state(mine[0].step, mine[0].m, mine[0].v);
-  run.state = c.state.at("loop");
+  run.state = c.state["loop"];
   run.extra_tensors = std::move(c.extra_tensors);
   std::printf("resumed from %s at step %d (saved by %d rank(s), ZeRO-%d)\n", path.c_str(), run.step,
-              c.state.at("world_size").get<int>(), c.state.at("zero").get<int>());
+              c.state["world_size"].get<int>(), c.state["zero"].get<int>());
   return run;
 }
 

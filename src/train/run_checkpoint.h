@@ -25,9 +25,12 @@
 namespace polaris {
 
 struct ResumedRun {
+  std::string path;                                       // the checkpoint directory
   int step = 0;                                           // optimizer steps already taken
   nlohmann::json state;                                   // the loop's own state
   std::map<std::string, std::vector<float>> extra_tensors;
+  // A number of the loop's state; Error naming state.json when it is absent.
+  double number(const std::string& key) const;
 };
 
 class RunCheckpoints {

@@ -16,14 +16,25 @@ namespace polaris {
 
 namespace {
 
-// The documents to train on: from --task, or --data JSONL with --tokenizer.
+// A built-in task's validation set: this many held-out problems.
+constexpr size_t kTaskValidationExamples = 512;
+
+// The documents to train on (or, with validation, to measure the validation
+// loss on): from --task (its training split with --train-examples and
+// --task-slip-rate; for validation its held-out split, without slips), or
+// JSONL (--data or --val-data) with --tokenizer.
 std::vector<PackSequence> sft_documents(const TrainOptions& o, const std::string& jsonl,
-                                        uint64_t seed) {
+                                        bool validation, uint64_t seed) {
   const Flags& flags = *o.flags;
-  if (flags.has("task"))
+  if (flags.has("task")) {
+    if (validation)
+      return synthetic_sft_sequences(flags.get("task", ""), kTaskValidationExamples,
+                                     /*held_out=*/true, 0.0, seed);
     return synthetic_sft_sequences(flags.get("task", ""),
                                    size_t(flags.get_int("train-examples", 20000)),
-                                   flags.get_double("task-slip-rate", 0.0), seed);
+                                   /*held_out=*/false, flags.get_double("task-slip-rate", 0.0),
+                                   seed);
+  }
   require(!o.tokenizer.empty(), "--mode sft with JSONL data needs --tokenizer tokenizer.json");
   Tokenizer tokenizer = Tokenizer::load(o.tokenizer);
   SftDataset dataset = SftDataset::load(jsonl, flags.has("skip-bad"));
@@ -52,11 +63,11 @@ int run_sft(const TrainOptions& options) {
           "--seq " + std::to_string(options.seq) + " is longer than the model's " +
               std::to_string(start.config.max_positions) + " positions");
   std::vector<PackedRow> rows =
-      pack(sft_documents(options, options.data, options.seed), options.seq, "train");
+      pack(sft_documents(options, options.data, false, options.seed), options.seq, "train");
   std::vector<PackedRow> val_rows;
   if (!options.val_data.empty() || flags.has("task"))
-    val_rows = pack(sft_documents(options, options.val_data, options.seed + 1), options.seq,
-                    "validation");
+    val_rows = pack(sft_documents(options, options.val_data, true, options.seed + 1),
+                    options.seq, "validation");
   for (const PackedRow& row : rows)
     for (int32_t id : row.tokens)
       require(id < start.config.vocab_size,
@@ -69,7 +80,8 @@ int run_sft(const TrainOptions& options) {
   std::printf("model: %s, %zu parameters | backend %s\n", start.config.describe().c_str(),
               model.num_params(), ops->name().c_str());
   Trainer trainer(model, options.trainer);
-  StepReporter reporter(options.steps, options.print_every, options.log_path);
+  StepReporter reporter(options.steps, options.print_every, options.log_path,
+                        options.flags->has("resume"));
   // Data parallel: rank r takes entries r, r + W, ... of each epoch's order
   // (data/row_sampler.h), so one micro-batch over all ranks covers the same
   // rows as one process's micro-batch at --batch W * B; the loss normaliser
@@ -100,11 +112,11 @@ int run_sft(const TrainOptions& options) {
   int first_step = 0;
   if (std::optional<ResumedRun> resumed = checkpoints.resume(model, trainer)) {
     first_step = resumed->step;
-    const uint64_t taken = resumed->state.at("rows_taken").get<uint64_t>();
+    const uint64_t taken = uint64_t(resumed->number("rows_taken"));
     require(taken % world == 0, "--resume: the saved data position (" + std::to_string(taken) +
                                     " rows) does not split over " + std::to_string(world) +
                                     " ranks");
-    sampler.restore({resumed->state.at("epoch").get<uint64_t>(), taken / world});
+    sampler.restore({uint64_t(resumed->number("epoch")), taken / world});
   }
   for (int step = first_step; step < options.steps; ++step) {
     std::vector<Batch> micro;

@@ -4,8 +4,9 @@
 
 namespace polaris {
 
-StepReporter::StepReporter(int total_steps, int print_every, const std::string& log_path)
-    : total_steps_(total_steps), print_every_(print_every), log_(log_path),
+StepReporter::StepReporter(int total_steps, int print_every, const std::string& log_path,
+                           bool append_log)
+    : total_steps_(total_steps), print_every_(print_every), log_(log_path, append_log),
       start_(std::chrono::steady_clock::now()) {}
 
 void StepReporter::report(const StepStats& s, const nlohmann::json& extra,

@@ -15,7 +15,10 @@ namespace polaris {
 
 class StepReporter {
  public:
-  StepReporter(int total_steps, int print_every, const std::string& log_path);
+  // append_log: a resumed run continues its --log (records after the
+  // checkpoint's step, if the run went past it before stopping, appear again).
+  StepReporter(int total_steps, int print_every, const std::string& log_path,
+               bool append_log = false);
   // `extra` keys join the record; those named in console_keys also join the
   // console line.
   void report(const StepStats& stats, const nlohmann::json& extra = nlohmann::json::object(),

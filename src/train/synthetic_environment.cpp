@@ -85,16 +85,15 @@ std::vector<std::string> synthetic_task_names() {
   return {"addition", "addition-trace", "addition-trace-3"};
 }
 
-int synthetic_vocab_size() { return CharVocab().size(); }
-
 std::vector<PackSequence> synthetic_sft_sequences(const std::string& task, size_t count,
-                                                  double slip_rate, uint64_t seed) {
+                                                  bool held_out, double slip_rate,
+                                                  uint64_t seed) {
   TaskSpec spec = task_spec(task);
   CharVocab vocab;
   std::mt19937_64 rng(seed);
   std::vector<PackSequence> sequences;
   for (size_t i = 0; i < count; ++i) {
-    Problem p = spec.sample(rng, false, slip_rate);
+    Problem p = spec.sample(rng, held_out, slip_rate);
     PackSequence seq;
     seq.ids = {vocab.bos()};
     for (int32_t id : vocab.encode(p.prompt)) seq.ids.push_back(id);

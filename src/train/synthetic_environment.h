@@ -16,15 +16,16 @@
 namespace polaris {
 
 std::vector<std::string> synthetic_task_names();
-// `count` demonstrations from the training split: <bos> prompt (weight 0)
-// then the target and <eos> (weight 1).
+// `count` demonstrations: <bos> prompt (weight 0) then the target and <eos>
+// (weight 1), from the training split, or with held_out from the held-out
+// problems (the ones make_synthetic_environment evaluates on), e.g. for a
+// validation loss.
 std::vector<PackSequence> synthetic_sft_sequences(const std::string& task, size_t count,
-                                                  double slip_rate, uint64_t seed);
+                                                  bool held_out, double slip_rate,
+                                                  uint64_t seed);
 // train_size training problems and eval_size held-out ones, fixed by seed.
 std::unique_ptr<RlEnvironment> make_synthetic_environment(const std::string& task,
                                                           size_t train_size, size_t eval_size,
                                                           uint64_t seed);
-// The smallest vocabulary a model needs for the synthetic tasks.
-int synthetic_vocab_size();
 
 }  // namespace polaris

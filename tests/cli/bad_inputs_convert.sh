@@ -23,4 +23,6 @@ expect_error "truncated model.bin" "trunc.bin: truncated" $BIN "$TMP/trunc.bin" 
 expect_error "junk model.bin" "junk.bin" $BIN --info "$TMP/junk.bin"
 expect_error "no config.json" "config.json: cannot open" $BIN --from-hf "$TMP/nocfg" --out "$TMP/e.bin"
 expect_error "bad safetensors" "model.safetensors: header length" $BIN --from-hf "$TMP/badst" --out "$TMP/f.bin"
+expect_error "--info with --dtype" "--dtype does not apply to --info" $BIN --info "$TMP/good.bin" --dtype bf16
+expect_error "--info with --out" "--out does not apply to --info" $BIN --info "$TMP/good.bin" --out "$TMP/e.bin"
 echo "PASS bad_inputs_convert"

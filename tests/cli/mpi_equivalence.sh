@@ -54,7 +54,7 @@ python3 "$COMPARE" "$TMP/sft1.bin" "$TMP/sft2.bin" || fail "SFT: 2 ranks differ 
 # GRPO with 2 ranks: completes, one log record per step. The KL and entropy
 # terms make every step update the weights even when a fresh model earns no
 # reward (groups of equal rewards alone would skip the optimizer step).
-"${MPIRUN[@]}" "$BIN" --mode grpo --task addition --init qwen3-tiny --steps 2 --batch 4 --seq 32 \
+"${MPIRUN[@]}" "$BIN" --mode grpo --task addition --init qwen3-tiny --steps 2 --batch 4 \
   --prompts-per-step 2 --group-size 4 --max-response 8 --eval-problems 4 --eval-samples 2 \
   --kl-coef 0.01 --entropy-coef 0.01 --zero 2 --seed 5 --log "$TMP/grpo.jsonl" \
   >"$TMP/grpo.log" 2>&1 || fail "GRPO 2 ranks: $(tail -5 "$TMP/grpo.log")"

@@ -43,7 +43,7 @@ grep -q "error: ranks disagree on --batch" "$TMP/batch.log" || fail "no line nam
 timeout 30 "$BIN" "${RUN[@]}" --batch 2 --comm nccl >"$TMP/nccl.log" 2>&1 && fail "--comm nccl ran"
 grep -q "error: --comm nccl" "$TMP/nccl.log" || fail "no line naming --comm nccl: $(cat "$TMP/nccl.log")"
 timeout 30 "${MPIRUN[@]}" -np 2 "$BIN" --mode grpo --task addition --init qwen3-tiny --steps 1 \
-  --batch 2 --seq 32 --prompts-per-step 3 --group-size 2 --max-response 4 >"$TMP/grpo.log" 2>&1 \
+  --batch 2 --prompts-per-step 3 --group-size 2 --max-response 4 >"$TMP/grpo.log" 2>&1 \
   && fail "--prompts-per-step 3 ran on 2 ranks"
 grep -q "error: --prompts-per-step 3 must be divisible" "$TMP/grpo.log" \
   || fail "no line naming --prompts-per-step: $(tail -5 "$TMP/grpo.log")"

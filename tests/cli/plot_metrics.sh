@@ -56,6 +56,21 @@ printf '{"step":1,"loss":5,"lr":0.1,"grad_norm":2,"tokens_per_s":10}\n{"event":"
 out=$(python3 "$SCRIPT" "$TMP/pre.jsonl" --out "$TMP/pre.png" --no-matplotlib) || fail "pretrain log"
 echo "$out" | grep -q "panels: loss, lr, grad_norm, tokens_per_s" || fail "pretrain panels: $out"
 check_png "$TMP/pre.png" >/dev/null || fail "pretrain PNG"
+# A GRPO log whose only accuracy data are held-out evaluations ("avg_at_k"
+# events, src/train/grpo.cpp evaluate()): they fill the accuracy panel as dots.
+python3 - "$TMP/grpo.jsonl" <<'PY' || fail "setup (grpo log)"
+import json, sys
+with open(sys.argv[1], "w") as f:
+    f.write(json.dumps({"event": "eval", "step": 0, "avg_at_k": 0.25, "k": 4, "problems": 8}) + "\n")
+    for s in range(1, 41):
+        f.write(json.dumps({"step": s, "loss": 1.0 / s, "lr": 1e-4, "grad_norm": 0.5}) + "\n")
+        if s % 10 == 0:
+            f.write(json.dumps({"event": "eval", "step": s, "avg_at_k": 0.25 + s / 80,
+                                "k": 4, "problems": 8}) + "\n")
+PY
+out=$(python3 "$SCRIPT" "$TMP/grpo.jsonl" --out "$TMP/grpo.png" --no-matplotlib) || fail "grpo log"
+echo "$out" | grep -q "panels: loss, accuracy, lr, grad_norm" || fail "avg_at_k not drawn: $out"
+check_png "$TMP/grpo.png" >/dev/null || fail "grpo PNG"
 ls "$TMP"/*.tmp >/dev/null 2>&1 && fail "left .tmp files behind"
 
 no_output_on_error "$TMP/e.png"

@@ -75,6 +75,48 @@ expect_error "model.bin and --init" "--init" "$BIN" "$TMP/model.bin" "${INIT[@]}
 expect_error "no --data" "--data" "$BIN" "${INIT[@]}" "${RUN[@]}"
 expect_error "--log unwritable" "$TMP/no_dir/log.jsonl" "$BIN" "${INIT[@]}" --data "$DATA" "${RUN[@]}" --log "$TMP/no_dir/log.jsonl"
 
+# Flags the chosen mode (or data source) would ignore: one flag set serves
+# every mode, so each is rejected with a line naming it.
+SFT=(--mode sft --task addition --steps 2 --batch 2 --seq 16 --out "$TMP/out.bin")
+GRPO=(--mode grpo --task addition --steps 2 --batch 2 --out "$TMP/out.bin")
+JSONL=(--data "$TMP/chat.jsonl" --tokenizer tests/fixtures/qwen3_tokenizer/tokenizer.json)
+expect_error "sft with GRPO flags" "--group-size does not apply to --mode sft" \
+  "$BIN" "${INIT[@]}" "${SFT[@]}" --temperature 0.1 --group-size 99
+expect_error "sft with --dynamic-sampling" "--dynamic-sampling does not apply to --mode sft" \
+  "$BIN" "${INIT[@]}" "${SFT[@]}" --dynamic-sampling
+expect_error "pretrain with --eval-every" "--eval-every does not apply to --mode pretrain" \
+  "$BIN" "${INIT[@]}" --data "$DATA" "${RUN[@]}" --eval-every 5
+expect_error "grpo with --seq" "--seq does not apply to --mode grpo" \
+  "$BIN" "${INIT[@]}" "${GRPO[@]}" --seq 16
+expect_error "grpo with --grad-accum" "--grad-accum does not apply to --mode grpo" \
+  "$BIN" "${INIT[@]}" "${GRPO[@]}" --grad-accum 2
+expect_error "grpo with --val-every" "--val-every does not apply to --mode grpo" \
+  "$BIN" "${INIT[@]}" "${GRPO[@]}" --val-every 5
+expect_error "grpo with --task-slip-rate" "--task-slip-rate does not apply to --mode grpo" \
+  "$BIN" "${INIT[@]}" "${GRPO[@]}" --task-slip-rate 0.5
+expect_error "pretrain with --task" "--task does not apply to --mode pretrain" \
+  "$BIN" "${INIT[@]}" --data "$DATA" "${RUN[@]}" --task addition
+expect_error "pretrain with --tokenizer" "--tokenizer does not apply to --mode pretrain" \
+  "$BIN" "${INIT[@]}" --data "$DATA" "${RUN[@]}" --tokenizer tests/fixtures/qwen3_tokenizer/tokenizer.json
+expect_error "pretrain with --skip-bad" "--skip-bad does not apply to --mode pretrain" \
+  "$BIN" "${INIT[@]}" --data "$DATA" "${RUN[@]}" --skip-bad
+expect_error "pretrain with --train-examples" "--train-examples does not apply to --mode pretrain" \
+  "$BIN" "${INIT[@]}" --data "$DATA" "${RUN[@]}" --train-examples 10
+expect_error "sft --task with --data" "--data does not apply with --task" \
+  "$BIN" "${INIT[@]}" "${SFT[@]}" --data "$TMP/chat.jsonl"
+expect_error "sft --task with --tokenizer" "--tokenizer does not apply with --task" \
+  "$BIN" "${INIT[@]}" "${SFT[@]}" --tokenizer tests/fixtures/qwen3_tokenizer/tokenizer.json
+expect_error "sft --task with --val-data" "--val-data does not apply with --task" \
+  "$BIN" "${INIT[@]}" "${SFT[@]}" --val-data "$TMP/chat.jsonl"
+expect_error "grpo --task with --data" "--data does not apply with --task" \
+  "$BIN" "${INIT[@]}" "${GRPO[@]}" --data "$TMP/problems.jsonl"
+expect_error "grpo --task with --eval-data" "--eval-data does not apply with --task" \
+  "$BIN" "${INIT[@]}" "${GRPO[@]}" --eval-data "$TMP/problems.jsonl"
+expect_error "sft JSONL with --train-examples" "--train-examples applies only with a built-in --task" \
+  "$BIN" "${INIT[@]}" --mode sft "${JSONL[@]}" --steps 2 --train-examples 10
+expect_error "grpo JSONL with --eval-problems" "--eval-problems applies only with a built-in --task" \
+  "$BIN" "${INIT[@]}" --mode grpo "${JSONL[@]}" --steps 2 --eval-problems 10
+
 # model.bin files.
 expect_error "missing model.bin" "$TMP/missing.bin" "$BIN" "$TMP/missing.bin" --data "$DATA" "${RUN[@]}"
 expect_error "truncated model.bin" "$TMP/truncated.bin" "$BIN" "$TMP/truncated.bin" --data "$DATA" "${RUN[@]}"
