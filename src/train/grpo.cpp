@@ -295,7 +295,8 @@ class GrpoRun {
     return avg;
   }
 
-  void train() {
+  // Trains to --steps; returns avg@k before and after.
+  std::pair<double, double> train() {
     RunCheckpoints checkpoints(options_);
     int first_step = 0;
     double before = 0;
@@ -317,10 +318,7 @@ class GrpoRun {
       }
     }
     const double after = evaluate(options_.steps);
-    // Without --eval-data a JSONL run evaluates on its training problems: say so.
-    const bool held_out = options_.flags->has("task") || options_.flags->has("eval-data");
-    std::printf("%s avg@%d before %.3f after %.3f\n", held_out ? "held-out" : "training-set",
-                grpo_.eval_samples, before, after);
+    return {before, after};
   }
 
  private:
@@ -716,8 +714,13 @@ int run_grpo(const TrainOptions& options) {
               env->size(Split::Train), env->size(Split::Eval), grpo.prompts_per_step,
               grpo.group_size, grpo.minibatches);
   GrpoRun run(run_options, grpo, *env, policy, reference.get());
-  run.train();
+  const std::pair<double, double> result = run.train();
   save_final_model(options, policy);
+  // The run's last line. Without --eval-data a JSONL run evaluates on its
+  // training problems: say so.
+  const bool held_out = options.flags->has("task") || options.flags->has("eval-data");
+  std::printf("%s avg@%d before %.3f after %.3f\n", held_out ? "held-out" : "training-set",
+              grpo.eval_samples, result.first, result.second);
   return 0;
 }
 
