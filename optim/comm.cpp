@@ -30,6 +30,12 @@ void SingleProcessComm::reduce_scatter_sum(const float* in, float* out_shard,
     std::copy(in + ranges[0].begin, in + ranges[0].end, out_shard);
 }
 
+void SingleProcessComm::gather_to_root(const float* shard, float* full,
+                                       const std::vector<ShardRange>& ranges) {
+  require(ranges.size() == 1, "gather_to_root: a single process has one range");
+  std::copy(shard, shard + ranges[0].size(), full + ranges[0].begin);
+}
+
 bool launched_by_mpirun() {
   return std::getenv("OMPI_COMM_WORLD_SIZE") != nullptr || std::getenv("PMI_SIZE") != nullptr;
 }
@@ -133,6 +139,26 @@ class MpiComm : public Comm {
                             int(std::min(kChunk, range.size() - done)), MPI_FLOAT, r,
                             MPI_COMM_WORLD),
                   "MPI_Bcast");
+    }
+  }
+
+  void gather_to_root(const float* shard, float* full,
+                      const std::vector<ShardRange>& ranges) override {
+    check_ranges(ranges, "gather_to_root");
+    if (rank_ == 0)
+      std::copy(shard, shard + ranges[0].size(), full + ranges[0].begin);
+    if (!active_) return;
+    for (int r = 1; r < world_; ++r) {
+      const ShardRange& range = ranges[size_t(r)];
+      for (size_t done = 0; done < range.size(); done += kChunk) {
+        const int count = int(std::min(kChunk, range.size() - done));
+        if (rank_ == r)
+          check_mpi(MPI_Send(shard + done, count, MPI_FLOAT, 0, r, MPI_COMM_WORLD), "MPI_Send");
+        else if (rank_ == 0)
+          check_mpi(MPI_Recv(full + range.begin + done, count, MPI_FLOAT, r, r, MPI_COMM_WORLD,
+                             MPI_STATUS_IGNORE),
+                    "MPI_Recv");
+      }
     }
   }
 

@@ -50,6 +50,12 @@ class Comm {
   // from rank r to all ranks. MPI: a chunked MPI_Bcast from each owner rank in
   // turn (no MPI_Allgatherv: its int displacements overflow past 2^31).
   virtual void all_gather(float* buffer, const std::vector<ShardRange>& ranges) = 0;
+  // Rank r's shard (ranges[r].size() floats) lands at full + ranges[r].begin
+  // on rank 0 only; `full` is read only on rank 0 (others may pass null). For
+  // checkpoints: only the writer holds the whole buffer. MPI: chunked
+  // MPI_Send / MPI_Recv, one owner after another.
+  virtual void gather_to_root(const float* shard, float* full,
+                              const std::vector<ShardRange>& ranges) = 0;
   virtual void barrier() = 0;
 
   // Throws Error "ranks disagree on <what> (rank 0: a, rank 1: b)" on EVERY
@@ -69,6 +75,8 @@ class SingleProcessComm : public Comm {
   void reduce_scatter_sum(const float* in, float* out_shard,
                           const std::vector<ShardRange>& ranges) override;
   void all_gather(float*, const std::vector<ShardRange>&) override {}
+  void gather_to_root(const float* shard, float* full,
+                      const std::vector<ShardRange>& ranges) override;
   void barrier() override {}
   void require_same(const std::string&, uint64_t) override {}
 };

@@ -78,16 +78,18 @@ void RunCheckpoints::save(int step, const Transformer& model, Trainer& trainer,
   const size_t total = model.num_params();
   const std::vector<ShardRange> ranges =
       optimizer_ranges(total, world, options_.trainer.zero_stage);
-  // Moments of every shard, gathered into full-size buffers.
-  std::vector<float> m(total, 0.f), v(total, 0.f);
-  const ShardRange own = trainer.shard();
-  std::vector<float> own_m = trainer.optimizer().moments_host(0);
-  std::vector<float> own_v = trainer.optimizer().moments_host(1);
-  std::copy(own_m.begin(), own_m.end(), m.begin() + own.begin);
-  std::copy(own_v.begin(), own_v.end(), v.begin() + own.begin);
+  // Every shard's moments gathered to rank 0, the only rank that writes and
+  // the only one that holds full-size buffers (the others keep their shard).
+  const bool writer = options_.rank() == 0;
+  std::vector<float> m(writer ? total : 0), v(writer ? total : 0);
+  const std::vector<float> own_m = trainer.optimizer().moments_host(0);
+  const std::vector<float> own_v = trainer.optimizer().moments_host(1);
   if (ranges.size() > 1) {
-    comm->all_gather(m.data(), ranges);
-    comm->all_gather(v.data(), ranges);
+    comm->gather_to_root(own_m.data(), m.data(), ranges);
+    comm->gather_to_root(own_v.data(), v.data(), ranges);
+  } else if (writer) {
+    m = own_m;  // stage 0 (or one rank): every rank holds all the moments
+    v = own_v;
   }
   if (options_.rank() == 0) {
     Checkpoint c;
