@@ -1,0 +1,115 @@
+// polaris_sample: generate text (or token ids) from a model.bin.
+//
+//   polaris_sample MODEL.bin --prompt-ids 1,2,3 --print-ids [--temperature 0]
+//   polaris_sample MODEL.bin --tokenizer tokenizer.json --prompt "Once upon" [--chat]
+//
+// Sampling (model/sampler.h): --temperature 0 is greedy; otherwise
+// softmax(logits / T) cut by --top-k and --top-p. --samples N draws N
+// completions of the prompt from independent streams of --seed.
+#include <cstdio>
+#include <sstream>
+
+#include "data/chat.h"
+#include "data/tokenizer.h"
+#include "model/model_file.h"
+#include "model/sampler.h"
+#include "src/common/backend.h"
+#include "src/common/cli.h"
+
+using namespace polaris;
+
+namespace {
+
+std::vector<int32_t> parse_ids(const std::string& text) {
+  std::vector<int32_t> ids;
+  std::stringstream list(text);
+  std::string item;
+  while (std::getline(list, item, ',')) {
+    try {
+      size_t used = 0;
+      long long id = std::stoll(item, &used);
+      require(used == item.size() && id >= 0 && id < (1ll << 31), "");
+      ids.push_back(int32_t(id));
+    } catch (const std::exception&) {
+      throw Error("--prompt-ids: '" + item + "' is not a token id (want e.g. 1,2,3)");
+    }
+  }
+  require(!ids.empty(), "--prompt-ids is empty");
+  return ids;
+}
+
+int sample(const Flags& flags) {
+  require(flags.positional().size() == 1, "usage: polaris_sample MODEL.bin (--prompt-ids 1,2,3 | "
+                                          "--tokenizer tokenizer.json --prompt TEXT) [flags]");
+  require(flags.has("prompt-ids") != flags.has("prompt"),
+          "give exactly one of --prompt-ids and --prompt");
+  require(!flags.has("prompt") || flags.has("tokenizer"), "--prompt needs --tokenizer");
+  require(!flags.has("chat") || flags.has("prompt"), "--chat needs --prompt");
+  LoadedModel loaded = read_model_bin(flags.positional()[0]);
+
+  Tokenizer tokenizer;
+  std::vector<int32_t> prompt;
+  SamplingParams params;
+  if (flags.has("tokenizer")) tokenizer = Tokenizer::load(flags.get("tokenizer", ""));
+  if (flags.has("prompt-ids")) {
+    prompt = parse_ids(flags.get("prompt-ids", ""));
+  } else if (flags.has("chat")) {
+    prompt = render_generation_prompt(tokenizer, {{"user", flags.get("prompt", ""), {}}});
+    int32_t end = tokenizer.token_to_id("<|im_end|>");
+    if (end >= 0) params.stop_tokens.push_back(end);
+  } else {
+    prompt = tokenizer.encode(flags.get("prompt", ""));
+    require(!prompt.empty(), "--prompt is empty");
+  }
+  if (flags.has("tokenizer")) {
+    const std::string end_text = tokenizer.end_of_text_token();
+    const int32_t end = end_text.empty() ? -1 : tokenizer.token_to_id(end_text);
+    if (end >= 0) params.stop_tokens.push_back(end);
+  }
+  for (int32_t id : prompt)
+    require(id < loaded.config.vocab_size,
+            "prompt token id " + std::to_string(id) + " is outside the model's vocabulary of " +
+                std::to_string(loaded.config.vocab_size));
+  if (flags.has("stop-id")) params.stop_tokens.push_back(int32_t(flags.get_int("stop-id", 0)));
+
+  params.temperature = float(flags.get_double("temperature", 1.0));
+  params.top_p = float(flags.get_double("top-p", 1.0));
+  params.top_k = int(flags.get_int("top-k", 0));
+  params.max_new_tokens = int(flags.get_int("max-new-tokens", 64));
+  params.seed = uint64_t(flags.get_int("seed", 0));
+  require(params.temperature >= 0, "--temperature must be >= 0 (0: greedy)");
+  require(params.top_p > 0 && params.top_p <= 1, "--top-p must be in (0, 1]");
+  require(params.top_k >= 0, "--top-k must be >= 0 (0: no cut)");
+  require(params.max_new_tokens > 0, "--max-new-tokens must be positive");
+  const long long samples = flags.get_int("samples", 1);
+  require(samples > 0 && samples <= 4096, "--samples must be in 1..4096");
+
+  std::unique_ptr<Ops> ops = make_ops(flags.get("backend", "cpu"));
+  Transformer model(loaded.config, *ops);
+  model.set_params(loaded.params);
+  std::vector<std::vector<int32_t>> prompts(size_t(samples), prompt);
+  std::vector<Completion> completions = generate(model, prompts, params);
+  for (const Completion& c : completions) {
+    if (flags.has("print-ids") || !flags.has("tokenizer")) {
+      std::string line;
+      for (size_t i = 0; i < c.tokens.size(); ++i)
+        line += (i ? "," : "") + std::to_string(c.tokens[i]);
+      std::printf("%s\n", line.c_str());
+    } else {
+      std::printf("%s\n", tokenizer.decode(c.tokens).c_str());
+    }
+  }
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  return run_main([&] {
+    Flags flags(argc, argv,
+                {"prompt-ids", "prompt", "tokenizer", "temperature", "top-p", "top-k",
+                 "max-new-tokens", "seed", "samples", "backend", "stop-id"},
+                {"print-ids", "chat"});
+    return sample(flags);
+  });
+}
