@@ -415,12 +415,7 @@ class GrpoGradient : public ::testing::Test {
     per_mode->assign(analytic.size(), Comparison());
     for (const TensorInfo& t : model_->layout().tensors) {
       double max_grad = 0;
-      size_t argmax = t.offset;
-      for (size_t i = t.offset; i < t.offset + t.numel; ++i)
-        if (std::fabs(grads[i]) > max_grad) max_grad = std::fabs(grads[i]), argmax = i;
-      std::vector<size_t> picks = {argmax};
-      std::uniform_int_distribution<size_t> pick(t.offset, t.offset + t.numel - 1);
-      for (int k = 0; k < 8; ++k) picks.push_back(pick(rng));
+      const std::vector<size_t> picks = gradient_check_picks(grads, t, 8, rng, &max_grad);
       // fp32 forward noise: errors relative to the tensor's largest gradient,
       // floored at 2% of the model's largest.
       const double denom = std::max(max_grad, 2e-2 * global_max);

@@ -119,12 +119,7 @@ GradCheckResult check_gradients(const ModelConfig& config, const Batch& batch, f
   for (const TensorInfo& t : model.layout().tensors) {
     if (t.name == "lm_head" && config.tied_embeddings) continue;
     double max_grad = 0;
-    size_t argmax = t.offset;
-    for (size_t i = t.offset; i < t.offset + t.numel; ++i)
-      if (std::fabs(grads[i]) > max_grad) max_grad = std::fabs(grads[i]), argmax = i;
-    std::vector<size_t> picks = {argmax};
-    std::uniform_int_distribution<size_t> pick(t.offset, t.offset + t.numel - 1);
-    for (int k = 0; k < samples_per_tensor; ++k) picks.push_back(pick(rng));
+    const std::vector<size_t> picks = gradient_check_picks(grads, t, samples_per_tensor, rng, &max_grad);
     // The finite differences of an fp32 loss carry ~1e-4 absolute noise, so
     // errors are relative to the tensor's largest gradient but to no less
     // than 2% of the model's largest. GPT-2's key bias has a true gradient of

@@ -58,11 +58,27 @@ struct TempDir {
   std::string operator/(const std::string& name) const { return path + "/" + name; }
 };
 
-// A tiny Qwen3 config (RoPE, RMSNorm, no biases; max_positions 32).
+// The entries of tensor t that a finite-difference check perturbs: the one
+// with the largest |gradient| (its value goes to *max_grad), then `random`
+// uniform picks drawn from rng.
+inline std::vector<size_t> gradient_check_picks(const std::vector<float>& grads,
+                                                const TensorInfo& t, int random,
+                                                std::mt19937_64& rng, double* max_grad) {
+  *max_grad = 0;
+  size_t argmax = t.offset;
+  for (size_t i = t.offset; i < t.offset + t.numel; ++i)
+    if (std::fabs(grads[i]) > *max_grad) *max_grad = std::fabs(grads[i]), argmax = i;
+  std::vector<size_t> picks = {argmax};
+  std::uniform_int_distribution<size_t> pick(t.offset, t.offset + t.numel - 1);
+  for (int k = 0; k < random; ++k) picks.push_back(pick(rng));
+  return picks;
+}
+
+// A tiny Qwen3 shape (RoPE base 1e4, max_positions 32): the qwen3-tiny
+// preset's family settings with the sizes given.
 inline ModelConfig qwen3_config(int vocab, int hidden, int layers, int heads, int kv_heads,
                                 int head_dim, int mlp, bool tied) {
-  ModelConfig c;
-  c.family = Family::Qwen3;
+  ModelConfig c = config_from_preset("qwen3-tiny");
   c.vocab_size = vocab;
   c.hidden_size = hidden;
   c.num_layers = layers;
@@ -72,15 +88,14 @@ inline ModelConfig qwen3_config(int vocab, int hidden, int layers, int heads, in
   c.intermediate_size = mlp;
   c.max_positions = 32;
   c.rope_theta = 10000.f;
-  c.norm_eps = 1e-6f;
   c.tied_embeddings = tied;
   return c;
 }
 
-// A tiny GPT-2 config (learned positions, LayerNorm with biases, tied embeddings).
+// A tiny GPT-2 shape: the gpt2-tiny preset's family settings (LayerNorm
+// eps 1e-5, biases, tied head) with the sizes given.
 inline ModelConfig gpt2_config(int vocab, int hidden, int layers, int heads, int max_positions = 32) {
-  ModelConfig c;
-  c.family = Family::GPT2;
+  ModelConfig c = config_from_preset("gpt2-tiny");
   c.vocab_size = vocab;
   c.hidden_size = hidden;
   c.num_layers = layers;
@@ -89,8 +104,6 @@ inline ModelConfig gpt2_config(int vocab, int hidden, int layers, int heads, int
   c.head_dim = hidden / heads;
   c.intermediate_size = 4 * hidden;
   c.max_positions = max_positions;
-  c.norm_eps = 1e-5f;
-  c.tied_embeddings = true;
   return c;
 }
 
