@@ -45,18 +45,28 @@ TEST_SRCS := $(wildcard tests/test_*.cpp)
 TESTS     := $(TEST_SRCS:tests/%.cpp=$(BUILD)/tests/%)
 
 # CUDA: compiled whenever nvcc exists so CI proves the kernels build; the
-# programs link it only when it was built (POLARIS_HAVE_CUDA).
+# programs link it only when the CUDA runtime library is found too
+# (POLARIS_HAVE_CUDA). nvcc on PATH may be a wrapper script outside the
+# toolkit (/usr/local/bin/nvcc), so the toolkit is the first candidate that
+# has cuda_runtime.h: $CUDA_HOME, nvcc's parent, /usr/local/cuda.
 CUDA_SRCS := $(wildcard cuda/*.cu)
 ifneq ($(NVCC),)
-CUDA_HOME := $(patsubst %/bin/nvcc,%,$(NVCC))
+CUDA_HOME := $(firstword $(foreach dir,$(CUDA_HOME) $(patsubst %/bin/nvcc,%,$(NVCC)) /usr/local/cuda,\
+               $(if $(wildcard $(dir)/include/cuda_runtime.h),$(dir))))
+CUDART_DIR := $(patsubst %/libcudart.so,%,$(firstword $(wildcard \
+               $(CUDA_HOME)/lib64/libcudart.so $(CUDA_HOME)/lib/libcudart.so \
+               $(CUDA_HOME)/targets/x86_64-linux/lib/libcudart.so)))
 CUDA_OBJS := $(CUDA_SRCS:%.cu=$(BUILD)/obj/%.o)
-CUDA_LIB  := $(BUILD)/libpolaris_cuda.a
+CUDA_KERNELS := $(BUILD)/libpolaris_cuda.a
 NVCCFLAGS := -O2 -std=c++17 -I. -MMD -MP -gencode arch=compute_80,code=sm_80 -gencode arch=compute_90a,code=sm_90a
+ifneq ($(CUDART_DIR),)
+CUDA_LIB  := $(CUDA_KERNELS)
 CXXFLAGS  += -DPOLARIS_HAVE_CUDA -I$(CUDA_HOME)/include
-LDLIBS    += -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64 -lcudart
+LDLIBS    += -L$(CUDART_DIR) -Wl,-rpath,$(CUDART_DIR) -lcudart
+endif
 endif
 
-all: $(PROGS) $(BENCHES) $(CUDA_LIB)
+all: $(PROGS) $(BENCHES) $(CUDA_KERNELS)
 
 $(BUILD)/libpolaris.a: $(LIB_OBJS)
 	@mkdir -p $(@D)
@@ -73,7 +83,7 @@ $(BUILD)/obj/cuda/%.o: cuda/%.cu
 	@echo "  NVCC $<"
 	$(Q)$(NVCC) $(NVCCFLAGS) -MF $(@:.o=.d) -c $< -o $@
 
-$(CUDA_LIB): $(CUDA_OBJS)
+$(CUDA_KERNELS): $(CUDA_OBJS)
 	@mkdir -p $(@D)
 	@echo "  AR   $@"
 	$(Q)ar rcs $@ $^
@@ -91,7 +101,7 @@ $(BUILD)/tests/test_%: $(BUILD)/obj/tests/test_%.o $(BUILD)/libpolaris.a $(CUDA_
 	@echo "  LINK $@"
 	$(Q)$(CXX) $(CXXFLAGS) $^ -o $@ -lgtest_main -lgtest $(LDLIBS)
 
-tests-build: $(TESTS) $(PROGS)
+tests-build: $(TESTS) $(PROGS) $(CUDA_KERNELS)
 
 # Debian packages the build and tests need; installed only when one is missing.
 DEB_PACKAGES := g++ make libopenmpi-dev openmpi-bin libhdf5-dev nlohmann-json3-dev \
