@@ -1,7 +1,10 @@
 #include "src/common/metrics.h"
 
+#include <unistd.h>
+
 #include <cerrno>
 #include <cstring>
+#include <fstream>
 
 #include "src/common/error.h"
 
@@ -22,6 +25,35 @@ void MetricsLog::write(const nlohmann::json& record) {
   std::string line = record.dump() + "\n";
   require(std::fwrite(line.data(), 1, line.size(), file_) == line.size() && std::fflush(file_) == 0,
           "--log " + path_ + ": write failed: " + std::strerror(errno));
+}
+
+void MetricsLog::drop_records_after(int step) {
+  if (!file_) return;
+  std::fclose(file_);
+  file_ = nullptr;
+  std::ifstream in(path_);
+  std::string kept, line;
+  while (std::getline(in, line)) {
+    nlohmann::json record = nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false);
+    if (record.is_discarded() || !record.is_object()) continue;  // torn by a crash
+    if (record.contains("step") && record["step"].is_number() && record["step"].get<double>() > step)
+      continue;
+    kept += line + "\n";
+  }
+  require(!in.bad(), "--log " + path_ + ": read failed: " + std::strerror(errno));
+  in.close();
+  const std::string tmp = path_ + ".tmp";
+  std::FILE* out = std::fopen(tmp.c_str(), "w");
+  require(out != nullptr, "--log " + tmp + ": cannot open for writing: " + std::strerror(errno));
+  const bool written = std::fwrite(kept.data(), 1, kept.size(), out) == kept.size() &&
+                       std::fflush(out) == 0 && ::fsync(fileno(out)) == 0;
+  const int write_errno = errno;
+  std::fclose(out);
+  require(written, "--log " + tmp + ": write failed: " + std::strerror(write_errno));
+  require(std::rename(tmp.c_str(), path_.c_str()) == 0,
+          "--log " + path_ + ": cannot replace: " + std::strerror(errno));
+  file_ = std::fopen(path_.c_str(), "a");
+  require(file_ != nullptr, "--log " + path_ + ": cannot open for writing: " + std::strerror(errno));
 }
 
 std::string format_duration(double seconds) {

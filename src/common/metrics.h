@@ -22,6 +22,11 @@ class MetricsLog {
   MetricsLog(const MetricsLog&) = delete;
   MetricsLog& operator=(const MetricsLog&) = delete;
   void write(const nlohmann::json& record);
+  // A resumed run restarts at `step`: records of later steps (written before
+  // a crash, after the checkpoint) and a torn last line are dropped, so the
+  // log reads as if the run had never stopped. The file is rewritten beside
+  // itself and renamed over, so a crash here loses nothing.
+  void drop_records_after(int step);
 
  private:
   std::FILE* file_ = nullptr;

@@ -300,7 +300,9 @@ class GrpoRun {
     RunCheckpoints checkpoints(options_);
     int first_step = 0;
     double before = 0;
-    if (std::optional<ResumedRun> resumed = checkpoints.resume(policy_, trainer_)) {
+    const std::optional<ResumedRun> resumed = checkpoints.resume(policy_, trainer_);
+    reporter_.resume_at(resumed ? resumed->step : -1);
+    if (resumed) {
       first_step = resumed->step;
       before = restore(*resumed);
       if (reference_) reference_->set_params(resumed->extra_tensors.at("reference_params"));

@@ -57,11 +57,13 @@ int run_pretrain(const TrainOptions& options) {
   };
   RunCheckpoints checkpoints(options);
   int first_step = 0;
-  if (std::optional<ResumedRun> resumed = checkpoints.resume(model, trainer)) {
+  const std::optional<ResumedRun> resumed = checkpoints.resume(model, trainer);
+  if (resumed) {
     first_step = resumed->step;
     train.restore(uint64_t(resumed->number("data_epoch")),
                   size_t(resumed->number("data_cursor")));
   }
+  reporter.resume_at(resumed ? resumed->step : -1);
   for (int step = first_step; step < options.steps; ++step) {
     std::vector<Batch> micro;
     for (int k = 0; k < options.grad_accum; ++k) micro.push_back(train.next_batch(options.batch));

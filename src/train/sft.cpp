@@ -110,7 +110,9 @@ int run_sft(const TrainOptions& options) {
   RunCheckpoints checkpoints(options);
   const uint64_t world = uint64_t(options.world_size());
   int first_step = 0;
-  if (std::optional<ResumedRun> resumed = checkpoints.resume(model, trainer)) {
+  const std::optional<ResumedRun> resumed = checkpoints.resume(model, trainer);
+  reporter.resume_at(resumed ? resumed->step : -1);
+  if (resumed) {
     first_step = resumed->step;
     const uint64_t taken = uint64_t(resumed->number("rows_taken"));
     require(taken % world == 0, "--resume: the saved data position (" + std::to_string(taken) +

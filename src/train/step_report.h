@@ -15,14 +15,17 @@ namespace polaris {
 
 class StepReporter {
  public:
-  // append_log: a resumed run continues its --log (records after the
-  // checkpoint's step, if the run went past it before stopping, appear again).
+  // append_log: a resumed run continues its --log; call resume_at once the
+  // checkpoint is known.
   StepReporter(int total_steps, int print_every, const std::string& log_path,
                bool append_log = false);
   // `extra` keys join the record; those named in console_keys also join the
   // console line.
   void report(const StepStats& stats, const nlohmann::json& extra = nlohmann::json::object(),
               const std::vector<std::string>& console_keys = {});
+  // A resumed run continues after checkpoint_step (-1: no checkpoint was
+  // found, so the run starts over): the log's later records are dropped.
+  void resume_at(int checkpoint_step) { log_.drop_records_after(checkpoint_step); }
   // Validation and other events: a console line and a record with "event".
   void event(const std::string& name, const nlohmann::json& fields);
 

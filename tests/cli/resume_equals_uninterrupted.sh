@@ -4,7 +4,9 @@
 # For pre-training, SFT and GRPO (with its KL reference model): run 6 steps
 # with --checkpoint-every 3, then resume a copy of the step-3 checkpoint to
 # step 6. On the CPU every op is deterministic, so the final weights must be
-# bit-identical. Then a checkpoint written by 2 ranks under ZeRO-1 resumes in
+# bit-identical, and the resumed --log, which starts as a copy of the whole
+# run's log plus a torn line (a crash after step 6 that only the step-3
+# checkpoint survived), must read like the uninterrupted log. Then a checkpoint written by 2 ranks under ZeRO-1 resumes in
 # one process (the moments are re-sharded) and matches the uninterrupted
 # single process to float rounding. Also: a fresh run refuses a directory
 # that holds a run, and --resume with another --lr is refused.
@@ -22,21 +24,31 @@ write_token_shard "$TMP/shard_000.bin" 11 20000
 check() {
   local name=$1; shift
   timeout 120 "$BIN" "$@" --steps 6 --checkpoint-dir "$TMP/$name.full" --checkpoint-every 3 \
-    --keep-last 0 --out "$TMP/$name.full.bin" >"$TMP/$name.full.log" 2>&1 \
+    --keep-last 0 --log "$TMP/$name.full.jsonl" --out "$TMP/$name.full.bin" >"$TMP/$name.full.log" 2>&1 \
     || fail "$name: uninterrupted run: $(tail -3 "$TMP/$name.full.log")"
   [ -d "$TMP/$name.full/step_00000003" ] || fail "$name: no step-3 checkpoint: $(ls "$TMP/$name.full")"
   mkdir -p "$TMP/$name.cut"
   cp -r "$TMP/$name.full/step_00000003" "$TMP/$name.cut/"
   echo step_00000003 >"$TMP/$name.cut/latest"
+  { cat "$TMP/$name.full.jsonl"; printf '{"step": 7, "lo'; } >"$TMP/$name.cut.jsonl"
   timeout 120 "$BIN" "$@" --steps 6 --checkpoint-dir "$TMP/$name.cut" --checkpoint-every 3 --resume \
-    --out "$TMP/$name.resumed.bin" >"$TMP/$name.resumed.log" 2>&1 \
+    --log "$TMP/$name.cut.jsonl" --out "$TMP/$name.resumed.bin" >"$TMP/$name.resumed.log" 2>&1 \
     || fail "$name: resumed run: $(tail -3 "$TMP/$name.resumed.log")"
   grep -q "resumed from .*step_00000003 at step 3" "$TMP/$name.resumed.log" \
     || fail "$name: did not resume: $(head -5 "$TMP/$name.resumed.log")"
   [ "$(grep -c '^step ' "$TMP/$name.resumed.log")" = 3 ] || fail "$name: resumed run did not take 3 steps"
   cmp -s "$TMP/$name.full.bin" "$TMP/$name.resumed.bin" \
     || fail "$name: resumed weights differ from the uninterrupted run"
-  echo "ok  $name: resumed at step 3, bit-identical at step 6"
+  python3 - "$TMP/$name.full.jsonl" "$TMP/$name.cut.jsonl" <<'PY' || fail "$name: resumed --log differs"
+import json, sys
+def records(path):  # every field but the timings
+    return [{k: v for k, v in json.loads(line).items() if not (k.endswith("ms") or "per_s" in k)}
+            for line in open(path)]
+full, resumed = records(sys.argv[1]), records(sys.argv[2])
+if full != resumed:
+    sys.exit("uninterrupted log:\n%s\nresumed log:\n%s" % (full, resumed))
+PY
+  echo "ok  $name: resumed at step 3, bit-identical at step 6, same log"
 }
 
 check pretrain --init qwen3-tiny --data "$TMP/shard_000.bin" --batch 2 --seq 32 --lr 1e-3 --seed 1
