@@ -126,8 +126,16 @@ demo-rl: deps
 	@$(MAKE) --no-print-directory -j$(JOBS) $(BUILD)/polaris_train $(BUILD)/polaris_eval
 	bash run/demo_rl.sh
 
+# The reference figures: Hugging Face tokenizers' Node binding (the Rust
+# library, prebuilt for linux-x64) from the npm registry, into build/npm.
+TOKENIZERS_NPM := tokenizers@0.23.2
 bench: deps
 	@$(MAKE) --no-print-directory -j$(JOBS) $(BENCHES)
+	@if [ ! -f $(BUILD)/npm/node_modules/tokenizers/package.json ] && command -v npm >/dev/null; then \
+	  echo "installing $(TOKENIZERS_NPM) (npm) for the reference figures"; \
+	  npm install --silent --no-audit --no-fund --prefix $(BUILD)/npm $(TOKENIZERS_NPM) >/dev/null \
+	    || echo "npm install failed: the benchmarks print our figures only"; \
+	fi
 	@for b in $(BENCHES); do echo "== $$b"; $$b || exit 1; done
 
 clean:

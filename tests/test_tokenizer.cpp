@@ -10,6 +10,7 @@
 #include <chrono>
 #include <cstdio>
 #include <fstream>
+#include <map>
 #include <nlohmann/json.hpp>
 #include <random>
 
@@ -103,6 +104,30 @@ void check_reference_cases(const Tokenizer& t, const std::string& dir) {
   }
 }
 
+// generated_cases.json: texts from a seeded generator (random Unicode, long
+// runs, whitespace mixes, code, contractions, numbers, special tokens inside
+// text) encoded and decoded by the Hugging Face tokenizers library itself
+// (tests/tools/make_tokenizer_cases.js). Every id and every decoded string
+// must match; a failure names the case's kind and index.
+void check_generated_cases(const Tokenizer& t, const std::string& dir) {
+  std::ifstream file(dir + "generated_cases.json");
+  ASSERT_TRUE(file) << dir;
+  json cases = json::parse(file);
+  ASSERT_GT(cases.size(), 400u);
+  std::map<std::string, int> per_kind;
+  for (size_t i = 0; i < cases.size(); ++i) {
+    const json& c = cases[i];
+    const std::string kind = c["kind"], text = c["text"];
+    const std::vector<int32_t> want = c["ids"];
+    ++per_kind[kind];
+    ASSERT_EQ(t.encode(text), want) << "case " << i << " (" << kind << "): " << text;
+    ASSERT_EQ(t.decode(want), c["decoded"].get<std::string>()) << "case " << i << " (" << kind << ")";
+  }
+  for (const char* kind : {"random_unicode", "long_run", "whitespace_mix", "code", "contractions",
+                           "numbers", "special_tokens"})
+    EXPECT_GE(per_kind[kind], 20) << kind;
+}
+
 // Writes a tokenizer.json into a fresh temp file; returns its path.
 std::string write_temp(const std::string& content, const std::string& name = "tokenizer.json") {
   static int counter = 0;
@@ -159,6 +184,9 @@ std::vector<std::string> strings(std::initializer_list<const char*> list) {
 
 TEST(TokenizerReference, Qwen3Cases) { check_reference_cases(qwen3(), kQwen3Dir); }
 TEST(TokenizerReference, DeepSeekV3Cases) { check_reference_cases(deepseek(), kDeepSeekDir); }
+
+TEST(TokenizerReference, Qwen3GeneratedTexts) { check_generated_cases(qwen3(), kQwen3Dir); }
+TEST(TokenizerReference, DeepSeekV3GeneratedTexts) { check_generated_cases(deepseek(), kDeepSeekDir); }
 
 TEST(TokenizerReference, VocabAndAddedTokens) {
   const Tokenizer& q = qwen3();

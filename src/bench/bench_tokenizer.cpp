@@ -1,7 +1,5 @@
 // Tokenizer throughput: MB/s of UTF-8 input encoded, for each tokenizer given.
 //
-//   bench_tokenizer [QWEN3_TOKENIZER_JSON] [DEEPSEEK_V3_TOKENIZER_JSON]
-//
 // The input is generated here (deterministic): ~4 MB of documents mixing English
 // prose, Python-like code and Korean, each a few KB, like a pre-training corpus.
 // Reported per tokenizer:
@@ -11,19 +9,31 @@
 //   all threads (encode_batch), cold: MB/s of wall time, and per core.
 // "Per core" divides by CPU time (not wall time), so it stays meaningful on a
 // machine shared with other jobs; the wall-clock figure is printed beside it.
-// The reference for these numbers is Hugging Face `tokenizers` on the same
-// kind of text (see run/ for the comparison script); here we print our own.
+// Beside each figure: Hugging Face `tokenizers` (the Rust library, through
+// its Node binding) on the same documents, from src/bench/tokenizer_reference.js,
+// with a check that both produced the same ids. `make bench` installs the
+// npm module into build/npm; without node or the module only ours print.
+//
+//   bench_tokenizer [QWEN3_JSON] [DEEPSEEK_V3_JSON] [--reference-modules DIR]
 #include <time.h>
+#include <unistd.h>
 
 #include <chrono>
+#include <cstdint>
 #include <cstdio>
+#include <cstdlib>
+#include <fstream>
+#include <optional>
 #include <random>
 #include <string>
 #include <thread>
 #include <vector>
 
+#include <nlohmann/json.hpp>
+
 #include "data/tokenizer.h"
 #include "src/common/cli.h"
+#include "src/common/error.h"
 
 namespace {
 
@@ -92,48 +102,152 @@ std::vector<std::string> generate_documents(size_t total_bytes) {
   return docs;
 }
 
-void bench_one(const std::string& path, const std::vector<std::string>& docs, double megabytes) {
+// One tokenizer's figures; the same fields src/bench/tokenizer_reference.js
+// prints for Hugging Face tokenizers, so the two sit side by side.
+struct Figures {
+  std::string version;
+  double load_s = 0;
+  size_t tokens = 0;
+  uint32_t id_hash = 0x811c9dc5;  // FNV-1a over every id, in order
+  double cold_per_core = 0, cold_wall = 0, warm_per_core = 0, warm_wall = 0;
+  double batch_per_core = 0, batch_wall = 0;
+};
+
+Figures measure_polaris(const std::string& path, const std::vector<std::string>& docs,
+                        double megabytes, int threads) {
+  Figures f;
   auto start = Clock::now();
   polaris::Tokenizer tokenizer = polaris::Tokenizer::load(path);
-  std::printf("%s\n  load                      %.2f s (vocab %d)\n", path.c_str(), seconds_since(start),
-              tokenizer.vocab_size());
-
-  size_t tokens = 0;
+  f.load_s = seconds_since(start);
   tokenizer.clear_cache();
   auto cold = timed(CLOCK_THREAD_CPUTIME_ID, [&] {
-    for (const std::string& doc : docs) tokens += tokenizer.encode(doc).size();
+    for (const std::string& doc : docs)
+      for (int32_t id : tokenizer.encode(doc)) {
+        f.id_hash = (f.id_hash ^ uint32_t(id)) * 0x01000193u;
+        ++f.tokens;
+      }
   });
   auto warm = timed(CLOCK_THREAD_CPUTIME_ID, [&] {
     for (const std::string& doc : docs) tokenizer.encode(doc);
   });
-  int threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   tokenizer.clear_cache();
-  auto multi = timed(CLOCK_PROCESS_CPUTIME_ID, [&] { tokenizer.encode_batch(docs, threads); });
+  auto batch = timed(CLOCK_PROCESS_CPUTIME_ID, [&] { tokenizer.encode_batch(docs, threads); });
+  f.cold_per_core = megabytes / cold.second, f.cold_wall = megabytes / cold.first;
+  f.warm_per_core = megabytes / warm.second, f.warm_wall = megabytes / warm.first;
+  f.batch_per_core = megabytes / batch.second, f.batch_wall = megabytes / batch.first;
+  return f;
+}
 
-  std::printf("  %zu tokens, %.2f bytes/token\n", tokens, megabytes * 1e6 / tokens);
-  std::printf("  1 thread, cold cache      %7.1f MB/s per core   (wall: %.1f MB/s)\n",
-              megabytes / cold.second, megabytes / cold.first);
-  std::printf("  1 thread, warm cache      %7.1f MB/s per core   (wall: %.1f MB/s)\n",
-              megabytes / warm.second, megabytes / warm.first);
-  std::printf("  %2d threads, cold cache    %7.1f MB/s per core   (wall: %.1f MB/s in total)\n", threads,
-              megabytes / multi.second, megabytes / multi.first);
+// Runs tokenizer_reference.js under node; nullopt (and why) when node or the
+// npm module is missing or the script fails.
+std::optional<Figures> measure_reference(const std::string& path, const std::string& corpus,
+                                         const std::string& node_modules, std::string* why) {
+  if (std::system("command -v node >/dev/null 2>&1") != 0) {
+    *why = "node is not installed";
+    return std::nullopt;
+  }
+  if (access((node_modules + "/tokenizers/package.json").c_str(), R_OK) != 0) {
+    *why = node_modules + "/tokenizers is missing (make bench installs it with npm)";
+    return std::nullopt;
+  }
+  const std::string command = "NODE_PATH='" + node_modules +
+                              "' node src/bench/tokenizer_reference.js '" + path + "' '" + corpus +
+                              "' 2>&1";
+  std::FILE* pipe = popen(command.c_str(), "r");
+  if (!pipe) {
+    *why = "cannot start node";
+    return std::nullopt;
+  }
+  std::string output;
+  char buffer[4096];
+  while (size_t n = std::fread(buffer, 1, sizeof(buffer), pipe)) output.append(buffer, n);
+  const int status = pclose(pipe);
+  nlohmann::json j = nlohmann::json::parse(output, nullptr, /*allow_exceptions=*/false);
+  if (status != 0 || !j.is_object()) {
+    *why = "tokenizer_reference.js failed: " + polaris::one_line(output);
+    return std::nullopt;
+  }
+  Figures f;
+  f.version = j["version"];
+  f.load_s = j["load_s"], f.tokens = j["tokens"], f.id_hash = j["id_hash"];
+  f.cold_per_core = j["cold_per_core"], f.cold_wall = j["cold_wall"];
+  f.warm_per_core = j["warm_per_core"], f.warm_wall = j["warm_wall"];
+  f.batch_per_core = j["batch_per_core"], f.batch_wall = j["batch_wall"];
+  return f;
+}
+
+// Prints ours beside the reference's; false when the two disagree on the ids.
+bool report(const std::string& path, const Figures& ours, const std::optional<Figures>& reference,
+            const std::string& why_no_reference, double megabytes, int threads) {
+  std::printf("%s: %zu tokens, %.2f bytes/token\n", path.c_str(), ours.tokens,
+              megabytes * 1e6 / ours.tokens);
+  const std::string reference_name =
+      "HF tokenizers" + (reference ? " " + reference->version : std::string());
+  std::printf("  %-38s %16s %22s\n", "", "Polaris", reference_name.c_str());
+  auto row = [&](const char* name, double mine, double theirs, const char* format) {
+    char a[32], b[32] = "-";
+    std::snprintf(a, sizeof(a), format, mine);
+    if (reference) std::snprintf(b, sizeof(b), format, theirs);
+    std::printf("  %-38s %16s %22s\n", name, a, b);
+  };
+  const Figures& r = reference ? *reference : ours;
+  row("load (s)", ours.load_s, r.load_s, "%.2f");
+  row("1 thread, cold cache, MB/s per core", ours.cold_per_core, r.cold_per_core, "%.1f");
+  row("1 thread, cold cache, MB/s wall", ours.cold_wall, r.cold_wall, "%.1f");
+  row("1 thread, warm cache, MB/s per core", ours.warm_per_core, r.warm_per_core, "%.1f");
+  const std::string batch = "batch (" + std::to_string(threads) + " threads), MB/s per core";
+  row(batch.c_str(), ours.batch_per_core, r.batch_per_core, "%.1f");
+  row("batch, MB/s wall", ours.batch_wall, r.batch_wall, "%.1f");
+  if (!reference) {
+    std::printf("  reference not run: %s\n", why_no_reference.c_str());
+    return true;
+  }
+  const bool same = ours.tokens == reference->tokens && ours.id_hash == reference->id_hash;
+  std::printf("  ids: %s (%zu vs %zu tokens)\n",
+              same ? "identical to the reference" : "DIFFERENT from the reference", ours.tokens,
+              reference->tokens);
+  return same;
+}
+
+// The documents as JSONL ({"text": ...} per line) for the reference script.
+std::string write_corpus(const std::vector<std::string>& docs) {
+  char path[] = "/tmp/polaris_bench_tokenizer_XXXXXX";
+  const int fd = mkstemp(path);
+  polaris::require(fd >= 0, std::string("cannot create a temporary file in /tmp: ") +
+                                polaris::errno_text());
+  close(fd);
+  std::ofstream out(path);
+  for (const std::string& doc : docs) out << nlohmann::json{{"text", doc}}.dump() << "\n";
+  polaris::require(bool(out.flush()), std::string(path) + ": write failed");
+  return path;
 }
 
 }  // namespace
 
 int main(int argc, char** argv) {
   return polaris::run_main([&]() {
-    polaris::Flags flags(argc, argv, {}, {});
+    polaris::Flags flags(argc, argv, {"reference-modules"}, {});
     std::vector<std::string> paths = {"tests/fixtures/qwen3_tokenizer/tokenizer.json",
                                       "tests/fixtures/deepseek_v3_tokenizer/tokenizer.json"};
     for (size_t i = 0; i < flags.positional().size() && i < paths.size(); ++i)
       paths[i] = flags.positional()[i];
+    const std::string node_modules = flags.get("reference-modules", "build/npm/node_modules");
     std::vector<std::string> docs = generate_documents(4 << 20);
     size_t bytes = 0;
     for (const std::string& d : docs) bytes += d.size();
+    const double megabytes = bytes / 1e6;
+    const int threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
     std::printf("input: %zu documents, %.1f MB of mixed English / code / Korean\n", docs.size(),
-                bytes / 1e6);
-    for (const std::string& path : paths) bench_one(path, docs, bytes / 1e6);
-    return 0;
+                megabytes);
+    const std::string corpus = write_corpus(docs);
+    bool all_same = true;
+    for (const std::string& path : paths) {
+      const Figures ours = measure_polaris(path, docs, megabytes, threads);
+      std::string why;
+      const std::optional<Figures> reference = measure_reference(path, corpus, node_modules, &why);
+      all_same = report(path, ours, reference, why, megabytes, threads) && all_same;
+    }
+    std::remove(corpus.c_str());
+    return all_same ? 0 : 1;
   });
 }
