@@ -1,6 +1,9 @@
 // Chat format (see chat.h): Qwen3's ChatML template, rendered as a list of
-// pieces, each with the mask value of all its tokens.
+// pieces, each with the mask value of its bytes. The whole text is encoded once
+// and each token's mask comes from the byte range it covers.
 #include "data/chat.h"
+
+#include <array>
 
 #include "src/common/error.h"
 
@@ -97,15 +100,151 @@ std::string render_chat_text(const std::vector<ChatMessage>& messages, const Cha
   return text;
 }
 
+namespace {
+
+// A token's bytes as they appear in the encoded text: an added token is its own
+// content (matched in the text before BPE); any other token is a string in the
+// GPT-2 byte-level alphabet, mapped back one character per byte. (A vocabulary
+// string with a character outside the alphabet stands for its own UTF-8, as in
+// the tokenizer's decoder.)
+class TokenBytes {
+ public:
+  explicit TokenBytes(const Tokenizer& tokenizer) : tokenizer_(tokenizer), cp_to_byte_(alphabet()) {}
+
+  std::string operator()(int32_t id) const {
+    std::string token = tokenizer_.id_to_token(id);
+    if (tokenizer_.is_added_token(id)) return token;
+    std::string out;
+    out.reserve(token.size());
+    size_t i = 0;
+    while (i < token.size()) {
+      int32_t cp = next_code_point(token, i);
+      if (cp < 0 || cp >= static_cast<int32_t>(cp_to_byte_.size()) || cp_to_byte_[cp] < 0) return token;
+      out += static_cast<char>(cp_to_byte_[cp]);
+    }
+    return out;
+  }
+
+ private:
+  // Decodes the code point at s[i] and advances i; -1 for a malformed sequence.
+  static int32_t next_code_point(const std::string& s, size_t& i) {
+    unsigned char c = static_cast<unsigned char>(s[i++]);
+    int extra = c < 0x80 ? 0 : (c >> 5) == 0x6 ? 1 : (c >> 4) == 0xE ? 2 : (c >> 3) == 0x1E ? 3 : -1;
+    if (extra < 0) return -1;
+    int32_t cp = extra == 0 ? c : c & (0x3F >> extra);
+    for (int k = 0; k < extra; k++) {
+      if (i >= s.size() || (static_cast<unsigned char>(s[i]) & 0xC0) != 0x80) return -1;
+      cp = (cp << 6) | (static_cast<unsigned char>(s[i++]) & 0x3F);
+    }
+    return cp;
+  }
+
+  // Code point of the byte-level alphabet -> byte (-1 outside it); all are below 512.
+  static const std::array<int, 512>& alphabet() {
+    static const std::array<int, 512> table = [] {
+      std::array<int, 512> t;
+      t.fill(-1);
+      for (int b = 0; b < 256; b++) {
+        std::string ch = Tokenizer::bytes_to_byte_level(std::string(1, static_cast<char>(b)));
+        size_t i = 0;
+        int32_t cp = next_code_point(ch, i);
+        if (cp >= 0 && cp < static_cast<int32_t>(t.size())) t[cp] = b;
+      }
+      return t;
+    }();
+    return table;
+  }
+
+  const Tokenizer& tokenizer_;
+  const std::array<int, 512>& cp_to_byte_;
+};
+
+struct ByteSpan {
+  size_t begin, end;
+};
+
+// The trained byte spans of a text made of `texts` (one per piece), adjacent
+// spans merged.
+std::vector<ByteSpan> trained_spans(const std::vector<Piece>& pieces, const std::vector<std::string>& texts) {
+  std::vector<ByteSpan> spans;
+  size_t offset = 0;
+  for (size_t i = 0; i < pieces.size(); i++) {
+    size_t end = offset + texts[i].size();
+    if (pieces[i].mask && end > offset) {
+      if (!spans.empty() && spans.back().end == offset)
+        spans.back().end = end;
+      else
+        spans.push_back({offset, end});
+    }
+    offset = end;
+  }
+  return spans;
+}
+
+}  // namespace
+
 RenderedChat render_chat(const Tokenizer& tokenizer, const std::vector<ChatMessage>& messages,
                          const ChatOptions& options) {
   require(tokenizer.token_to_id("<|im_start|>") >= 0 && tokenizer.token_to_id("<|im_end|>") >= 0,
           tokenizer.path() + ": tokenizer has no <|im_start|>/<|im_end|> tokens for the chat format");
+  const std::vector<Piece> pieces = render_pieces(messages, options);
+  std::string text;
+  for (const Piece& piece : pieces) text += piece.text;
+
+  // The ids are those of the whole text, as Hugging Face encodes the rendered
+  // template: pieces encoded on their own can split a pre-token (the header's
+  // "\n" and a body starting with "\n" are one "\n\n" token).
   RenderedChat out;
-  for (const Piece& piece : render_pieces(messages, options)) {
-    std::vector<int32_t> ids = tokenizer.encode(piece.text);
-    out.ids.insert(out.ids.end(), ids.begin(), ids.end());
-    out.assistant_mask.insert(out.assistant_mask.end(), ids.size(), piece.mask);
+  out.ids = tokenizer.encode(text);
+  out.assistant_mask.assign(out.ids.size(), 0);
+
+  // Each token's byte range in the text the tokenizer saw.
+  const TokenBytes token_bytes(tokenizer);
+  std::vector<size_t> ends(out.ids.size());
+  std::string seen;
+  seen.reserve(text.size());
+  for (size_t i = 0; i < out.ids.size(); i++) {
+    seen += token_bytes(out.ids[i]);
+    ends[i] = seen.size();
+  }
+
+  std::vector<ByteSpan> spans;
+  if (seen == text) {
+    std::vector<std::string> texts;
+    texts.reserve(pieces.size());
+    for (const Piece& piece : pieces) texts.push_back(piece.text);
+    spans = trained_spans(pieces, texts);
+  } else {
+    // The tokenizer changed the bytes (NFC normalization, invalid UTF-8 made
+    // U+FFFD). It does so within the text between added tokens, and every piece
+    // boundary follows an added token or a "\n", across which neither change
+    // reaches, so each piece as the tokenizer sees it is its own tokens' bytes.
+    std::vector<std::string> texts;
+    texts.reserve(pieces.size());
+    std::string joined;
+    for (const Piece& piece : pieces) {
+      std::string bytes;
+      for (int32_t id : tokenizer.encode(piece.text)) bytes += token_bytes(id);
+      joined += bytes;
+      texts.push_back(std::move(bytes));
+    }
+    if (joined != seen)
+      throw Error(tokenizer.path() + ": chat: cannot align the tokens of the rendered conversation with its "
+                  "messages (the tokenizer changes text across a message boundary)");
+    spans = trained_spans(pieces, texts);
+  }
+
+  // A token is trained when all its bytes lie in a trained span. The only token
+  // that can straddle a span boundary is the header's "\n" merged with whitespace
+  // that starts a body ("assistant\n" + "\nA" -> "assistant", "\n\n", "A"):
+  // it is not trained, since the header (its first byte) is given at sampling
+  // time. A span's end is always <|im_end|>, a token of its own.
+  size_t span = 0, begin = 0;
+  for (size_t i = 0; i < out.ids.size(); i++) {
+    size_t end = ends[i];
+    while (span < spans.size() && spans[span].end < end) span++;
+    if (span < spans.size() && spans[span].begin <= begin && end <= spans[span].end) out.assistant_mask[i] = 1;
+    begin = end;
   }
   return out;
 }
@@ -113,10 +252,12 @@ RenderedChat render_chat(const Tokenizer& tokenizer, const std::vector<ChatMessa
 std::vector<int32_t> render_generation_prompt(const Tokenizer& tokenizer,
                                               const std::vector<ChatMessage>& messages,
                                               bool enable_thinking) {
+  require(tokenizer.token_to_id("<|im_start|>") >= 0 && tokenizer.token_to_id("<|im_end|>") >= 0,
+          tokenizer.path() + ": tokenizer has no <|im_start|>/<|im_end|> tokens for the chat format");
   ChatOptions options;
   options.add_generation_prompt = true;
   options.enable_thinking = enable_thinking;
-  return render_chat(tokenizer, messages, options).ids;
+  return tokenizer.encode(render_chat_text(messages, options));
 }
 
 }  // namespace polaris

@@ -23,10 +23,16 @@
 // header (given at sampling time) and on the "\n" after <|im_end|> (never
 // generated: sampling stops at <|im_end|>).
 //
-// Rendering tokenizes each piece on its own so mask boundaries fall exactly
-// between pieces. Pieces meet at special tokens or at "role\n", where Qwen's
-// pre-tokenizer splits anyway, so for ordinary texts the ids equal encoding
-// the whole rendered string (tests/test_chat.cpp checks this).
+// The ids are those of encoding the whole rendered text once, as Hugging Face
+// does (template, then tokenizer). Encoding pieces separately would differ where
+// a piece boundary falls inside a pre-token: the header's "\n" and a body that
+// starts with "\n" are one "\n\n" token. So the mask comes from byte ranges: a
+// token is trained when all its bytes lie in a trained span (a body plus its
+// <|im_end|>). The one token that can straddle a span boundary is the header's
+// "\n" merged with whitespace that starts a body ("\n", "\r\n", " \n", ...); it
+// is not trained (the header is given at sampling time).
+// tests/test_chat.cpp checks ids == encode(render_chat_text(...)) and the mask
+// against the spans for many random conversations.
 #pragma once
 #include <cstdint>
 #include <optional>
@@ -60,12 +66,14 @@ struct RenderedChat {
 // unknown role or an empty conversation.
 std::string render_chat_text(const std::vector<ChatMessage>& messages, const ChatOptions& options = {});
 
-// Token ids and mask. Requires the tokenizer to know <|im_start|> and <|im_end|>.
+// Token ids (== tokenizer.encode(render_chat_text(messages, options))) and mask.
+// Requires the tokenizer to know <|im_start|> and <|im_end|>.
 RenderedChat render_chat(const Tokenizer& tokenizer, const std::vector<ChatMessage>& messages,
                          const ChatOptions& options = {});
 
 // The prompt for sampling a reply (GRPO rollouts, evaluation): the messages
-// plus the generation prompt. Its mask is all 0.
+// plus the generation prompt, encoded whole (render_chat's ids with
+// add_generation_prompt set).
 std::vector<int32_t> render_generation_prompt(const Tokenizer& tokenizer,
                                               const std::vector<ChatMessage>& messages,
                                               bool enable_thinking = true);

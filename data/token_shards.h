@@ -3,7 +3,7 @@
 // A shard is a 256 x int32 header followed by the tokens:
 //   header[0] = 20240520 (magic), header[1] = version, header[2] = token count,
 //   header[3..255] = 0.
-// Version 1 stores tokens as uint16 (vocabularies up to 65536), version 2 as
+// Version 1 stores tokens as uint16 (vocabularies of at most 65,535 ids), version 2 as
 // uint32. All values are little-endian (the byte order of every machine we run on).
 // Shards are written to "<path>.tmp" and renamed, so a reader never sees half a file.
 #pragma once

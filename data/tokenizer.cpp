@@ -23,6 +23,7 @@
 #include <atomic>
 #include <cstring>
 #include <exception>
+#include <filesystem>
 #include <fstream>
 #include <functional>
 #include <mutex>
@@ -215,15 +216,38 @@ MatchScratch& match_scratch() {
   return scratch;
 }
 
+// Hugging Face runs these patterns with Oniguruma, whose \s is Unicode's
+// White_Space property. PCRE2's \s in UCP mode also takes everything \h and \v
+// list, which still includes U+180E MONGOLIAN VOWEL SEPARATOR (White_Space until
+// Unicode 6.3, a format character since). Spelling \s and \S as the property
+// itself makes both engines agree, inside character classes as well.
+std::string with_unicode_white_space(const std::string& pattern) {
+  std::string out;
+  out.reserve(pattern.size() + 32);
+  for (size_t i = 0; i < pattern.size(); ++i) {
+    if (pattern[i] != '\\' || i + 1 == pattern.size()) {
+      out += pattern[i];
+      continue;
+    }
+    char escaped = pattern[++i];  // an escape is two characters; "\\s" stays a backslash and an s
+    if (escaped == 's') out += "\\p{White_Space}";
+    else if (escaped == 'S') out += "\\P{White_Space}";
+    else out.append({'\\', escaped});
+  }
+  return out;
+}
+
 class Regex {
  public:
   // `where` names the JSON part for error messages.
   Regex(const std::string& pattern, const std::string& where) {
     int error_code = 0;
     PCRE2_SIZE error_offset = 0;
-    code_ = pcre2_compile(reinterpret_cast<PCRE2_SPTR>(pattern.data()), pattern.size(),
-                          PCRE2_UTF | PCRE2_UCP, &error_code, &error_offset, nullptr);
+    code_ = compile(with_unicode_white_space(pattern), &error_code, &error_offset);
     if (!code_) {
+      // The rewrite only swaps one valid escape for another, so the pattern as
+      // written fails too; report that one, whose offsets the user can find.
+      pcre2_code_free(compile(pattern, &error_code, &error_offset));
       PCRE2_UCHAR message[256];
       pcre2_get_error_message(error_code, message, sizeof(message));
       throw Error(where + ": regex does not compile at offset " + std::to_string(error_offset) +
@@ -255,6 +279,10 @@ class Regex {
   }
 
  private:
+  static pcre2_code* compile(const std::string& pattern, int* error_code, PCRE2_SIZE* error_offset) {
+    return pcre2_compile(reinterpret_cast<PCRE2_SPTR>(pattern.data()), pattern.size(), PCRE2_UTF | PCRE2_UCP,
+                         error_code, error_offset, nullptr);
+  }
   pcre2_code* code_ = nullptr;
 };
 
@@ -1025,7 +1053,8 @@ class TokenizerJsonReader : public nlohmann::json_sax<json> {
 };
 
 void parse_model(Tokenizer::State& s, const json& model, LargeParts& large) {
-  std::string type = model.contains("type") ? json_type_name(model) : "BPE";
+  if (!model.contains("type")) s.fail("model has no type (expected \"type\": \"BPE\")");
+  std::string type = json_type_name(model);
   if (type != "BPE") s.fail("model type '" + type + "' is not supported (only byte-level BPE)");
   if (model.contains("dropout") && !model["dropout"].is_null() && model["dropout"].get<double>() != 0.0)
     s.fail("model BPE dropout is not supported");
@@ -1043,6 +1072,10 @@ void parse_model(Tokenizer::State& s, const json& model, LargeParts& large) {
   for (const auto& entry : large.vocab) {
     if (entry.second < 0 || entry.second > (1 << 30))
       s.fail("model vocab id " + std::to_string(entry.second) + " of '" + entry.first + "' is out of range");
+    const size_t id = static_cast<size_t>(entry.second);
+    if (id < s.id_present.size() && s.id_present[id])
+      s.fail("model vocab id " + std::to_string(id) + " belongs to both '" + s.id_to_token[id] + "' and '" +
+             entry.first + "'");
     set_token(s, static_cast<int32_t>(entry.second), entry.first);
   }
 
@@ -1077,6 +1110,7 @@ void parse_added_tokens(Tokenizer::State& s, const json& list) {
     AddedToken token;
     token.id = j.at("id").get<int32_t>();
     token.content = j.at("content").get<std::string>();
+    if (token.content.empty()) s.fail("added token " + std::to_string(token.id) + " has empty content");
     token.special = j.value("special", false);
     token.lstrip = j.value("lstrip", false);
     token.rstrip = j.value("rstrip", false);
@@ -1103,6 +1137,10 @@ Tokenizer Tokenizer::load(const std::string& path) {
   auto state = std::make_shared<State>();
   State& s = *state;
   s.path = path;
+  // Reading a directory "succeeds" with no bytes, which would be reported as malformed JSON.
+  std::error_code ignored;
+  if (std::filesystem::is_directory(path, ignored))
+    throw Error(path + ": is a directory (expected a tokenizer.json file)");
   std::ifstream file(path, std::ios::binary);
   if (!file) throw Error(path + ": cannot open tokenizer file");
   std::stringstream buffer;
@@ -1116,6 +1154,10 @@ Tokenizer Tokenizer::load(const std::string& path) {
   try {
     if (!root.is_object()) s.fail("not a tokenizer.json (top level is not an object)");
     if (!root.contains("model")) s.fail("no 'model' section");
+    // Both change what encode returns, so ignoring them would silently differ from HF.
+    for (const char* part : {"truncation", "padding"})
+      if (root.contains(part) && !root[part].is_null())
+        s.fail(std::string(part) + " is not supported (set it to null)");
     parse_normalizer(s, root.value("normalizer", json()));
     parse_pre_tokenizer(s, root.value("pre_tokenizer", json()));
     parse_model(s, root["model"], large);

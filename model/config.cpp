@@ -1,5 +1,6 @@
 #include "model/config.h"
 
+#include <cmath>
 #include <map>
 #include <sstream>
 
@@ -25,7 +26,20 @@ void ModelConfig::validate(const std::string& source) const {
   require(num_heads % num_kv_heads == 0,
           source + ": num_heads (" + std::to_string(num_heads) +
               ") must be a multiple of num_kv_heads (" + std::to_string(num_kv_heads) + ")");
-  require(norm_eps > 0.f, source + ": norm_eps must be positive");
+  require(std::isfinite(norm_eps) && norm_eps > 0.f && norm_eps < 1.f,
+          source + ": norm_eps must be in (0, 1), got " + std::to_string(norm_eps));
+  // Each weight matrix is indexed with 32-bit ints inside the ops: a header
+  // whose shapes overflow that is corrupt (the 8B preset's largest is 6e8).
+  auto fits = [&](long long rows, long long cols, const char* what) {
+    require(rows * cols < (1ll << 31), source + ": " + what + " (" + std::to_string(rows) + " x " +
+                                           std::to_string(cols) + ") is too large");
+  };
+  fits(num_heads, head_dim, "num_heads x head_dim");
+  fits(num_kv_heads, head_dim, "num_kv_heads x head_dim");
+  fits(vocab_size, hidden_size, "the embedding");
+  fits(max_positions, hidden_size, "the position table");
+  fits(hidden_size, intermediate_size, "the MLP");
+  fits(hidden_size, (long long)num_heads * head_dim, "the attention projection");
   if (is_gpt2()) {
     require(num_kv_heads == num_heads, source + ": GPT-2 has num_kv_heads == num_heads");
     require(head_dim * num_heads == hidden_size,
@@ -34,7 +48,8 @@ void ModelConfig::validate(const std::string& source) const {
   } else {
     require(head_dim % 2 == 0, source + ": RoPE needs an even head_dim, got " +
                                    std::to_string(head_dim));
-    require(rope_theta > 0.f, source + ": rope_theta must be positive");
+    require(std::isfinite(rope_theta) && rope_theta > 0.f,
+            source + ": rope_theta must be a positive finite number");
   }
 }
 

@@ -3,6 +3,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cmath>
 #include <cstring>
@@ -342,9 +343,22 @@ std::vector<int64_t> SafetensorsFile::read_i64(const std::string& name) const {
 // ---------------------------------------------------------------------------
 // Writing
 
-void write_safetensors(const std::string& path, const std::vector<SafetensorsTensor>& tensors,
+void write_safetensors(const std::string& path, const std::vector<SafetensorsTensor>& given,
                        const std::map<std::string, std::string>& metadata) {
-  nlohmann::json header = nlohmann::json::object();
+  // The layout Hugging Face's serializer writes, so an exported file is
+  // byte-identical to theirs: tensors by dtype (its enum order, descending:
+  // F32, BF16, F16), then by name, data in that order; the header keeps
+  // insertion order ("__metadata__" first; per tensor dtype, shape,
+  // data_offsets) and is padded with spaces to a multiple of 8 bytes.
+  auto dtype_rank = [](DType d) { return d == DType::F32 ? 2 : d == DType::BF16 ? 1 : 0; };
+  std::vector<SafetensorsTensor> tensors = given;
+  std::sort(tensors.begin(), tensors.end(),
+            [&](const SafetensorsTensor& a, const SafetensorsTensor& b) {
+              if (dtype_rank(a.dtype) != dtype_rank(b.dtype))
+                return dtype_rank(a.dtype) > dtype_rank(b.dtype);
+              return a.name < b.name;
+            });
+  nlohmann::ordered_json header = nlohmann::ordered_json::object();
   if (!metadata.empty()) header["__metadata__"] = metadata;
   uint64_t offset = 0;
   std::set<std::string> seen;

@@ -56,9 +56,10 @@ void Batch::validate(int vocab_size, int max_positions) const {
 // scratch gradient buffers shared by all layers.
 
 struct Transformer::Activations {
-  Ops& ops;
+  Ops* ops;             // nullptr: only count the bytes (activation_bytes)
   std::vector<void*> owned;
   size_t capacity = 0;  // tokens
+  size_t bytes = 0;     // allocated so far
 
   struct Layer {
     float *input, *norm1, *norm1_mean, *norm1_rstd;
@@ -83,17 +84,23 @@ struct Transformer::Activations {
   float *d_residual, *d_norm, *d_attention, *d_q, *d_k, *d_v, *d_q2, *d_k2;
   float *d_gate, *d_up, *d_activation, *d_final;
 
-  Activations(Ops& o) : ops(o) {}
+  explicit Activations(Ops* o) : ops(o) {}
   ~Activations() {
-    for (void* p : owned) ops.release(p);
+    for (void* p : owned) ops->release(p);
   }
   float* f(size_t n) {
-    float* p = ops.alloc(std::max<size_t>(n, 1));
+    n = std::max<size_t>(n, 1);
+    bytes += n * sizeof(float);
+    if (!ops) return nullptr;
+    float* p = ops->alloc(n);
     owned.push_back(p);
     return p;
   }
   int32_t* i(size_t n) {
-    int32_t* p = ops.alloc_int(std::max<size_t>(n, 1));
+    n = std::max<size_t>(n, 1);
+    bytes += n * sizeof(int32_t);
+    if (!ops) return nullptr;
+    int32_t* p = ops->alloc_int(n);
     owned.push_back(p);
     return p;
   }
@@ -203,11 +210,17 @@ std::vector<float> Transformer::get_grads() const {
 
 void Transformer::zero_grads() { ops_.zero(grads_, layout_.total); }
 
+size_t Transformer::activation_bytes(const ModelConfig& config, size_t tokens) {
+  Activations counter(nullptr);
+  counter.allocate(config, tokens, config.num_layers, /*with_gradients=*/true);
+  return counter.bytes;
+}
+
 void Transformer::ensure_activations(int B, int T) {
   size_t N = size_t(B) * T;
   if (acts_ && acts_->capacity >= N) return;
   acts_.reset();
-  acts_.reset(new Activations(ops_));
+  acts_.reset(new Activations(&ops_));
   acts_->allocate(config_, N, config_.num_layers, /*with_gradients=*/true);
 }
 
@@ -496,7 +509,7 @@ std::vector<float> Transformer::decode_step(const std::vector<int32_t>& tokens,
   // Decoding reuses one layer's worth of storage (nothing is kept for a backward).
   if (!decode_acts_ || decode_acts_->capacity < size_t(S)) {
     decode_acts_.reset();
-    decode_acts_.reset(new Activations(ops_));
+    decode_acts_.reset(new Activations(&ops_));
     decode_acts_->allocate(c, S, 1, /*with_gradients=*/false);
   }
   Activations& a = *decode_acts_;

@@ -81,6 +81,10 @@ class Transformer {
   std::vector<float> decode_step(const std::vector<int32_t>& tokens,
                                  const std::vector<int32_t>& positions,
                                  const std::vector<int32_t>& slots);
+  // Bytes of activation storage a training pass (forward + backward) over
+  // `tokens` tokens allocates, without allocating: for memory checks before
+  // a run starts.
+  static size_t activation_bytes(const ModelConfig& config, size_t tokens);
 
  private:
   struct Activations;

@@ -34,6 +34,42 @@ Tolerance tolerance_for(const std::string& backend) {
   return {5e-2, 2e-2, 5e-2};
 }
 
+// expected.json's fields, checked before any work so a malformed dump ends
+// in one line naming the file and field.
+struct Expected {
+  double loss = 0;
+  std::vector<int32_t> prompt, greedy_continuation;
+};
+
+Expected read_expected(const std::string& path, int vocab_size) {
+  std::ifstream stream(path);
+  require(bool(stream), path + ": cannot open");
+  nlohmann::json json = nlohmann::json::parse(stream, nullptr, /*allow_exceptions=*/false);
+  require(!json.is_discarded(), path + ": not valid JSON");
+  require(json.is_object(), path + ": want a JSON object");
+  Expected expected;
+  require(json.contains("loss") && json["loss"].is_number() &&
+              std::isfinite(json["loss"].get<double>()),
+          path + ": field \"loss\" must be a finite number");
+  expected.loss = json["loss"].get<double>();
+  auto token_list = [&](const char* field) {
+    require(json.contains(field) && json[field].is_array() && !json[field].empty(),
+            path + ": field \"" + field + "\" must be a non-empty array of token ids");
+    std::vector<int32_t> ids;
+    for (const nlohmann::json& id : json[field]) {
+      require(id.is_number_integer() && id.get<long long>() >= 0 &&
+                  id.get<long long>() < vocab_size,
+              path + ": field \"" + field + "\" holds " + id.dump() +
+                  ", not a token id below the vocabulary size " + std::to_string(vocab_size));
+      ids.push_back(id.get<int32_t>());
+    }
+    return ids;
+  };
+  expected.prompt = token_list("prompt");
+  expected.greedy_continuation = token_list("greedy_continuation");
+  return expected;
+}
+
 int check(const std::string& dir, const std::string& backend) {
   const Tolerance tol = tolerance_for(backend);
   LoadedModel hf = read_hf_dir(dir + "/hf_model");
@@ -43,18 +79,16 @@ int check(const std::string& dir, const std::string& backend) {
           dir + "/forward.safetensors: input_ids must be [B, T]");
   const int B = int(ids_entry.shape[0]), T = int(ids_entry.shape[1]);
   std::vector<int32_t> ids;
-  for (int64_t id : forward_file.read_i64("input_ids")) ids.push_back(int32_t(id));
+  for (int64_t id : forward_file.read_i64("input_ids")) {
+    require(id >= 0 && id < hf.config.vocab_size,
+            dir + "/forward.safetensors: input_ids holds " + std::to_string(id) +
+                ", outside the model's vocabulary of " + std::to_string(hf.config.vocab_size));
+    ids.push_back(int32_t(id));
+  }
   std::vector<float> reference_logits = forward_file.read_f32("logits");
   std::vector<float> reference_grads =
       hf_named_tensors_to_flat(hf.config, HfTensors(dir + "/grads.safetensors"));
-  std::ifstream expected_stream(dir + "/expected.json");
-  require(bool(expected_stream), dir + "/expected.json: cannot open");
-  nlohmann::json expected;
-  try {
-    expected = nlohmann::json::parse(expected_stream);
-  } catch (const std::exception& e) {
-    throw Error(dir + "/expected.json: not valid JSON: " + e.what());
-  }
+  const Expected expected = read_expected(dir + "/expected.json", hf.config.vocab_size);
 
   std::unique_ptr<Ops> ops = make_ops(backend);
   Transformer model(hf.config, *ops);
@@ -82,9 +116,9 @@ int check(const std::string& dir, const std::string& backend) {
   model.zero_grads();
   LossOutputs out = model.forward_backward(batch, float(1.0 / targets));
   const double loss = out.loss_sum / targets;
-  const double loss_error = std::fabs(loss - expected.at("loss").get<double>());
-  std::printf("  loss      %.7f vs %.7f, error %.3e  %s\n", loss,
-              expected.at("loss").get<double>(), loss_error, verdict(loss_error <= tol.loss));
+  const double loss_error = std::fabs(loss - expected.loss);
+  std::printf("  loss      %.7f vs %.7f, error %.3e  %s\n", loss, expected.loss, loss_error,
+              verdict(loss_error <= tol.loss));
 
   std::vector<float> grads = model.get_grads();
   // A tensor whose true gradient is zero (GPT-2's key bias: adding a
@@ -104,15 +138,15 @@ int check(const std::string& dir, const std::string& backend) {
     }
     const double relative = max_err / std::max({max_ref, floor, 1e-30});
     if (relative > worst) worst = relative, worst_name = t.name;
-    if (relative > tol.gradient)
-      std::printf("  gradient  %-32s relative error %.3e  FAIL\n", t.name.c_str(), relative);
+    std::printf("  gradient  %-32s max abs error %.3e, relative %.3e  %s\n", t.name.c_str(),
+                max_err, relative, relative > tol.gradient ? "FAIL" : "ok");
   }
   std::printf("  gradients %zu tensors, worst relative error %.3e (%s)  (tolerance %.0e)  %s\n",
               model.layout().tensors.size(), worst, worst_name.c_str(), tol.gradient,
               verdict(worst <= tol.gradient));
 
-  std::vector<int32_t> prompt = expected.at("prompt").get<std::vector<int32_t>>();
-  std::vector<int32_t> continuation = expected.at("greedy_continuation").get<std::vector<int32_t>>();
+  const std::vector<int32_t>& prompt = expected.prompt;
+  const std::vector<int32_t>& continuation = expected.greedy_continuation;
   SamplingParams greedy;
   greedy.temperature = 0.f;
   greedy.max_new_tokens = int(continuation.size());
@@ -131,9 +165,14 @@ int check(const std::string& dir, const std::string& backend) {
 
 int main(int argc, char** argv) {
   return run_main([&] {
-    Flags flags(argc, argv, {"backend"}, {});
-    require(flags.positional().size() == 1,
-            "usage: polaris_check FIXTURE_DIR [--backend cpu|cuda]");
+    Flags flags(argc, argv, {"backend"}, {"help"});
+    const char* usage = "usage: polaris_check FIXTURE_DIR [--backend cpu|cuda]";
+    if (flags.has("help")) {
+      std::printf("%s\n  FIXTURE_DIR holds hf_model/, forward.safetensors, grads.safetensors and "
+                  "expected.json (tests/fixtures/README.md); exit 1 past tolerance\n", usage);
+      return 0;
+    }
+    require(flags.positional().size() == 1, usage);
     return check(flags.positional()[0], flags.get("backend", "cpu"));
   });
 }

@@ -1,7 +1,5 @@
 // polaris_sample: generate text (or token ids) from a model.bin.
-//
-//   polaris_sample MODEL.bin --prompt-ids 1,2,3 --print-ids [--temperature 0]
-//   polaris_sample MODEL.bin --tokenizer tokenizer.json --prompt "Once upon" [--chat]
+// Usage: kUsage below (polaris_sample --help).
 //
 // Sampling (model/sampler.h): --temperature 0 is greedy; otherwise
 // softmax(logits / T) cut by --top-k and --top-p. --samples N draws N
@@ -19,6 +17,22 @@
 using namespace polaris;
 
 namespace {
+
+const char* kUsage = R"(usage:
+  polaris_sample MODEL.bin --prompt-ids 1,2,3 [--print-ids] [flags]
+  polaris_sample MODEL.bin --tokenizer tokenizer.json --prompt TEXT [--chat] [flags]
+flags:
+  --temperature T     0 = greedy; default 1
+  --top-k K           keep the K likeliest tokens (0 = all; default)
+  --top-p P           keep the smallest set of tokens with probability >= P (default 1)
+  --max-new-tokens N  default 64
+  --samples N         N completions of the prompt, each from its own stream (default 1)
+  --seed S            default 0
+  --stop-id ID        also stop at this token id (the tokenizer's end-of-text always stops)
+  --chat              wrap --prompt as a ChatML user turn and stop at <|im_end|>
+  --print-ids         print token ids, not text
+  --backend cpu       cuda needs the CUDA ops (not in this build)
+)";
 
 std::vector<int32_t> parse_ids(const std::string& text) {
   std::vector<int32_t> ids;
@@ -39,8 +53,8 @@ std::vector<int32_t> parse_ids(const std::string& text) {
 }
 
 int sample(const Flags& flags) {
-  require(flags.positional().size() == 1, "usage: polaris_sample MODEL.bin (--prompt-ids 1,2,3 | "
-                                          "--tokenizer tokenizer.json --prompt TEXT) [flags]");
+  require(flags.positional().size() == 1,
+          "give one MODEL.bin and --prompt-ids or --prompt (polaris_sample --help)");
   require(flags.has("prompt-ids") != flags.has("prompt"),
           "give exactly one of --prompt-ids and --prompt");
   require(!flags.has("prompt") || flags.has("tokenizer"), "--prompt needs --tokenizer");
@@ -70,13 +84,21 @@ int sample(const Flags& flags) {
     require(id < loaded.config.vocab_size,
             "prompt token id " + std::to_string(id) + " is outside the model's vocabulary of " +
                 std::to_string(loaded.config.vocab_size));
-  if (flags.has("stop-id")) params.stop_tokens.push_back(int32_t(flags.get_int("stop-id", 0)));
+  if (flags.has("stop-id")) {
+    const long long stop = flags.get_int("stop-id", 0);
+    require(stop >= 0 && stop < loaded.config.vocab_size,
+            "--stop-id " + std::to_string(stop) + " is outside the model's vocabulary of " +
+                std::to_string(loaded.config.vocab_size));
+    params.stop_tokens.push_back(int32_t(stop));
+  }
 
   params.temperature = float(flags.get_double("temperature", 1.0));
   params.top_p = float(flags.get_double("top-p", 1.0));
   params.top_k = int(flags.get_int("top-k", 0));
   params.max_new_tokens = int(flags.get_int("max-new-tokens", 64));
-  params.seed = uint64_t(flags.get_int("seed", 0));
+  const long long seed = flags.get_int("seed", 0);
+  require(seed >= 0, "--seed must be >= 0");
+  params.seed = uint64_t(seed);
   require(params.temperature >= 0, "--temperature must be >= 0 (0: greedy)");
   require(params.top_p > 0 && params.top_p <= 1, "--top-p must be in (0, 1]");
   require(params.top_k >= 0, "--top-k must be >= 0 (0: no cut)");
@@ -109,7 +131,11 @@ int main(int argc, char** argv) {
     Flags flags(argc, argv,
                 {"prompt-ids", "prompt", "tokenizer", "temperature", "top-p", "top-k",
                  "max-new-tokens", "seed", "samples", "backend", "stop-id"},
-                {"print-ids", "chat"});
+                {"print-ids", "chat", "help"});
+    if (flags.has("help")) {
+      std::fputs(kUsage, stdout);
+      return 0;
+    }
     return sample(flags);
   });
 }

@@ -1,31 +1,28 @@
 // polaris_tokenize: text <-> token ids, and text corpora -> token shard files.
-//
-//   polaris_tokenize encode --tokenizer PATH [--jsonl-key text] [--skip-bad]
-//       stdin: JSONL {"text": "..."}      stdout: {"ids": [...]} per line
-//   polaris_tokenize decode --tokenizer PATH [--skip-bad]
-//       stdin: JSONL {"ids": [...]}       stdout: {"text": "..."} per line
-//   polaris_tokenize shards --tokenizer PATH --out PREFIX [--val-fraction 0.01]
-//       [--shard-tokens 100000000] [--jsonl-key text] [--skip-bad] [--threads N] FILES...
-//       Each line of a .jsonl file is a document (its "text" field); any other
-//       file is one document. Writes PREFIX_train_000000.bin, ... and
-//       PREFIX_val_000000.bin, ... (format: data/token_shards.h), with the
-//       tokenizer's end-of-text token after every document.
+// Usage: kUsage below (polaris_tokenize --help).
 //
 // Blank input lines are skipped. A malformed line is an error "FILE:LINE: problem";
 // with --skip-bad it is skipped and counted instead. Validation documents are
-// spread evenly through the corpus (every k-th document), so the split does not
-// depend on how the corpus happens to be ordered into files.
+// spread evenly through the corpus (every k-th good document), so the split does
+// not depend on how the corpus happens to be ordered into files.
+//
+// shards reads its inputs twice: a first pass checks every file and counts its
+// documents (for the validation split and the progress bar) before anything is
+// written; the second encodes. Plain-text files stream in pieces cut at line
+// starts, so memory stays bounded and a large file is encoded on every thread.
 #include <unistd.h>
+#include <utf8proc.h>
 
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <cstdint>
 #include <cstdio>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <iostream>
 #include <nlohmann/json.hpp>
-#include <sstream>
 #include <string>
 #include <vector>
 
@@ -48,10 +45,36 @@ bool ends_with(const std::string& s, const std::string& suffix) {
   return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
 }
 
+// Offset of the first byte that is not part of valid UTF-8, or npos.
+size_t first_invalid_utf8(const std::string& text) {
+  const auto* bytes = reinterpret_cast<const utf8proc_uint8_t*>(text.data());
+  for (size_t i = 0; i < text.size();) {
+    if (bytes[i] < 0x80) { ++i; continue; }
+    utf8proc_int32_t code_point;
+    utf8proc_ssize_t length = utf8proc_iterate(bytes + i, static_cast<utf8proc_ssize_t>(text.size() - i), &code_point);
+    if (length <= 0) return i;
+    i += static_cast<size_t>(length);
+  }
+  return std::string::npos;
+}
+
+// One JSONL line as JSON; a discarded value with *problem set when it is not.
+// Invalid UTF-8 gets its own message: the JSON parser would only say "malformed".
+json parse_line(const std::string& line, std::string* problem) {
+  size_t bad_byte = first_invalid_utf8(line);
+  if (bad_byte != std::string::npos) {
+    *problem = "invalid UTF-8 at byte " + std::to_string(bad_byte + 1);
+    return json(json::value_t::discarded);
+  }
+  json record = json::parse(line, nullptr, /*allow_exceptions=*/false);
+  if (record.is_discarded()) *problem = "malformed JSON";
+  return record;
+}
+
 // Reads the document out of one JSONL line; "" in *problem when fine.
 std::string text_of_line(const std::string& line, const std::string& key, std::string* problem) {
-  json record = json::parse(line, nullptr, /*allow_exceptions=*/false);
-  if (record.is_discarded()) { *problem = "malformed JSON"; return ""; }
+  json record = parse_line(line, problem);
+  if (record.is_discarded()) return "";
   if (!record.is_object() || !record.contains(key) || !record[key].is_string()) {
     *problem = "no string field \"" + key + "\"";
     return "";
@@ -67,12 +90,27 @@ std::string dump_json(const json& j) {
 
 // --- encode / decode: JSONL filters on stdin/stdout ------------------------
 
+// What --skip-bad writes in place of a skipped line, so that output line k
+// still answers the k-th non-blank input line.
+std::string skipped_line_placeholder(const std::string& error) { return dump_json({{"error", error}}); }
+
 int run_encode(const Tokenizer& tokenizer, const std::string& key, bool skip_bad, int threads) {
   std::string line;
   size_t line_number = 0, skipped = 0;
-  std::vector<std::string> batch;
+  struct Line {
+    std::string text;
+    std::string error;  // set when the line was skipped
+  };
+  std::vector<Line> batch;
   auto flush = [&]() {
-    for (const auto& ids : tokenizer.encode_batch(batch, threads)) std::cout << dump_json({{"ids", ids}}) << '\n';
+    std::vector<std::string> texts;
+    for (Line& l : batch)
+      if (l.error.empty()) texts.push_back(std::move(l.text));
+    std::vector<std::vector<int32_t>> encoded = tokenizer.encode_batch(texts, threads);
+    size_t next = 0;
+    for (const Line& l : batch)
+      std::cout << (l.error.empty() ? dump_json({{"ids", encoded[next++]}}) : skipped_line_placeholder(l.error))
+                << '\n';
     batch.clear();
   };
   while (std::getline(std::cin, line)) {
@@ -81,11 +119,13 @@ int run_encode(const Tokenizer& tokenizer, const std::string& key, bool skip_bad
     std::string problem;
     std::string text = text_of_line(line, key, &problem);
     if (!problem.empty()) {
-      if (!skip_bad) throw Error("<stdin>:" + std::to_string(line_number) + ": " + problem);
+      std::string error = "<stdin>:" + std::to_string(line_number) + ": " + problem;
+      if (!skip_bad) throw Error(error);
       ++skipped;
-      continue;
+      batch.push_back({"", error});
+    } else {
+      batch.push_back({std::move(text), ""});
     }
-    batch.push_back(std::move(text));
     if (batch.size() >= 4096) flush();
   }
   flush();
@@ -102,12 +142,10 @@ int run_decode(const Tokenizer& tokenizer, bool skip_bad) {
     std::string where = "<stdin>:" + std::to_string(line_number) + ": ";
     std::string problem;
     std::vector<int32_t> ids;
-    json record = json::parse(line, nullptr, false);
-    if (record.is_discarded()) {
-      problem = "malformed JSON";
-    } else if (!record.is_object() || !record.contains("ids") || !record["ids"].is_array()) {
+    json record = parse_line(line, &problem);  // sets problem when discarded
+    if (!record.is_discarded() && (!record.is_object() || !record.contains("ids") || !record["ids"].is_array())) {
       problem = "no array field \"ids\"";
-    } else {
+    } else if (!record.is_discarded()) {
       for (const json& id : record["ids"]) {
         if (!id.is_number_integer()) { problem = "\"ids\" holds a non-integer " + id.dump(); break; }
         long long value = id.get<long long>();
@@ -130,6 +168,7 @@ int run_decode(const Tokenizer& tokenizer, bool skip_bad) {
     if (!problem.empty()) {
       if (!skip_bad) throw Error(where + problem);
       ++skipped;
+      std::cout << skipped_line_placeholder(where + problem) << '\n';
       continue;
     }
     std::cout << dump_json({{"text", text}}) << '\n';
@@ -180,24 +219,126 @@ class ShardWriter {
   int index_ = 0;
 };
 
-std::string read_file(const std::string& path) {
+// One input file of `shards`, as the first pass found it.
+struct InputFile {
+  std::string path;
+  bool jsonl;
+  size_t bytes;
+  size_t documents;  // good documents: those the second pass encodes
+};
+
+// Checks one input and counts its documents. Without --skip-bad every non-blank
+// JSONL line counts, since a bad one ends the run anyway; with it, lines are
+// parsed here too, so the validation split is chosen among good documents only.
+InputFile survey_input(const std::string& path, const std::string& key, bool skip_bad) {
+  std::error_code error;
+  const std::filesystem::file_status status = std::filesystem::status(path, error);
+  if (error) throw Error(path + ": cannot open input file: " + error.message());
+  if (std::filesystem::is_directory(status)) throw Error(path + ": is a directory");
+  if (!std::filesystem::is_regular_file(status)) throw Error(path + ": not a regular file");
+  InputFile input{path, ends_with(path, ".jsonl"), std::filesystem::file_size(path), 0};
+  if (!input.jsonl) {
+    input.documents = input.bytes > 0 ? 1 : 0;
+    require(input.documents > 0, path + ": no documents (empty file)");
+    return input;
+  }
   std::ifstream file(path, std::ios::binary);
   require(static_cast<bool>(file), path + ": cannot open input file");
-  std::stringstream buffer;
-  buffer << file.rdbuf();
-  return buffer.str();
+  std::string line, problem;
+  size_t bad = 0;
+  while (std::getline(file, line)) {
+    if (is_blank(line)) continue;
+    if (skip_bad) text_of_line(line, key, &problem);
+    if (problem.empty()) ++input.documents;
+    else ++bad;
+  }
+  if (input.documents == 0)
+    throw Error(path + ": no documents (" +
+                (bad ? std::to_string(bad) + " bad lines skipped by --skip-bad" : std::string("only blank lines")) +
+                ")");
+  return input;
 }
 
-// Non-blank lines of a JSONL file = its documents (bad ones included).
-size_t count_documents(const std::string& path) {
-  if (!ends_with(path, ".jsonl")) return 1;
-  std::ifstream file(path, std::ios::binary);
-  require(static_cast<bool>(file), path + ": cannot open input file");
-  std::string line;
-  size_t count = 0;
-  while (std::getline(file, line)) count += !is_blank(line);
-  return count;
+// Whether a plain-text document can be encoded in pieces cut right after a "\n"
+// that a letter, mark, number, punctuation or symbol follows, with the ids of
+// encoding it whole. It can for the supported pre-tokenizer patterns (a newline
+// run before such a character always ends a pre-token), unless an added token
+// spans such a newline or the tokenizer adds a prefix space to every piece.
+bool newline_cuts_keep_ids(const Tokenizer& tokenizer) {
+  for (int id = 0; id < tokenizer.vocab_size(); ++id) {
+    if (!tokenizer.is_added_token(id)) continue;
+    const std::string token = tokenizer.id_to_token(id);
+    const size_t newline = token.find('\n');
+    if (newline != std::string::npos && newline + 1 < token.size()) return false;
+  }
+  for (const auto& [before, after] : {std::pair<std::string, std::string>{"one.\n", "Two"},
+                                       {"x = 1\n", "y"}, {"a\n\n", "(b)"}}) {
+    std::vector<int32_t> pieces = tokenizer.encode(before), rest = tokenizer.encode(after);
+    pieces.insert(pieces.end(), rest.begin(), rest.end());
+    if (pieces != tokenizer.encode(before + after)) return false;
+  }
+  return true;
 }
+
+// Where a plain-text piece may end: right after a "\n" whose next character is a
+// letter, mark, number, punctuation or symbol (never whitespace, in any Unicode
+// version). Returns the last such cut in text[from, text.size()), or 0 when none.
+size_t last_newline_cut(const std::string& text, size_t from) {
+  for (size_t newline = text.rfind('\n'); newline != std::string::npos && newline >= from;
+       newline = newline ? text.rfind('\n', newline - 1) : std::string::npos) {
+    size_t next = newline + 1;
+    utf8proc_int32_t code_point;
+    if (utf8proc_iterate(reinterpret_cast<const utf8proc_uint8_t*>(text.data()) + next,
+                         static_cast<utf8proc_ssize_t>(text.size() - next), &code_point) <= 0)
+      continue;  // at the end of the text, or invalid UTF-8
+    // Letters, marks, numbers, punctuation and symbols are one range of categories.
+    utf8proc_category_t category = utf8proc_category(code_point);
+    if (category >= UTF8PROC_CATEGORY_LU && category <= UTF8PROC_CATEGORY_SO) return next;
+  }
+  return 0;
+}
+
+// Reads a plain-text file as pieces of about `piece_bytes` (0: the whole file),
+// each ending at a last_newline_cut. A stretch with no cut grows the piece until
+// one comes (a file with no line breaks is read whole).
+class TextPieces {
+ public:
+  TextPieces(const std::string& path, size_t piece_bytes)
+      : file_(path, std::ios::binary), piece_bytes_(piece_bytes) {
+    require(static_cast<bool>(file_), path + ": cannot open input file");
+  }
+  // The next piece into *piece; false at the end of the file.
+  bool next(std::string* piece) {
+    size_t searched = 0;  // pending_[0, searched) holds no cut
+    for (size_t want = piece_bytes_;; want += piece_bytes_) {
+      read_up_to(piece_bytes_ ? want : SIZE_MAX);
+      if (file_.eof()) {
+        *piece = std::move(pending_);
+        pending_.clear();
+        return !piece->empty();
+      }
+      size_t cut = last_newline_cut(pending_, searched);
+      if (cut > 0) {
+        piece->assign(pending_, 0, cut);
+        pending_.erase(0, cut);
+        return true;
+      }
+      // A newline in the last 4 bytes may yet be followed by a character that ends it.
+      searched = pending_.size() > 4 ? pending_.size() - 4 : 0;
+    }
+  }
+
+ private:
+  void read_up_to(size_t size) {
+    char buffer[1 << 16];
+    while (pending_.size() < size && file_.read(buffer, std::min(sizeof(buffer), size - pending_.size())))
+      pending_.append(buffer, static_cast<size_t>(file_.gcount()));
+    pending_.append(buffer, file_.eof() ? static_cast<size_t>(file_.gcount()) : 0);
+  }
+  std::ifstream file_;
+  size_t piece_bytes_;
+  std::string pending_;
+};
 
 class Progress {
  public:
@@ -233,7 +374,14 @@ struct ShardOptions {
   std::string key;
   bool skip_bad;
   int threads;
+  size_t text_piece_bytes;
 };
+
+int threads_flag(const Flags& flags) {
+  const long long threads = flags.get_int("threads", 0);
+  require(threads >= 0 && threads <= 65536, "--threads must be >= 0 (0: every core), got " + std::to_string(threads));
+  return static_cast<int>(threads);
+}
 
 // Checked before the tokenizer loads, so a bad flag fails at once.
 ShardOptions parse_shard_options(const Flags& flags, const std::vector<std::string>& files) {
@@ -246,86 +394,120 @@ ShardOptions parse_shard_options(const Flags& flags, const std::vector<std::stri
           "flag --shard-tokens wants a count in [1, 2^31-1], got " + std::to_string(shard_tokens));
   const std::string key = flags.get("jsonl-key", "text");
   const bool skip_bad = flags.get_switch("skip-bad");
-  const int threads = static_cast<int>(flags.get_int("threads", 0));
-  require(!files.empty(), "shards: no input FILES given (polaris_tokenize shards --tokenizer PATH --out PREFIX FILES...)");
-  return {prefix, val_fraction, shard_tokens, key, skip_bad, threads};
+  const long long piece_bytes = flags.get_int("chunk-bytes", 1 << 20);
+  require(piece_bytes > 0, "flag --chunk-bytes wants a positive byte count, got " + std::to_string(piece_bytes));
+  require(!files.empty(),
+          "shards: no input FILES given (polaris_tokenize shards --tokenizer PATH --out PREFIX FILES...)");
+  return {prefix, val_fraction, shard_tokens, key, skip_bad, threads_flag(flags), static_cast<size_t>(piece_bytes)};
+}
+
+// Removes directories this run created (innermost last in the list), if empty.
+void remove_directories(const std::vector<std::string>& created) {
+  for (auto it = created.rbegin(); it != created.rend(); ++it) ::rmdir(it->c_str());
+}
+
+// Creates the missing directories of --out's prefix (like mkdir -p of its
+// parent); returns those it created, outermost first, so that a failed run can
+// remove them again.
+std::vector<std::string> create_out_directories(const std::string& prefix) {
+  std::vector<std::string> created;
+  std::filesystem::path directory;
+  for (const std::filesystem::path& part : std::filesystem::path(prefix).parent_path()) {
+    directory /= part;
+    std::error_code error;
+    if (std::filesystem::is_directory(directory, error)) continue;
+    if (!std::filesystem::create_directory(directory, error) || error) {
+      remove_directories(created);
+      throw Error("--out " + prefix + ": cannot create directory " + directory.string() + ": " +
+                  (error ? error.message() : "a file of that name exists"));
+    }
+    created.push_back(directory.string());
+  }
+  return created;
 }
 
 int run_shards(const Tokenizer& tokenizer, const ShardOptions& options, const std::vector<std::string>& files) {
-  const std::string& prefix = options.prefix;
-  const double val_fraction = options.val_fraction;
-  const long long shard_tokens = options.shard_tokens;
-  const std::string& key = options.key;
-  const bool skip_bad = options.skip_bad;
-  const int threads = options.threads;
-
-  // The separator after each document.
-  std::vector<int32_t> separator;
-  std::string eot = tokenizer.end_of_text_token();
-  if (!eot.empty()) {
-    separator.push_back(tokenizer.token_to_id(eot));
-    std::fprintf(stderr, "document separator: %s (id %d)\n", eot.c_str(), separator[0]);
-  } else {
-    std::fprintf(stderr, "document separator: none (the tokenizer has no <|endoftext|> or eos token)\n");
-  }
-
-  // First pass: sizes (for progress) and document counts (for the val split).
+  // First pass: every input checked, sizes (for progress) and document counts (for the val split).
+  std::vector<InputFile> inputs;
   size_t total_bytes = 0, total_documents = 0;
   for (const std::string& path : files) {
-    std::ifstream file(path, std::ios::binary | std::ios::ate);
-    require(static_cast<bool>(file), path + ": cannot open input file");
-    total_bytes += static_cast<size_t>(file.tellg());
-    total_documents += count_documents(path);
+    inputs.push_back(survey_input(path, options.key, options.skip_bad));
+    total_bytes += inputs.back().bytes;
+    total_documents += inputs.back().documents;
   }
   // Keep at least one document in each split when there are two or more.
   size_t val_documents = 0;
-  if (val_fraction > 0 && total_documents >= 2)
+  if (options.val_fraction > 0 && total_documents >= 2)
     val_documents = std::min(total_documents - 1,
-                             std::max<size_t>(1, std::llround(total_documents * val_fraction)));
+                             std::max<size_t>(1, std::llround(total_documents * options.val_fraction)));
   auto is_val = [&](size_t i) {  // every (total/val)-th document, evenly spread
     return val_documents > 0 && (i + 1) * val_documents / total_documents > i * val_documents / total_documents;
   };
+  // The separator after each document.
+  std::vector<int32_t> separator;
+  const std::string eot = tokenizer.end_of_text_token();
+  if (!eot.empty()) separator.push_back(tokenizer.token_to_id(eot));
+  const bool text_inputs = std::any_of(inputs.begin(), inputs.end(), [](const InputFile& f) { return !f.jsonl; });
+  const size_t text_piece_bytes = text_inputs && newline_cuts_keep_ids(tokenizer) ? options.text_piece_bytes : 0;
+
+  // Every input is fine: from here on a failure is a problem of the output (or
+  // a bad JSONL line without --skip-bad), which the cleanup below undoes. Notes
+  // wait for the summary, so that a failed run prints just its error line.
+  const std::vector<std::string> created_directories = create_out_directories(options.prefix);
 
   std::vector<std::string> written;
-  ShardWriter train(prefix, "train", static_cast<size_t>(shard_tokens), tokenizer.vocab_size(), &written);
-  ShardWriter val(prefix, "val", static_cast<size_t>(shard_tokens), tokenizer.vocab_size(), &written);
+  const size_t shard_tokens = static_cast<size_t>(options.shard_tokens);
+  ShardWriter train(options.prefix, "train", shard_tokens, tokenizer.vocab_size(), &written);
+  ShardWriter val(options.prefix, "val", shard_tokens, tokenizer.vocab_size(), &written);
   Progress progress(total_bytes);
   auto start = Clock::now();
   size_t document_index = 0, bytes_done = 0, skipped = 0, batch_bytes = 0;
+  // A batch holds whole JSONL documents and pieces of plain-text ones; the
+  // separator follows a document's last piece only.
+  struct Piece {
+    size_t document;
+    bool ends_document;
+  };
   std::vector<std::string> batch;
-  std::vector<size_t> batch_index;
-  std::vector<size_t> batch_source_bytes;
+  std::vector<Piece> batch_pieces;
 
   auto flush = [&]() {
-    std::vector<std::vector<int32_t>> encoded = tokenizer.encode_batch(batch, threads);
+    std::vector<std::vector<int32_t>> encoded = tokenizer.encode_batch(batch, options.threads);
     for (size_t k = 0; k < encoded.size(); ++k) {
-      ShardWriter& out = is_val(batch_index[k]) ? val : train;
+      ShardWriter& out = is_val(batch_pieces[k].document) ? val : train;
       out.append(encoded[k]);
-      out.append(separator);
+      if (batch_pieces[k].ends_document) out.append(separator);
     }
     bytes_done += batch_bytes;
     batch.clear();
-    batch_index.clear();
+    batch_pieces.clear();
     batch_bytes = 0;
     progress.update(bytes_done);
   };
-  auto add_document = [&](std::string text, size_t source_bytes) {
+  auto add_piece = [&](std::string text, size_t source_bytes, bool ends_document) {
     batch.push_back(std::move(text));
-    batch_index.push_back(document_index++);
+    batch_pieces.push_back({document_index, ends_document});
+    if (ends_document) ++document_index;
     batch_bytes += source_bytes;
     if (batch_bytes >= (16u << 20) || batch.size() >= 8192) flush();
   };
 
   try {
-    for (const std::string& path : files) {
-      if (!ends_with(path, ".jsonl")) {
-        std::string text = read_file(path);
-        size_t size = text.size();
-        add_document(std::move(text), size);
+    for (const InputFile& input : inputs) {
+      if (!input.jsonl) {
+        TextPieces pieces(input.path, text_piece_bytes);
+        std::string piece, next_piece;
+        bool more = pieces.next(&piece);
+        while (more) {  // one piece ahead, to know which piece is the last
+          more = pieces.next(&next_piece);
+          size_t size = piece.size();
+          add_piece(std::move(piece), size, /*ends_document=*/!more);
+          piece = std::move(next_piece);
+        }
         continue;
       }
-      std::ifstream file(path, std::ios::binary);
-      require(static_cast<bool>(file), path + ": cannot open input file");
+      std::ifstream file(input.path, std::ios::binary);
+      require(static_cast<bool>(file), input.path + ": cannot open input file");
       std::string line;
       size_t line_number = 0;
       while (std::getline(file, line)) {
@@ -333,46 +515,80 @@ int run_shards(const Tokenizer& tokenizer, const ShardOptions& options, const st
         size_t line_bytes = line.size() + 1;
         if (is_blank(line)) { batch_bytes += line_bytes; continue; }
         std::string problem;
-        std::string text = text_of_line(line, key, &problem);
+        std::string text = text_of_line(line, options.key, &problem);
         if (!problem.empty()) {
-          if (!skip_bad) throw Error(path + ":" + std::to_string(line_number) + ": " + problem);
+          if (!options.skip_bad) throw Error(input.path + ":" + std::to_string(line_number) + ": " + problem);
           ++skipped;
-          ++document_index;  // keep the val assignment of later documents stable
           batch_bytes += line_bytes;
           continue;
         }
-        add_document(std::move(text), line_bytes);
+        add_piece(std::move(text), line_bytes, /*ends_document=*/true);
       }
     }
     flush();
     train.finish();
     val.finish();
   } catch (...) {
-    // Nothing half-done: a failed run leaves no shards behind.
+    // Nothing half-done: a failed run leaves no shards, nor directories it made, behind.
     for (const std::string& path : written) std::remove(path.c_str());
+    remove_directories(created_directories);
     throw;
   }
   progress.update(total_bytes, /*final_update=*/true);
 
   double seconds = std::chrono::duration<double>(Clock::now() - start).count();
+  if (!eot.empty())
+    std::fprintf(stderr, "document separator: %s (id %d)\n", eot.c_str(), separator[0]);
+  else
+    std::fprintf(stderr, "document separator: none (the tokenizer has no <|endoftext|> or eos token)\n");
+  if (text_inputs && text_piece_bytes == 0)
+    std::fprintf(stderr, "note: this tokenizer's ids could change at a line cut, so text files were read whole\n");
   if (skipped) std::fprintf(stderr, "skipped %zu bad lines (--skip-bad)\n", skipped);
-  if (val_fraction > 0 && val.tokens() == 0)
-    std::fprintf(stderr, "warning: no validation shard: %zu document(s) is too few to split\n", total_documents);
+  if (options.val_fraction > 0 && val.tokens() == 0)
+    std::fprintf(stderr, "warning: no validation shard: %zu document(s) is too few to split\n", document_index);
   std::fprintf(stderr,
                "done: %zu documents, %zu train tokens in %d shard(s), %zu val tokens in %d shard(s), "
                "%s tokens, %.1f MB in %.1f s (%.1f MB/s) -> %s_{train,val}_*.bin\n",
-               total_documents - skipped, train.tokens(), train.shards(), val.tokens(), val.shards(),
+               document_index, train.tokens(), train.shards(), val.tokens(), val.shards(),
                tokenizer.vocab_size() > 65535 ? "uint32" : "uint16", total_bytes / 1e6, seconds,
-               seconds > 0 ? total_bytes / 1e6 / seconds : 0.0, prefix.c_str());
+               seconds > 0 ? total_bytes / 1e6 / seconds : 0.0, options.prefix.c_str());
   return 0;
 }
+
+const char* kUsage = R"(usage:
+  polaris_tokenize encode --tokenizer PATH [--jsonl-key text] [--threads N] [--skip-bad]
+      stdin: JSONL {"text": "..."}      stdout: {"ids": [...]} per line
+  polaris_tokenize decode --tokenizer PATH [--skip-bad]
+      stdin: JSONL {"ids": [...]}       stdout: {"text": "..."} per line
+      Blank input lines are skipped; each other line gets one output line.
+  polaris_tokenize shards --tokenizer PATH --out PREFIX [--val-fraction 0.01]
+      [--shard-tokens 100000000] [--jsonl-key text] [--threads N] [--skip-bad]
+      [--chunk-bytes 1048576] FILES...
+      Each non-blank line of a .jsonl file is a document (its --jsonl-key field);
+      any other file is one document of plain text, read and encoded in pieces
+      of about --chunk-bytes cut at line starts (the ids are those of the whole
+      file). Writes PREFIX_train_000000.bin, ... and PREFIX_val_000000.bin, ...
+      (format: data/token_shards.h), creating PREFIX's directory if needed, with
+      the tokenizer's end-of-text token after every document; uint32 tokens when
+      the vocabulary has more than 65,535 ids. An input that is a directory or
+      holds no document is an error.
+  --threads N   encoding threads (default 0: every core)
+  --skip-bad    skip and count malformed lines instead of stopping at the first;
+                encode and decode write {"error": "<stdin>:LINE: problem"} in
+                place of each, so output line k answers non-blank input line k
+)";
 
 }  // namespace
 
 int main(int argc, char** argv) {
   return run_main([&]() {
-    Flags flags(argc, argv, {"tokenizer", "out", "val-fraction", "shard-tokens", "jsonl-key", "threads"},
-                {"skip-bad"});
+    Flags flags(argc, argv, {"tokenizer", "out", "val-fraction", "shard-tokens", "jsonl-key", "threads",
+                             "chunk-bytes"},
+                {"skip-bad", "help"});
+    if (flags.has("help")) {
+      std::fputs(kUsage, stdout);
+      return 0;
+    }
     const std::vector<std::string>& args = flags.positional();
     require(!args.empty(), "missing command: polaris_tokenize encode|decode|shards --tokenizer PATH ...");
     const std::string& command = args[0];
@@ -380,7 +596,7 @@ int main(int argc, char** argv) {
             "unknown command '" + command + "' (expected encode, decode or shards)");
     if (command != "shards") {
       require(args.size() == 1, command + ": unexpected argument '" + args[1] + "' (input is read from stdin)");
-      for (const char* name : {"out", "val-fraction", "shard-tokens"})
+      for (const char* name : {"out", "val-fraction", "shard-tokens", "chunk-bytes"})
         require(!flags.has(name), std::string("--") + name + " applies only to `shards`");
     }
     if (command == "decode")
@@ -389,11 +605,11 @@ int main(int argc, char** argv) {
     const std::vector<std::string> files(args.begin() + 1, args.end());
     ShardOptions shard_options;
     if (command == "shards") shard_options = parse_shard_options(flags, files);
+    const int threads = threads_flag(flags);
     Tokenizer tokenizer = Tokenizer::load(flags.get_required("tokenizer"));
     std::ios::sync_with_stdio(false);
     if (command == "encode")
-      return run_encode(tokenizer, flags.get("jsonl-key", "text"), flags.get_switch("skip-bad"),
-                        static_cast<int>(flags.get_int("threads", 0)));
+      return run_encode(tokenizer, flags.get("jsonl-key", "text"), flags.get_switch("skip-bad"), threads);
     if (command == "decode") return run_decode(tokenizer, flags.get_switch("skip-bad"));
     return run_shards(tokenizer, shard_options, files);
   });

@@ -16,7 +16,7 @@ namespace {
 
 const char* kUsage = R"(usage:
   polaris_train                       the built-in demo (a tiny model learns addition)
-  polaris_train MODEL.bin | --init PRESET  --mode pretrain|sft|grpo  [flags]
+  polaris_train MODEL.bin | --init PRESET|config.json  --mode pretrain|sft|grpo  [flags]
 
 data:      --data PATTERN|FILE  --val-data ...  --tokenizer tokenizer.json  --task NAME
 shape:     --steps N  --batch B  --seq T  --grad-accum K

@@ -6,6 +6,8 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <array>
+#include <random>
 #include <string>
 #include <vector>
 
@@ -25,6 +27,128 @@ const polaris::Tokenizer& qwen3() {
 }
 
 ChatMessage msg(const std::string& role, const std::string& content) { return {role, content, std::nullopt}; }
+
+// A token's bytes in the encoded text: an added token's content, else its
+// byte-level string mapped back through the GPT-2 alphabet.
+std::string token_bytes(const polaris::Tokenizer& tok, int32_t id) {
+  static const std::vector<std::pair<std::string, char>> alphabet = [] {
+    std::vector<std::pair<std::string, char>> a;
+    for (int b = 0; b < 256; b++)
+      a.push_back({polaris::Tokenizer::bytes_to_byte_level(std::string(1, static_cast<char>(b))),
+                   static_cast<char>(b)});
+    return a;
+  }();
+  std::string token = tok.id_to_token(id);
+  if (tok.is_added_token(id)) return token;
+  std::string out;
+  for (size_t i = 0; i < token.size();) {
+    bool found = false;
+    for (const auto& [ch, byte] : alphabet) {
+      if (token.compare(i, ch.size(), ch) == 0) {
+        out += byte;
+        i += ch.size();
+        found = true;
+        break;
+      }
+    }
+    if (!found) ADD_FAILURE() << "token " << id << " has a character outside the byte-level alphabet";
+    if (!found) return out;
+  }
+  return out;
+}
+
+// Byte spans [begin, end) SFT trains in a rendered text: from after each
+// "<|im_start|>assistant\n" through the next "<|im_end|>" (contents here never
+// contain <|im_start|> or <|im_end|>).
+std::vector<std::pair<size_t, size_t>> assistant_spans(const std::string& text) {
+  const std::string header = "<|im_start|>assistant\n", im_end = "<|im_end|>";
+  std::vector<std::pair<size_t, size_t>> spans;
+  for (size_t at = text.find(header); at != std::string::npos; at = text.find(header, at + 1)) {
+    size_t begin = at + header.size(), end = text.find(im_end, begin);
+    if (end != std::string::npos) spans.push_back({begin, end + im_end.size()});
+  }
+  return spans;
+}
+
+// Checks render_chat against encoding the whole rendered text and against the
+// assistant spans of that text: a token is trained iff all its bytes lie in a
+// span; the only span bytes left untrained are whitespace at a span's start that
+// the tokenizer merged with the header's "\n" into one (untrained) token.
+// Adds the number of such straddling tokens to *straddles.
+void check_against_whole_text(const polaris::Tokenizer& tok, const std::vector<ChatMessage>& messages,
+                              const ChatOptions& options, const std::string& label, int* straddles) {
+  const std::string text = polaris::render_chat_text(messages, options);
+  const polaris::RenderedChat rendered = polaris::render_chat(tok, messages, options);
+  const std::vector<int32_t> whole = tok.encode(text);
+  ASSERT_EQ(rendered.ids, whole) << label;
+  ASSERT_EQ(rendered.assistant_mask.size(), rendered.ids.size()) << label;
+  if (options.add_generation_prompt) {
+    EXPECT_EQ(polaris::render_generation_prompt(tok, messages, options.enable_thinking), whole) << label;
+  }
+
+  std::vector<size_t> begins, ends;
+  std::string seen;
+  for (int32_t id : whole) {
+    begins.push_back(seen.size());
+    seen += token_bytes(tok, id);
+    ends.push_back(seen.size());
+  }
+  ASSERT_EQ(seen, text) << label;  // contents here are NFC and valid UTF-8
+  const auto spans = assistant_spans(text);
+  int assistants = 0;
+  for (const auto& m : messages) assistants += m.role == "assistant";
+  ASSERT_EQ(static_cast<int>(spans.size()), assistants) << label;
+
+  for (size_t i = 0; i < whole.size(); i++) {
+    bool inside = false;
+    for (const auto& [b, e] : spans) inside |= b <= begins[i] && ends[i] <= e;
+    ASSERT_EQ(rendered.assistant_mask[i], inside ? 1 : 0) << label << ": token " << i;
+  }
+  const int32_t im_end = tok.token_to_id("<|im_end|>");
+  for (const auto& [b, e] : spans) {
+    std::string trained;
+    size_t straddle_end = b;
+    for (size_t i = 0; i < whole.size(); i++) {
+      if (rendered.assistant_mask[i] && begins[i] >= b && ends[i] <= e) trained += token_bytes(tok, whole[i]);
+      if (begins[i] < b && ends[i] > b) {
+        ++*straddles;
+        straddle_end = ends[i];  // the header's "\n" merged with the body's leading whitespace
+        EXPECT_EQ(text.substr(begins[i], b - begins[i]), "\n") << label;
+        EXPECT_EQ(text.substr(b, ends[i] - b).find_first_not_of(" \t\r\n"), std::string::npos) << label;
+      }
+      if (ends[i] == e) {
+        EXPECT_EQ(whole[i], im_end) << label;
+      }
+    }
+    EXPECT_EQ(trained, text.substr(straddle_end, e - straddle_end)) << label;
+  }
+}
+
+// Random message text from fragments that stress pre-token boundaries.
+std::string random_content(std::mt19937& rng) {
+  static const std::vector<std::string> fragments = {
+      "", "\n", "\n\n", "\n\n\n", " ", "  ", "\t", "\r\n", " \n", "\n ", "Hello", " world", "x",
+      "2+3=5", "123", "'s", "!!", "?", "```python\nprint(1)\n```", "日本語", " ¿qué?", "é", "🙂", "\\frac{1}{3}",
+      "<think>", "</think>", "<think>\nr\n</think>\n\n", "<think>r</think>", "<tool_call>", "...", " - ", ":\n"};
+  std::uniform_int_distribution<int> count(0, 6), pick(0, static_cast<int>(fragments.size()) - 1);
+  std::string out;
+  for (int n = count(rng); n > 0; n--) out += fragments[pick(rng)];
+  return out;
+}
+
+std::vector<ChatMessage> random_conversation(std::mt19937& rng) {
+  std::vector<ChatMessage> messages;
+  std::uniform_int_distribution<int> coin(0, 1), turns(1, 6), die(0, 5);
+  if (coin(rng)) messages.push_back(msg("system", random_content(rng)));
+  for (int t = turns(rng); t > 0; t--) {
+    int roll = die(rng);
+    std::string role = roll <= 2 ? "assistant" : roll <= 4 ? "user" : "system";
+    ChatMessage m = msg(role, random_content(rng));
+    if (role == "assistant" && die(rng) == 0) m.reasoning = random_content(rng);
+    messages.push_back(m);
+  }
+  return messages;
+}
 
 struct TemplateCase {
   const char* name;
@@ -91,7 +215,7 @@ TEST(ChatText, RejectsBadConversations) {
   }
 }
 
-TEST(ChatTokens, PiecewiseEqualsWholeEncoding) {
+TEST(ChatTokens, IdsEqualWholeEncoding) {
   const auto& tok = qwen3();
   for (const auto& c : template_cases()) {
     ChatOptions options;
@@ -160,4 +284,83 @@ TEST(ChatTokens, GenerationPrompt) {
   // <think> and </think> are single added tokens.
   EXPECT_NE(std::find(no_think.begin(), no_think.end(), tok.token_to_id("<think>")), no_think.end());
   EXPECT_NE(std::find(no_think.begin(), no_think.end(), tok.token_to_id("</think>")), no_think.end());
+}
+
+// The defect that made render_chat encode the text whole: an earlier assistant
+// turn whose content starts with "\n". The header's "\n" and that "\n" are one
+// "\n\n" token in the whole text; encoding the pieces apart gave one id more.
+TEST(ChatTokens, EarlierAssistantTurnStartingWithNewline) {
+  const auto& tok = qwen3();
+  std::vector<ChatMessage> messages = {msg("user", "Q1"), msg("assistant", "\nA1"), msg("user", "Q2"),
+                                       msg("assistant", "A2")};
+  const std::string text = polaris::render_chat_text(messages);
+  EXPECT_EQ(text,
+            "<|im_start|>user\nQ1<|im_end|>\n<|im_start|>assistant\n\nA1<|im_end|>\n<|im_start|>user\nQ2<|im_end|>\n"
+            "<|im_start|>assistant\n<think>\n\n</think>\n\nA2<|im_end|>\n");
+  polaris::RenderedChat rendered = polaris::render_chat(tok, messages);
+  EXPECT_EQ(rendered.ids, tok.encode(text));
+  // Encoding "...assistant\n" and "\nA1<|im_end|>" apart would not give these ids.
+  size_t pieces = tok.encode("<|im_start|>user\nQ1<|im_end|>\n<|im_start|>assistant\n").size() +
+                  tok.encode("\nA1<|im_end|>").size() +
+                  tok.encode("\n<|im_start|>user\nQ2<|im_end|>\n<|im_start|>assistant\n").size() +
+                  tok.encode("<think>\n\n</think>\n\nA2<|im_end|>").size() + tok.encode("\n").size();
+  EXPECT_EQ(pieces, rendered.ids.size() + 1);
+  // The merged "\n\n" straddles header and body: not trained; the rest of the body is.
+  const int32_t double_newline = tok.encode("\n\n").at(0);
+  auto at = std::find(rendered.ids.begin(), rendered.ids.end(), double_newline);
+  ASSERT_NE(at, rendered.ids.end());
+  EXPECT_EQ(tok.decode({rendered.ids.begin(), at}), "<|im_start|>user\nQ1<|im_end|>\n<|im_start|>assistant");
+  EXPECT_EQ(rendered.assistant_mask[at - rendered.ids.begin()], 0);
+  std::vector<int32_t> trained;
+  for (size_t i = 0; i < rendered.ids.size(); i++)
+    if (rendered.assistant_mask[i]) trained.push_back(rendered.ids[i]);
+  EXPECT_EQ(tok.decode(trained), "A1<|im_end|><think>\n\n</think>\n\nA2<|im_end|>");
+  int straddles = 0;
+  check_against_whole_text(tok, messages, {}, "leading newline", &straddles);
+  EXPECT_EQ(straddles, 1);
+
+  // Other leading whitespace. BPE inside the merged pre-token may or may not put
+  // a token boundary back at the header's "\n" ("\n\r\n" -> "\n", "\r\n").
+  const std::vector<std::pair<std::string, int>> contents = {
+      {"\n\nA1", 1}, {" \nA1", 1}, {"\n", 1}, {"\n\n", 1}, {"\r\nA1", 0}, {"  \n\n  A1\n\n", 0}};
+  for (const auto& [content, expected] : contents) {
+    messages[1].content = content;
+    int count = 0;
+    check_against_whole_text(tok, messages, {}, "content \"" + content + "\"", &count);
+    EXPECT_EQ(count, expected) << content;
+  }
+}
+
+TEST(ChatTokens, RandomConversationsMatchWholeEncodingAndSpans) {
+  const auto& tok = qwen3();
+  std::mt19937 rng(20240611);
+  std::uniform_int_distribution<int> coin(0, 1);
+  int straddles = 0;
+  for (int n = 0; n < 400; n++) {
+    std::vector<ChatMessage> messages = random_conversation(rng);
+    ChatOptions options;
+    options.add_generation_prompt = coin(rng);
+    options.enable_thinking = coin(rng);
+    check_against_whole_text(tok, messages, options, "conversation " + std::to_string(n), &straddles);
+    if (HasFailure()) return;
+  }
+  EXPECT_GT(straddles, 20);  // the case that piecewise encoding got wrong is well covered
+}
+
+// Text the tokenizer changes (NFC normalization, invalid UTF-8 -> U+FFFD): the
+// ids are still the whole encoding and the mask still covers the bodies.
+TEST(ChatTokens, NormalizedAndInvalidUtf8Contents) {
+  const auto& tok = qwen3();
+  std::vector<ChatMessage> messages = {msg("user", "Cafe\xcc\x81 \xff?"), msg("assistant", "\nCafe\xcc\x81\xff"),
+                                       msg("user", "e\xcc\x81"), msg("assistant", "<think>e\xcc\x81</think>\xc3")};
+  const std::string text = polaris::render_chat_text(messages);
+  polaris::RenderedChat rendered = polaris::render_chat(tok, messages);
+  EXPECT_EQ(rendered.ids, tok.encode(text));
+  std::vector<int32_t> trained, untrained;
+  for (size_t i = 0; i < rendered.ids.size(); i++)
+    (rendered.assistant_mask[i] ? trained : untrained).push_back(rendered.ids[i]);
+  EXPECT_EQ(tok.decode(trained), "Caf\xc3\xa9\xef\xbf\xbd<|im_end|><think>\n\xc3\xa9\n</think>\n\n\xef\xbf\xbd<|im_end|>");
+  EXPECT_EQ(tok.decode(untrained),
+            "<|im_start|>user\nCaf\xc3\xa9 \xef\xbf\xbd?<|im_end|>\n<|im_start|>assistant\n\n\n<|im_start|>user\n"
+            "\xc3\xa9<|im_end|>\n<|im_start|>assistant\n\n");
 }

@@ -5,6 +5,7 @@
 
 #include <cmath>
 #include <cstring>
+#include <limits>
 #include <filesystem>
 #include <fstream>
 #include <functional>
@@ -438,6 +439,24 @@ TEST_F(ModelBinCorrupt, ImpossibleConfig) {
                "num_heads must be positive");
   EXPECT_ERROR(read_model_bin(bad([&](auto& b) { set_word(b, 12, 3); })), "bad.bin",
                "tied_embeddings");
+  // Shapes whose products overflow the ops' 32-bit indexing, and a norm
+  // epsilon no model uses, are corrupt headers, not models.
+  EXPECT_ERROR(read_model_bin(bad([&](auto& b) { set_word(b, 9, 1 << 30); })), "bad.bin",
+               "num_heads x head_dim", "too large");
+  const float huge_eps = 1e30f;
+  int32_t eps_bits;
+  std::memcpy(&eps_bits, &huge_eps, 4);
+  EXPECT_ERROR(read_model_bin(bad([&](auto& b) { set_word(b, 14, eps_bits); })), "bad.bin",
+               "norm_eps must be in (0, 1)");
+}
+
+TEST(ModelConfig, RejectsNonFiniteRopeThetaAndNormEps) {
+  ModelConfig c = config_from_preset("qwen3-tiny");
+  c.rope_theta = std::numeric_limits<float>::infinity();
+  EXPECT_ERROR(c.validate("x"), "x: rope_theta must be a positive finite number");
+  c = config_from_preset("qwen3-tiny");
+  c.norm_eps = std::numeric_limits<float>::quiet_NaN();
+  EXPECT_ERROR(c.validate("x"), "x: norm_eps must be in (0, 1)");
 }
 
 TEST_F(ModelBinCorrupt, ConfigMismatchingWeights) {
@@ -550,6 +569,10 @@ TEST(HfImport, HfBinHfIsBitIdentical) {
       EXPECT_EQ(back.entry(n).dtype, DType::F32) << n;
       EXPECT_TRUE(orig.read_raw(n) == back.read_raw(n)) << src << ": " << n;
     }
+    // Not only the same tensors: the same file, byte for byte, as
+    // transformers' save_pretrained wrote it.
+    EXPECT_TRUE(file_bytes(src + "/model.safetensors") == file_bytes(tmp / "hf/model.safetensors"))
+        << src;
     ModelConfig c2 = read_hf_config(tmp / "hf/config.json");
     EXPECT_EQ(c2.describe(), a.config.describe());
     EXPECT_EQ(c2.rope_theta, a.config.rope_theta);

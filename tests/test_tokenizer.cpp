@@ -212,6 +212,26 @@ TEST(TokenizerReference, VocabAndAddedTokens) {
   EXPECT_EQ(d.encode("<｜User｜>hi<｜Assistant｜>").front(), d.token_to_id("<｜User｜>"));
 }
 
+// \s in the patterns is Unicode White_Space, as in HF's Oniguruma: U+180E was
+// whitespace only before Unicode 6.3, yet PCRE2's own \s still takes it. The ids
+// are Hugging Face tokenizers' output for "a X b" with each character X whose
+// whitespace status differs between Unicode versions or regex engines.
+TEST(TokenizerReference, WhiteSpaceMatchesHuggingFace) {
+  const std::vector<std::pair<int32_t, std::vector<int32_t>>> deepseek_cases = {
+      {0x180E, {67, 223, 115522, 239, 291}}, {0x200B, {67, 223, 35020, 291}},
+      {0xFEFF, {67, 223, 15251, 291}},       {0x85, {67, 1203, 230, 291}},
+      {0x2028, {67, 663, 104, 291}},         {0x2029, {67, 663, 105, 291}},
+      {0x1680, {67, 8751, 251, 225, 291}},   {0x1F, {67, 223, 222, 291}}};
+  for (const auto& c : deepseek_cases)
+    EXPECT_EQ(deepseek().encode("a " + utf8(c.first) + " b"), c.second) << std::hex << "U+" << c.first;
+  const std::vector<std::pair<int32_t, std::vector<int32_t>>> qwen3_cases = {
+      {0x180E, {64, 86089, 254, 236, 293}}, {0x200B, {64, 29748, 293}}, {0xFEFF, {64, 75780, 293}},
+      {0x85, {64, 2139, 227, 293}},         {0x2028, {64, 636, 101, 293}},
+      {0x1680, {64, 86089, 248, 222, 293}}, {0x1F, {64, 220, 219, 293}}};
+  for (const auto& c : qwen3_cases)
+    EXPECT_EQ(qwen3().encode("a " + utf8(c.first) + " b"), c.second) << std::hex << "U+" << c.first;
+}
+
 TEST(TokenizerReference, EncodeBatchMatchesEncode) {
   std::mt19937 rng(7);
   std::vector<std::string> texts;
@@ -473,6 +493,13 @@ TEST(TokenizerErrors, MalformedJson) {
   EXPECT_EQ(message.find('\n'), std::string::npos) << "one line";
 }
 
+TEST(TokenizerErrors, DirectoryIsNotATokenizerFile) {
+  std::string dir = write_temp("{}");
+  dir = dir.substr(0, dir.rfind('/'));
+  std::string message = error_of([&] { Tokenizer::load(dir); });
+  EXPECT_EQ(message, dir + ": is a directory (expected a tokenizer.json file)");
+}
+
 TEST(TokenizerErrors, UnsupportedParts) {
   struct Case {
     std::function<void(json&)> edit;
@@ -493,6 +520,12 @@ TEST(TokenizerErrors, UnsupportedParts) {
       {[](json& j) { j["model"]["merges"] = {"a zz"}; }, "not in vocab"},
       {[](json& j) { j["model"]["byte_fallback"] = true; }, "byte_fallback"},
       {[](json& j) { j["model"]["vocab"] = json::array(); }, "vocab"},
+      {[](json& j) { j["model"].erase("type"); }, "model has no type"},
+      {[](json& j) { j["model"]["vocab"]["zz"] = 5; }, "model vocab id 5 belongs to both"},
+      {[](json& j) { j["truncation"] = {{"max_length", 512}}; }, "truncation is not supported (set it to null)"},
+      {[](json& j) { j["padding"] = {{"pad_id", 0}}; }, "padding is not supported (set it to null)"},
+      {[](json& j) { j["added_tokens"] = {{{"id", 300}, {"content", ""}, {"special", true}}}; },
+       "added token 300 has empty content"},
   };
   for (const Case& c : cases) {
     json j = tiny_tokenizer(byte_level(false, false), {});

@@ -2,6 +2,7 @@
 
 #include <cstdio>
 #include <cerrno>
+#include <cmath>
 #include <cstdlib>
 
 namespace polaris {
@@ -68,6 +69,9 @@ double Flags::get_double(const std::string& name, double fallback) const {
   double v = std::strtod(it->second.c_str(), &end);
   require(!it->second.empty() && *end == '\0',
           "flag --" + name + " wants a number, got '" + it->second + "'");
+  // No flag here means infinity or NaN, and one slipping through would
+  // silently switch a comparison-guarded feature off (--grad-clip nan).
+  require(std::isfinite(v), "flag --" + name + " wants a finite number, got '" + it->second + "'");
   return v;
 }
 

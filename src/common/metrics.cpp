@@ -56,6 +56,15 @@ void MetricsLog::drop_records_after(int step) {
   require(file_ != nullptr, "--log " + path_ + ": cannot open for writing: " + std::strerror(errno));
 }
 
+std::string format_bytes(double bytes) {
+  static const char* units[] = {"B", "KiB", "MiB", "GiB", "TiB", "PiB"};
+  int unit = 0;
+  while (bytes >= 1024 && unit < 5) bytes /= 1024, ++unit;
+  char buf[32];
+  std::snprintf(buf, sizeof(buf), unit == 0 ? "%.0f %s" : "%.1f %s", bytes, units[unit]);
+  return buf;
+}
+
 std::string format_duration(double seconds) {
   if (seconds < 0) seconds = 0;
   long s = long(seconds + 0.5);

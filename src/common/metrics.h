@@ -35,5 +35,7 @@ class MetricsLog {
 
 // "1m 05s", "42s": for ETAs.
 std::string format_duration(double seconds);
+// "512 B", "3.4 MiB", "2.1 TiB": for memory figures.
+std::string format_bytes(double bytes);
 
 }  // namespace polaris

@@ -14,6 +14,7 @@
 #include "src/common/backend.h"
 #include "src/train/jsonl_environment.h"
 #include "src/train/loops.h"
+#include "src/train/memory_check.h"
 #include "src/train/packed_batches.h"
 #include "src/train/run_checkpoint.h"
 #include "src/train/step_report.h"
@@ -667,8 +668,9 @@ std::unique_ptr<RlEnvironment> grpo_environment(const TrainOptions& options,
 // plus the longest response stage fits its positions (the last sampled token
 // is never fed back, hence the - 1): checked before any rollout, so a bad
 // setting ends at once with the flag's name rather than at a later stage.
-void check_fits_model(const RlEnvironment& env, const GrpoOptions& grpo,
-                      const ModelConfig& config) {
+// Returns the longest sequence a rollout can be (prompt + response).
+size_t check_fits_model(const RlEnvironment& env, const GrpoOptions& grpo,
+                        const ModelConfig& config) {
   size_t longest = 0;
   for (Split split : {Split::Train, Split::Eval})
     for (size_t i = 0; i < env.size(split); ++i) {
@@ -687,6 +689,7 @@ void check_fits_model(const RlEnvironment& env, const GrpoOptions& grpo,
               ": the longest prompt (" + std::to_string(longest) + " tokens) plus " +
               std::to_string(size_t(response)) + " response tokens exceeds the model's " +
               std::to_string(config.max_positions) + " positions (lower it, or --max-prompt)");
+  return longest + size_t(response);
 }
 
 }  // namespace
@@ -701,10 +704,21 @@ int run_grpo(const TrainOptions& options) {
       make_schedule(given.kind, given.max_lr, given.min_lr_fraction,
                     given.warmup_steps * grpo.minibatches, options.steps * grpo.minibatches);
   LoadedModel start = starting_model(options);
+  const size_t longest_rollout = check_fits_model(*env, grpo, start.config);
+  // A mini-batch trains on this rank's share of the P x G rollouts over M
+  // (dynamic sampling refills keep the count at P x G).
+  const size_t rollouts_per_rank =
+      (size_t(grpo.prompts_per_step) * grpo.group_size + options.world_size() - 1) /
+      options.world_size();
+  const size_t minibatch_rollouts = (rollouts_per_rank + grpo.minibatches - 1) / grpo.minibatches;
+  require_step_fits_in_memory(
+      options, start.config, minibatch_rollouts * longest_rollout,
+      "--prompts-per-step " + std::to_string(grpo.prompts_per_step) + " --group-size " +
+          std::to_string(grpo.group_size) + " --minibatches " + std::to_string(grpo.minibatches) +
+          " with rollouts of up to " + std::to_string(longest_rollout) + " tokens");
   std::unique_ptr<Ops> ops = make_ops(options.backend);
   Transformer policy(start.config, *ops);
   policy.set_params(start.params);
-  check_fits_model(*env, grpo, start.config);
   std::unique_ptr<Transformer> reference;
   if (grpo.kl_coef > 0) {
     reference.reset(new Transformer(start.config, *ops));

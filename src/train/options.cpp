@@ -1,8 +1,12 @@
 #include "src/train/options.h"
 
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <cstdio>
 
+#include "model/hf_import.h"
 #include "model/params.h"
 
 namespace polaris {
@@ -65,6 +69,18 @@ void reject_foreign_flags(const Flags& flags, const std::string& mode) {
     reject(kTaskOnly, "applies only with a built-in --task");
 }
 
+// --out is written after the last step: a path that cannot be written must
+// fail before the first one, not after hours of training.
+void require_writable_file_path(const std::string& flag, const std::string& path) {
+  struct stat info;
+  require(!(::stat(path.c_str(), &info) == 0 && S_ISDIR(info.st_mode)),
+          flag + " " + path + ": is a directory, not a file");
+  const size_t slash = path.find_last_of('/');
+  const std::string dir = slash == std::string::npos ? "." : (slash == 0 ? "/" : path.substr(0, slash));
+  require(::access(dir.c_str(), W_OK) == 0,
+          flag + " " + path + ": cannot write in " + dir + ": " + errno_text());
+}
+
 int positive_int(const Flags& flags, const std::string& name, int fallback) {
   long long v = flags.get_int(name, fallback);
   require(v > 0 && v < (1ll << 31), "flag --" + name + " must be a positive integer, got " +
@@ -113,7 +129,11 @@ TrainOptions parse_train_options(int argc, char** argv) {
   o.trainer.adamw.weight_decay = float(flags->get_double("weight-decay", 0.1));
   o.trainer.adamw.beta2 = float(flags->get_double("beta2", 0.95));
   require(o.trainer.adamw.weight_decay >= 0, "flag --weight-decay must be >= 0");
+  require(o.trainer.adamw.beta2 >= 0 && o.trainer.adamw.beta2 < 1,
+          "flag --beta2 must be in [0, 1), got " + flags->get("beta2", ""));
   o.trainer.grad_clip = float(flags->get_double("grad-clip", 1.0));
+  require(o.trainer.grad_clip >= 0, "flag --grad-clip must be >= 0 (0: no clipping), got " +
+                                        flags->get("grad-clip", ""));
 
   const std::string zero = flags->get("zero", "0");
   require(zero == "0" || zero == "1" || zero == "2", "--zero must be 0, 1 or 2, got '" + zero + "'");
@@ -145,6 +165,7 @@ TrainOptions parse_train_options(int argc, char** argv) {
       o.out_path.clear();
     }
   }
+  if (!o.out_path.empty()) require_writable_file_path("--out", o.out_path);
 
   return o;
 }
@@ -152,9 +173,13 @@ TrainOptions parse_train_options(int argc, char** argv) {
 LoadedModel starting_model(const TrainOptions& options) {
   if (!options.model_path.empty()) return read_model_bin(options.model_path);
   require(!options.init_preset.empty(),
-          "give a model file (polaris_train model.bin ...) or --init PRESET");
+          "give a model file (polaris_train model.bin ...) or --init PRESET|config.json");
   LoadedModel model;
-  model.config = config_from_preset(options.init_preset);
+  // Any other shape: a Hugging Face config.json (read as polaris_convert
+  // reads one), so a new architecture needs no preset.
+  const std::string& init = options.init_preset;
+  const bool is_json = init.size() > 5 && init.compare(init.size() - 5, 5, ".json") == 0;
+  model.config = is_json ? read_hf_config(init) : config_from_preset(init);
   ParamLayout layout = build_param_layout(model.config);
   model.params.resize(layout.total);
   init_params(model.config, layout, options.seed, model.params.data());

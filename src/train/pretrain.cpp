@@ -5,6 +5,7 @@
 #include "data/token_loader.h"
 #include "src/common/backend.h"
 #include "src/train/loops.h"
+#include "src/train/memory_check.h"
 #include "src/train/run_checkpoint.h"
 #include "src/train/step_report.h"
 
@@ -19,12 +20,14 @@ void save_final_model(const TrainOptions& options, const Transformer& model) {
 int run_pretrain(const TrainOptions& options) {
   require(!options.data.empty(), "--mode pretrain needs --data PATTERN (token shard files)");
   LoadedModel start = starting_model(options);
-  std::unique_ptr<Ops> ops = make_ops(options.backend);
-  Transformer model(start.config, *ops);
-  model.set_params(start.params);
   require(options.seq <= start.config.max_positions,
           "--seq " + std::to_string(options.seq) + " is longer than the model's " +
               std::to_string(start.config.max_positions) + " positions");
+  require_step_fits_in_memory(options, start.config, size_t(options.batch) * options.seq,
+                              batch_flags(options));
+  std::unique_ptr<Ops> ops = make_ops(options.backend);
+  Transformer model(start.config, *ops);
+  model.set_params(start.params);
   // Data parallel: each rank takes its slice of every global batch of
   // world * --batch rows (data/token_loader.h), and the loss normaliser is the
   // global target weight, so the ranks' summed gradients equal one process's

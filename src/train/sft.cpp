@@ -7,6 +7,7 @@
 #include "data/tokenizer.h"
 #include "src/common/backend.h"
 #include "src/train/loops.h"
+#include "src/train/memory_check.h"
 #include "src/train/packed_batches.h"
 #include "src/train/run_checkpoint.h"
 #include "src/train/step_report.h"
@@ -62,6 +63,8 @@ int run_sft(const TrainOptions& options) {
   require(options.seq <= start.config.max_positions,
           "--seq " + std::to_string(options.seq) + " is longer than the model's " +
               std::to_string(start.config.max_positions) + " positions");
+  require_step_fits_in_memory(options, start.config, size_t(options.batch) * options.seq,
+                              batch_flags(options));
   std::vector<PackedRow> rows =
       pack(sft_documents(options, options.data, false, options.seed), options.seq, "train");
   std::vector<PackedRow> val_rows;

@@ -15,8 +15,9 @@ for fx in qwen3_tiny gpt2_tiny; do
   [ -f "$TMP/$fx.hf/config.json" ] && [ -f "$TMP/$fx.hf/model.safetensors" ] || fail "$fx: HF dir incomplete"
   $BIN --from-hf "$TMP/$fx.hf" --out "$TMP/$fx.b.bin" >/dev/null || fail "$fx: --from-hf (round 2)"
   cmp -s "$TMP/$fx.a.bin" "$TMP/$fx.b.bin" || fail "$fx: HF -> bin -> HF -> bin is not bit-identical"
-  # the exported safetensors holds the same bytes as the original (same size: same tensors, fp32)
-  [ "$(stat -c %s "$src/model.safetensors")" -ge 1000 ] || fail "$fx: fixture missing"
+  # the exported safetensors is the original file, byte for byte
+  cmp -s "$src/model.safetensors" "$TMP/$fx.hf/model.safetensors" \
+    || fail "$fx: exported model.safetensors differs from the original"
   # bf16 model.bin: header + 2 bytes per parameter, --info says bf16
   $BIN --from-hf "$src" --out "$TMP/$fx.bf16.bin" --dtype bf16 >/dev/null || fail "$fx: --dtype bf16"
   a=$(stat -c %s "$TMP/$fx.a.bin"); b=$(stat -c %s "$TMP/$fx.bf16.bin")

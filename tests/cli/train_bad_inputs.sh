@@ -53,6 +53,20 @@ rm -f "$TMP/out.bin"
 timeout 120 "$BIN" "$TMP/model.bin" --data "$DATA" "${RUN[@]}" >"$TMP/stdout" 2>"$TMP/err" \
   || fail "good run (model.bin) failed: $(cat "$TMP/err")"
 rm -f "$TMP/out.bin"
+# Any shape from a Hugging Face config.json: 3 query heads over 1 KV head,
+# head_dim 20 (not hidden / heads), untied LM head.
+python3 - tests/fixtures/qwen3_tiny/hf_model/config.json "$TMP/odd_config.json" <<'EOF'
+import json, sys
+config = json.load(open(sys.argv[1]))
+config.update(hidden_size=48, num_attention_heads=3, num_key_value_heads=1, head_dim=20,
+              intermediate_size=80, num_hidden_layers=3, tie_word_embeddings=False)
+json.dump(config, open(sys.argv[2], "w"))
+EOF
+timeout 120 "$BIN" --init "$TMP/odd_config.json" --data "$DATA" "${RUN[@]}" >"$TMP/stdout" 2>"$TMP/err" \
+  || fail "good run (--init config.json) failed: $(cat "$TMP/err")"
+grep -q "layers=3 hidden=48 heads=3/1 head_dim=20 mlp=80 vocab=512 untied" "$TMP/stdout" \
+  || fail "--init config.json: not the config's shape: $(head -3 "$TMP/stdout")"
+rm -f "$TMP/out.bin"
 no_output_on_error "$TMP/out.bin"
 
 # Flags.
@@ -71,8 +85,19 @@ expect_error "--seq beyond positions (--init)" "--seq 300" "$BIN" "${INIT[@]}" -
 expect_error "--seq beyond positions (model.bin)" "--seq 5000" "$BIN" "$TMP/model.bin" --data "$DATA" --steps 2 --batch 2 --seq 5000 --out "$TMP/out.bin"
 expect_error "--backend bogus" "--backend" "$BIN" "${INIT[@]}" --data "$DATA" "${RUN[@]}" --backend tpu
 expect_error "--init unknown preset" "qwen9-tiny" "$BIN" --init qwen9-tiny --data "$DATA" "${RUN[@]}"
+expect_error "--init missing config.json" "$TMP/none.json" "$BIN" --init "$TMP/none.json" --data "$DATA" "${RUN[@]}"
 expect_error "model.bin and --init" "--init" "$BIN" "$TMP/model.bin" "${INIT[@]}" --data "$DATA" "${RUN[@]}"
 expect_error "no --data" "--data" "$BIN" "${INIT[@]}" "${RUN[@]}"
+expect_error "--grad-clip nan" "--grad-clip" "$BIN" "${INIT[@]}" --data "$DATA" "${RUN[@]}" --grad-clip nan
+expect_error "--grad-clip -1" "--grad-clip" "$BIN" "${INIT[@]}" --data "$DATA" "${RUN[@]}" --grad-clip -1
+expect_error "--beta2 1.5" "--beta2" "$BIN" "${INIT[@]}" --data "$DATA" "${RUN[@]}" --beta2 1.5
+expect_error "--lr inf" "--lr" "$BIN" "${INIT[@]}" --data "$DATA" "${RUN[@]}" --lr inf
+# A step that cannot fit in memory is refused before it starts (not killed
+# by the kernel); --out that cannot be written is refused before step 1.
+expect_error "--batch beyond memory" "--batch 100000000 --seq 16" "$BIN" "${INIT[@]}" --data "$DATA" --steps 2 --seq 16 --batch 100000000 --out "$TMP/out.bin"
+expect_error "--out in a missing directory" "$TMP/no_dir/out.bin" "$BIN" "${INIT[@]}" --data "$DATA" --steps 2 --batch 2 --seq 16 --out "$TMP/no_dir/out.bin"
+mkdir -p "$TMP/a_directory"
+expect_error "--out is a directory" "is a directory" "$BIN" "${INIT[@]}" --data "$DATA" --steps 2 --batch 2 --seq 16 --out "$TMP/a_directory"
 expect_error "--log unwritable" "$TMP/no_dir/log.jsonl" "$BIN" "${INIT[@]}" --data "$DATA" "${RUN[@]}" --log "$TMP/no_dir/log.jsonl"
 
 # Flags the chosen mode (or data source) would ignore: one flag set serves

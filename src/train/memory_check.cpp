@@ -1,0 +1,57 @@
+#include "src/train/memory_check.h"
+
+#include <unistd.h>
+
+#include <cstdlib>
+
+#include "model/params.h"
+#include "model/transformer.h"
+#include "optim/zero.h"
+#include "src/common/error.h"
+#include "src/common/metrics.h"
+
+namespace polaris {
+
+namespace {
+
+double physical_memory_bytes() {
+  const long pages = sysconf(_SC_PHYS_PAGES), page_size = sysconf(_SC_PAGESIZE);
+  return pages > 0 && page_size > 0 ? double(pages) * double(page_size) : 0;
+}
+
+// Ranks of this job on this machine (OpenMPI sets it); 1 without mpirun.
+int ranks_on_this_machine() {
+  const char* local_size = std::getenv("OMPI_COMM_WORLD_LOCAL_SIZE");
+  const int ranks = local_size ? std::atoi(local_size) : 1;
+  return ranks > 0 ? ranks : 1;
+}
+
+}  // namespace
+
+void require_step_fits_in_memory(const TrainOptions& options, const ModelConfig& config,
+                                 size_t tokens_per_pass, const std::string& flags) {
+  if (options.backend != "cpu") return;
+  const double available = physical_memory_bytes();
+  if (available <= 0) return;  // unknown: nothing to check against
+  const size_t parameters = build_param_layout(config).total;
+  const double state = double(zero_memory_per_rank(parameters, options.world_size(),
+                                                   options.trainer.zero_stage).total());
+  const double activations = double(Transformer::activation_bytes(config, tokens_per_pass));
+  const double batches = 24.0 * double(tokens_per_pass) * options.grad_accum;
+  const int ranks = ranks_on_this_machine();
+  const double needed = (state + activations + batches) * ranks;
+  require(needed <= available,
+          flags + ": a training step needs about " + format_bytes(needed) + " (activations " +
+              format_bytes(activations) + " for " + std::to_string(tokens_per_pass) +
+              " tokens per pass, weights, gradients and Adam moments " + format_bytes(state) +
+              (ranks > 1 ? ", times " + std::to_string(ranks) + " ranks on this machine" : "") +
+              "), more than this machine's " + format_bytes(available) +
+              " of memory: lower them");
+}
+
+std::string batch_flags(const TrainOptions& options) {
+  return "--batch " + std::to_string(options.batch) + " --seq " + std::to_string(options.seq) +
+         (options.grad_accum > 1 ? " --grad-accum " + std::to_string(options.grad_accum) : "");
+}
+
+}  // namespace polaris

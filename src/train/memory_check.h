@@ -1,0 +1,30 @@
+// Before a run starts: does one training step fit in this machine's memory?
+//
+// A --batch or --seq far too large would otherwise end in the kernel's
+// out-of-memory killer (exit 137, no message) minutes into a run. The step
+// needs, per rank:
+//   weights 4P + gradients 4P + Adam moments 8P (or the ZeRO shard of them)
+//   + activations for the tokens of one forward/backward pass
+//     (Transformer::activation_bytes, counted exactly as they are allocated)
+//   + the host batches of one step (grad_accum passes, ~24 bytes per token).
+// Ranks started by mpirun on the same machine share its memory.
+#pragma once
+#include <cstddef>
+#include <string>
+
+#include "model/config.h"
+#include "src/train/options.h"
+
+namespace polaris {
+
+// Throws one line naming `flags` (e.g. "--batch 64 --seq 4096") when the
+// step does not fit; the CPU backend only (the CUDA backend will check its
+// device memory).
+void require_step_fits_in_memory(const TrainOptions& options, const ModelConfig& config,
+                                 size_t tokens_per_pass, const std::string& flags);
+
+// "--batch 8 --seq 256" (and " --grad-accum K" when K > 1): the flags that set
+// pretraining's and SFT's step size.
+std::string batch_flags(const TrainOptions& options);
+
+}  // namespace polaris
