@@ -3,8 +3,6 @@
 // and each token's mask comes from the byte range it covers.
 #include "data/chat.h"
 
-#include <array>
-
 #include "src/common/error.h"
 
 namespace polaris {
@@ -102,63 +100,6 @@ std::string render_chat_text(const std::vector<ChatMessage>& messages, const Cha
 
 namespace {
 
-// A token's bytes as they appear in the encoded text: an added token is its own
-// content (matched in the text before BPE); any other token is a string in the
-// GPT-2 byte-level alphabet, mapped back one character per byte. (A vocabulary
-// string with a character outside the alphabet stands for its own UTF-8, as in
-// the tokenizer's decoder.)
-class TokenBytes {
- public:
-  explicit TokenBytes(const Tokenizer& tokenizer) : tokenizer_(tokenizer), cp_to_byte_(alphabet()) {}
-
-  std::string operator()(int32_t id) const {
-    std::string token = tokenizer_.id_to_token(id);
-    if (tokenizer_.is_added_token(id)) return token;
-    std::string out;
-    out.reserve(token.size());
-    size_t i = 0;
-    while (i < token.size()) {
-      int32_t cp = next_code_point(token, i);
-      if (cp < 0 || cp >= static_cast<int32_t>(cp_to_byte_.size()) || cp_to_byte_[cp] < 0) return token;
-      out += static_cast<char>(cp_to_byte_[cp]);
-    }
-    return out;
-  }
-
- private:
-  // Decodes the code point at s[i] and advances i; -1 for a malformed sequence.
-  static int32_t next_code_point(const std::string& s, size_t& i) {
-    unsigned char c = static_cast<unsigned char>(s[i++]);
-    int extra = c < 0x80 ? 0 : (c >> 5) == 0x6 ? 1 : (c >> 4) == 0xE ? 2 : (c >> 3) == 0x1E ? 3 : -1;
-    if (extra < 0) return -1;
-    int32_t cp = extra == 0 ? c : c & (0x3F >> extra);
-    for (int k = 0; k < extra; k++) {
-      if (i >= s.size() || (static_cast<unsigned char>(s[i]) & 0xC0) != 0x80) return -1;
-      cp = (cp << 6) | (static_cast<unsigned char>(s[i++]) & 0x3F);
-    }
-    return cp;
-  }
-
-  // Code point of the byte-level alphabet -> byte (-1 outside it); all are below 512.
-  static const std::array<int, 512>& alphabet() {
-    static const std::array<int, 512> table = [] {
-      std::array<int, 512> t;
-      t.fill(-1);
-      for (int b = 0; b < 256; b++) {
-        std::string ch = Tokenizer::bytes_to_byte_level(std::string(1, static_cast<char>(b)));
-        size_t i = 0;
-        int32_t cp = next_code_point(ch, i);
-        if (cp >= 0 && cp < static_cast<int32_t>(t.size())) t[cp] = b;
-      }
-      return t;
-    }();
-    return table;
-  }
-
-  const Tokenizer& tokenizer_;
-  const std::array<int, 512>& cp_to_byte_;
-};
-
 struct ByteSpan {
   size_t begin, end;
 };
@@ -199,12 +140,11 @@ RenderedChat render_chat(const Tokenizer& tokenizer, const std::vector<ChatMessa
   out.assistant_mask.assign(out.ids.size(), 0);
 
   // Each token's byte range in the text the tokenizer saw.
-  const TokenBytes token_bytes(tokenizer);
   std::vector<size_t> ends(out.ids.size());
   std::string seen;
   seen.reserve(text.size());
   for (size_t i = 0; i < out.ids.size(); i++) {
-    seen += token_bytes(out.ids[i]);
+    seen += tokenizer.token_bytes(out.ids[i]);
     ends[i] = seen.size();
   }
 
@@ -224,7 +164,7 @@ RenderedChat render_chat(const Tokenizer& tokenizer, const std::vector<ChatMessa
     std::string joined;
     for (const Piece& piece : pieces) {
       std::string bytes;
-      for (int32_t id : tokenizer.encode(piece.text)) bytes += token_bytes(id);
+      for (int32_t id : tokenizer.encode(piece.text)) bytes += tokenizer.token_bytes(id);
       joined += bytes;
       texts.push_back(std::move(bytes));
     }

@@ -1234,16 +1234,26 @@ std::vector<std::vector<int32_t>> Tokenizer::encode_batch(const std::vector<std:
   return results;
 }
 
+// The decoder's bytes of one id; an id outside the vocabulary is an error.
+static const std::string& decoded_bytes(const Tokenizer::State& s, int32_t id, int vocab_size) {
+  if (id < 0 || static_cast<size_t>(id) >= s.id_to_bytes.size() || !s.id_present[id])
+    throw Error("decode: token id " + std::to_string(id) + " is not in the vocabulary of " + s.path +
+                " (size " + std::to_string(vocab_size) + ")");
+  return s.id_to_bytes[id];
+}
+
 std::string Tokenizer::decode(const std::vector<int32_t>& ids) const {
-  const State& s = state();
   std::string bytes;
-  for (int32_t id : ids) {
-    if (id < 0 || static_cast<size_t>(id) >= s.id_to_bytes.size() || !s.id_present[id])
-      throw Error("decode: token id " + std::to_string(id) + " is not in the vocabulary of " + s.path +
-                  " (size " + std::to_string(vocab_size()) + ")");
-    bytes += s.id_to_bytes[id];
-  }
+  for (int32_t id : ids) bytes += decoded_bytes(state(), id, vocab_size());
   return sanitize_utf8(bytes);
+}
+
+std::string Tokenizer::token_bytes(int32_t id) const {
+  const std::string& bytes = decoded_bytes(state(), id, vocab_size());
+  // An added token was matched in the text as its content, before BPE (the
+  // decoder maps it through the byte alphabet like any token, which gives the
+  // same bytes for ordinary ASCII contents).
+  return state().id_is_added[id] ? state().id_to_token[id] : bytes;
 }
 
 int Tokenizer::vocab_size() const { return static_cast<int>(state().id_to_token.size()); }

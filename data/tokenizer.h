@@ -39,6 +39,9 @@ class Tokenizer {
                                                  int threads = 0) const;
   // Throws Error on an id outside [0, vocab_size()) or with no token.
   std::string decode(const std::vector<int32_t>& ids) const;
+  // One token's raw bytes, before decode's UTF-8 repair (a token may hold half
+  // a character); an added token's bytes are the text it matches. Same errors.
+  std::string token_bytes(int32_t id) const;
 
   int vocab_size() const;                           // largest id + 1 (incl. added tokens)
   int token_to_id(const std::string& token) const;  // -1 when absent; works for added tokens
