@@ -37,11 +37,16 @@ struct Batch {
   void validate(int vocab_size, int max_positions) const;  // throws Error
 };
 
+// The loss comes back as a sum and its weight rather than only their ratio:
+// gradient accumulation and data parallelism normalise by the weight of the
+// whole global batch, which one pass cannot know.
 struct LossOutputs {
   double loss_sum = 0;              // sum_i weight_i * -logprob_i - entropy_weight_i * H_i (unscaled)
   double weight_sum = 0;            // sum_i weight_i over rows with a target
   std::vector<float> logprobs;      // [B*T] log p(target), 0 where no target
   std::vector<float> entropies;     // [B*T] entropy of the predicted distribution
+  // The mean weighted loss of this pass (0 when nothing is weighted).
+  double mean_loss() const { return weight_sum > 0 ? loss_sum / weight_sum : 0; }
 };
 
 class Transformer {
