@@ -2,6 +2,7 @@
 #include "data/rational.h"
 
 #include <algorithm>
+#include <numeric>
 
 #include "src/common/error.h"
 
@@ -163,20 +164,56 @@ void BigInt::divmod(const BigInt& a, const BigInt& b, BigInt* quotient, BigInt* 
   BigInt divisor = b.abs();
   BigInt q, r;
   q.limbs_.assign(a.limbs_.size(), 0);
-  // Long division, one base-10^9 limb at a time, from the most significant:
-  // r = r * base + limb; the quotient limb is the largest d with divisor*d <= r,
-  // found by binary search (d < base because r < divisor * base).
-  for (size_t k = a.limbs_.size(); k-- > 0;) {
-    r.limbs_.insert(r.limbs_.begin(), a.limbs_[k]);
-    r.trim();
-    uint32_t lo = 0, hi = kBase - 1;
-    while (lo < hi) {
-      uint32_t mid = lo + (hi - lo + 1) / 2;
-      if (compare_magnitude((divisor * BigInt(mid)).limbs_, r.limbs_) <= 0) lo = mid;
-      else hi = mid - 1;
+  if (divisor.limbs_.size() == 1) {
+    // A one-limb divisor (small factors, the last steps of every gcd): short
+    // division, one machine division per limb instead of a binary search.
+    uint64_t d = divisor.limbs_[0], rest = 0;
+    for (size_t k = a.limbs_.size(); k-- > 0;) {
+      uint64_t current = rest * kBase + a.limbs_[k];
+      q.limbs_[k] = static_cast<uint32_t>(current / d);
+      rest = current % d;
     }
-    q.limbs_[k] = lo;
-    if (lo) r = r - divisor * BigInt(lo);
+    r = BigInt(static_cast<int64_t>(rest));
+  } else {
+    // Long division, one base-10^9 limb at a time, from the most significant:
+    // r = r * base + limb; the quotient limb is the largest d with divisor*d <= r
+    // (d < base because r < divisor * base). d is estimated from the leading
+    // limbs (r's top three over the divisor's top two, off by at most a couple)
+    // and then corrected, so a limb costs one multiplication, not a search:
+    // gcds of thousand-digit rationals stay in milliseconds.
+    const size_t n = divisor.limbs_.size();
+    auto leading = [](const std::vector<uint32_t>& limbs, size_t count) {
+      long double value = 0;
+      for (size_t k = 1; k <= count; k++)
+        value = value * kBase + (k <= limbs.size() ? limbs[limbs.size() - k] : 0);
+      return value;
+    };
+    const long double divisor_top = leading(divisor.limbs_, 2);
+    // The top n-1 limbs are below the divisor (quotient limbs 0): start with them
+    // at once, so a division costs O(n * (len(a) - n + 1)), linear for the
+    // similar-sized operands of every gcd step.
+    size_t head = std::min(a.limbs_.size(), n - 1);
+    r.limbs_.assign(a.limbs_.end() - head, a.limbs_.end());
+    for (size_t k = a.limbs_.size() - head; k-- > 0;) {
+      r.limbs_.insert(r.limbs_.begin(), a.limbs_[k]);
+      r.trim();
+      if (r.limbs_.size() < n) continue;  // r < divisor: the quotient limb is 0
+      // r ~ top3 * base^(len-3), divisor ~ top2 * base^(n-2), len is n or n+1.
+      long double estimate = leading(r.limbs_, 3) / divisor_top;
+      if (r.limbs_.size() == n) estimate /= kBase;
+      uint32_t digit = static_cast<uint32_t>(std::clamp<long double>(estimate, 0, kBase - 1));
+      BigInt product = divisor * BigInt(digit);
+      while (compare_magnitude(product.limbs_, r.limbs_) > 0) {
+        digit--;
+        product = product - divisor;
+      }
+      while (compare_magnitude((product + divisor).limbs_, r.limbs_) <= 0) {
+        digit++;
+        product = product + divisor;
+      }
+      q.limbs_[k] = digit;
+      r = r - product;
+    }
   }
   q.negative_ = a.negative_ != b.negative_;
   q.trim();
@@ -212,6 +249,8 @@ BigInt BigInt::gcd(BigInt a, BigInt b) {
   a = a.abs();
   b = b.abs();
   while (!b.is_zero()) {
+    int64_t x, y;
+    if (a.to_int64(&x) && b.to_int64(&y)) return BigInt(std::gcd(x, y));  // machine words from here on
     BigInt r = a % b;
     a = b;
     b = r;

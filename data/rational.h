@@ -6,8 +6,9 @@
 //
 // BigInt: sign + magnitude in base 10^9 limbs (least significant first), so
 // decimal parsing and printing are trivial. Schoolbook add/sub/mul; division is
-// long division with a binary-searched quotient limb. The numbers verifiers
-// see are at most a few hundred digits, where this is plenty fast.
+// short division by a one-limb divisor, else long division with each quotient
+// limb estimated from the leading limbs and corrected. The numbers verifiers
+// see are at most a few thousand digits, where this is plenty fast.
 //
 // Rational: num/den with den > 0 and gcd(num, den) = 1, so equality is just
 // equality of the two integers.

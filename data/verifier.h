@@ -62,10 +62,13 @@ bool extract_last_boxed(const std::string& text, std::string* content);
 // --- Math (verify_math.cpp) ---
 
 // The answer a math response gives: the last box of the answer region, else
-// the text after the last "answer is" / "Answer:" on its line. False if none.
+// what follows the last "answer is" / "Answer:" / "**Answer:**" (its first
+// $...$ in that sentence, else the sentence up to ". " or the line end). False
+// if none.
 bool extract_math_answer(const std::string& response, std::string* answer);
-// Normalises surface form: spaces, \left/\right, \dfrac, degrees, \text{} units,
-// dollar signs, percent, thousands separators, a leading "x =", ...
+// Normalises surface form: spaces, \left/\right, \dfrac, degrees, units (in
+// \text{} or a spaced unit word, never a bare letter), dollar signs, percent,
+// thousands separators ("1,000" but not "1, 100"), "x =" / "= x", ...
 std::string normalize_math_answer(const std::string& answer);
 // True when the two answers are the same value (exact rationals with surds and
 // multiples of pi; tuples/intervals elementwise) or the same normalised string.
@@ -89,7 +92,8 @@ VerifierResult verify_countdown(const std::string& response, const std::vector<i
 // --- Format (verify_format.cpp) ---
 
 // Exactly one <think>...</think> block, at the start (after optional
-// whitespace), followed by a non-blank answer.
+// whitespace), followed by a non-blank answer (Unicode spaces such as U+00A0
+// count as blank).
 bool check_format(const std::string& response);
 VerifierResult verify_format(const std::string& response);
 

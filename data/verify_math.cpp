@@ -3,29 +3,36 @@
 // Three steps.
 //
 // 1. Extract (extract_math_answer): the last \boxed{} of the answer region
-//    (see verifier.h), else the text after the last "answer is" / "Answer:".
+//    (see verifier.h), else what follows the last "answer is" / "Answer:" /
+//    "**Final Answer:**": its first $...$ if one opens in that sentence, else
+//    the sentence ("The final answer is $5$. I hope it is correct." -> "5").
 //
 // 2. Normalise (normalize_math_answer) the surface form both sides share:
 //    "$", "\left", "\right", "\dfrac" -> "\frac", "^\circ", \text{...} wrappers
-//    and trailing unit words ("cm", "dollars"), "\%", "1,000" -> "1000" (only
-//    when the whole answer is one number, so the tuple "(1,000)" survives),
-//    a leading "x =", spaces, a final ".".
+//    and trailing units ("5\text{ m}", "12 square cm", "5 dollars"; never a bare
+//    letter: "2m" is a product), "\%", "1,000" -> "1000" (only when the whole
+//    answer is one number written d,ddd, so the tuple "(1,000)" and the list
+//    "1, 100" survive), "x =" or "= x", spaces, a final ".".
 //
 // 3. Compare by value. Each side is parsed into an exact symbolic value: a sum
 //    of terms  c * sqrt(r) * pi^k  with c an exact rational, r a square-free
-//    integer and k an integer. That covers integers, decimals ("2.50" = 2.5,
+//    integer and k an integer (products of surds stay square-free through a
+//    gcd, so only the argument of a \sqrt{} is ever factorised, with a bounded
+//    number of trial divisions). That covers integers, decimals ("2.50" = 2.5,
 //    "0.1+0.2" = 0.3), a/b, \frac{a}{b}, \frac12, signs, 2\sqrt{3} = \sqrt{12},
-//    \frac{\sqrt{3}}{2}, 2\pi, \frac{\pi}{2}, powers with integer exponents.
+//    \frac{\sqrt{3}}{2}, 2\pi, \frac{\pi}{2}, powers with integer exponents
+//    ("2^10" is 2^{10}: the whole digit run, as LaTeX readers mean it).
 //    Tuples "(1, 2)" and intervals "[1, 3)" compare element by element with the
 //    same brackets; sets "\{1, 2\}" and bare lists "1, 2" ignore order.
 //    Anything the parser does not understand (variables, \infty, matrices)
 //    falls back to comparing the normalised strings.
 //
-// A mixed number "1\frac{1}{2}" (integer literal directly followed by a \frac of
-// two integer literals) means 1 + 1/2, as in school answers; any other
-// juxtaposition is multiplication ("2\frac{\pi}{3}").
+// A mixed number "1\frac{1}{2}" or "1\frac12" (integer literal directly followed
+// by a \frac of two integer literals) means 1 + 1/2, as in school answers; any
+// other juxtaposition is multiplication ("2\frac{\pi}{3}").
 #include <algorithm>
 #include <cctype>
+#include <cmath>
 #include <map>
 
 #include "data/verifier.h"
@@ -110,6 +117,8 @@ bool is_thousands_number(const std::string& text) {
 }
 
 // Unit words stripped from the end of an answer that is otherwise a number.
+// The single letters ("m", "s", "g", "h", "l") only count inside \text{}: bare,
+// "2m" and "2 m" are products.
 const char* const kUnitWords[] = {
     "cm", "mm", "km", "m", "meter", "meters", "metre", "metres", "centimeter", "centimeters",
     "kilometer", "kilometers", "in", "inch", "inches", "ft", "foot", "feet", "yd", "yard", "yards",
@@ -119,6 +128,9 @@ const char* const kUnitWords[] = {
     "dollar", "dollars", "cent", "cents", "unit", "units", "degree", "degrees", "radian",
     "radians", "percent", "mph", "l", "liter", "liters", "ml", "sq", "square", "cubic"};
 
+// The commands whose content is taken as a unit when it is made of unit words.
+const char* const kUnitWrappers[] = {"\\text", "\\textrm", "\\mbox", "\\mathrm"};
+
 bool is_unit_word(const std::string& word) {
   std::string lower = to_lower(word);
   for (const char* unit : kUnitWords)
@@ -126,35 +138,91 @@ bool is_unit_word(const std::string& word) {
   return false;
 }
 
-// "12 square cm" -> "12", "5 dollars" -> "5", "3m^2" -> "3". Only strips when
-// what remains ends like a number, so "2m" as a variable product stays if the
-// remainder would be empty or symbolic.
+// Where "text[0, end)" ends once a trailing power that belongs to a unit
+// ("cm^2", "\text{m}^{3}") is left out.
+size_t end_before_unit_power(const std::string& text, size_t end) {
+  for (const char* power : {"^{2}", "^{3}", "^2", "^3"}) {
+    size_t n = std::char_traits<char>::length(power);
+    if (end >= n && text.compare(end - n, n, power) == 0) return end - n;
+  }
+  return end;
+}
+
+// " square units", "cm^2": one or more unit words, each with an optional power.
+bool is_unit_phrase(const std::string& text) {
+  size_t words = 0, i = 0;
+  while (i < text.size()) {
+    if (std::isspace(static_cast<unsigned char>(text[i]))) {
+      i++;
+      continue;
+    }
+    size_t end = i;
+    while (end < text.size() && !std::isspace(static_cast<unsigned char>(text[end]))) end++;
+    std::string word = text.substr(i, end_before_unit_power(text, end) - i);
+    bool letters = std::all_of(word.begin(), word.end(), [](char c) { return std::isalpha(static_cast<unsigned char>(c)); });
+    if (word.empty() || !letters || !is_unit_word(word)) return false;
+    words++;
+    i = end;
+  }
+  return words > 0;
+}
+
+// Where a trailing unit of "text[0, end)" starts, or npos. A unit is either a
+// wrapper of unit words ("\text{ cm}", "\mathrm{kg}") or a unit word of two or
+// more letters after a space ("10 meters").
+size_t trailing_unit_start(const std::string& text, size_t end) {
+  bool escaped_brace = end >= 2 && text[end - 2] == '\\';
+  if (end > 0 && text[end - 1] == '}' && !escaped_brace) {
+    int depth = 0;
+    for (size_t j = end; j-- > 0;) {
+      if (j > 0 && text[j - 1] == '\\') continue;  // "\{" and "\}" are not groups
+      if (text[j] == '}') depth++;
+      if (text[j] == '{' && --depth == 0) {
+        for (const char* wrapper : kUnitWrappers) {
+          size_t n = std::char_traits<char>::length(wrapper);
+          if (j >= n && text.compare(j - n, n, wrapper) == 0 &&
+              is_unit_phrase(text.substr(j + 1, end - 1 - (j + 1))))
+            return j - n;
+        }
+        return std::string::npos;
+      }
+    }
+    return std::string::npos;
+  }
+  size_t begin = end;
+  while (begin > 0 && std::isalpha(static_cast<unsigned char>(text[begin - 1]))) begin--;
+  bool spaced = begin > 0 && std::isspace(static_cast<unsigned char>(text[begin - 1]));
+  if (end - begin >= 2 && spaced && is_unit_word(text.substr(begin, end - begin))) return begin;
+  return std::string::npos;
+}
+
+// "12 square cm" -> "12", "5\text{ dollars}" -> "5", "3\,\mathrm{m}^2" -> "3".
+// Only strips when what remains still holds a digit and ends like a number or
+// expression, so a lone "m s" or "\text{cm}" stays as written.
 std::string strip_trailing_units(std::string text) {
   while (true) {
     std::string t = trim(text);
-    // Drop a trailing ^2 / ^3 / ^{2} that belongs to a unit ("cm^2").
-    size_t end = t.size();
-    for (const char* power : {"^{2}", "^{3}", "^2", "^3"}) {
-      size_t n = std::char_traits<char>::length(power);
-      if (end >= n && t.compare(end - n, n, power) == 0) {
-        end -= n;
-        break;
-      }
-    }
-    size_t begin = end;
-    while (begin > 0 && std::isalpha(static_cast<unsigned char>(t[begin - 1]))) begin--;
-    if (begin == end || !is_unit_word(t.substr(begin, end - begin))) return t;
-    std::string rest = trim(t.substr(0, begin));
+    size_t unit = trailing_unit_start(t, end_before_unit_power(t, t.size()));
+    if (unit == std::string::npos) return t;
+    std::string rest = trim(t.substr(0, unit));
     if (rest.empty()) return t;
     char last = rest.back();
     bool numeric_end = std::isdigit(static_cast<unsigned char>(last)) || last == '}' ||
                        last == ')' || last == '.' || std::isalpha(static_cast<unsigned char>(last));
     if (!numeric_end) return t;
-    // The remainder must still contain a digit (so "m s" is not reduced to "m").
     if (std::none_of(rest.begin(), rest.end(), [](char c) { return std::isdigit(static_cast<unsigned char>(c)); }))
       return t;
     text = rest;
   }
+}
+
+// "x", "\theta", "y_1", "y_{1}": a name that "x = 5" or "5 = x" gives a value.
+bool is_variable_name(const std::string& name) {
+  if (name.empty()) return false;
+  auto is_letter = [](char c) { return std::isalpha(static_cast<unsigned char>(c)) != 0; };
+  if (name.size() == 1) return is_letter(name[0]);
+  if (name[0] == '\\') return std::all_of(name.begin() + 1, name.end(), is_letter);
+  return name.size() > 2 && is_letter(name[0]) && name[1] == '_';
 }
 
 // ---------------------------------------------------------------------------
@@ -180,6 +248,9 @@ using Value = std::map<TermKey, Rational>;
 
 constexpr size_t kMaxTerms = 32;
 constexpr size_t kMaxDigits = 4000;  // guard against "9^{9^{9}}"-style blow-ups
+// Longest integer literal read exactly; longer ones are no value (parsing and
+// reducing thousands of digits costs far more than any real answer needs).
+constexpr size_t kMaxLiteralDigits = 400;
 
 Value make_value(const Term& term) {
   Value v;
@@ -193,35 +264,106 @@ void add_term(Value* v, const TermKey& key, const Rational& coefficient) {
   else (*v)[key] = sum;
 }
 
-// sqrt(n) = outside * sqrt(inside) with inside square-free (exactly for n up
-// to 10^12; above that only square factors up to 200^2 are pulled out).
-void split_square_factors(const BigInt& n, BigInt* outside, BigInt* inside) {
-  *outside = BigInt(1);
-  int64_t small;
-  if (n.to_int64(&small) && small <= 1000000000000LL) {
-    int64_t out = 1;
-    for (int64_t i = 2; i * i <= small; i++)
-      while (small % (i * i) == 0) {
-        small /= i * i;
-        out *= i;
-      }
-    *outside = BigInt(out);
-    *inside = BigInt(small);
+// Factorising is only for the radicand of a \sqrt{}: products of surds never
+// factorise (multiply_radicands), so a long answer costs at most this many trial
+// divisions per \sqrt{}.
+constexpr int64_t kTrialDivisionLimit = 10000;
+constexpr size_t kMaxRadicandDigits = 60;  // longer radicands stay as written
+constexpr int64_t kBigTrialDivisionLimit = 1000;
+
+int64_t integer_sqrt(int64_t n) {
+  int64_t root = static_cast<int64_t>(std::sqrt(static_cast<double>(n)));
+  while (root > 0 && root > n / root) root--;
+  while (root + 1 <= n / (root + 1)) root++;
+  return root;
+}
+
+// n = outside^2 * inside for 0 <= n < 2^63. After trial division by every p with
+// p^3 <= rest, what is left has at most two prime factors (1, p, pq or p^2), so
+// one square test finishes the job: exact whenever the trial divisions reach
+// the cube root, which is always so for n up to 10^12.
+void split_square_factors_small(int64_t n, int64_t* outside, int64_t* inside) {
+  *outside = 1;
+  *inside = 1;
+  int64_t rest = n;
+  if (rest <= 1) {
+    *inside = rest;
     return;
   }
-  BigInt rest = n;
-  if (n.num_digits() > 60) {  // not worth the time; such radicands stay as written
+  for (int64_t p = 2; p <= kTrialDivisionLimit && p * p * p <= rest; p += p == 2 ? 1 : 2) {
+    bool odd_power = false;
+    while (rest % p == 0) {
+      rest /= p;
+      if (odd_power) *outside *= p;
+      odd_power = !odd_power;
+    }
+    if (odd_power) *inside *= p;
+  }
+  int64_t root = integer_sqrt(rest);
+  if (root * root == rest) *outside *= root;
+  else *inside *= rest;
+}
+
+// n mod m from n's decimal digits: BigInt's division is general and slow, and
+// trial division asks this a thousand times per radicand.
+int64_t decimal_remainder(const std::string& digits, int64_t m) {
+  int64_t r = 0;
+  for (char c : digits) r = (r * 10 + (c - '0')) % m;
+  return r;
+}
+
+// sqrt(n) = outside * sqrt(inside), n >= 0. inside is square-free when n fits
+// in int64 and its cube root is reached (see above), or when n is larger and
+// what is left after the primes up to 1000 fits in int64 and is split exactly;
+// otherwise some square factor stays inside, which can only make equal values
+// compare unequal, never the reverse. Radicands over 60 digits stay as written.
+void split_square_factors(const BigInt& n, BigInt* outside, BigInt* inside) {
+  int64_t small, out, in;
+  if (n.to_int64(&small)) {
+    split_square_factors_small(small, &out, &in);
+    *outside = BigInt(out);
+    *inside = BigInt(in);
+    return;
+  }
+  *outside = BigInt(1);
+  if (n.num_digits() > kMaxRadicandDigits) {
     *inside = n;
     return;
   }
-  for (int64_t i = 2; i <= 200; i++) {
-    BigInt square(i * i);
-    while ((rest % square).is_zero()) {
-      rest = rest / square;
-      *outside = *outside * BigInt(i);
+  BigInt rest = n, square_free_part(1);
+  std::string digits = rest.to_string();
+  for (int64_t p = 2; p <= kBigTrialDivisionLimit; p++) {
+    bool odd_power = false;
+    while (decimal_remainder(digits, p) == 0) {
+      rest = rest / BigInt(p);
+      digits = rest.to_string();
+      if (odd_power) *outside = *outside * BigInt(p);
+      odd_power = !odd_power;
+    }
+    if (odd_power) square_free_part = square_free_part * BigInt(p);
+    if (rest.to_int64(&small)) {  // the rest has no factor up to p: finish in int64
+      split_square_factors_small(small, &out, &in);
+      *outside = *outside * BigInt(out);
+      *inside = square_free_part * BigInt(in);
+      return;
     }
   }
-  *inside = rest;
+  *inside = square_free_part * rest;
+}
+
+// sqrt(a) * sqrt(b) = g * sqrt((a/g) * (b/g)) with g = gcd(a, b). For square-free
+// a and b, a/g and b/g are coprime and square-free, so the product is too:
+// exact at any size, and no factorising (which made a 4k-character sum of surds
+// take seconds).
+void multiply_radicands(const BigInt& a, const BigInt& b, BigInt* outside, BigInt* inside) {
+  if (a == BigInt(1) || b == BigInt(1)) {  // a rational factor: most products
+    *outside = BigInt(1);
+    *inside = a * b;
+    return;
+  }
+  BigInt g = BigInt::gcd(a, b);
+  *outside = g;
+  *inside = (a / g) * (b / g);
 }
 
 bool multiply(const Value& a, const Value& b, Value* out) {
@@ -229,7 +371,7 @@ bool multiply(const Value& a, const Value& b, Value* out) {
   for (const auto& [ka, ca] : a)
     for (const auto& [kb, cb] : b) {
       BigInt outside, inside;
-      split_square_factors(ka.radicand * kb.radicand, &outside, &inside);
+      multiply_radicands(ka.radicand, kb.radicand, &outside, &inside);
       Rational c = ca * cb * Rational(outside);
       if (c.num().num_digits() + c.den().num_digits() > kMaxDigits) return false;
       add_term(&product, {inside, ka.pi_power + kb.pi_power}, c);
@@ -264,11 +406,18 @@ bool is_plain_rational(const Value& v, Rational* out) {
 bool square_root(const Value& v, Value* out) {
   Rational q;
   if (!is_plain_rational(v, &q) || q.sign() < 0) return false;
-  // sqrt(p/q) = sqrt(p*q) / q
-  BigInt outside, inside;
-  split_square_factors(q.num() * q.den(), &outside, &inside);
+  if (q.is_zero()) {  // radicand 0 would be a nonzero-looking term
+    *out = Value();
+    return true;
+  }
+  // sqrt(p/q) = sqrt(p*q) / q; p and q split apart (smaller numbers factorise
+  // better), and being coprime their square-free parts multiply square-free.
+  BigInt num_outside, num_inside, den_outside, den_inside, outside, inside;
+  split_square_factors(q.num(), &num_outside, &num_inside);
+  split_square_factors(q.den(), &den_outside, &den_inside);
+  multiply_radicands(num_inside, den_inside, &outside, &inside);
   Term t;
-  t.coefficient = Rational(outside, q.den());
+  t.coefficient = Rational(num_outside * den_outside * outside, q.den());
   t.radicand = inside;
   *out = make_value(t);
   return true;
@@ -284,9 +433,13 @@ bool power(const Value& base, const Value& exponent, Value* out) {
     if (!reciprocal(base, &b)) return false;
     n = -n;
   }
+  // Square and multiply: log2(n) products, not n (each one reduces big rationals).
   Value result = make_value(Term{Rational(1), BigInt(1), 0});
-  for (int64_t k = 0; k < n; k++)
-    if (!multiply(result, b, &result)) return false;
+  while (n > 0) {
+    if ((n & 1) && !multiply(result, b, &result)) return false;
+    n >>= 1;
+    if (n > 0 && !multiply(b, b, &b)) return false;
+  }
   *out = result;
   return true;
 }
@@ -295,7 +448,7 @@ bool power(const Value& base, const Value& exponent, Value* out) {
 //   sum     := ['+'|'-'] product (('+'|'-') product)*
 //   product := unary (('*' | '/' | juxtaposition) unary)*
 //   unary   := ('+'|'-') unary | power
-//   power   := primary ('^' (group | digit))?
+//   power   := primary ('^' (group | ['-'] digits))?
 //   primary := number | '(' sum ')' | '{' sum '}' | \frac A B | \sqrt A | \pi
 // A and B are a {group} or a single digit/\pi (for "\frac12", "\frac\pi2").
 struct MathParser {
@@ -379,7 +532,7 @@ struct MathParser {
     size_t start = pos;
     Value base = primary();
     if (failed) return base;
-    // Mixed number: an integer literal followed directly by \frac{int}{int}.
+    // Mixed number: an integer literal followed directly by \frac{int}{int} or \frac12.
     if (at("\\frac") && std::isdigit(static_cast<unsigned char>(s[start]))) {
       size_t literal_end = start;
       while (literal_end < s.size() && std::isdigit(static_cast<unsigned char>(s[literal_end]))) literal_end++;
@@ -387,7 +540,7 @@ struct MathParser {
         size_t save = pos;
         pos += 5;
         std::string numerator, denominator;
-        if (integer_group(&numerator) && integer_group(&denominator) && peek() != '^') {
+        if (integer_argument(&numerator) && integer_argument(&denominator) && peek() != '^') {
           Rational whole;
           Rational::parse(s.substr(start, literal_end - start), &whole);
           BigInt den = BigInt::from_string(denominator);
@@ -402,10 +555,10 @@ struct MathParser {
       pos++;
       Value exponent;
       if (peek() == '{') exponent = primary();
-      else if (std::isdigit(static_cast<unsigned char>(peek()))) exponent = digit();
+      else if (std::isdigit(static_cast<unsigned char>(peek()))) exponent = digits();
       else if (peek() == '-' && pos + 1 < s.size() && std::isdigit(static_cast<unsigned char>(s[pos + 1]))) {
         pos++;
-        exponent = digit();
+        exponent = digits();
         for (auto& [key, c] : exponent) c = -c;
       } else return fail();
       if (failed || !power(base, exponent, &base)) return fail();
@@ -413,12 +566,17 @@ struct MathParser {
     return base;
   }
 
-  // "{123}" -> "123"; advances only on success.
-  bool integer_group(std::string* digits) {
+  // A \frac argument that is an integer literal: "{123}" -> "123", or one bare
+  // digit as in "\frac12". Advances only on success.
+  bool integer_argument(std::string* digits) {
+    if (std::isdigit(static_cast<unsigned char>(peek()))) {
+      *digits = std::string(1, s[pos++]);
+      return true;
+    }
     if (peek() != '{') return false;
     size_t end = pos + 1;
     while (end < s.size() && std::isdigit(static_cast<unsigned char>(s[end]))) end++;
-    if (end == pos + 1 || end >= s.size() || s[end] != '}') return false;
+    if (end == pos + 1 || end >= s.size() || s[end] != '}' || end - pos - 1 > kMaxLiteralDigits) return false;
     *digits = s.substr(pos + 1, end - pos - 1);
     pos = end + 1;
     return true;
@@ -428,6 +586,14 @@ struct MathParser {
     Term t;
     t.coefficient = Rational(s[pos++] - '0');
     return make_value(t);
+  }
+
+  // The digit run of an unbraced exponent: "2^10" is 2^{10}.
+  Value digits() {
+    size_t start = pos;
+    while (std::isdigit(static_cast<unsigned char>(peek()))) pos++;
+    if (pos - start > kMaxLiteralDigits) return fail();
+    return make_value(Term{Rational(BigInt::from_string(s.substr(start, pos - start))), BigInt(1), 0});
   }
 
   // The argument of \frac or \sqrt: {sum}, one digit, or \pi.
@@ -471,8 +637,8 @@ struct MathParser {
     size_t start = pos;
     while (std::isdigit(static_cast<unsigned char>(peek())) || peek() == '.') pos++;
     Rational number;
-    if (pos == start || pos - start > 400 || !Rational::parse(s.substr(start, pos - start), &number))
-      return fail();
+    if (pos == start || pos - start > kMaxLiteralDigits) return fail();
+    if (!Rational::parse(s.substr(start, pos - start), &number)) return fail();
     return make_value(Term{number, BigInt(1), 0});
   }
 };
@@ -571,9 +737,6 @@ std::string normalize_math_answer(const std::string& answer) {
   }
   replace_all(&s, "\\$", "");
   s.erase(std::remove(s.begin(), s.end(), '$'), s.end());
-  for (const char* wrapper : {"\\text", "\\textbf", "\\textit", "\\textrm", "\\mathrm", "\\mathbf",
-                              "\\mbox", "\\operatorname", "\\boxed"})
-    unwrap_command(&s, wrapper);
   replace_all(&s, "\\dfrac", "\\frac");
   replace_all(&s, "\\tfrac", "\\frac");
   replace_all(&s, "^{\\circ}", "");
@@ -591,21 +754,25 @@ std::string normalize_math_answer(const std::string& answer) {
   replace_all(&s, "\\times", "*");
   replace_all(&s, "\\cdot", "*");
   replace_all(&s, "\\div", "/");
+  // Units first, while \text{} still marks them and spaces still part words.
   s = strip_trailing_units(s);
+  for (const char* wrapper : {"\\text", "\\textbf", "\\textit", "\\textrm", "\\mathrm", "\\mathbf",
+                              "\\mbox", "\\operatorname", "\\boxed"})
+    unwrap_command(&s, wrapper);
+  s = trim(s);
+  while (!s.empty() && s.back() == '.') s = trim(s.substr(0, s.size() - 1));
+  // "x = 5", "y_1 = 5", "\theta = 5" or "5 = x" when the answer is a single equation.
+  size_t equals = s.find('=');
+  if (equals != std::string::npos && s.find('=', equals + 1) == std::string::npos) {
+    std::string lhs = trim(s.substr(0, equals)), rhs = trim(s.substr(equals + 1));
+    if (is_variable_name(lhs) && !rhs.empty()) s = rhs;
+    else if (is_variable_name(rhs) && !lhs.empty()) s = lhs;
+  }
+  // Thousands separators before the spaces go: "1,000" is one number but
+  // "1, 100" is two (a space after the comma makes it a list).
+  if (is_thousands_number(s)) s.erase(std::remove(s.begin(), s.end(), ','), s.end());
   s.erase(std::remove_if(s.begin(), s.end(), [](char c) { return std::isspace(static_cast<unsigned char>(c)); }),
           s.end());
-  while (!s.empty() && s.back() == '.') s.pop_back();
-  // A leading "x=" / "y_1=" / "\theta=" when the answer is a single equation.
-  size_t equals = s.find('=');
-  if (equals != std::string::npos && s.find('=', equals + 1) == std::string::npos && equals > 0) {
-    std::string lhs = s.substr(0, equals);
-    bool variable = (lhs.size() == 1 && std::isalpha(static_cast<unsigned char>(lhs[0]))) ||
-                    (lhs[0] == '\\' && lhs.size() > 1 &&
-                     std::all_of(lhs.begin() + 1, lhs.end(), [](char c) { return std::isalpha(static_cast<unsigned char>(c)); })) ||
-                    (lhs.size() > 2 && std::isalpha(static_cast<unsigned char>(lhs[0])) && lhs[1] == '_');
-    if (variable) s = s.substr(equals + 1);
-  }
-  if (is_thousands_number(s)) s.erase(std::remove(s.begin(), s.end(), ','), s.end());
   // A multiple-choice letter in parentheses: "(B)" -> "B".
   if (s.size() == 3 && s[0] == '(' && s[2] == ')' && std::isupper(static_cast<unsigned char>(s[1])))
     s = s.substr(1, 1);
@@ -635,6 +802,62 @@ bool math_answers_equal(const std::string& given, const std::string& reference) 
   return scalars_equal(a, b);
 }
 
+namespace {
+
+// Where the answer begins after the last "answer is", "answer:" or "answer**:"
+// ("**Final Answer:** 5", "**Answer**: 5") in the lowercased text.
+bool find_answer_phrase(const std::string& lower, size_t* start) {
+  bool found = false;
+  for (size_t at = lower.find("answer"); at != std::string::npos; at = lower.find("answer", at + 1)) {
+    size_t j = at + 6;
+    while (j < lower.size() && lower[j] == '*') j++;
+    if (j < lower.size() && lower[j] == ':') {
+      *start = j + 1;
+      found = true;
+    } else if (lower.compare(j, 3, " is") == 0 &&
+               (j + 3 == lower.size() || !std::isalpha(static_cast<unsigned char>(lower[j + 3])))) {
+      *start = j + 3;
+      found = true;
+    }
+  }
+  return found;
+}
+
+// Where the sentence that goes on at `from` ends: ". " or a line break.
+size_t sentence_end(const std::string& text, size_t from) {
+  return std::min(text.find(". ", from), text.find('\n', from));
+}
+
+// The answer stated from `start` on: the first "$...$" / "$$...$$" span if one
+// opens before the sentence ends ("is $5$. I hope it is correct." -> "5"),
+// else the text up to the end of the sentence, without the Markdown bold,
+// colons, "$" and final "." around it. An inline "$...$" must close within its
+// sentence, so a dollar sign ("is $5. Then $x$ ...") does not swallow the next one.
+std::string answer_after_phrase(const std::string& text, size_t start) {
+  auto is_decoration = [](char c) {
+    return std::isspace(static_cast<unsigned char>(c)) || c == '*' || c == ':' || c == '$';
+  };
+  size_t i = start;
+  while (i < text.size() && is_decoration(text[i]) && text[i] != '$') i++;
+  size_t stop = sentence_end(text, i);
+  size_t dollar = text.find('$', i);
+  std::string found;
+  if (dollar < stop) {
+    bool display = text.compare(dollar, 2, "$$") == 0;
+    size_t open = dollar + (display ? 2 : 1);
+    size_t close = text.find(display ? "$$" : "$", open);
+    if (close != std::string::npos && (display || close < sentence_end(text, open)))
+      found = text.substr(open, close - open);
+  }
+  if (trim(found).empty()) found = text.substr(i, stop == std::string::npos ? std::string::npos : stop - i);
+  size_t begin = 0, end = found.size();
+  while (begin < end && is_decoration(found[begin])) begin++;
+  while (end > begin && (is_decoration(found[end - 1]) || found[end - 1] == '.')) end--;
+  return found.substr(begin, end - begin);
+}
+
+}  // namespace
+
 bool extract_math_answer(const std::string& response, std::string* answer) {
   std::string region = answer_region(response);
   std::string boxed;
@@ -642,24 +865,9 @@ bool extract_math_answer(const std::string& response, std::string* answer) {
     *answer = boxed;
     return !trim(boxed).empty();
   }
-  // "The answer is X." / "Answer: X" -- the last such phrase, to the end of its line.
-  std::string lower = to_lower(region);
-  size_t best = std::string::npos;
-  size_t start = 0;
-  for (const char* phrase : {"answer is", "answer:"}) {
-    size_t at = lower.rfind(phrase);
-    if (at != std::string::npos && (best == std::string::npos || at > best)) {
-      best = at;
-      start = at + std::char_traits<char>::length(phrase);
-    }
-  }
-  if (best == std::string::npos) return false;
-  size_t end = region.find('\n', start);
-  std::string found = trim(region.substr(start, end == std::string::npos ? std::string::npos : end - start));
-  if (!found.empty() && found[0] == ':') found = trim(found.substr(1));
-  while (!found.empty() && (found.back() == '.' || found.back() == '$')) found.pop_back();
-  while (!found.empty() && found.front() == '$') found.erase(0, 1);
-  found = trim(found);
+  size_t start;
+  if (!find_answer_phrase(to_lower(region), &start)) return false;
+  std::string found = answer_after_phrase(region, start);
   if (found.empty()) return false;
   *answer = found;
   return true;

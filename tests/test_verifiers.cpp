@@ -6,7 +6,9 @@
 // so a failure prints the row.
 #include <gtest/gtest.h>
 
+#include <chrono>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "data/rational.h"
@@ -190,6 +192,66 @@ const std::vector<Row> kRows = {
     {"math", "\\boxed{" + std::string(50, '(') + "1" + std::string(50, ')') + "}", "1", 1},
     {"math", "\\boxed{\\sqrt{" + kBig60 + kBig60 + "}}", "1", 0},
 
+    // ---- math: review findings (each row failed before its fix) ----
+    // a comma followed by a space separates items; only "d,ddd" groups are thousands
+    {"math", "\\boxed{0, 100}", "100", 0},
+    {"math", "\\boxed{1, 100}", "1100", 0},
+    {"math", "\\boxed{3, 500}", "3500", 0},
+    {"math", "\\boxed{12,345,678}", "12345678", 1},
+    {"math", "\\boxed{(1, 100)}", "(1,100)", 1},
+    {"math", "\\boxed{1,100}", "1, 100", 0},
+    // a bare letter after a number is a factor, not a unit
+    {"math", "\\boxed{2m}", "2", 0},
+    {"math", "\\boxed{4h}", "4", 0},
+    {"math", "\\boxed{3s}", "3", 0},
+    {"math", "\\boxed{5g}", "5", 0},
+    {"math", "\\boxed{7l}", "7", 0},
+    {"math", "\\boxed{\\frac{1}{2}h}", "\\frac{1}{2}", 0},
+    {"math", "\\boxed{2\\pi s}", "2\\pi", 0},
+    {"math", "\\boxed{2x m}", "2x", 0},
+    {"math", "\\boxed{2 m}", "2", 0},
+    {"math", "\\boxed{5cm}", "5", 0},
+    // units that are written as units still go
+    {"math", "\\boxed{5\\text{ m}}", "5", 1},
+    {"math", "\\boxed{5\\,\\mathrm{kg}}", "5", 1},
+    {"math", "\\boxed{10 meters}", "10", 1},
+    {"math", "\\boxed{12 \\text{cm}^2}", "12", 1},
+    {"math", "\\boxed{12 square cm}", "12", 1},
+    {"math", "\\boxed{9\\mbox{ hours}}", "9", 1},
+    // an unbraced exponent is the whole digit run
+    {"math", "\\boxed{2^10}", "0", 0},
+    {"math", "\\boxed{2^10}", "1024", 1},
+    {"math", "\\boxed{10^12}", "1000000000000", 1},
+    {"math", "\\boxed{2^-10}", "\\frac{1}{1024}", 1},
+    // mixed numbers with an unbraced \frac
+    {"math", "\\boxed{1\\frac12}", "1/2", 0},
+    {"math", "\\boxed{1\\frac12}", "3/2", 1},
+    {"math", "\\boxed{2\\frac3{4}}", "11/4", 1},
+    // surds: exact whatever the size of the radicand
+    {"math", "\\boxed{\\sqrt{999999999989}^2}", "999999999989", 1},
+    {"math", "\\boxed{\\sqrt{999999999989}^2}", "999999999988", 0},
+    {"math", "\\boxed{\\sqrt{999983}\\sqrt{999979}}", "\\sqrt{999962000357}", 1},
+    {"math", "\\boxed{\\sqrt{4000000000004}}", "2\\sqrt{1000000000001}", 1},
+    {"math", "\\boxed{\\sqrt{99999999999999999999}^2}", "99999999999999999999", 1},
+    {"math", "\\boxed{(\\sqrt{2}+\\sqrt{3})^2}", "5+2\\sqrt{6}", 1},
+    {"math", "\\boxed{\\sqrt{6}\\sqrt{10}}", "2\\sqrt{15}", 1},
+    // common ways to state a final answer without a box
+    {"math", "The final answer is $5$. I hope it is correct.", "5", 1},
+    {"math", "The final answer is $6$. I hope it is correct.", "5", 0},
+    {"math", "**Answer:** 5", "5", 1},
+    {"math", "**Final Answer:** 5", "5", 1},
+    {"math", "**Final Answer**: $\\frac{1}{2}$", "0.5", 1},
+    {"math", "The answer is 3.5. That is all.", "3.5", 1},
+    {"math", "Final answer:\n$$\n7\n$$", "7", 1},
+    {"math", "The answer is therefore $x = 8$. Done.", "8", 1},
+    {"math", "The answer is $5. Then $x$ is 3.", "5", 1},  // a dollar sign, not math
+    {"math", "\\boxed{5=x}", "5", 1},
+    {"math", "\\boxed{5=x}", "6", 0},
+    // the square root of zero is zero, and dividing by it is no value (it used to throw)
+    {"math", "\\boxed{\\sqrt{0}}", "0", 1},
+    {"math", "\\boxed{\\frac{1}{\\sqrt{0}}}", "1", 0},
+    {"math", "\\boxed{(1+\\sqrt{2})^{10}}", "3363+2378\\sqrt{2}", 1},
+
     // ---- countdown ----
     {"countdown", "<answer>(25 - 5) * 2</answer>", countdown({25, 5, 2, 7}, 40), 1},
     {"countdown", "<answer>25 + 15</answer>", countdown({25, 15}, 40), 1},
@@ -245,6 +307,69 @@ INSTANTIATE_TEST_SUITE_P(Rows, VerifierTable, ::testing::Range<size_t>(0, kRows.
 
 TEST(VerifierTable, HasEnoughRows) { EXPECT_GE(kRows.size(), 120u); }
 
+// ---- cost: GRPO verifies every sampled answer, so none may take seconds ----
+
+// The n largest primes below `below`.
+std::vector<int64_t> largest_primes_below(int64_t below, size_t n) {
+  std::vector<int64_t> primes;
+  for (int64_t candidate = below - 1; primes.size() < n; candidate--) {
+    bool prime = true;
+    for (int64_t d = 2; d * d <= candidate && prime; d++) prime = candidate % d != 0;
+    if (prime) primes.push_back(candidate);
+  }
+  return primes;
+}
+
+// `piece` joined with "+" as often as fits in about 4000 characters; *count gets how often.
+std::string repeated_sum(const std::string& piece, int* count) {
+  std::string sum = piece;
+  for (*count = 1; sum.size() + 1 + piece.size() <= 4000; ++*count) sum += "+" + piece;
+  return sum;
+}
+
+TEST(MathCost, PathologicalAnswersStayFast) {
+  // k copies of (sqrt p1 + ... + sqrt p8)^2 = k * sum(p) + 2k * sum_{i<j} sqrt(p_i p_j). Each
+  // product of two radicands near 10^6 used to be factorised by trial division (8.8 s).
+  std::vector<int64_t> primes = largest_primes_below(1000000, 32);
+  std::string block = "(";
+  for (size_t i = 0; i < 8; i++) block += (i ? "+\\sqrt{" : "\\sqrt{") + std::to_string(primes[i]) + "}";
+  block += ")^2";
+  int copies;
+  std::string surd_squares = repeated_sum(block, &copies);
+  int64_t prime_sum = 0;
+  for (size_t i = 0; i < 8; i++) prime_sum += primes[i];
+  std::string expanded = std::to_string(copies * prime_sum);
+  for (size_t i = 0; i < 8; i++)
+    for (size_t j = i + 1; j < 8; j++)
+      expanded += "+" + std::to_string(2 * copies) + "\\sqrt{" + std::to_string(primes[i] * primes[j]) + "}";
+  // (32 surds)^2 has 528 terms, over the limit, but only after 1024 products (4.2 s before).
+  std::string wide = "(";
+  for (size_t i = 0; i < 32; i++) wide += (i ? "+\\sqrt{" : "\\sqrt{") + std::to_string(primes[i]) + "}";
+  wide += ")^2";
+  int surd_copies, power_copies;
+  std::string large_surds = repeated_sum("\\sqrt{999999999989}", &surd_copies);
+  std::string powers = repeated_sum("2^1000", &power_copies);
+
+  const std::vector<std::tuple<std::string, std::string, double>> cases = {
+      {surd_squares, expanded, 1},
+      {surd_squares, expanded + "+1", 0},
+      {wide, "0", 0},
+      {"1\\frac{" + std::string(4000, '9') + "}{" + std::string(4000, '7') + "}", "0", 0},
+      {large_surds, std::to_string(surd_copies) + "\\sqrt{999999999989}", 1},
+      {powers, std::to_string(power_copies) + "*2^{1000}", 1},
+      {"(1+\\sqrt{2})^{1024}", "0", 0},
+      {"(\\frac{1}{3}+\\sqrt{2})^{1024}", "0", 0},  // thousand-digit rationals to reduce
+  };
+  for (const auto& [answer, reference, expected] : cases) {
+    auto start = std::chrono::steady_clock::now();
+    double reward = polaris::verify("math", "\\boxed{" + answer + "}", reference).reward;
+    double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    EXPECT_EQ(reward, expected) << answer.substr(0, 100);
+    // Measured at a few ms to 40 ms; the bound only has to catch whole seconds.
+    EXPECT_LT(seconds, 0.5) << answer.substr(0, 100);
+  }
+}
+
 // ---- format ----
 
 struct FormatRow {
@@ -267,6 +392,11 @@ TEST(Format, Table) {
       {"plain answer", false},
       {"", false},
       {"<think>\xff</think>\xfe", true},  // bytes are bytes
+      {"<think>a</think>\xC2\xA0", false},                        // U+00A0 no-break space
+      {"<think>a</think>\xE3\x80\x80\xEF\xBB\xBF\xE2\x80\x89\n", false},  // U+3000, U+FEFF, U+2009
+      {"<think>a</think>\xE2\x80\xAF\xE2\x81\x9F\xE2\x80\x8A", false},  // U+202F, U+205F, U+200A
+      {"<think>a</think>\xC2\xA0x\xC2\xA0", true},
+      {"<think>a</think>\xC2", true},  // a cut-off sequence is a byte, not a space
   };
   for (const auto& row : rows) {
     EXPECT_EQ(polaris::check_format(row.response), row.ok) << row.response;
@@ -352,6 +482,32 @@ TEST(Rational, BigIntArithmetic) {
   EXPECT_FALSE((BigInt(INT64_MAX) + BigInt(1)).to_int64(&small));
   EXPECT_LT(BigInt(-5), BigInt(3));
   EXPECT_LT(a, b);
+}
+
+TEST(Rational, LongDivisionMatchesMultiplication) {
+  // Divisors of one to many limbs, with small and large leading limbs, where a
+  // quotient-limb estimate is most likely to be off.
+  const std::vector<std::string> divisors = {
+      "7", "999999999", "1000000000", "1000000001", "999999999999999999",
+      "100000000000000000000000000000001", kBig50, kBig60, "5" + std::string(40, '0') + "3"};
+  const std::vector<std::string> quotients = {"0", "1", "999999999", "123456789123456789", kBig60 + kBig50};
+  for (const auto& d : divisors)
+    for (const auto& q : quotients)
+      for (const std::string& r : {std::string("0"), std::string("1"), d}) {
+        BigInt divisor = BigInt::from_string(d), quotient = BigInt::from_string(q);
+        BigInt remainder = BigInt::from_string(r) - (r == d ? BigInt(1) : BigInt(0));  // < divisor
+        BigInt dividend = divisor * quotient + remainder;
+        BigInt got_quotient, got_remainder;
+        BigInt::divmod(dividend, divisor, &got_quotient, &got_remainder);
+        EXPECT_EQ(got_quotient, quotient) << dividend.to_string() << " / " << d;
+        EXPECT_EQ(got_remainder, remainder) << dividend.to_string() << " % " << d;
+        BigInt::divmod(-dividend, divisor, &got_quotient, &got_remainder);
+        EXPECT_EQ(got_quotient, -quotient);
+        EXPECT_EQ(got_remainder, -remainder);
+      }
+  BigInt big = BigInt::from_string(kBig60);
+  EXPECT_EQ(BigInt::gcd(big * BigInt(6), big * BigInt(4)), big * BigInt(2));
+  EXPECT_EQ(BigInt::gcd(big + BigInt(1), big), BigInt(1));
 }
 
 TEST(Rational, ParseAndCompare) {
