@@ -3,6 +3,7 @@
 #include "data/token_shards.h"
 
 #include <glob.h>
+#include <sys/stat.h>
 
 #include <algorithm>
 #include <cerrno>
@@ -66,6 +67,9 @@ void write_token_shard(const std::string& path, const std::vector<uint32_t>& tok
 }
 
 std::vector<uint32_t> read_token_shard(const std::string& path) {
+  struct stat info;
+  require(!(::stat(path.c_str(), &info) == 0 && S_ISDIR(info.st_mode)),
+          path + ": is a directory, not a token shard (give a file or a pattern like DIR/*.bin)");
   FileCloser in{std::fopen(path.c_str(), "rb")};
   require(in.file != nullptr, path + ": cannot open token shard: " + std::strerror(errno));
   int32_t header[kTokenShardHeaderInts];

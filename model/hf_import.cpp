@@ -88,6 +88,17 @@ HfTensors HfTensors::from_dir(const std::string& dir) {
     }
     t.where_[it.key()] = f->second;
   }
+  // Every tensor of every shard must be where the index places it: a tensor
+  // the index does not list, or one stored twice, means shards and index
+  // disagree, and either copy could be the intended one.
+  for (size_t i = 0; i < t.files_.size(); ++i)
+    for (const std::string& name : t.files_[i].names()) {
+      auto listed = t.where_.find(name);
+      require(listed != t.where_.end(), t.files_[i].path() + ": holds tensor " + name +
+                                            ", which is not in the weight_map of " + index);
+      require(listed->second == i, t.files_[i].path() + ": holds tensor " + name + ", which " +
+                                       index + " places in " + t.files_[listed->second].path());
+    }
   return t;
 }
 
@@ -519,6 +530,7 @@ LoadedModel read_hf_dir(const std::string& dir) {
   LoadedModel m;
   m.config = read_hf_config(join(dir, "config.json"));
   m.params = hf_named_tensors_to_flat(m.config, HfTensors::from_dir(dir));
+  require_finite_params(build_param_layout(m.config), m.params, dir);
   return m;
 }
 
@@ -530,6 +542,11 @@ void write_hf_dir(const std::string& dir, const ModelConfig& config,
   std::error_code ec;
   std::filesystem::create_directories(dir, ec);
   require(!ec && is_dir(dir), dir + ": cannot create directory: " + ec.message());
+  // A sharded checkpoint already there would sit beside the new single file
+  // and a loader might read either: refuse rather than leave two models.
+  require(!is_file(join(dir, "model.safetensors.index.json")),
+          dir + ": holds a sharded checkpoint (model.safetensors.index.json); export into an "
+                "empty directory");
   std::vector<HfTensor> tensors = flat_to_hf_named_tensors(config, params);
   std::vector<SafetensorsTensor> st;
   for (const HfTensor& t : tensors) st.push_back({t.name, t.shape, t.data(), dtype});

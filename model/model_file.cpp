@@ -147,6 +147,7 @@ LoadedModel read_model_bin(const std::string& path) {
       done += n;
     }
   }
+  require_finite_params(build_param_layout(m.config), m.params, path);
   return m;
 }
 

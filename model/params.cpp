@@ -3,6 +3,8 @@
 #include <cmath>
 #include <random>
 
+#include "src/common/error.h"
+
 namespace polaris {
 
 namespace {
@@ -88,6 +90,15 @@ void init_params(const ModelConfig& config, const ParamLayout& layout, uint64_t 
       else p[i] = normal(rng) * (is_output_projection ? residual_scale : 1.f);
     }
   }
+}
+
+void require_finite_params(const ParamLayout& layout, const std::vector<float>& params,
+                           const std::string& source) {
+  for (const TensorInfo& t : layout.tensors)
+    for (size_t i = t.offset; i < t.offset + t.numel && i < params.size(); ++i)
+      require(std::isfinite(params[i]), source + ": tensor " + t.name + " holds " +
+                                            (std::isnan(params[i]) ? "NaN" : "an infinity") +
+                                            " at element " + std::to_string(i - t.offset));
 }
 
 }  // namespace polaris

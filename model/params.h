@@ -61,6 +61,12 @@ struct ParamLayout {
 
 ParamLayout build_param_layout(const ModelConfig& config);
 
+// Throws one line naming `source` and the tensor when a weight is NaN or
+// infinite: such a model would load, then train to "diverged" or sample
+// token 0 forever, far from the file that caused it.
+void require_finite_params(const ParamLayout& layout, const std::vector<float>& params,
+                           const std::string& source);
+
 // Deterministic random initialisation (GPT-2 style: N(0, 0.02), output
 // projections scaled by 1/sqrt(2L), norms at 1, biases at 0).
 void init_params(const ModelConfig& config, const ParamLayout& layout, uint64_t seed,

@@ -372,6 +372,12 @@ void write_safetensors(const std::string& path, const std::vector<SafetensorsTen
       require(d >= 0, path + ": tensor " + t.name + ": negative dimension");
       numel *= uint64_t(d);
     }
+    // A finite weight must stay finite in the narrower format (fp16 tops out
+    // at 65504): checked before the file is opened, so nothing is written.
+    for (uint64_t i = 0; t.dtype != DType::F32 && i < numel; ++i)
+      require(!std::isfinite(t.data[i]) || std::isfinite(round_to_dtype(t.data[i], t.dtype)),
+              path + ": tensor " + t.name + " holds " + std::to_string(t.data[i]) +
+                  ", beyond the range of " + dtype_name(t.dtype) + " (export as bf16 or fp32)");
     const uint64_t bytes = numel * dtype_size(t.dtype);
     header[t.name] = {{"dtype", dtype_name(t.dtype)},
                       {"shape", t.shape},

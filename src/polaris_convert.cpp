@@ -2,12 +2,15 @@
 //
 //   polaris_convert --from-hf DIR --out MODEL.bin [--dtype fp32|bf16]
 //   polaris_convert MODEL.bin --to-hf DIR [--dtype fp32|bf16|fp16]
+//   polaris_convert --from-checkpoint DIR[/step_N] --out MODEL.bin [--dtype fp32|bf16]
+//       a training checkpoint's weights (DIR: its newest step)
 //   polaris_convert --info MODEL.bin|DIR      config and parameter count
 //
 // HF -> model.bin -> HF is bit-identical in fp32 (Conv1D weights are transposed
 // on the way in and back on the way out). Bad input: one line, exit 1.
 #include <cstdio>
 
+#include "checkpoint/checkpoint.h"
 #include "model/hf_import.h"
 #include "model/model_file.h"
 #include "model/params.h"
@@ -21,6 +24,7 @@ namespace {
 
 const char* kUsage =
     "usage: polaris_convert --from-hf DIR --out MODEL.bin [--dtype fp32|bf16] | "
+    "polaris_convert --from-checkpoint DIR[/step_N] --out MODEL.bin [--dtype fp32|bf16] | "
     "polaris_convert MODEL.bin --to-hf DIR [--dtype fp32|bf16|fp16] | "
     "polaris_convert --info MODEL.bin|DIR";
 
@@ -51,6 +55,11 @@ void print_config(const std::string& source, const ModelConfig& c, const std::st
   std::printf("parameters         %s\n", with_commas(build_param_layout(c).total).c_str());
 }
 
+bool file_exists(const std::string& path) {
+  struct stat st;
+  return ::stat(path.c_str(), &st) == 0 && S_ISREG(st.st_mode);
+}
+
 bool is_directory(const std::string& path) {
   struct stat st;
   return ::stat(path.c_str(), &st) == 0 && S_ISDIR(st.st_mode);
@@ -60,14 +69,19 @@ bool is_directory(const std::string& path) {
 
 int main(int argc, char** argv) {
   return run_main([&]() {
-    Flags flags(argc, argv, {"from-hf", "out", "to-hf", "dtype", "info"}, {"help"});
+    Flags flags(argc, argv, {"from-hf", "from-checkpoint", "out", "to-hf", "dtype", "info"},
+                {"help"});
     if (flags.has("help")) {
       std::printf("%s\n", kUsage);
       return 0;
     }
     const auto& pos = flags.positional();
-    const int modes = int(flags.has("from-hf")) + int(flags.has("to-hf")) + int(flags.has("info"));
-    require(modes == 1, std::string(modes == 0 ? "nothing to do: " : "choose one of --from-hf, --to-hf, --info: ") + kUsage);
+    const int modes = int(flags.has("from-hf")) + int(flags.has("from-checkpoint")) +
+                      int(flags.has("to-hf")) + int(flags.has("info"));
+    require(modes == 1, std::string(modes == 0 ? "nothing to do: "
+                                               : "choose one of --from-hf, --from-checkpoint, "
+                                                 "--to-hf, --info: ") +
+                            kUsage);
     const std::string dtype = flags.get("dtype", "fp32");
 
     if (flags.has("info")) {
@@ -87,12 +101,29 @@ int main(int argc, char** argv) {
       return 0;
     }
 
-    if (flags.has("from-hf")) {
-      if (!pos.empty()) throw Error("unexpected argument '" + pos[0] + "' with --from-hf");
+    if (flags.has("from-hf") || flags.has("from-checkpoint")) {
+      const std::string mode = flags.has("from-hf") ? "--from-hf" : "--from-checkpoint";
+      if (!pos.empty()) throw Error("unexpected argument '" + pos[0] + "' with " + mode);
       require(dtype == "fp32" || dtype == "bf16",
               "flag --dtype: model.bin stores fp32 or bf16, got '" + dtype + "'");
       const std::string out = flags.get_required("out");
-      LoadedModel m = read_hf_dir(flags.get_required("from-hf"));
+      LoadedModel m;
+      if (flags.has("from-hf")) {
+        m = read_hf_dir(flags.get_required("from-hf"));
+      } else {
+        // A run's directory (its newest checkpoint) or one step directory.
+        std::string path = flags.get_required("from-checkpoint");
+        if (!file_exists(path + "/model.h5")) {
+          const std::string newest = latest_checkpoint(path);
+          require(!newest.empty(), "--from-checkpoint " + path + ": no checkpoint in it");
+          path = newest;
+        }
+        Checkpoint checkpoint = read_checkpoint(path);
+        std::printf("%s: step %s\n", path.c_str(),
+                    checkpoint.state.value("step", nlohmann::json()).dump().c_str());
+        m.config = checkpoint.config;
+        m.params = std::move(checkpoint.params);
+      }
       write_model_bin(out, m.config, m.params, dtype == "bf16");
       std::printf("wrote %s: %s, %s parameters (%s)\n", out.c_str(), m.config.describe().c_str(),
                   with_commas(m.params.size()).c_str(), dtype.c_str());

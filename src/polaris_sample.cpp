@@ -49,6 +49,7 @@ std::vector<int32_t> parse_ids(const std::string& text) {
     }
   }
   require(!ids.empty(), "--prompt-ids is empty");
+  require(text.back() != ',', "--prompt-ids '" + text + "' ends with a comma (want e.g. 1,2,3)");
   return ids;
 }
 
@@ -94,8 +95,8 @@ int sample(const Flags& flags) {
 
   params.temperature = float(flags.get_double("temperature", 1.0));
   params.top_p = float(flags.get_double("top-p", 1.0));
-  params.top_k = int(flags.get_int("top-k", 0));
-  params.max_new_tokens = int(flags.get_int("max-new-tokens", 64));
+  params.top_k = flags.get_int32("top-k", 0);
+  params.max_new_tokens = flags.get_int32("max-new-tokens", 64);
   const long long seed = flags.get_int("seed", 0);
   require(seed >= 0, "--seed must be >= 0");
   params.seed = uint64_t(seed);
@@ -103,6 +104,10 @@ int sample(const Flags& flags) {
   require(params.top_p > 0 && params.top_p <= 1, "--top-p must be in (0, 1]");
   require(params.top_k >= 0, "--top-k must be >= 0 (0: no cut)");
   require(params.max_new_tokens > 0, "--max-new-tokens must be positive");
+  require(prompt.size() + size_t(params.max_new_tokens) <= size_t(loaded.config.max_positions),
+          "--max-new-tokens " + std::to_string(params.max_new_tokens) + ": the prompt (" +
+              std::to_string(prompt.size()) + " tokens) plus that many exceeds the model's " +
+              std::to_string(loaded.config.max_positions) + " positions");
   const long long samples = flags.get_int("samples", 1);
   require(samples > 0 && samples <= 4096, "--samples must be in 1..4096");
 

@@ -589,7 +589,8 @@ TEST(HfImport, ShardedCheckpoint) {
     EXPECT_FALSE(fs::exists(tmp / "sharded/model.safetensors"));
     EXPECT_EQ(read_hf_dir(tmp / "sharded").params, read_hf_dir(src).params) << src;
   }
-  // The index names a tensor that its shard lacks / the index lacks one.
+  // The index places a tensor in the other shard / does not list it / names
+  // a shard that does not exist.
   TempDir tmp("polaris_formats");
   copy_hf_dir(kQwenHf, tmp / "s", DType::F32, true);
   nlohmann::json index = nlohmann::json::parse(read_text(tmp / "s/model.safetensors.index.json"));
@@ -598,14 +599,25 @@ TEST(HfImport, ShardedCheckpoint) {
       file == "model-00001-of-00002.safetensors" ? "model-00002-of-00002.safetensors"
                                                  : "model-00001-of-00002.safetensors";
   write_text(tmp / "s/model.safetensors.index.json", index.dump());
-  EXPECT_ERROR(read_hf_dir(tmp / "s"), "of-00002.safetensors: tensor model.norm.weight is missing");
+  EXPECT_ERROR(read_hf_dir(tmp / "s"), file + ": holds tensor model.norm.weight, which",
+               "model.safetensors.index.json places in");
   index["weight_map"].erase("model.norm.weight");
   write_text(tmp / "s/model.safetensors.index.json", index.dump());
-  EXPECT_ERROR(read_hf_dir(tmp / "s"),
-               "model.safetensors.index.json: tensor model.norm.weight is missing");
+  EXPECT_ERROR(read_hf_dir(tmp / "s"), file + ": holds tensor model.norm.weight, which is not in",
+               "model.safetensors.index.json");
   index["weight_map"]["model.norm.weight"] = "model-00003-of-00002.safetensors";
   write_text(tmp / "s/model.safetensors.index.json", index.dump());
   EXPECT_ERROR(read_hf_dir(tmp / "s"), "model-00003-of-00002.safetensors: cannot open");
+  // An index listing a tensor the model does not have is named.
+  copy_hf_dir(kQwenHf, tmp / "t", DType::F32, true);
+  index = nlohmann::json::parse(read_text(tmp / "t/model.safetensors.index.json"));
+  index["weight_map"]["model.layers.0.extra.weight"] = "model-00001-of-00002.safetensors";
+  write_text(tmp / "t/model.safetensors.index.json", index.dump());
+  EXPECT_ERROR(read_hf_dir(tmp / "t"), "unexpected tensor model.layers.0.extra.weight");
+  // Exporting into a directory that holds a sharded checkpoint is refused.
+  EXPECT_ERROR(write_hf_dir(tmp / "t", read_hf_dir(kQwenHf).config, read_hf_dir(kQwenHf).params,
+                            DType::F32),
+               "holds a sharded checkpoint");
 }
 
 TEST(HfImport, Bf16AndFp16Checkpoints) {
@@ -759,6 +771,28 @@ TEST(HfImport, UntiedQwenRoundTrip) {
   LoadedModel m = read_hf_dir(tmp / "u");
   EXPECT_FALSE(m.config.tied_embeddings);
   EXPECT_EQ(m.params, p);
+}
+
+TEST(NonFiniteWeights, RefusedOnReadAndOnNarrowExport) {
+  TempDir tmp("polaris_formats");
+  const ModelConfig c = tiny("qwen3-tiny");
+  std::vector<float> p = random_params(c, 3);
+  const ParamLayout layout = build_param_layout(c);
+  const TensorInfo& norm = layout.tensors[size_t(layout.find("final_norm.weight"))];
+  p[norm.offset + 2] = std::numeric_limits<float>::quiet_NaN();
+  write_model_bin(tmp / "nan.bin", c, p, false);
+  EXPECT_ERROR(read_model_bin(tmp / "nan.bin"), "nan.bin: tensor final_norm.weight holds NaN at element 2");
+  write_hf_dir(tmp / "nan_hf", c, p, DType::F32);
+  EXPECT_ERROR(read_hf_dir(tmp / "nan_hf"), "nan_hf: tensor final_norm.weight holds NaN");
+
+  // 1e6 fits bf16 but not fp16 (largest 65504): the fp16 export is refused
+  // before anything is written.
+  p[norm.offset + 2] = 1e6f;
+  write_hf_dir(tmp / "bf16_hf", c, p, DType::BF16);
+  EXPECT_NEAR(read_hf_dir(tmp / "bf16_hf").params[norm.offset + 2], 1e6f, 1e4f);
+  EXPECT_ERROR(write_hf_dir(tmp / "fp16_hf", c, p, DType::F16), "model.norm.weight holds 1000000",
+               "beyond the range of F16");
+  EXPECT_FALSE(std::ifstream(tmp / "fp16_hf/model.safetensors").good());
 }
 
 TEST(HfImport, GradientsMapLikeWeights) {

@@ -1,5 +1,6 @@
 #include "src/common/cli.h"
 
+#include <cstdint>
 #include <cstdio>
 #include <cerrno>
 #include <cmath>
@@ -60,6 +61,20 @@ long long Flags::get_int(const std::string& name, long long fallback) const {
           "flag --" + name + " wants an integer, got '" + it->second + "'");
   require(errno != ERANGE, "flag --" + name + " is out of range: '" + it->second + "'");
   return v;
+}
+
+int Flags::get_int32(const std::string& name, int fallback) const {
+  const long long v = get_int(name, fallback);
+  require(v >= INT32_MIN && v <= INT32_MAX,
+          "flag --" + name + " is out of range: '" + get(name, "") + "'");
+  return int(v);
+}
+
+int Flags::get_positive_int(const std::string& name, int fallback) const {
+  const long long v = get_int(name, fallback);
+  require(v > 0 && v <= INT32_MAX,
+          "flag --" + name + " must be a positive integer, got '" + get(name, "") + "'");
+  return int(v);
 }
 
 double Flags::get_double(const std::string& name, double fallback) const {

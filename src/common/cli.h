@@ -25,6 +25,11 @@ class Flags {
   std::string get(const std::string& name, const std::string& fallback) const;
   std::string get_required(const std::string& name) const;
   long long get_int(const std::string& name, long long fallback) const;
+  // get_int for flags stored in an int: a value beyond its range is an error,
+  // not a silent wrap (--warmup-steps 4294967296 must not become 0).
+  int get_int32(const std::string& name, int fallback) const;
+  // get_int32 for counts and sizes: anything below 1 is an error too.
+  int get_positive_int(const std::string& name, int fallback) const;
   double get_double(const std::string& name, double fallback) const;
   bool get_switch(const std::string& name) const { return has(name); }
   // Arguments that are not flags, in order.

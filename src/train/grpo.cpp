@@ -63,15 +63,10 @@ StagedValue StagedValue::parse(const std::string& flag, const std::string& text)
 
 GrpoOptions GrpoOptions::from_flags(const Flags& flags) {
   GrpoOptions o;
-  auto positive = [&](const char* name, int fallback) {
-    long long v = flags.get_int(name, fallback);
-    require(v > 0, std::string("--") + name + " must be positive");
-    return int(v);
-  };
-  o.prompts_per_step = positive("prompts-per-step", o.prompts_per_step);
-  o.group_size = positive("group-size", o.group_size);
+  o.prompts_per_step = flags.get_positive_int("prompts-per-step", o.prompts_per_step);
+  o.group_size = flags.get_positive_int("group-size", o.group_size);
   require(o.group_size >= 2, "--group-size must be at least 2 (advantages are group-relative)");
-  o.minibatches = positive("minibatches", o.minibatches);
+  o.minibatches = flags.get_positive_int("minibatches", o.minibatches);
   o.clip_low = float(flags.get_double("clip-low", o.clip_low));
   o.clip_high = float(flags.get_double("clip-high", o.clip_high));
   require(o.clip_low > 0 && o.clip_low < 1 && o.clip_high > 0,
@@ -81,7 +76,7 @@ GrpoOptions GrpoOptions::from_flags(const Flags& flags) {
   require(o.kl_coef >= 0, "--kl-coef must be >= 0");
   o.std_normalize = !flags.has("no-std-normalize");
   o.dynamic_sampling = flags.has("dynamic-sampling");
-  o.max_refills = int(flags.get_int("max-refills", o.max_refills));
+  o.max_refills = flags.get_int32("max-refills", o.max_refills);
   require(o.max_refills >= 0, "--max-refills must be >= 0");
   if (flags.has("temperature-schedule"))
     o.temperature = StagedValue::parse("temperature-schedule", flags.get("temperature-schedule", ""));
@@ -91,7 +86,7 @@ GrpoOptions GrpoOptions::from_flags(const Flags& flags) {
     o.max_response =
         StagedValue::parse("max-response-schedule", flags.get("max-response-schedule", ""));
   else
-    o.max_response = StagedValue::constant(double(positive("max-response", 256)));
+    o.max_response = StagedValue::constant(double(flags.get_positive_int("max-response", 256)));
   for (auto& stage : o.temperature.stages)
     require(stage.second > 0, "--temperature must be positive for GRPO rollouts");
   for (auto& stage : o.max_response.stages)
@@ -100,8 +95,8 @@ GrpoOptions GrpoOptions::from_flags(const Flags& flags) {
   require(o.top_p > 0 && o.top_p <= 1, "--top-p must be in (0, 1]");
   o.eval_temperature = float(flags.get_double("eval-temperature", 1.0));
   require(o.eval_temperature >= 0, "--eval-temperature must be >= 0 (0: greedy)");
-  o.eval_samples = positive("eval-samples", o.eval_samples);
-  o.eval_every = int(flags.get_int("eval-every", 0));
+  o.eval_samples = flags.get_positive_int("eval-samples", o.eval_samples);
+  o.eval_every = flags.get_int32("eval-every", 0);
   require(o.eval_every >= 0, "--eval-every must be >= 0 (0: before and after only)");
   o.pass_rates_path = flags.get("pass-rates", "");
   return o;
@@ -650,8 +645,8 @@ std::unique_ptr<RlEnvironment> grpo_environment(const TrainOptions& options,
   const Flags& flags = *options.flags;
   if (flags.has("task"))
     return make_synthetic_environment(flags.get("task", ""),
-                                      size_t(flags.get_int("train-examples", 4096)),
-                                      size_t(flags.get_int("eval-problems", 64)), options.seed);
+                                      size_t(flags.get_positive_int("train-examples", 4096)),
+                                      size_t(flags.get_positive_int("eval-problems", 64)), options.seed);
   require(!options.data.empty(), "--mode grpo needs --data problems.jsonl (with --tokenizer) "
                                  "or a built-in --task");
   require(!options.tokenizer.empty(), "--mode grpo with JSONL data needs --tokenizer tokenizer.json");
@@ -659,7 +654,7 @@ std::unique_ptr<RlEnvironment> grpo_environment(const TrainOptions& options,
   env_options.skip_bad = flags.has("skip-bad");
   env_options.pass_rates_path = grpo.pass_rates_path;
   env_options.system_prompt = flags.get("system-prompt", "");
-  env_options.max_prompt_tokens = int(flags.get_int("max-prompt", 0));
+  env_options.max_prompt_tokens = flags.get_int32("max-prompt", 0);
   return make_jsonl_environment(Tokenizer::load(options.tokenizer), options.data,
                                 flags.get("eval-data", ""), env_options);
 }
@@ -703,8 +698,8 @@ int run_grpo(const TrainOptions& options) {
   run_options.trainer.schedule =
       make_schedule(given.kind, given.max_lr, given.min_lr_fraction,
                     given.warmup_steps * grpo.minibatches, options.steps * grpo.minibatches);
-  LoadedModel start = starting_model(options);
-  const size_t longest_rollout = check_fits_model(*env, grpo, start.config);
+  const ModelConfig config = starting_config(options);
+  const size_t longest_rollout = check_fits_model(*env, grpo, config);
   // A mini-batch trains on this rank's share of the P x G rollouts over M
   // (dynamic sampling refills keep the count at P x G).
   const size_t rollouts_per_rank =
@@ -712,10 +707,11 @@ int run_grpo(const TrainOptions& options) {
       options.world_size();
   const size_t minibatch_rollouts = (rollouts_per_rank + grpo.minibatches - 1) / grpo.minibatches;
   require_step_fits_in_memory(
-      options, start.config, minibatch_rollouts * longest_rollout,
+      options, config, minibatch_rollouts * longest_rollout,
       "--prompts-per-step " + std::to_string(grpo.prompts_per_step) + " --group-size " +
           std::to_string(grpo.group_size) + " --minibatches " + std::to_string(grpo.minibatches) +
           " with rollouts of up to " + std::to_string(longest_rollout) + " tokens");
+  LoadedModel start = starting_model(options);
   std::unique_ptr<Ops> ops = make_ops(options.backend);
   Transformer policy(start.config, *ops);
   policy.set_params(start.params);

@@ -33,19 +33,37 @@ void require_step_fits_in_memory(const TrainOptions& options, const ModelConfig&
   if (options.backend != "cpu") return;
   const double available = physical_memory_bytes();
   if (available <= 0) return;  // unknown: nothing to check against
+  const int ranks = ranks_on_this_machine();
+  const std::string among_ranks =
+      ranks > 1 ? ", times " + std::to_string(ranks) + " ranks on this machine" : "";
+
+  // The model's state as this build allocates it: the weights twice (the
+  // ops' copy and the host copy they were loaded from), a full gradient
+  // buffer (the backward writes every gradient, whatever the stage), the
+  // reduced gradient shard of ZeRO-2, and the Adam moments (sharded from
+  // ZeRO-1 on).
   const size_t parameters = build_param_layout(config).total;
-  const double state = double(zero_memory_per_rank(parameters, options.world_size(),
-                                                   options.trainer.zero_stage).total());
+  const ZeroMemory zero =
+      zero_memory_per_rank(parameters, options.world_size(), options.trainer.zero_stage);
+  const double state = 4.0 * parameters * 3 + (options.trainer.zero_stage == 2 ? double(zero.grads) : 0) +
+                       double(zero.moments);
+  const std::string model = options.model_path.empty() ? "--init " + options.init_preset
+                                                        : options.model_path;
+  require(state * ranks <= available,
+          model + ": " + std::to_string(parameters) + " parameters need " + format_bytes(state) +
+              " for weights, gradients and Adam moments (ZeRO-" +
+              std::to_string(options.trainer.zero_stage) + ")" + among_ranks +
+              ", more than this machine's " + format_bytes(available) +
+              " of memory: use a smaller model, or more machines with --zero");
+
   const double activations = double(Transformer::activation_bytes(config, tokens_per_pass));
   const double batches = 24.0 * double(tokens_per_pass) * options.grad_accum;
-  const int ranks = ranks_on_this_machine();
   const double needed = (state + activations + batches) * ranks;
   require(needed <= available,
           flags + ": a training step needs about " + format_bytes(needed) + " (activations " +
               format_bytes(activations) + " for " + std::to_string(tokens_per_pass) +
               " tokens per pass, weights, gradients and Adam moments " + format_bytes(state) +
-              (ranks > 1 ? ", times " + std::to_string(ranks) + " ranks on this machine" : "") +
-              "), more than this machine's " + format_bytes(available) +
+              among_ranks + "), more than this machine's " + format_bytes(available) +
               " of memory: lower them");
 }
 

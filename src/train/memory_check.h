@@ -1,9 +1,11 @@
 // Before a run starts: does one training step fit in this machine's memory?
 //
 // A --batch or --seq far too large would otherwise end in the kernel's
-// out-of-memory killer (exit 137, no message) minutes into a run. The step
-// needs, per rank:
-//   weights 4P + gradients 4P + Adam moments 8P (or the ZeRO shard of them)
+// out-of-memory killer (exit 137, no message) minutes into a run. Checked
+// from the config alone, before the weights are allocated. The step needs,
+// per rank (P parameters, S = P / ranks):
+//   weights 4P twice (the ops' copy and the host copy it was loaded from)
+//   + gradients 4P (+ 4S, ZeRO-2's reduced shard) + Adam moments 8P (8S from ZeRO-1)
 //   + activations for the tokens of one forward/backward pass
 //     (Transformer::activation_bytes, counted exactly as they are allocated)
 //   + the host batches of one step (grad_accum passes, ~24 bytes per token).

@@ -1,5 +1,6 @@
 #include "src/train/options.h"
 
+#include <glob.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -67,6 +68,9 @@ void reject_foreign_flags(const Flags& flags, const std::string& mode) {
     reject(kNotWithTask, "does not apply with --task (the built-in task is the data)");
   else
     reject(kTaskOnly, "applies only with a built-in --task");
+  // Validation runs on --val-data, or on an SFT task's held-out problems.
+  if (mode != "grpo" && !flags.has("val-data") && !(mode == "sft" && flags.has("task")))
+    reject({"val-every", "val-batches"}, "applies only with --val-data (a validation set)");
 }
 
 // --out is written after the last step: a path that cannot be written must
@@ -81,11 +85,31 @@ void require_writable_file_path(const std::string& flag, const std::string& path
           flag + " " + path + ": cannot write in " + dir + ": " + errno_text());
 }
 
-int positive_int(const Flags& flags, const std::string& name, int fallback) {
-  long long v = flags.get_int(name, fallback);
-  require(v > 0 && v < (1ll << 31), "flag --" + name + " must be a positive integer, got " +
-                                        std::to_string(v));
-  return int(v);
+// --out must not be one of the run's data files: writing the model over a
+// shard would destroy it without a word. (Over the starting model.bin is
+// allowed: updating a model in place is a choice, and the file is only
+// replaced, atomically, after the last step.)
+void require_out_is_not_an_input(const TrainOptions& o) {
+  struct stat out;
+  if (::stat(o.out_path.c_str(), &out) != 0) return;  // a new file: nothing to overwrite
+  for (const char* flag : {"data", "val-data", "eval-data", "tokenizer", "pass-rates"}) {
+    const std::string what = std::string("--") + flag, pattern = o.flags->get(flag, "");
+    if (pattern.empty()) continue;
+    glob_t matches;
+    if (::glob(pattern.c_str(), 0, nullptr, &matches) != 0) continue;
+    for (size_t i = 0; i < matches.gl_pathc; ++i) {
+      struct stat input;
+      const bool same = ::stat(matches.gl_pathv[i], &input) == 0 && input.st_dev == out.st_dev &&
+                        input.st_ino == out.st_ino;
+      const std::string path = matches.gl_pathv[i];
+      if (same) {
+        globfree(&matches);
+        throw Error("--out " + o.out_path + " is " + path + ", an input of this run (" + what +
+                    "): it would be overwritten");
+      }
+    }
+    globfree(&matches);
+  }
 }
 
 }  // namespace
@@ -111,13 +135,13 @@ TrainOptions parse_train_options(int argc, char** argv) {
   o.backend = flags->get("backend", "cpu");
   o.log_path = flags->get("log", "");
   o.out_path = flags->get("out", "");
-  o.steps = positive_int(*flags, "steps", 100);
-  o.batch = positive_int(*flags, "batch", 8);
-  o.seq = positive_int(*flags, "seq", 256);
-  o.grad_accum = positive_int(*flags, "grad-accum", 1);
-  o.val_every = positive_int(*flags, "val-every", 100);
-  o.val_batches = positive_int(*flags, "val-batches", 8);
-  o.print_every = positive_int(*flags, "print-every", 1);
+  o.steps = flags->get_positive_int("steps", 100);
+  o.batch = flags->get_positive_int("batch", 8);
+  o.seq = flags->get_positive_int("seq", 256);
+  o.grad_accum = flags->get_positive_int("grad-accum", 1);
+  o.val_every = flags->get_positive_int("val-every", 100);
+  o.val_batches = flags->get_positive_int("val-batches", 8);
+  o.print_every = flags->get_positive_int("print-every", 1);
   long long seed = flags->get_int("seed", 1337);
   require(seed >= 0, "flag --seed must be >= 0");
   o.seed = uint64_t(seed);
@@ -125,10 +149,12 @@ TrainOptions parse_train_options(int argc, char** argv) {
   o.trainer.schedule = make_schedule(
       flags->get("lr-schedule", "cosine"), float(flags->get_double("lr", 3e-4)),
       float(flags->get_double("min-lr-fraction", 0.1)),
-      int(flags->get_int("warmup-steps", std::min(100, o.steps / 10))), o.steps);
+      flags->get_int32("warmup-steps", std::min(100, o.steps / 10)), o.steps);
   o.trainer.adamw.weight_decay = float(flags->get_double("weight-decay", 0.1));
   o.trainer.adamw.beta2 = float(flags->get_double("beta2", 0.95));
-  require(o.trainer.adamw.weight_decay >= 0, "flag --weight-decay must be >= 0");
+  require(o.trainer.adamw.weight_decay >= 0 && o.trainer.adamw.weight_decay <= 1,
+          "flag --weight-decay must be in [0, 1] (a fraction of lr per step), got " +
+              flags->get("weight-decay", ""));
   require(o.trainer.adamw.beta2 >= 0 && o.trainer.adamw.beta2 < 1,
           "flag --beta2 must be in [0, 1), got " + flags->get("beta2", ""));
   o.trainer.grad_clip = float(flags->get_double("grad-clip", 1.0));
@@ -165,21 +191,29 @@ TrainOptions parse_train_options(int argc, char** argv) {
       o.out_path.clear();
     }
   }
-  if (!o.out_path.empty()) require_writable_file_path("--out", o.out_path);
+  if (!o.out_path.empty()) {
+    require_writable_file_path("--out", o.out_path);
+    require_out_is_not_an_input(o);
+  }
 
   return o;
 }
 
-LoadedModel starting_model(const TrainOptions& options) {
-  if (!options.model_path.empty()) return read_model_bin(options.model_path);
+ModelConfig starting_config(const TrainOptions& options) {
+  if (!options.model_path.empty()) return read_model_bin_config(options.model_path);
   require(!options.init_preset.empty(),
           "give a model file (polaris_train model.bin ...) or --init PRESET|config.json");
-  LoadedModel model;
   // Any other shape: a Hugging Face config.json (read as polaris_convert
   // reads one), so a new architecture needs no preset.
   const std::string& init = options.init_preset;
   const bool is_json = init.size() > 5 && init.compare(init.size() - 5, 5, ".json") == 0;
-  model.config = is_json ? read_hf_config(init) : config_from_preset(init);
+  return is_json ? read_hf_config(init) : config_from_preset(init);
+}
+
+LoadedModel starting_model(const TrainOptions& options) {
+  if (!options.model_path.empty()) return read_model_bin(options.model_path);
+  LoadedModel model;
+  model.config = starting_config(options);
   ParamLayout layout = build_param_layout(model.config);
   model.params.resize(layout.total);
   init_params(model.config, layout, options.seed, model.params.data());

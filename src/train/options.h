@@ -53,7 +53,10 @@ struct TrainOptions {
 // drops --log and --out: only rank 0 prints and writes files.
 TrainOptions parse_train_options(int argc, char** argv);
 
-// The model a run starts from: model.bin, or --init PRESET with --seed.
+// The model a run starts from: model.bin, or --init PRESET|config.json with
+// --seed. starting_config reads only its shape (model.bin's header), so a run
+// can check it fits in memory before allocating the weights.
+ModelConfig starting_config(const TrainOptions& options);
 LoadedModel starting_model(const TrainOptions& options);
 
 }  // namespace polaris

@@ -1,7 +1,10 @@
 #include "src/train/run_checkpoint.h"
 
+#include <unistd.h>
+
 #include <chrono>
 #include <cstdio>
+#include <filesystem>
 
 #include "checkpoint/checkpoint.h"
 #include "optim/zero.h"
@@ -25,14 +28,34 @@ bool is_switch(const std::string& name) {
   return name == "skip-bad" || name == "dynamic-sampling" || name == "no-std-normalize";
 }
 
+// A float flag's value as text (7 significant digits, a float's precision),
+// so "3e-4", "0.0003" and an absent flag whose default is 3e-4 all read the same.
+std::string number_text(double value) {
+  char text[32];
+  std::snprintf(text, sizeof(text), "%.7g", value);
+  return text;
+}
+
 nlohmann::json run_flags(const TrainOptions& o) {
   nlohmann::json flags = nlohmann::json::object();
   for (const char* name : kMustMatch)
     if (o.flags->has(name)) flags[name] = is_switch(name) ? "given" : o.flags->get(name, "");
+  // The optimizer's effective values rather than the text typed: a flag left
+  // at its default and one given as that default are the same run, and the
+  // warmup's default (which depends on --steps) cannot shift silently.
+  const LrSchedule& schedule = o.trainer.schedule;
   flags["mode"] = o.mode;
   flags["global-batch"] = std::to_string(o.batch * o.world_size());
-  // The effective warmup, so a default that depends on --steps cannot shift.
-  flags["warmup-steps"] = std::to_string(o.trainer.schedule.warmup_steps);
+  flags["seq"] = std::to_string(o.seq);
+  flags["grad-accum"] = std::to_string(o.grad_accum);
+  flags["seed"] = std::to_string(o.seed);
+  flags["lr"] = number_text(schedule.max_lr);
+  flags["lr-schedule"] = schedule.kind;
+  flags["warmup-steps"] = std::to_string(schedule.warmup_steps);
+  flags["min-lr-fraction"] = number_text(schedule.min_lr_fraction);
+  flags["weight-decay"] = number_text(o.trainer.adamw.weight_decay);
+  flags["beta2"] = number_text(o.trainer.adamw.beta2);
+  flags["grad-clip"] = number_text(o.trainer.grad_clip);
   return flags;
 }
 
@@ -54,8 +77,8 @@ double ResumedRun::number(const std::string& key) const {
 RunCheckpoints::RunCheckpoints(const TrainOptions& options)
     : options_(options),
       dir_(options.flags->get("checkpoint-dir", "")),
-      every_(int(options.flags->get_int("checkpoint-every", 0))),
-      keep_last_(int(options.flags->get_int("keep-last", 3))),
+      every_(options.flags->get_int32("checkpoint-every", 0)),
+      keep_last_(options.flags->get_int32("keep-last", 3)),
       resume_(options.flags->has("resume")) {
   require(dir_.empty() || every_ > 0 || resume_,
           "--checkpoint-dir needs --checkpoint-every K (steps between checkpoints)");
@@ -63,6 +86,15 @@ RunCheckpoints::RunCheckpoints(const TrainOptions& options)
   require(!(every_ > 0 && dir_.empty()), "--checkpoint-every needs --checkpoint-dir DIR");
   require(!(resume_ && dir_.empty()), "--resume needs --checkpoint-dir DIR");
   require(keep_last_ >= 0, "--keep-last must be >= 0 (0 keeps every checkpoint)");
+  // A directory that cannot be written must fail now, not at the first
+  // checkpoint K steps into the run.
+  if (every_ > 0) {
+    std::error_code error;
+    std::filesystem::create_directories(dir_, error);
+    require(!error, "--checkpoint-dir " + dir_ + ": cannot create: " + error.message());
+    require(::access(dir_.c_str(), W_OK) == 0,
+            "--checkpoint-dir " + dir_ + ": cannot write in it: " + errno_text());
+  }
 }
 
 bool RunCheckpoints::due(int step) const {

@@ -32,7 +32,7 @@ std::vector<PackSequence> sft_documents(const TrainOptions& o, const std::string
       return synthetic_sft_sequences(flags.get("task", ""), kTaskValidationExamples,
                                      /*held_out=*/true, 0.0, seed);
     return synthetic_sft_sequences(flags.get("task", ""),
-                                   size_t(flags.get_int("train-examples", 20000)),
+                                   size_t(flags.get_positive_int("train-examples", 20000)),
                                    /*held_out=*/false, flags.get_double("task-slip-rate", 0.0),
                                    seed);
   }
@@ -59,12 +59,13 @@ int run_sft(const TrainOptions& options) {
   const Flags& flags = *options.flags;
   require(flags.has("task") || !options.data.empty(),
           "--mode sft needs --data chat.jsonl (with --tokenizer) or a built-in --task");
-  LoadedModel start = starting_model(options);
-  require(options.seq <= start.config.max_positions,
+  const ModelConfig config = starting_config(options);
+  require(options.seq <= config.max_positions,
           "--seq " + std::to_string(options.seq) + " is longer than the model's " +
-              std::to_string(start.config.max_positions) + " positions");
-  require_step_fits_in_memory(options, start.config, size_t(options.batch) * options.seq,
+              std::to_string(config.max_positions) + " positions");
+  require_step_fits_in_memory(options, config, size_t(options.batch) * options.seq,
                               batch_flags(options));
+  LoadedModel start = starting_model(options);
   std::vector<PackedRow> rows =
       pack(sft_documents(options, options.data, false, options.seed), options.seq, "train");
   std::vector<PackedRow> val_rows;

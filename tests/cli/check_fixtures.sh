@@ -58,17 +58,19 @@ expect_error "expected.json without loss" '"loss"' "$BIN" "$TMP/noloss"
 cp -r tests/fixtures/qwen3_tiny "$TMP/badprompt" && edit_expected "$TMP/badprompt" 'data["prompt"][0] = 99999'
 expect_error "prompt id outside the vocabulary" '"prompt"' "$BIN" "$TMP/badprompt"
 
-# perturb_tensor FILE NAME: adds 1.0 to the first fp32 value of tensor NAME.
+# perturb_tensor FILE NAME [nan]: adds 1.0 to the first fp32 value of tensor
+# NAME (or makes it NaN).
 perturb_tensor() {
-  python3 - "$1" "$2" <<'EOF'
+  python3 - "$1" "$2" "${3:-}" <<'EOF'
 import json, struct, sys
-path, name = sys.argv[1], sys.argv[2]
+path, name, nan = sys.argv[1], sys.argv[2], sys.argv[3] == "nan"
 blob = bytearray(open(path, "rb").read())
 header_len = struct.unpack("<Q", blob[:8])[0]
 entry = json.loads(blob[8:8 + header_len])[name]
 assert entry["dtype"] == "F32", entry
 at = 8 + header_len + entry["data_offsets"][0]
-blob[at:at + 4] = struct.pack("<f", struct.unpack("<f", blob[at:at + 4])[0] + 1.0)
+value = float("nan") if nan else struct.unpack("<f", blob[at:at + 4])[0] + 1.0
+blob[at:at + 4] = struct.pack("<f", value)
 open(path, "wb").write(blob)
 EOF
 }
@@ -96,5 +98,12 @@ expect_fail "wrong logit" "$TMP/wronglogit" "logits "
 cp -r tests/fixtures/qwen3_tiny "$TMP/wronggrad"
 perturb_tensor "$TMP/wronggrad/grads.safetensors" model.layers.1.mlp.down_proj.weight
 expect_fail "wrong gradient" "$TMP/wronggrad" "gradient  layers.1.mlp.down.weight "
+# NaN on the reference side must fail too (a max over NaN would skip it).
+cp -r tests/fixtures/qwen3_tiny "$TMP/nanlogit"
+perturb_tensor "$TMP/nanlogit/forward.safetensors" logits nan
+expect_fail "NaN logit" "$TMP/nanlogit" "logits "
+cp -r tests/fixtures/qwen3_tiny "$TMP/nangrad"
+perturb_tensor "$TMP/nangrad/grads.safetensors" model.layers.0.self_attn.q_norm.weight nan
+expect_fail "NaN gradient" "$TMP/nangrad" "gradient  layers.0.attn.q_norm.weight "
 
 echo "PASS check_fixtures"

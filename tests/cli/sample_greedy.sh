@@ -36,6 +36,8 @@ expect_error "no prompt" "exactly one of --prompt-ids" build/polaris_sample "$TM
 expect_error "bad id" "--prompt-ids: 'x'" build/polaris_sample "$TMP/qwen3_tiny.bin" --prompt-ids 1,x
 expect_error "id out of vocabulary" "outside the model's vocabulary" \
   build/polaris_sample "$TMP/qwen3_tiny.bin" --prompt-ids 1,99999
+expect_error "trailing comma" "ends with a comma" build/polaris_sample "$TMP/qwen3_tiny.bin" --prompt-ids 1,2,
+expect_error "too many new tokens" "--max-new-tokens 300" build/polaris_sample "$TMP/qwen3_tiny.bin" --prompt-ids 1,2 --max-new-tokens 300
 expect_error "missing model" "no_such.bin" build/polaris_sample "$TMP/no_such.bin" --prompt-ids 1
 expect_error "prompt needs tokenizer" "--prompt needs --tokenizer" \
   build/polaris_sample "$TMP/qwen3_tiny.bin" --prompt hello

@@ -94,10 +94,20 @@ expect_error "--beta2 1.5" "--beta2" "$BIN" "${INIT[@]}" --data "$DATA" "${RUN[@
 expect_error "--lr inf" "--lr" "$BIN" "${INIT[@]}" --data "$DATA" "${RUN[@]}" --lr inf
 # A step that cannot fit in memory is refused before it starts (not killed
 # by the kernel); --out that cannot be written is refused before step 1.
+expect_error "model beyond memory" "--init qwen3-8B: 8190735360 parameters need" "$BIN" --init qwen3-8B --data "$DATA" "${RUN[@]}"
 expect_error "--batch beyond memory" "--batch 100000000 --seq 16" "$BIN" "${INIT[@]}" --data "$DATA" --steps 2 --seq 16 --batch 100000000 --out "$TMP/out.bin"
 expect_error "--out in a missing directory" "$TMP/no_dir/out.bin" "$BIN" "${INIT[@]}" --data "$DATA" --steps 2 --batch 2 --seq 16 --out "$TMP/no_dir/out.bin"
 mkdir -p "$TMP/a_directory"
 expect_error "--out is a directory" "is a directory" "$BIN" "${INIT[@]}" --data "$DATA" --steps 2 --batch 2 --seq 16 --out "$TMP/a_directory"
+expect_error "--data is a directory" "is a directory" "$BIN" "${INIT[@]}" --data "$TMP" "${RUN[@]}"
+expect_error "--val-every without --val-data" "--val-every applies only with --val-data" "$BIN" "${INIT[@]}" --data "$DATA" "${RUN[@]}" --val-every 5
+expect_error "--warmup-steps beyond int" "--warmup-steps" "$BIN" "${INIT[@]}" --data "$DATA" "${RUN[@]}" --warmup-steps 4294967296
+expect_error "--weight-decay 1e40" "--weight-decay" "$BIN" "${INIT[@]}" --data "$DATA" "${RUN[@]}" --weight-decay 1e40
+expect_error "--train-examples -5" "--train-examples" "$BIN" "${INIT[@]}" --mode sft --task addition --steps 2 --batch 2 --seq 16 --train-examples -5 --out "$TMP/out.bin"
+expect_error "--checkpoint-dir unwritable" "--checkpoint-dir /proc/polaris" "$BIN" "${INIT[@]}" --data "$DATA" "${RUN[@]}" --checkpoint-dir /proc/polaris --checkpoint-every 1
+cp "$TMP/good_000.bin" "$TMP/keep_000.bin"
+expect_error "--out is a data shard" "an input of this run (--data)" "$BIN" "${INIT[@]}" --data "$TMP/keep_000.bin" --steps 2 --batch 2 --seq 16 --out "$TMP/keep_000.bin"
+cmp -s "$TMP/good_000.bin" "$TMP/keep_000.bin" || fail "--out overwrote the data shard"
 expect_error "--log unwritable" "$TMP/no_dir/log.jsonl" "$BIN" "${INIT[@]}" --data "$DATA" "${RUN[@]}" --log "$TMP/no_dir/log.jsonl"
 
 # Flags the chosen mode (or data source) would ignore: one flag set serves
