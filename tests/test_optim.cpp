@@ -178,9 +178,11 @@ TEST(AdamW, FirstStepByHand) {
 // With zero gradients the Adam term is 0, so decayed tensors shrink by
 // (1 - lr*wd) and every other tensor is unchanged -- on the real layout.
 TEST(AdamW, DecayOnlyWhereLayoutSaysSo) {
-  for (const char* preset : {"qwen3-tiny", "gpt2-tiny"}) {
+  // The untied case: its LM head is a matrix (decayed), its embedding not.
+  for (const std::string preset : {"qwen3-tiny", "gpt2-tiny", "qwen3-tiny untied"}) {
     CpuOps ops;
-    ModelConfig config = config_from_preset(preset);
+    ModelConfig config = config_from_preset(preset.substr(0, preset.find(' ')));
+    config.tied_embeddings = preset.find("untied") == std::string::npos;
     ParamLayout L = build_param_layout(config);
     std::vector<float> init(L.total);
     init_params(config, L, 7, init.data());
@@ -207,6 +209,10 @@ TEST(AdamW, DecayOnlyWhereLayoutSaysSo) {
     }
     EXPECT_GT(decayed, 0) << preset;
     EXPECT_GT(kept, 0) << preset;
+    if (!config.tied_embeddings) {
+      ASSERT_GE(L.find("lm_head.weight"), 0);
+      EXPECT_TRUE(L.tensors[size_t(L.find("lm_head.weight"))].weight_decay);
+    }
   }
 }
 
