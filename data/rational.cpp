@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <numeric>
+#include <utility>
 
 #include "src/common/error.h"
 
@@ -289,30 +290,53 @@ void Rational::normalize() {
   if (num_.is_zero()) den_ = BigInt(1);
 }
 
-// A decimal like "-12.50" or ".5" (no exponent) -> exact rational.
+// Largest |exponent| of "1e+20"-style numbers: a double ends near 1e+308, and
+// 10^n for a larger n only costs time (an answer is never that big).
+constexpr int64_t kMaxDecimalExponent = 1000;
+
+// A decimal like "-12.50", ".5" or "2.5E3" / "1e-05" (how JSON writers print
+// large and small doubles) -> exact rational.
 static bool parse_decimal(const std::string& text, Rational* out) {
   size_t i = 0;
   bool negative = false;
   if (i < text.size() && (text[i] == '-' || text[i] == '+')) negative = text[i++] == '-';
   std::string digits;
-  size_t fraction_digits = 0;
+  int64_t exponent = 0;  // value = digits * 10^exponent
   bool seen_point = false, seen_digit = false;
   for (; i < text.size(); i++) {
     char c = text[i];
     if (c >= '0' && c <= '9') {
       digits += c;
       seen_digit = true;
-      if (seen_point) fraction_digits++;
+      if (seen_point) exponent--;
     } else if (c == '.' && !seen_point) {
       seen_point = true;
     } else {
-      return false;
+      break;
     }
   }
   if (!seen_digit) return false;
+  if (i < text.size()) {  // only an exponent may follow: e or E, a sign, digits
+    if (text[i] != 'e' && text[i] != 'E') return false;
+    i++;
+    bool negative_exponent = false;
+    if (i < text.size() && (text[i] == '-' || text[i] == '+')) negative_exponent = text[i++] == '-';
+    if (i == text.size()) return false;
+    int64_t written = 0;
+    for (; i < text.size(); i++) {
+      if (text[i] < '0' || text[i] > '9') return false;
+      written = written * 10 + (text[i] - '0');
+      if (written > kMaxDecimalExponent) return false;
+    }
+    exponent += negative_exponent ? -written : written;
+  }
   BigInt num = BigInt::from_string(digits);
   if (negative) num = -num;
-  *out = Rational(num, BigInt::pow(BigInt(10), static_cast<unsigned>(fraction_digits)));
+  if (exponent >= 0) {
+    *out = Rational(num * BigInt::pow(BigInt(10), static_cast<unsigned>(exponent)));
+  } else {
+    *out = Rational(num, BigInt::pow(BigInt(10), static_cast<unsigned>(-exponent)));
+  }
   return true;
 }
 
@@ -337,16 +361,44 @@ Rational Rational::operator-() const {
   return r;
 }
 
+// The operations below reduce with gcds of the operands' parts (Knuth, TAOCP
+// 4.5.1) instead of one gcd of the full product: in a long product like
+// (4/3)(4/3)... the gcds pair a big number with a small one, which costs one
+// short division, where reducing 4^k / 3^k from scratch cost a whole Euclid
+// run of big divisions per step.
+
+Rational Rational::reduced(BigInt num, BigInt den) {
+  Rational r;
+  r.num_ = std::move(num);
+  r.den_ = r.num_.is_zero() ? BigInt(1) : std::move(den);
+  return r;
+}
+
+static BigInt divide_out(const BigInt& a, const BigInt& g) { return g == BigInt(1) ? a : a / g; }
+
 Rational operator+(const Rational& a, const Rational& b) {
-  return Rational(a.num_ * b.den_ + b.num_ * a.den_, a.den_ * b.den_);
+  BigInt g = BigInt::gcd(a.den_, b.den_);
+  if (g == BigInt(1)) return Rational::reduced(a.num_ * b.den_ + b.num_ * a.den_, a.den_ * b.den_);
+  // With a.den = g*s and b.den = g*t: a + b = (a.num*t + b.num*s) / (g*s*t), and
+  // only g can share a factor with that numerator.
+  BigInt s = a.den_ / g, t = b.den_ / g;
+  BigInt num = a.num_ * t + b.num_ * s;
+  BigInt g2 = BigInt::gcd(num, g);
+  return Rational::reduced(divide_out(num, g2), s * divide_out(b.den_, g2));
 }
 Rational operator-(const Rational& a, const Rational& b) { return a + (-b); }
 Rational operator*(const Rational& a, const Rational& b) {
-  return Rational(a.num_ * b.num_, a.den_ * b.den_);
+  // a.num/a.den and b.num/b.den are reduced, so only cross pairs share factors.
+  BigInt g1 = BigInt::gcd(a.num_, b.den_), g2 = BigInt::gcd(b.num_, a.den_);
+  return Rational::reduced(divide_out(a.num_, g1) * divide_out(b.num_, g2),
+                           divide_out(a.den_, g2) * divide_out(b.den_, g1));
 }
 Rational operator/(const Rational& a, const Rational& b) {
   require(!b.is_zero(), "Rational: division by zero");
-  return Rational(a.num_ * b.den_, a.den_ * b.num_);
+  Rational inverse;  // b's parts swapped, the sign moved up: still reduced
+  inverse.num_ = b.num_.is_negative() ? -b.den_ : b.den_;
+  inverse.den_ = b.num_.abs();
+  return a * inverse;
 }
 bool operator<(const Rational& a, const Rational& b) {
   return a.num_ * b.den_ < b.num_ * a.den_;  // dens are positive

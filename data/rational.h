@@ -77,7 +77,8 @@ class Rational {
   // Throws Error when den is zero.
   Rational(const BigInt& num, const BigInt& den);
 
-  // Parses "12", "-3.250", ".5", "7/8", "-1.5/2". Returns false on anything else.
+  // Parses "12", "-3.250", ".5", "7/8", "-1.5/2" and scientific notation
+  // ("1e+20", "1e-05", "2.5E3"; exponents up to 1000). False on anything else.
   static bool parse(const std::string& text, Rational* out);
 
   const BigInt& num() const { return num_; }
@@ -101,6 +102,8 @@ class Rational {
  private:
   BigInt num_, den_;
   void normalize();
+  // num/den known to be in lowest terms with den > 0: no gcd (a zero gets den 1).
+  static Rational reduced(BigInt num, BigInt den);
 };
 
 }  // namespace polaris

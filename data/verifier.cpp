@@ -3,6 +3,9 @@
 #include "data/verifier.h"
 
 #include <cctype>
+#include <cmath>
+#include <cstdint>
+#include <limits>
 
 #include "src/common/error.h"
 
@@ -58,11 +61,16 @@ bool extract_last_boxed(const std::string& text, std::string* content) {
   return false;
 }
 
+// An int64 from JSON: an unsigned value above INT64_MAX or a float outside
+// int64's range is refused (casting either would wrap, or be undefined).
 static int64_t json_integer(const nlohmann::json& value, const std::string& what) {
+  if (value.is_number_unsigned() &&
+      value.get<uint64_t>() > static_cast<uint64_t>(std::numeric_limits<int64_t>::max()))
+    throw Error("verify: countdown reference field " + what + " is too large: " + value.dump());
   if (value.is_number_integer()) return value.get<int64_t>();
   if (value.is_number_float()) {
-    double d = value.get<double>();
-    if (d == static_cast<double>(static_cast<int64_t>(d))) return static_cast<int64_t>(d);
+    const double d = value.get<double>();
+    if (std::fabs(d) < 9.2e18 && d == std::trunc(d)) return static_cast<int64_t>(d);
   }
   throw Error("verify: countdown reference field " + what + " is not an integer: " + value.dump());
 }

@@ -64,11 +64,14 @@ bool extract_last_boxed(const std::string& text, std::string* content);
 // The answer a math response gives: the last box of the answer region, else
 // what follows the last "answer is" / "Answer:" / "**Answer:**" (its first
 // $...$ in that sentence, else the sentence up to ". " or the line end). False
-// if none.
+// if none, and when the last box never closes (cut off: no earlier phrase
+// stands in for it).
 bool extract_math_answer(const std::string& response, std::string* answer);
-// Normalises surface form: spaces, \left/\right, \dfrac, degrees, units (in
-// \text{} or a spaced unit word, never a bare letter), dollar signs, percent,
-// thousands separators ("1,000" but not "1, 100"), "x =" / "= x", ...
+// Normalises surface form: spaces (one stays between two digits: "1 2" is not
+// 12), \left/\right, \dfrac, degrees, units (in \text{} or a spaced unit word,
+// never a bare letter), dollar signs, percent ("50\%" -> "50"), the minus sign
+// U+2212, thousands separators ("1,000" and "12\,345" but not "1, 100" or
+// "1 000"), "x =" / "= x", ...
 std::string normalize_math_answer(const std::string& answer);
 // True when the two answers are the same value (exact rationals with surds and
 // multiples of pi; tuples/intervals elementwise) or the same normalised string.
@@ -78,10 +81,11 @@ VerifierResult verify_math(const std::string& response, const std::string& refer
 // --- Countdown (verify_countdown.cpp) ---
 
 // Parses + - * / and parentheses over non-negative integer literals by
-// recursive descent and evaluates exactly. False on a syntax error or a
-// division by zero. `literals` receives every integer literal in order.
+// recursive descent and evaluates exactly. False on a syntax error, a
+// division by zero, more than max_literals literals or an intermediate result
+// of over 400 digits. `literals` receives every integer literal in order.
 bool evaluate_arithmetic(const std::string& expression, Rational* value,
-                         std::vector<BigInt>* literals);
+                         std::vector<BigInt>* literals, size_t max_literals = SIZE_MAX);
 // The final expression of a Countdown response: the last <answer>...</answer>
 // of the answer region, else its last \boxed{}, else its last non-empty line;
 // with "$" removed and anything from the first "=" on dropped.

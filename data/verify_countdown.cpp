@@ -14,6 +14,12 @@
 // wrong rather than inf. The literals used must be a sub-multiset of the given
 // numbers (each number at most once), or the whole multiset with
 // use_all_numbers.
+//
+// Cost. A long answer could chain thousands of exact operations on growing
+// fractions ("99/97*" 1600 times took 23 s). Since every literal must be a
+// given number, the parser stops at the first literal past their count, and
+// an intermediate result over kMaxResultDigits digits (far past anything a
+// handful of int64 numbers can honestly make) fails the answer.
 #include <algorithm>
 #include <cctype>
 
@@ -24,10 +30,17 @@ namespace polaris {
 
 namespace {
 
+constexpr size_t kMaxResultDigits = 400;  // numerator + denominator
+
+bool too_many_digits(const Rational& value) {
+  return value.num().num_digits() + value.den().num_digits() > kMaxResultDigits;
+}
+
 struct ArithmeticParser {
   std::string text;  // operators already canonicalised to + - * / ( ) and digits
   size_t pos = 0;
   std::vector<BigInt>* literals;
+  size_t max_literals;
   bool failed = false;
 
   char peek() const { return pos < text.size() ? text[pos] : '\0'; }
@@ -44,7 +57,9 @@ struct ArithmeticParser {
     while (!failed && (peek() == '+' || peek() == '-')) {
       char op = text[pos++];
       Rational rhs = term();
+      if (failed) break;
       value = op == '+' ? value + rhs : value - rhs;
+      if (too_many_digits(value)) failed = true;
     }
     depth--;
     return value;
@@ -61,6 +76,7 @@ struct ArithmeticParser {
         break;
       }
       value = op == '*' ? value * rhs : value / rhs;
+      if (too_many_digits(value)) failed = true;
     }
     return value;
   }
@@ -76,7 +92,8 @@ struct ArithmeticParser {
     }
     size_t start = pos;
     while (std::isdigit(static_cast<unsigned char>(peek()))) pos++;
-    if (pos == start || pos - start > 30) {  // no number, or absurdly long
+    // No number, an absurdly long one, or one more than the numbers given.
+    if (pos == start || pos - start > 30 || literals->size() == max_literals) {
       failed = true;
       return Rational();
     }
@@ -122,11 +139,12 @@ std::string trim(const std::string& text) {
 }  // namespace
 
 bool evaluate_arithmetic(const std::string& expression, Rational* value,
-                         std::vector<BigInt>* literals) {
+                         std::vector<BigInt>* literals, size_t max_literals) {
   std::vector<BigInt> scratch;
   ArithmeticParser parser;
   parser.text = canonical_operators(expression);
   parser.literals = literals ? literals : &scratch;
+  parser.max_literals = max_literals;
   parser.literals->clear();
   if (parser.text.empty()) return false;
   Rational result = parser.expression();
@@ -173,7 +191,7 @@ VerifierResult verify_countdown(const std::string& response, const std::vector<i
   if (!extract_countdown_expression(response, &result.extracted)) return result;
   Rational value;
   std::vector<BigInt> used;
-  if (!evaluate_arithmetic(result.extracted, &value, &used)) return result;
+  if (!evaluate_arithmetic(result.extracted, &value, &used, numbers.size())) return result;
   // Multiset check: sort both lists and walk them together.
   std::vector<BigInt> available(numbers.begin(), numbers.end());
   std::sort(available.begin(), available.end());

@@ -6,13 +6,16 @@
 //    (see verifier.h), else what follows the last "answer is" / "Answer:" /
 //    "**Final Answer:**": its first $...$ if one opens in that sentence, else
 //    the sentence ("The final answer is $5$. I hope it is correct." -> "5").
+//    When the last box never closes (cut off), there is no answer.
 //
 // 2. Normalise (normalize_math_answer) the surface form both sides share:
 //    "$", "\left", "\right", "\dfrac" -> "\frac", "^\circ", \text{...} wrappers
 //    and trailing units ("5\text{ m}", "12 square cm", "5 dollars"; never a bare
-//    letter: "2m" is a product), "\%", "1,000" -> "1000" (only when the whole
-//    answer is one number written d,ddd, so the tuple "(1,000)" and the list
-//    "1, 100" survive), "x =" or "= x", spaces, a final ".".
+//    letter: "2m" is a product), "\%" (so "50\%" is 50, never 1/2), the
+//    minus sign U+2212, "1,000" -> "1000" (only when the whole answer is one
+//    number written d,ddd, so the tuple "(1,000)" and the list "1, 100"
+//    survive), "12\,345" -> "12345", "x =" or "= x", spaces (but "1 2" is not
+//    12), a final ".".
 //
 // 3. Compare by value. Each side is parsed into an exact symbolic value: a sum
 //    of terms  c * sqrt(r) * pi^k  with c an exact rational, r a square-free
@@ -21,11 +24,14 @@
 //    number of trial divisions). That covers integers, decimals ("2.50" = 2.5,
 //    "0.1+0.2" = 0.3), a/b, \frac{a}{b}, \frac12, signs, 2\sqrt{3} = \sqrt{12},
 //    \frac{\sqrt{3}}{2}, 2\pi, \frac{\pi}{2}, powers with integer exponents
-//    ("2^10" is 2^{10}: the whole digit run, as LaTeX readers mean it).
+//    ("2^10" is 2^{10}: the whole digit run, as LaTeX readers mean it),
+//    scientific notation ("1e+20", as JSON numbers are printed).
 //    Tuples "(1, 2)" and intervals "[1, 3)" compare element by element with the
 //    same brackets; sets "\{1, 2\}" and bare lists "1, 2" ignore order.
 //    Anything the parser does not understand (variables, \infty, matrices)
-//    falls back to comparing the normalised strings.
+//    falls back to comparing the normalised strings, and so does a value that
+//    outgrows the digit and pi^k bounds (kMaxDigits, kMaxPiPower), which keep
+//    every answer to milliseconds and machine ints from wrapping around.
 //
 // A mixed number "1\frac{1}{2}" or "1\frac12" (integer literal directly followed
 // by a \frac of two integer literals) means 1 + 1/2, as in school answers; any
@@ -74,24 +80,32 @@ void remove_command(std::string* text, const std::string& command) {
   }
 }
 
-// "\text{abc}" -> "abc" for each wrapper command (innermost braces balanced).
+// "\text{abc}" -> "abc" for each wrapper command whose brace closes (an
+// unclosed one stays as written). One pass with a stack of open braces:
+// unwrapping one at a time, each a search and an erase, took seconds on
+// 20,000 nested "\text{".
 void unwrap_command(std::string* text, const std::string& command) {
-  std::string pattern = command + "{";
-  for (size_t at = text->find(pattern); at != std::string::npos; at = text->find(pattern, at)) {
-    size_t open = at + command.size();
-    int depth = 0;
-    size_t close = std::string::npos;
-    for (size_t j = open; j < text->size(); j++) {
-      if ((*text)[j] == '{') depth++;
-      if ((*text)[j] == '}' && --depth == 0) {
-        close = j;
-        break;
-      }
+  const std::string pattern = command + "{";
+  std::vector<bool> drop(text->size(), false);
+  std::vector<std::pair<size_t, bool>> open_braces;  // where "{" or the wrapper starts; a wrapper?
+  for (size_t i = 0; i < text->size(); i++) {
+    if (text->compare(i, pattern.size(), pattern) == 0) {
+      open_braces.push_back({i, true});
+      i += pattern.size() - 1;
+    } else if ((*text)[i] == '{') {
+      open_braces.push_back({i, false});
+    } else if ((*text)[i] == '}' && !open_braces.empty()) {
+      auto [start, wrapper] = open_braces.back();
+      open_braces.pop_back();
+      if (!wrapper) continue;
+      std::fill(drop.begin() + start, drop.begin() + start + pattern.size(), true);
+      drop[i] = true;
     }
-    if (close == std::string::npos) return;  // unbalanced: leave as is
-    text->erase(close, 1);
-    text->erase(at, pattern.size());
   }
+  std::string kept;
+  for (size_t i = 0; i < text->size(); i++)
+    if (!drop[i]) kept += (*text)[i];
+  *text = kept;
 }
 
 bool is_thousands_number(const std::string& text) {
@@ -114,6 +128,68 @@ bool is_thousands_number(const std::string& text) {
     while (i < text.size() && std::isdigit(static_cast<unsigned char>(text[i]))) i++;
   }
   return i == text.size();
+}
+
+// The thin spaces that LaTeX and typography put between thousands groups:
+// "\," and U+2009 / U+202F.
+const char* const kThinSpaces[] = {"\\,", "\xE2\x80\x89", "\xE2\x80\xAF"};
+
+size_t thin_space_length(const std::string& text, size_t at) {
+  for (const char* space : kThinSpaces) {
+    size_t n = std::char_traits<char>::length(space);
+    if (text.compare(at, n, space) == 0) return n;
+  }
+  return 0;
+}
+
+// "12\,345" -> "12345": a run of 1-3 digits followed by groups of exactly three
+// digits, each after a thin space. Other spaced digits ("1 2", "12 345") stay
+// apart, so they are not read as one number.
+std::string join_thin_space_thousands(const std::string& text) {
+  auto is_digit = [&](size_t i) { return i < text.size() && std::isdigit(static_cast<unsigned char>(text[i])); };
+  std::string out;
+  size_t i = 0;
+  while (i < text.size()) {
+    if (!is_digit(i) || (i > 0 && (is_digit(i - 1) || text[i - 1] == '.'))) {
+      out += text[i++];
+      continue;
+    }
+    size_t end = i;
+    while (is_digit(end)) end++;
+    std::string joined = text.substr(i, end - i);
+    if (joined.size() <= 3) {
+      while (true) {
+        size_t space = thin_space_length(text, end);
+        size_t group = end + space;
+        if (space == 0 || !is_digit(group) || !is_digit(group + 1) || !is_digit(group + 2) || is_digit(group + 3))
+          break;
+        joined += text.substr(group, 3);
+        end = group + 3;
+      }
+    }
+    out += joined;
+    i = end;
+  }
+  return out;
+}
+
+// Deletes whitespace, except that one space stays between two digits: "1 2"
+// and "5 6" are two numbers (no value, compared as strings), never 12 and 56.
+std::string remove_spaces(const std::string& text) {
+  auto is_space = [](char c) { return std::isspace(static_cast<unsigned char>(c)) != 0; };
+  auto is_digit = [](char c) { return std::isdigit(static_cast<unsigned char>(c)) != 0; };
+  std::string out;
+  for (size_t i = 0; i < text.size(); i++) {
+    if (!is_space(text[i])) {
+      out += text[i];
+      continue;
+    }
+    size_t next = i;
+    while (next < text.size() && is_space(text[next])) next++;
+    if (!out.empty() && is_digit(out.back()) && next < text.size() && is_digit(text[next])) out += ' ';
+    i = next - 1;
+  }
+  return out;
 }
 
 // Unit words stripped from the end of an answer that is otherwise a number.
@@ -247,7 +323,16 @@ struct TermKey {
 using Value = std::map<TermKey, Rational>;
 
 constexpr size_t kMaxTerms = 32;
-constexpr size_t kMaxDigits = 4000;  // guard against "9^{9^{9}}"-style blow-ups
+// Most decimal digits one term may hold (coefficient numerator + denominator +
+// radicand). Every product and sum reduces its fraction by a gcd whose cost
+// grows with the square of the length, and a long answer can chain thousands
+// of them ("\frac{99}{97}" 600 times took 2 s under a 4000-digit cap). No real
+// answer comes near 500 digits; past it the value is given up and the answers
+// are compared as strings.
+constexpr size_t kMaxDigits = 500;
+// Largest |k| of a pi^k term. k is a machine int: unbounded, "{{\pi^{1024}}^{1024}}..."
+// wrapped around to pi^0 and equalled 1.
+constexpr int kMaxPiPower = 64;
 // Longest integer literal read exactly; longer ones are no value (parsing and
 // reducing thousands of digits costs far more than any real answer needs).
 constexpr size_t kMaxLiteralDigits = 400;
@@ -258,10 +343,16 @@ Value make_value(const Term& term) {
   return v;
 }
 
-void add_term(Value* v, const TermKey& key, const Rational& coefficient) {
+size_t term_digits(const TermKey& key, const Rational& coefficient) {
+  return coefficient.num().num_digits() + coefficient.den().num_digits() + key.radicand.num_digits();
+}
+
+// False (and *v unusable) when the sum outgrows kMaxDigits.
+bool add_term(Value* v, const TermKey& key, const Rational& coefficient) {
   Rational sum = (*v)[key] + coefficient;
   if (sum.is_zero()) v->erase(key);
   else (*v)[key] = sum;
+  return term_digits(key, sum) <= kMaxDigits;
 }
 
 // Factorising is only for the radicand of a \sqrt{}: products of surds never
@@ -372,9 +463,11 @@ bool multiply(const Value& a, const Value& b, Value* out) {
     for (const auto& [kb, cb] : b) {
       BigInt outside, inside;
       multiply_radicands(ka.radicand, kb.radicand, &outside, &inside);
+      TermKey key{inside, ka.pi_power + kb.pi_power};  // both within kMaxPiPower: no overflow
       Rational c = ca * cb * Rational(outside);
-      if (c.num().num_digits() + c.den().num_digits() > kMaxDigits) return false;
-      add_term(&product, {inside, ka.pi_power + kb.pi_power}, c);
+      if (std::abs(key.pi_power) > kMaxPiPower || term_digits(key, c) > kMaxDigits ||
+          !add_term(&product, key, c))
+        return false;
     }
   if (product.size() > kMaxTerms) return false;
   *out = product;
@@ -383,6 +476,8 @@ bool multiply(const Value& a, const Value& b, Value* out) {
 
 // 1 / (c sqrt(r) pi^k) = (1 / (c r)) sqrt(r) pi^-k. Only single terms: dividing
 // by a sum would need rationalising denominators, which answers rarely need.
+// |k| stays within kMaxPiPower, and powers are products, so multiply() bounds
+// them all.
 bool reciprocal(const Value& v, Value* out) {
   if (v.size() != 1) return false;
   const auto& [key, c] = *v.begin();
@@ -447,9 +542,10 @@ bool power(const Value& base, const Value& exponent, Value* out) {
 // Recursive descent over a normalised answer (no spaces):
 //   sum     := ['+'|'-'] product (('+'|'-') product)*
 //   product := unary (('*' | '/' | juxtaposition) unary)*
-//   unary   := ('+'|'-') unary | power
+//   unary   := ('+'|'-')* power
 //   power   := primary ('^' (group | ['-'] digits))?
 //   primary := number | '(' sum ')' | '{' sum '}' | \frac A B | \sqrt A | \pi
+// A number is a decimal with an optional exponent ("2.5E3", "1e-05").
 // A and B are a {group} or a single digit/\pi (for "\frac12", "\frac\pi2").
 struct MathParser {
   const std::string& s;
@@ -482,7 +578,8 @@ struct MathParser {
       else if (!first) break;
       Value term = product();
       if (failed) break;
-      for (const auto& [key, c] : term) add_term(&total, key, negative ? -c : c);
+      for (const auto& [key, c] : term)
+        if (!add_term(&total, key, negative ? -c : c)) return fail();
       if (total.size() > kMaxTerms) return fail();
       first = false;
       if (peek() != '+' && peek() != '-') break;
@@ -517,15 +614,15 @@ struct MathParser {
     return value;
   }
 
+  // Signs in a loop, not by recursion: the depth limit counts brackets, and
+  // 60,000 "-" in a row overflowed the stack.
   Value unary() {
-    if (peek() == '-' || peek() == '+') {
-      bool negative = s[pos++] == '-';
-      Value v = unary();
-      if (negative)
-        for (auto& [key, c] : v) c = -c;
-      return v;
-    }
-    return power_expr();
+    bool negative = false;
+    while (peek() == '-' || peek() == '+') negative ^= s[pos++] == '-';
+    Value v = power_expr();
+    if (negative)
+      for (auto& [key, c] : v) c = -c;
+    return v;
   }
 
   Value power_expr() {
@@ -636,6 +733,16 @@ struct MathParser {
     }
     size_t start = pos;
     while (std::isdigit(static_cast<unsigned char>(peek())) || peek() == '.') pos++;
+    // Scientific notation, as JSON writers print big and small numbers ("1e+20",
+    // "1e-05", "2.5E3"): the e must be followed by digits, so "2e" stays 2 times e.
+    if (pos > start && (peek() == 'e' || peek() == 'E')) {
+      size_t exponent = pos + 1;
+      if (exponent < s.size() && (s[exponent] == '+' || s[exponent] == '-')) exponent++;
+      if (exponent < s.size() && std::isdigit(static_cast<unsigned char>(s[exponent]))) {
+        pos = exponent;
+        while (std::isdigit(static_cast<unsigned char>(peek()))) pos++;
+      }
+    }
     Rational number;
     if (pos == start || pos - start > kMaxLiteralDigits) return fail();
     if (!Rational::parse(s.substr(start, pos - start), &number)) return fail();
@@ -712,16 +819,28 @@ bool bracketed(const std::string& text, std::string* open, std::string* close, s
   return true;
 }
 
-bool unordered_equal(std::vector<std::string> a, std::vector<std::string> b) {
+// A string that two items share exactly when scalars_equal says they are
+// equal: the value's terms when the item parses, else the item itself (the
+// prefixes keep the two kinds apart).
+std::string canonical_form(const std::string& item) {
+  Value v;
+  if (!parse_value(item, &v)) return "text:" + item;
+  std::string form = "value:";
+  for (const auto& [key, c] : v)
+    form += c.to_string() + "*sqrt(" + key.radicand.to_string() + ")*pi^" + std::to_string(key.pi_power) + ";";
+  return form;
+}
+
+// Multisets compared by sorted canonical forms: each item is parsed once, where
+// matching every item against every other took seconds for a 1000-item list.
+bool unordered_equal(const std::vector<std::string>& a, const std::vector<std::string>& b) {
   if (a.size() != b.size()) return false;
-  std::vector<bool> used(b.size(), false);
-  for (const auto& x : a) {
-    bool matched = false;
-    for (size_t j = 0; j < b.size() && !matched; j++)
-      if (!used[j] && scalars_equal(x, b[j])) used[j] = matched = true;
-    if (!matched) return false;
-  }
-  return true;
+  std::vector<std::string> forms_a, forms_b;
+  for (const auto& item : a) forms_a.push_back(canonical_form(item));
+  for (const auto& item : b) forms_b.push_back(canonical_form(item));
+  std::sort(forms_a.begin(), forms_a.end());
+  std::sort(forms_b.begin(), forms_b.end());
+  return forms_a == forms_b;
 }
 
 }  // namespace
@@ -748,8 +867,12 @@ std::string normalize_math_answer(const std::string& answer) {
   remove_command(&s, "\\right");
   remove_command(&s, "\\displaystyle");
   replace_all(&s, "{,}", ",");
+  replace_all(&s, "\xE2\x88\x92", "-");  // U+2212 minus sign
+  // Percent signs go: "50\%" matches a reference of 50 or 50\%, nothing else
+  // (not 0.5: whether the reference means 50 or 1/2 is not known here).
   replace_all(&s, "\\%", "");
   replace_all(&s, "%", "");
+  s = join_thin_space_thousands(s);
   for (const char* space : {"\\!", "\\,", "\\;", "\\:", "\\ ", "~"}) replace_all(&s, space, " ");
   replace_all(&s, "\\times", "*");
   replace_all(&s, "\\cdot", "*");
@@ -771,8 +894,7 @@ std::string normalize_math_answer(const std::string& answer) {
   // Thousands separators before the spaces go: "1,000" is one number but
   // "1, 100" is two (a space after the comma makes it a list).
   if (is_thousands_number(s)) s.erase(std::remove(s.begin(), s.end(), ','), s.end());
-  s.erase(std::remove_if(s.begin(), s.end(), [](char c) { return std::isspace(static_cast<unsigned char>(c)); }),
-          s.end());
+  s = remove_spaces(s);
   // A multiple-choice letter in parentheses: "(B)" -> "B".
   if (s.size() == 3 && s[0] == '(' && s[2] == ')' && std::isupper(static_cast<unsigned char>(s[1])))
     s = s.substr(1, 1);
@@ -865,6 +987,10 @@ bool extract_math_answer(const std::string& response, std::string* answer) {
     *answer = boxed;
     return !trim(boxed).empty();
   }
+  // A box that never closes is a final answer cut off at the length limit: no
+  // answer, not whatever an earlier "Answer: 3" said.
+  if (region.find("\\boxed") != std::string::npos || region.find("\\fbox") != std::string::npos)
+    return false;
   size_t start;
   if (!find_answer_phrase(to_lower(region), &start)) return false;
   std::string found = answer_after_phrase(region, start);
