@@ -128,12 +128,6 @@ static bool is_space(int32_t cp) {  // Unicode White_Space, for added tokens' ls
   return c == UTF8PROC_CATEGORY_ZS || c == UTF8PROC_CATEGORY_ZL || c == UTF8PROC_CATEGORY_ZP;
 }
 
-static bool is_word_char(int32_t cp) {  // alphanumeric, for added tokens' single_word
-  utf8proc_category_t c = utf8proc_category(cp);
-  return (c >= UTF8PROC_CATEGORY_LU && c <= UTF8PROC_CATEGORY_LO) ||
-         (c >= UTF8PROC_CATEGORY_ND && c <= UTF8PROC_CATEGORY_NO);
-}
-
 // ---------------------------------------------------------------------------
 // 2. The GPT-2 byte-level alphabet: every byte maps to one printable code point,
 //    so a token's bytes can be written as a string of visible characters. Bytes
@@ -285,6 +279,21 @@ class Regex {
   }
   pcre2_code* code_ = nullptr;
 };
+
+// A word character for added tokens' single_word: HF tests the neighbours with
+// Rust regex's Unicode \w, which is Alphabetic (letters, letter numbers such as
+// U+2160, and Other_Alphabetic such as U+24B6), marks, decimal digits, connector
+// punctuation ('_') and Join_Control (U+200C, U+200D). utf8proc has no
+// Alphabetic property; PCRE2 has (its own \w differs: it takes every number,
+// e.g. '²', and no marks).
+bool is_word_char(int32_t cp) {
+  static const Regex word_char("^[\\p{Alphabetic}\\p{M}\\p{Nd}\\p{Pc}\\p{Join_Control}]",
+                               "added token single_word");
+  std::string character;
+  append_utf8(character, cp);
+  size_t start = 0, end = 0;
+  return word_char.find(character, 0, &start, &end);
+}
 
 // The regex GPT-2's ByteLevel pre-tokenizer uses when "use_regex" is true.
 const char* kGpt2Pattern =
@@ -490,7 +499,7 @@ struct Tokenizer::State {
   int32_t unk_id = -1;
 
   std::vector<AddedToken> added;
-  std::vector<uint8_t> id_is_added, id_is_special;
+  std::vector<uint8_t> id_is_added, id_is_special, id_is_lstrip;
   AddedTokenMatcher raw_matcher;         // tokens with normalized=false, matched on raw text
   AddedTokenMatcher normalized_matcher;  // tokens with normalized=true, matched after normalizing
   std::string end_of_text;
@@ -510,28 +519,61 @@ struct Tokenizer::State {
 
 // --- normalizers -----------------------------------------------------------
 
+// One Unicode normal form of valid UTF-8 text, as utf8proc_map gives it, in
+// O(n log n). utf8proc_map puts combining marks in canonical order with an
+// insertion sort, quadratic in a long run of marks out of order (80 KB of
+// alternating U+0301 U+0323 took seconds). So decompose each character with
+// utf8proc, order each run of non-starters by a stable sort on combining class
+// (which is what canonical ordering is), and let utf8proc compose the result.
+static std::string normal_form(const std::string& text, NormalizerKind kind, const std::string& path) {
+  const bool compat = kind == NormalizerKind::NFKC || kind == NormalizerKind::NFKD;
+  const bool compose = kind == NormalizerKind::NFC || kind == NormalizerKind::NFKC;
+  const auto decompose_options =
+      static_cast<utf8proc_option_t>(UTF8PROC_STABLE | UTF8PROC_DECOMPOSE | (compat ? UTF8PROC_COMPAT : 0));
+  std::vector<utf8proc_int32_t> code_points;
+  code_points.reserve(text.size() + 16);
+  int unused_boundclass = 0;
+  for (size_t i = 0; i < text.size();) {
+    if (static_cast<unsigned char>(text[i]) < 0x80) {  // ASCII: its own decomposition
+      code_points.push_back(text[i++]);
+      continue;
+    }
+    const int32_t cp = next_code_point(text, i);
+    utf8proc_int32_t decomposed[32];  // longer than any decomposition (U+FDFA: 18)
+    const utf8proc_ssize_t count =
+        utf8proc_decompose_char(cp, decomposed, std::size(decomposed), decompose_options, &unused_boundclass);
+    if (count < 0 || count > static_cast<utf8proc_ssize_t>(std::size(decomposed)))
+      throw Error(path + ": normalizer failed: " + (count < 0 ? utf8proc_errmsg(count) : "decomposition too long"));
+    code_points.insert(code_points.end(), decomposed, decomposed + count);
+  }
+  auto combining_class = [](utf8proc_int32_t cp) { return utf8proc_get_property(cp)->combining_class; };
+  for (auto run = code_points.begin(); run != code_points.end();) {
+    if (combining_class(*run) == 0) { ++run; continue; }
+    auto run_end =
+        std::find_if(run, code_points.end(), [&](utf8proc_int32_t cp) { return combining_class(cp) == 0; });
+    std::stable_sort(run, run_end,
+                     [&](utf8proc_int32_t a, utf8proc_int32_t b) { return combining_class(a) < combining_class(b); });
+    run = run_end;
+  }
+  utf8proc_ssize_t length = static_cast<utf8proc_ssize_t>(code_points.size());
+  if (compose) {
+    length = utf8proc_normalize_utf32(code_points.data(), length,
+                                      static_cast<utf8proc_option_t>(UTF8PROC_STABLE | UTF8PROC_COMPOSE));
+    if (length < 0) throw Error(path + ": normalizer failed: " + utf8proc_errmsg(length));
+  }
+  std::string out;
+  out.reserve(text.size());
+  for (utf8proc_ssize_t k = 0; k < length; ++k) append_utf8(out, code_points[k]);
+  return out;
+}
+
 std::string Tokenizer::State::normalize(const std::string& text) const {
   std::string current = text;
   for (NormalizerKind kind : normalizers) {
     // Pure ASCII is unchanged by every Unicode normal form.
     bool ascii = std::all_of(current.begin(), current.end(),
                              [](char c) { return static_cast<unsigned char>(c) < 0x80; });
-    if (ascii) continue;
-    int options = UTF8PROC_STABLE;
-    switch (kind) {
-      case NormalizerKind::NFC: options |= UTF8PROC_COMPOSE; break;
-      case NormalizerKind::NFD: options |= UTF8PROC_DECOMPOSE; break;
-      case NormalizerKind::NFKC: options |= UTF8PROC_COMPOSE | UTF8PROC_COMPAT; break;
-      case NormalizerKind::NFKD: options |= UTF8PROC_DECOMPOSE | UTF8PROC_COMPAT; break;
-    }
-    utf8proc_uint8_t* result = nullptr;
-    utf8proc_ssize_t len =
-        utf8proc_map(reinterpret_cast<const utf8proc_uint8_t*>(current.data()),
-                     static_cast<utf8proc_ssize_t>(current.size()), &result,
-                     static_cast<utf8proc_option_t>(options));
-    if (len < 0) throw Error(path + ": normalizer failed: " + utf8proc_errmsg(len));
-    current.assign(reinterpret_cast<const char*>(result), static_cast<size_t>(len));
-    std::free(result);
+    if (!ascii) current = normal_form(current, kind, path);
   }
   return current;
 }
@@ -539,9 +581,12 @@ std::string Tokenizer::State::normalize(const std::string& text) const {
 // --- added tokens ----------------------------------------------------------
 
 // Splits text into pieces: (id, "") for an added token, (-1, text) for the text
-// between them. Follows HF: leftmost-longest matches; single_word tokens only
-// match when not touching a word character; lstrip/rstrip tokens swallow the
-// whitespace on that side.
+// between them. Follows HF's AddedVocabulary: the matches are the
+// non-overlapping leftmost-longest ones in the text as it stands; single_word
+// tokens only count when not touching a word character; lstrip/rstrip tokens
+// then swallow the whitespace on that side. Stripping does not move where the
+// next match is looked for, so with " x" rstrip, " x x" is two tokens: the
+// second match begins at the space the first one's rstrip swallowed.
 void Tokenizer::State::split_added(const std::string& text, const AddedTokenMatcher& matcher,
                                    std::vector<std::pair<int32_t, std::string>>& out) const {
   if (matcher.empty()) {
@@ -578,6 +623,7 @@ void Tokenizer::State::split_added(const std::string& text, const AddedTokenMatc
         start = b;
       }
     }
+    const size_t match_end = end;
     if (token.rstrip) {
       while (end < text.size()) {
         size_t i = end;
@@ -587,7 +633,8 @@ void Tokenizer::State::split_added(const std::string& text, const AddedTokenMatc
     }
     if (start > piece_start) out.push_back({-1, text.substr(piece_start, start - piece_start)});
     out.push_back({token.id, std::string()});
-    piece_start = pos = end;
+    piece_start = end;
+    pos = match_end;
   }
   if (piece_start < text.size()) out.push_back({-1, text.substr(piece_start)});
 }
@@ -1176,11 +1223,13 @@ Tokenizer Tokenizer::load(const std::string& path) {
   s.id_to_bytes.resize(n);
   s.id_is_added.assign(n, 0);
   s.id_is_special.assign(n, 0);
+  s.id_is_lstrip.assign(n, 0);
   for (size_t id = 0; id < n; ++id)
     if (s.id_present[id]) s.id_to_bytes[id] = byte_level_to_bytes(s.id_to_token[id]);
   for (const AddedToken& token : s.added) {
     s.id_is_added[token.id] = 1;
     s.id_is_special[token.id] = token.special;
+    s.id_is_lstrip[token.id] = token.lstrip;
   }
   s.end_of_text = find_end_of_text(s);
   Tokenizer tokenizer;
@@ -1276,6 +1325,10 @@ bool Tokenizer::is_added_token(int id) const {
 
 bool Tokenizer::is_special_token(int id) const {
   return id >= 0 && id < vocab_size() && state().id_is_special[id];
+}
+
+bool Tokenizer::is_lstrip_token(int id) const {
+  return id >= 0 && id < vocab_size() && state().id_is_lstrip[id];
 }
 
 const std::string& Tokenizer::path() const { return state().path; }

@@ -52,6 +52,8 @@ class Tokenizer {
   std::string end_of_text_token() const;
   bool is_added_token(int id) const;
   bool is_special_token(int id) const;  // added token with "special": true
+  // Added token with "lstrip": true: a match swallows the whitespace before it.
+  bool is_lstrip_token(int id) const;
   const std::string& path() const;
   // Empties the per-word cache (benchmarks use it to measure cold encoding).
   void clear_cache() const;

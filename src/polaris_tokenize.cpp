@@ -179,8 +179,14 @@ int run_decode(const Tokenizer& tokenizer, bool skip_bad) {
 
 // --- shards ----------------------------------------------------------------
 
+// A run writes its shards as PREFIX_<split>_NNNNNN.bin.pending and renames them
+// into place only once it has succeeded, so a run that fails midway leaves the
+// shards of an earlier run into the same prefix as they were.
+const char* kPendingSuffix = ".pending";
+
 // Collects one split's tokens and writes PREFIX_<split>_NNNNNN.bin files of
-// shard_tokens tokens each (the last one shorter).
+// shard_tokens tokens each (the last one shorter), as pending files; `written`
+// collects the final names.
 class ShardWriter {
  public:
   ShardWriter(std::string prefix, std::string split, size_t shard_tokens, int vocab_size,
@@ -205,7 +211,7 @@ class ShardWriter {
     char name[32];
     std::snprintf(name, sizeof(name), "_%06d.bin", index_++);
     std::string path = prefix_ + "_" + split_ + name;
-    write_token_shard(path, buffer_, vocab_size_);
+    write_token_shard(path + kPendingSuffix, buffer_, vocab_size_);
     written_->push_back(path);
     total_ += buffer_.size();
     buffer_.clear();
@@ -263,10 +269,14 @@ InputFile survey_input(const std::string& path, const std::string& key, bool ski
 // that a letter, mark, number, punctuation or symbol follows, with the ids of
 // encoding it whole. It can for the supported pre-tokenizer patterns (a newline
 // run before such a character always ends a pre-token), unless an added token
-// spans such a newline or the tokenizer adds a prefix space to every piece.
+// spans such a newline, an added token with lstrip could begin a piece (in the
+// whole text it swallows the newlines before it, which a cut puts in the
+// previous piece), or the tokenizer adds a prefix space to every piece. rstrip
+// is no obstacle: a token ending a piece swallows its trailing newlines either way.
 bool newline_cuts_keep_ids(const Tokenizer& tokenizer) {
   for (int id = 0; id < tokenizer.vocab_size(); ++id) {
     if (!tokenizer.is_added_token(id)) continue;
+    if (tokenizer.is_lstrip_token(id)) return false;
     const std::string token = tokenizer.id_to_token(id);
     const size_t newline = token.find('\n');
     if (newline != std::string::npos && newline + 1 < token.size()) return false;
@@ -386,6 +396,10 @@ int threads_flag(const Flags& flags) {
 // Checked before the tokenizer loads, so a bad flag fails at once.
 ShardOptions parse_shard_options(const Flags& flags, const std::vector<std::string>& files) {
   const std::string prefix = flags.get_required("out");
+  // Shards are named PREFIX_train_000000.bin: an empty prefix or a directory
+  // ("x/") would give nameless files such as x/_train_000000.bin.
+  require(!prefix.empty() && prefix.back() != '/',
+          "--out wants a path prefix with a file name part, such as data/corpus (got '" + prefix + "')");
   const double val_fraction = flags.get_double("val-fraction", 0.01);
   require(val_fraction >= 0 && val_fraction < 1,
           "flag --val-fraction wants a number in [0, 1), got " + flags.get("val-fraction", ""));
@@ -424,6 +438,44 @@ std::vector<std::string> create_out_directories(const std::string& prefix) {
     created.push_back(directory.string());
   }
   return created;
+}
+
+// The index NNNNNN of a file named PREFIX_<split>_NNNNNN.bin (by its file
+// name part, `name_prefix`), or -1 for any other file.
+long long shard_index(const std::string& file_name, const std::string& name_prefix, const std::string& split) {
+  const std::string start = name_prefix + "_" + split + "_";
+  if (file_name.size() <= start.size() + 4 || file_name.compare(0, start.size(), start) != 0 ||
+      !ends_with(file_name, ".bin"))
+    return -1;
+  const std::string digits = file_name.substr(start.size(), file_name.size() - start.size() - 4);
+  if (digits.size() < 6 || digits.size() > 12 ||
+      !std::all_of(digits.begin(), digits.end(), [](char c) { return c >= '0' && c <= '9'; }))
+    return -1;
+  return std::stoll(digits);
+}
+
+// Renames this run's pending shards into place, then removes the shards an
+// earlier, larger run left under the same prefix beyond this run's counts: a
+// trainer globbing PREFIX_train_*.bin must see this run's corpus only.
+void commit_shards(const std::string& prefix, const std::vector<std::string>& written, int train_shards,
+                   int val_shards) {
+  for (const std::string& path : written) {
+    std::error_code error;
+    std::filesystem::rename(path + kPendingSuffix, path, error);
+    if (error) throw Error(path + kPendingSuffix + ": cannot rename to " + path + ": " + error.message());
+  }
+  const std::filesystem::path prefix_path(prefix);
+  const std::filesystem::path directory = prefix_path.has_parent_path() ? prefix_path.parent_path() : ".";
+  const std::string name_prefix = prefix_path.filename().string();
+  for (const auto& entry : std::filesystem::directory_iterator(directory)) {
+    const std::string file_name = entry.path().filename().string();
+    if (shard_index(file_name, name_prefix, "train") < train_shards &&
+        shard_index(file_name, name_prefix, "val") < val_shards)
+      continue;
+    std::error_code error;
+    std::filesystem::remove(entry.path(), error);
+    if (error) throw Error(entry.path().string() + ": cannot remove this shard of an earlier run: " + error.message());
+  }
 }
 
 int run_shards(const Tokenizer& tokenizer, const ShardOptions& options, const std::vector<std::string>& files) {
@@ -529,11 +581,13 @@ int run_shards(const Tokenizer& tokenizer, const ShardOptions& options, const st
     train.finish();
     val.finish();
   } catch (...) {
-    // Nothing half-done: a failed run leaves no shards, nor directories it made, behind.
-    for (const std::string& path : written) std::remove(path.c_str());
+    // Nothing half-done: a failed run leaves none of its shards, nor directories
+    // it made, behind, and an earlier run's shards untouched.
+    for (const std::string& path : written) std::remove((path + kPendingSuffix).c_str());
     remove_directories(created_directories);
     throw;
   }
+  commit_shards(options.prefix, written, train.shards(), val.shards());
   progress.update(total_bytes, /*final_update=*/true);
 
   double seconds = std::chrono::duration<double>(Clock::now() - start).count();

@@ -37,16 +37,20 @@ const Tokenizer& deepseek() {
   return t;
 }
 
-std::string nfc(const std::string& s) {
+// A normal form straight from utf8proc_map (quadratic on long runs of combining
+// marks, so only for short texts). `options`: UTF8PROC_COMPOSE or _DECOMPOSE, maybe | _COMPAT.
+std::string utf8proc_normal_form(const std::string& s, int options) {
   utf8proc_uint8_t* out = nullptr;
   utf8proc_ssize_t n = utf8proc_map(reinterpret_cast<const utf8proc_uint8_t*>(s.data()),
                                     static_cast<utf8proc_ssize_t>(s.size()), &out,
-                                    static_cast<utf8proc_option_t>(UTF8PROC_STABLE | UTF8PROC_COMPOSE));
+                                    static_cast<utf8proc_option_t>(UTF8PROC_STABLE | options));
   EXPECT_GE(n, 0);
   std::string r(reinterpret_cast<char*>(out), static_cast<size_t>(n));
   std::free(out);
   return r;
 }
+
+std::string nfc(const std::string& s) { return utf8proc_normal_form(s, UTF8PROC_COMPOSE); }
 
 std::string utf8(int32_t cp) {
   utf8proc_uint8_t buf[4];
@@ -476,6 +480,89 @@ TEST(TokenizerSynthetic, NormalizerSequence) {
   EXPECT_EQ(t.encode("e\xCC\x81"), t.encode("\xC3\xA9"));  // e + combining acute == é
   Tokenizer none = load_json(tiny_tokenizer(byte_level(false, false), {}));
   EXPECT_NE(none.encode("e\xCC\x81"), none.encode("\xC3\xA9"));
+}
+
+TEST(TokenizerSynthetic, SingleWordUsesRustRegexWordCharacters) {
+  // HF tests single_word's neighbours with Rust regex's \w: Alphabetic (with
+  // Other_Alphabetic such as the circled letters), marks, decimal digits,
+  // connector punctuation and Join_Control. The classes below are what HF
+  // `tokenizers` gave for "<c>XqqY" and "XqqY<c>".
+  json added = json::array({{{"id", 300}, {"content", "XqqY"}, {"special", false}, {"lstrip", false},
+                             {"rstrip", false}, {"single_word", true}, {"normalized", false}}});
+  Tokenizer t = load_json(tiny_tokenizer(byte_level(false, false), {}, added));
+  auto matches_beside = [&](int32_t cp) {
+    auto has_token = [](const std::vector<int32_t>& ids) { return std::count(ids.begin(), ids.end(), 300) == 1; };
+    bool before = has_token(t.encode(utf8(cp) + "XqqY")), after = has_token(t.encode("XqqY" + utf8(cp)));
+    EXPECT_EQ(before, after) << std::hex << "U+" << cp;
+    return before;
+  };
+  const int32_t word_characters[] = {'a', '1', '_', 0x203F, 0x200C, 0x200D, 0x24B6, 0x24E9, 0x1F130, 0x0301,
+                                     0x0903, 0x20DD, 0x0345, 0x0660, 0x216B, 0x3007, 0x02B0, 0x0F73, 0xE9};
+  const int32_t other_characters[] = {' ', '-', '.', 0xA0, 0xB2, 0xB7, 0xBD, 0x2070, 0x2460};
+  for (int32_t cp : word_characters) EXPECT_FALSE(matches_beside(cp)) << std::hex << "U+" << cp << " is \\w";
+  for (int32_t cp : other_characters) EXPECT_TRUE(matches_beside(cp)) << std::hex << "U+" << cp << " is not \\w";
+}
+
+TEST(TokenizerSynthetic, RstripDoesNotHideTheNextMatch) {
+  // HF finds the added tokens in the text first and strips afterwards, so the
+  // second " qq" counts although its space went to the first one's rstrip.
+  json added = json::array({{{"id", 300}, {"content", " qq"}, {"special", false}, {"lstrip", false},
+                             {"rstrip", true}, {"single_word", false}, {"normalized", false}}});
+  Tokenizer t = load_json(tiny_tokenizer(byte_level(false, false), {}, added));
+  EXPECT_EQ(t.encode(" qq qq"), (std::vector<int32_t>{300, 300}));
+  EXPECT_EQ(t.encode(" qq  qq x"), (std::vector<int32_t>{300, 300, 'x'}));
+  EXPECT_EQ(t.encode(" qq qqq"), (std::vector<int32_t>{300, 300, 'q'}));
+}
+
+TEST(TokenizerSynthetic, AddedTokenStripFlags) {
+  json added = json::array({{{"id", 300}, {"content", "<l>"}, {"special", true}, {"lstrip", true}, {"rstrip", false},
+                             {"single_word", false}, {"normalized", false}},
+                            {{"id", 301}, {"content", "<r>"}, {"special", true}, {"lstrip", false}, {"rstrip", true},
+                             {"single_word", false}, {"normalized", false}}});
+  Tokenizer t = load_json(tiny_tokenizer(byte_level(false, false), {}, added));
+  EXPECT_TRUE(t.is_lstrip_token(300));
+  EXPECT_FALSE(t.is_lstrip_token(301));
+  EXPECT_FALSE(t.is_lstrip_token('a'));
+  EXPECT_FALSE(t.is_lstrip_token(-1));
+  EXPECT_FALSE(deepseek().is_lstrip_token(deepseek().token_to_id("<｜end▁of▁sentence｜>")));
+}
+
+TEST(TokenizerSynthetic, NormalFormsMatchUtf8proc) {
+  // Canonical reordering is done here, not by utf8proc; on runs of marks in every
+  // order, and characters that decompose into several (U+01D6, U+0344, U+0F73,
+  // Hangul, compatibility forms), each form must equal utf8proc_map's.
+  const int32_t pieces[] = {'e', 'a', 'u', ' ', '\n', 0x0301, 0x0323, 0x0308, 0x0304, 0x0327, 0x031B, 0x0345,
+                            0x05B0, 0x05B4, 0x0F71, 0x0F72, 0x0F73, 0x0F75, 0x0F80, 0x1DCE, 0x20DD, 0x0334,
+                            0x035C, 0x093C, 0x094D, 0x3099, 0x01D6, 0x1E69, 0x0344, 0x1100, 0x1161, 0x11A8,
+                            0xAC00, 0xFDFA, 0xFB01, 0x2460, 0x212B, 0x0958};
+  const std::pair<const char*, int> forms[] = {{"NFC", UTF8PROC_COMPOSE},
+                                               {"NFD", UTF8PROC_DECOMPOSE},
+                                               {"NFKC", UTF8PROC_COMPOSE | UTF8PROC_COMPAT},
+                                               {"NFKD", UTF8PROC_DECOMPOSE | UTF8PROC_COMPAT}};
+  std::mt19937 rng(5);
+  for (const auto& [name, options] : forms) {
+    // No merges: the ids are the normalized text's bytes.
+    Tokenizer t = load_json(tiny_tokenizer(byte_level(false, false), {}, json::array(), {{"type", name}}));
+    for (int i = 0; i < 400; ++i) {
+      std::string text;
+      for (int k = 1 + static_cast<int>(rng() % 40); k > 0; --k) text += utf8(pieces[rng() % std::size(pieces)]);
+      ASSERT_EQ(t.decode(t.encode(text)), utf8proc_normal_form(text, options)) << name << ": " << text;
+    }
+  }
+}
+
+TEST(TokenizerProperties, LongRunsOfCombiningMarksAreNotQuadratic) {
+  // utf8proc's own canonical reordering took 4.5 s on this (HF: 0.05 s); the
+  // bound is a generous guard, not a performance claim.
+  std::string text = "e", expected = "\u1EB9";  // e + U+0323 composes to U+1EB9
+  for (int i = 0; i < 20000; ++i) text += "\u0301\u0323";
+  for (int i = 0; i < 19999; ++i) expected += "\u0323";
+  for (int i = 0; i < 20000; ++i) expected += "\u0301";  // class 230 after class 220
+  auto start = std::chrono::steady_clock::now();
+  std::vector<int32_t> ids = qwen3().encode(text);
+  double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  EXPECT_EQ(qwen3().decode(ids), expected);
+  EXPECT_LT(seconds, 1.0);
 }
 
 // --- bad input --------------------------------------------------------------

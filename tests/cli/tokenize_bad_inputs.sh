@@ -4,7 +4,8 @@
 # no --out directory it had to create). Also the bookkeeping around bad input:
 # --skip-bad placeholders in encode/decode, the validation split among good
 # documents only, --out directories created on demand, and plain-text files
-# encoded in pieces giving the ids of encoding them whole.
+# encoded in pieces giving the ids of encoding them whole (or read whole when a
+# cut could change the ids).
 # Run from the repository root after `make`.
 source "$(dirname "$0")/../cli_lib.sh"
 polaris_test_setup
@@ -41,6 +42,11 @@ expect_error "invalid UTF-8" "$TMP/latin1.jsonl:2: invalid UTF-8 at byte 13" "${
 # Flags and the tokenizer.
 expect_error "--out under a file" "--out $TMP/good.jsonl/c: cannot create directory $TMP/good.jsonl" \
   "$BIN" shards --tokenizer "$QWEN" --out "$TMP/good.jsonl/c" "$TMP/good.jsonl"
+# An --out without a file name part would write nameless _train_000000.bin files.
+expect_error "--out=" "--out wants a path prefix with a file name part" "$BIN" shards --tokenizer "$QWEN" --out= "$TMP/good.jsonl"
+expect_error "--out directory/" "--out wants a path prefix with a file name part" \
+  "$BIN" shards --tokenizer "$QWEN" --out "$TMP/new/" "$TMP/good.jsonl"
+compgen -G "_*.bin" >/dev/null && fail "--out= wrote $(ls _*.bin)"
 expect_error "shards --threads -3" "--threads must be >= 0" "${SHARDS[@]}" --threads -3 "$TMP/good.jsonl"
 expect_error "encode --threads -3" "--threads must be >= 0" "$BIN" encode --tokenizer "$QWEN" --threads -3 </dev/null
 expect_error "--chunk-bytes 0" "--chunk-bytes wants a positive byte count" "${SHARDS[@]}" --chunk-bytes 0 "$TMP/good.jsonl"
@@ -101,5 +107,26 @@ for tokenizer in "$QWEN" "$DEEPSEEK"; do
     || fail "$tokenizer: text encoded in pieces differs from the whole file"
   echo "ok  pieces = whole ($tokenizer)"
 done
+
+# An added token with lstrip swallows the newlines before it when the file is
+# encoded whole, which a cut right before it would not: such a tokenizer's text
+# files are read whole.
+python3 - "$QWEN" "$TMP/lstrip_tokenizer.json" "$TMP/lstrip.txt" <<'PY' || fail "setup: lstrip tokenizer"
+import json, sys
+tokenizer = json.load(open(sys.argv[1], encoding="utf-8"))
+for token in tokenizer["added_tokens"]:
+    if token["content"] == "<think>":
+        token["lstrip"] = True
+json.dump(tokenizer, open(sys.argv[2], "w", encoding="utf-8"), ensure_ascii=False)
+open(sys.argv[3], "w").write("".join("question %d\n<think>answer\n" % i for i in range(500)))
+PY
+rm -f "$TMP"/whole_* "$TMP"/pieces_*
+"$BIN" shards --tokenizer "$TMP/lstrip_tokenizer.json" --out "$TMP/whole" --val-fraction 0 --chunk-bytes 1000000000 \
+  "$TMP/lstrip.txt" 2>"$TMP/whole.log" || fail "lstrip whole: $(cat "$TMP/whole.log")"
+"$BIN" shards --tokenizer "$TMP/lstrip_tokenizer.json" --out "$TMP/pieces" --val-fraction 0 --chunk-bytes 64 \
+  "$TMP/lstrip.txt" 2>"$TMP/pieces.log" || fail "lstrip pieces: $(cat "$TMP/pieces.log")"
+grep -q "read whole" "$TMP/pieces.log" || fail "lstrip token: plain text was cut: $(cat "$TMP/pieces.log")"
+cmp -s "$TMP/whole_train_000000.bin" "$TMP/pieces_train_000000.bin" || fail "lstrip token: pieces differ from whole"
+echo "ok  pieces = whole (lstrip added token)"
 
 echo "tokenize_bad_inputs: ok"

@@ -93,4 +93,28 @@ expect_error "encode --shard-tokens" "--shard-tokens applies only to \`shards\`"
 expect_error "decode --jsonl-key" "--jsonl-key does not apply to \`decode\`" \
   "$BIN" decode --tokenizer "$TOKENIZER" --jsonl-key body < /dev/null
 
+# 7. Rerunning shards into a used --out prefix. A run that succeeds leaves just
+# its own shards (an earlier, larger run's PREFIX_train_000001.bin ... would
+# otherwise join the trainer's glob); a run that fails midway, after writing
+# shards, leaves the earlier run's shards as they were.
+shard_sums() { (cd "$TMP" && md5sum c_*.bin); }
+before=$(shard_sums)
+[ "$(ls "$TMP"/c_train_*.bin | wc -l)" -ge 2 ] || fail "setup: section 2 wrote a single train shard"
+python3 - "$TMP/fails_late.jsonl" <<'PY_' || fail "setup: fails_late.jsonl"
+import sys
+with open(sys.argv[1], "w") as f:
+    f.writelines('{"text": "document number %d"}\n' % i for i in range(9000))  # > one encoding batch
+    f.write('{"text": "cut\n')
+PY_
+expect_error "rerun fails midway" "$TMP/fails_late.jsonl:9001: malformed JSON" \
+  "$BIN" shards --tokenizer "$TOKENIZER" --out "$TMP/c" --shard-tokens 1000 "$TMP/fails_late.jsonl"
+[ "$(shard_sums)" = "$before" ] || fail "a failed rerun changed the earlier shards: $(ls "$TMP")"
+ls "$TMP"/*.pending >/dev/null 2>&1 && fail "a failed rerun left pending shards: $(ls "$TMP")"
+"$BIN" shards --tokenizer "$TOKENIZER" --out "$TMP/c" --val-fraction 0 "$TMP/doc1.txt" 2> "$TMP/rerun.log" \
+  || { cat "$TMP/rerun.log" >&2; fail "rerun failed"; }
+[ "$(cd "$TMP" && ls c_*)" = "c_train_000000.bin" ] || fail "rerun left other shards: $(cd "$TMP" && ls c_*)"
+read -r _ _ count <<< "$(od -An -t d4 -N 12 "$TMP/c_train_000000.bin")"
+[ "$count" -eq 14 ] || fail "rerun shard holds $count tokens, expected doc1.txt's 13 and a separator"
+ls "$TMP"/*.pending >/dev/null 2>&1 && fail "pending shards left behind: $(ls "$TMP")"
+
 echo "tokenize_roundtrip: ok"
