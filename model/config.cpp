@@ -37,10 +37,10 @@ void ModelConfig::validate(const std::string& source) const {
   fits(num_heads, head_dim, "num_heads x head_dim");
   fits(num_kv_heads, head_dim, "num_kv_heads x head_dim");
   fits(vocab_size, hidden_size, "the embedding");
-  fits(max_positions, hidden_size, "the position table");
   fits(hidden_size, intermediate_size, "the MLP");
   fits(hidden_size, (long long)num_heads * head_dim, "the attention projection");
   if (is_gpt2()) {
+    fits(max_positions, hidden_size, "the position table");  // only GPT-2 learns one
     require(num_kv_heads == num_heads, source + ": GPT-2 has num_kv_heads == num_heads");
     require(head_dim * num_heads == hidden_size,
             source + ": GPT-2 needs head_dim * num_heads == hidden_size");

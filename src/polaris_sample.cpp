@@ -104,10 +104,11 @@ int sample(const Flags& flags) {
   require(params.top_p > 0 && params.top_p <= 1, "--top-p must be in (0, 1]");
   require(params.top_k >= 0, "--top-k must be >= 0 (0: no cut)");
   require(params.max_new_tokens > 0, "--max-new-tokens must be positive");
-  require(prompt.size() + size_t(params.max_new_tokens) <= size_t(loaded.config.max_positions),
+  // The last sampled token is never fed back, hence the - 1 (as in the sampler).
+  require(prompt.size() + size_t(params.max_new_tokens) - 1 <= size_t(loaded.config.max_positions),
           "--max-new-tokens " + std::to_string(params.max_new_tokens) + ": the prompt (" +
-              std::to_string(prompt.size()) + " tokens) plus that many exceeds the model's " +
-              std::to_string(loaded.config.max_positions) + " positions");
+              std::to_string(prompt.size()) + " tokens) plus that many, less one, exceeds the "
+              "model's " + std::to_string(loaded.config.max_positions) + " positions");
   const long long samples = flags.get_int("samples", 1);
   require(samples > 0 && samples <= 4096, "--samples must be in 1..4096");
 

@@ -457,6 +457,14 @@ TEST(ModelConfig, RejectsNonFiniteRopeThetaAndNormEps) {
   c = config_from_preset("qwen3-tiny");
   c.norm_eps = std::numeric_limits<float>::quiet_NaN();
   EXPECT_ERROR(c.validate("x"), "x: norm_eps must be in (0, 1)");
+  // RoPE has no position table: a long context is no size problem for Qwen3,
+  // while GPT-2's learned table of that size would be.
+  c = config_from_preset("qwen3-tiny");
+  c.max_positions = 20000000;
+  EXPECT_NO_THROW(c.validate("x"));
+  c = config_from_preset("gpt2-tiny");
+  c.max_positions = 40000000;  // x 64 hidden > 2^31
+  EXPECT_ERROR(c.validate("x"), "the position table");
 }
 
 TEST_F(ModelBinCorrupt, ConfigMismatchingWeights) {

@@ -27,7 +27,7 @@ void MetricsLog::write(const nlohmann::json& record) {
           "--log " + path_ + ": write failed: " + std::strerror(errno));
 }
 
-void MetricsLog::drop_records_after(int step) {
+void MetricsLog::drop_records_after(int step, bool events_at_step) {
   if (!file_) return;
   std::fclose(file_);
   file_ = nullptr;
@@ -36,8 +36,10 @@ void MetricsLog::drop_records_after(int step) {
   while (std::getline(in, line)) {
     nlohmann::json record = nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false);
     if (record.is_discarded() || !record.is_object()) continue;  // torn by a crash
-    if (record.contains("step") && record["step"].is_number() && record["step"].get<double>() > step)
-      continue;
+    if (record.contains("step") && record["step"].is_number()) {
+      const double at = record["step"].get<double>();
+      if (at > step || (events_at_step && at == step && record.contains("event"))) continue;
+    }
     kept += line + "\n";
   }
   require(!in.bad(), "--log " + path_ + ": read failed: " + std::strerror(errno));
@@ -49,9 +51,15 @@ void MetricsLog::drop_records_after(int step) {
                        std::fflush(out) == 0 && ::fsync(fileno(out)) == 0;
   const int write_errno = errno;
   std::fclose(out);
-  require(written, "--log " + tmp + ": write failed: " + std::strerror(write_errno));
-  require(std::rename(tmp.c_str(), path_.c_str()) == 0,
-          "--log " + path_ + ": cannot replace: " + std::strerror(errno));
+  if (!written) {
+    std::remove(tmp.c_str());
+    throw Error("--log " + tmp + ": write failed: " + std::strerror(write_errno));
+  }
+  if (std::rename(tmp.c_str(), path_.c_str()) != 0) {
+    const int rename_errno = errno;
+    std::remove(tmp.c_str());
+    throw Error("--log " + path_ + ": cannot replace: " + std::strerror(rename_errno));
+  }
   file_ = std::fopen(path_.c_str(), "a");
   require(file_ != nullptr, "--log " + path_ + ": cannot open for writing: " + std::strerror(errno));
 }

@@ -26,7 +26,9 @@ class MetricsLog {
   // a crash, after the checkpoint) and a torn last line are dropped, so the
   // log reads as if the run had never stopped. The file is rewritten beside
   // itself and renamed over, so a crash here loses nothing.
-  void drop_records_after(int step);
+  // events_at_step: also drop event records (those with "event") at `step`
+  // itself, for an event written after that step's checkpoint.
+  void drop_records_after(int step, bool events_at_step = false);
 
  private:
   std::FILE* file_ = nullptr;

@@ -297,7 +297,9 @@ class GrpoRun {
     int first_step = 0;
     double before = 0;
     const std::optional<ResumedRun> resumed = checkpoints.resume(policy_, trainer_);
-    reporter_.resume_at(resumed ? resumed->step : -1);
+    // Resumed at --steps, the final evaluation (written after the last
+    // checkpoint) runs again below: its old record goes.
+    reporter_.resume_at(resumed ? resumed->step : -1, resumed && resumed->step == options_.steps);
     if (resumed) {
       first_step = resumed->step;
       before = restore(*resumed);

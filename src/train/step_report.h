@@ -25,7 +25,11 @@ class StepReporter {
               const std::vector<std::string>& console_keys = {});
   // A resumed run continues after checkpoint_step (-1: no checkpoint was
   // found, so the run starts over): the log's later records are dropped.
-  void resume_at(int checkpoint_step) { log_.drop_records_after(checkpoint_step); }
+  // final_events: the events at checkpoint_step came after the checkpoint
+  // (GRPO's last evaluation follows the last save) and will be written again.
+  void resume_at(int checkpoint_step, bool final_events = false) {
+    log_.drop_records_after(checkpoint_step, final_events);
+  }
   // Validation and other events: a console line and a record with "event".
   void event(const std::string& name, const nlohmann::json& fields);
 
