@@ -104,13 +104,13 @@ struct ByteSpan {
   size_t begin, end;
 };
 
-// The trained byte spans of a text made of `texts` (one per piece), adjacent
-// spans merged.
-std::vector<ByteSpan> trained_spans(const std::vector<Piece>& pieces, const std::vector<std::string>& texts) {
+// The trained byte spans of a text made of the pieces, each `lengths[i]`
+// bytes long there, adjacent spans merged.
+std::vector<ByteSpan> trained_spans(const std::vector<Piece>& pieces, const std::vector<size_t>& lengths) {
   std::vector<ByteSpan> spans;
   size_t offset = 0;
   for (size_t i = 0; i < pieces.size(); i++) {
-    size_t end = offset + texts[i].size();
+    size_t end = offset + lengths[i];
     if (pieces[i].mask && end > offset) {
       if (!spans.empty() && spans.back().end == offset)
         spans.back().end = end;
@@ -148,31 +148,26 @@ RenderedChat render_chat(const Tokenizer& tokenizer, const std::vector<ChatMessa
     ends[i] = seen.size();
   }
 
-  std::vector<ByteSpan> spans;
+  // Each piece's length in the text the tokenizer saw: its own, unless the
+  // tokenizer changed the bytes (NFC normalization, invalid UTF-8 made
+  // U+FFFD). It does so within the text between added tokens, and every piece
+  // boundary follows an added token or a "\n", across which neither change
+  // reaches, so each piece as the tokenizer sees it is its own tokens' bytes.
+  std::vector<size_t> piece_lengths;
   if (seen == text) {
-    std::vector<std::string> texts;
-    texts.reserve(pieces.size());
-    for (const Piece& piece : pieces) texts.push_back(piece.text);
-    spans = trained_spans(pieces, texts);
+    for (const Piece& piece : pieces) piece_lengths.push_back(piece.text.size());
   } else {
-    // The tokenizer changed the bytes (NFC normalization, invalid UTF-8 made
-    // U+FFFD). It does so within the text between added tokens, and every piece
-    // boundary follows an added token or a "\n", across which neither change
-    // reaches, so each piece as the tokenizer sees it is its own tokens' bytes.
-    std::vector<std::string> texts;
-    texts.reserve(pieces.size());
     std::string joined;
     for (const Piece& piece : pieces) {
-      std::string bytes;
-      for (int32_t id : tokenizer.encode(piece.text)) bytes += tokenizer.token_bytes(id);
-      joined += bytes;
-      texts.push_back(std::move(bytes));
+      const size_t before = joined.size();
+      for (int32_t id : tokenizer.encode(piece.text)) joined += tokenizer.token_bytes(id);
+      piece_lengths.push_back(joined.size() - before);
     }
     if (joined != seen)
       throw Error(tokenizer.path() + ": chat: cannot align the tokens of the rendered conversation with its "
                   "messages (the tokenizer changes text across a message boundary)");
-    spans = trained_spans(pieces, texts);
   }
+  const std::vector<ByteSpan> spans = trained_spans(pieces, piece_lengths);
 
   // A token is trained when all its bytes lie in a trained span. The only token
   // that can straddle a span boundary is the header's "\n" merged with whitespace

@@ -372,12 +372,6 @@ void write_safetensors(const std::string& path, const std::vector<SafetensorsTen
       require(d >= 0, path + ": tensor " + t.name + ": negative dimension");
       numel *= uint64_t(d);
     }
-    // A finite weight must stay finite in the narrower format (fp16 tops out
-    // at 65504): checked before the file is opened, so nothing is written.
-    for (uint64_t i = 0; t.dtype != DType::F32 && i < numel; ++i)
-      require(!std::isfinite(t.data[i]) || std::isfinite(round_to_dtype(t.data[i], t.dtype)),
-              path + ": tensor " + t.name + " holds " + std::to_string(t.data[i]) +
-                  ", beyond the range of " + dtype_name(t.dtype) + " (export as bf16 or fp32)");
     const uint64_t bytes = numel * dtype_size(t.dtype);
     header[t.name] = {{"dtype", dtype_name(t.dtype)},
                       {"shape", t.shape},
@@ -403,9 +397,16 @@ void write_safetensors(const std::string& path, const std::vector<SafetensorsTen
     buf.resize(std::min<size_t>(numel, size_t(1) << 22));
     for (size_t done = 0; done < numel;) {
       const size_t n = std::min(buf.size(), numel - done);
-      for (size_t i = 0; i < n; ++i)
-        buf[i] = t.dtype == DType::BF16 ? float_to_bf16(t.data[done + i])
-                                        : float_to_fp16(t.data[done + i]);
+      for (size_t i = 0; i < n; ++i) {
+        const float value = t.data[done + i];
+        buf[i] = t.dtype == DType::BF16 ? float_to_bf16(value) : float_to_fp16(value);
+        // A finite weight must stay finite in the narrower format (fp16 tops
+        // out at 65504); the uncommitted file is removed on the throw.
+        const float stored = t.dtype == DType::BF16 ? bf16_to_float(buf[i]) : fp16_to_float(buf[i]);
+        require(!std::isfinite(value) || std::isfinite(stored),
+                path + ": tensor " + t.name + " holds " + std::to_string(value) +
+                    ", beyond the range of " + dtype_name(t.dtype) + " (export as bf16 or fp32)");
+      }
       out.write(buf.data(), n * 2);
       done += n;
     }

@@ -194,6 +194,17 @@ std::vector<TemplateCase> template_cases() {
   };
 }
 
+// The rendered ids the mask trains on, and the others, each in order.
+struct MaskSplit {
+  std::vector<int32_t> trained, untrained;
+};
+MaskSplit split_by_mask(const polaris::RenderedChat& rendered) {
+  MaskSplit split;
+  for (size_t i = 0; i < rendered.ids.size(); i++)
+    (rendered.assistant_mask[i] ? split.trained : split.untrained).push_back(rendered.ids[i]);
+  return split;
+}
+
 }  // namespace
 
 TEST(ChatText, MatchesQwen3Template) {
@@ -242,11 +253,9 @@ TEST(ChatTokens, MaskCoversAssistantBodyAndImEnd) {
   const auto cases = template_cases();
   const auto& c = cases[0];  // system, user, assistant with thinking
   polaris::RenderedChat rendered = polaris::render_chat(tok, c.messages);
-  std::vector<int32_t> trained, untrained;
-  for (size_t i = 0; i < rendered.ids.size(); i++)
-    (rendered.assistant_mask[i] ? trained : untrained).push_back(rendered.ids[i]);
-  EXPECT_EQ(tok.decode(trained), "<think>\nAdd them.\n</think>\n\nIt is 5.<|im_end|>");
-  EXPECT_EQ(tok.decode(untrained),
+  const MaskSplit split = split_by_mask(rendered);
+  EXPECT_EQ(tok.decode(split.trained), "<think>\nAdd them.\n</think>\n\nIt is 5.<|im_end|>");
+  EXPECT_EQ(tok.decode(split.untrained),
             "<|im_start|>system\nYou are helpful.<|im_end|>\n<|im_start|>user\nWhat is 2+3?<|im_end|>\n"
             "<|im_start|>assistant\n\n");
   // The trained tokens are one contiguous run ending at <|im_end|>, followed by "\n".
@@ -311,10 +320,8 @@ TEST(ChatTokens, EarlierAssistantTurnStartingWithNewline) {
   ASSERT_NE(at, rendered.ids.end());
   EXPECT_EQ(tok.decode({rendered.ids.begin(), at}), "<|im_start|>user\nQ1<|im_end|>\n<|im_start|>assistant");
   EXPECT_EQ(rendered.assistant_mask[at - rendered.ids.begin()], 0);
-  std::vector<int32_t> trained;
-  for (size_t i = 0; i < rendered.ids.size(); i++)
-    if (rendered.assistant_mask[i]) trained.push_back(rendered.ids[i]);
-  EXPECT_EQ(tok.decode(trained), "A1<|im_end|><think>\n\n</think>\n\nA2<|im_end|>");
+  EXPECT_EQ(tok.decode(split_by_mask(rendered).trained),
+            "A1<|im_end|><think>\n\n</think>\n\nA2<|im_end|>");
   int straddles = 0;
   check_against_whole_text(tok, messages, {}, "leading newline", &straddles);
   EXPECT_EQ(straddles, 1);
@@ -356,11 +363,9 @@ TEST(ChatTokens, NormalizedAndInvalidUtf8Contents) {
   const std::string text = polaris::render_chat_text(messages);
   polaris::RenderedChat rendered = polaris::render_chat(tok, messages);
   EXPECT_EQ(rendered.ids, tok.encode(text));
-  std::vector<int32_t> trained, untrained;
-  for (size_t i = 0; i < rendered.ids.size(); i++)
-    (rendered.assistant_mask[i] ? trained : untrained).push_back(rendered.ids[i]);
-  EXPECT_EQ(tok.decode(trained), "Caf\xc3\xa9\xef\xbf\xbd<|im_end|><think>\n\xc3\xa9\n</think>\n\n\xef\xbf\xbd<|im_end|>");
-  EXPECT_EQ(tok.decode(untrained),
+  const MaskSplit split = split_by_mask(rendered);
+  EXPECT_EQ(tok.decode(split.trained), "Caf\xc3\xa9\xef\xbf\xbd<|im_end|><think>\n\xc3\xa9\n</think>\n\n\xef\xbf\xbd<|im_end|>");
+  EXPECT_EQ(tok.decode(split.untrained),
             "<|im_start|>user\nCaf\xc3\xa9 \xef\xbf\xbd?<|im_end|>\n<|im_start|>assistant\n\n\n<|im_start|>user\n"
             "\xc3\xa9<|im_end|>\n<|im_start|>assistant\n\n");
 }

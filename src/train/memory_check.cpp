@@ -67,9 +67,16 @@ void require_step_fits_in_memory(const TrainOptions& options, const ModelConfig&
               " of memory: lower them");
 }
 
-std::string batch_flags(const TrainOptions& options) {
-  return "--batch " + std::to_string(options.batch) + " --seq " + std::to_string(options.seq) +
-         (options.grad_accum > 1 ? " --grad-accum " + std::to_string(options.grad_accum) : "");
+LoadedModel starting_row_model(const TrainOptions& options) {
+  const ModelConfig config = starting_config(options);
+  require(options.seq <= config.max_positions,
+          "--seq " + std::to_string(options.seq) + " is longer than the model's " +
+              std::to_string(config.max_positions) + " positions");
+  require_step_fits_in_memory(
+      options, config, size_t(options.batch) * options.seq,
+      "--batch " + std::to_string(options.batch) + " --seq " + std::to_string(options.seq) +
+          (options.grad_accum > 1 ? " --grad-accum " + std::to_string(options.grad_accum) : ""));
+  return starting_model(options);
 }
 
 }  // namespace polaris

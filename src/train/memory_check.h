@@ -25,8 +25,9 @@ namespace polaris {
 void require_step_fits_in_memory(const TrainOptions& options, const ModelConfig& config,
                                  size_t tokens_per_pass, const std::string& flags);
 
-// "--batch 8 --seq 256" (and " --grad-accum K" when K > 1): the flags that set
-// pretraining's and SFT's step size.
-std::string batch_flags(const TrainOptions& options);
+// The starting model of a run that trains on rows of --seq tokens
+// (pretraining, SFT), after checking, from its config alone, that --seq fits
+// its positions and a step of --batch rows fits in memory.
+LoadedModel starting_row_model(const TrainOptions& options);
 
 }  // namespace polaris

@@ -19,13 +19,7 @@ void save_final_model(const TrainOptions& options, const Transformer& model) {
 
 int run_pretrain(const TrainOptions& options) {
   require(!options.data.empty(), "--mode pretrain needs --data PATTERN (token shard files)");
-  const ModelConfig config = starting_config(options);
-  require(options.seq <= config.max_positions,
-          "--seq " + std::to_string(options.seq) + " is longer than the model's " +
-              std::to_string(config.max_positions) + " positions");
-  require_step_fits_in_memory(options, config, size_t(options.batch) * options.seq,
-                              batch_flags(options));
-  LoadedModel start = starting_model(options);
+  LoadedModel start = starting_row_model(options);
   std::unique_ptr<Ops> ops = make_ops(options.backend);
   Transformer model(start.config, *ops);
   model.set_params(start.params);

@@ -59,13 +59,7 @@ int run_sft(const TrainOptions& options) {
   const Flags& flags = *options.flags;
   require(flags.has("task") || !options.data.empty(),
           "--mode sft needs --data chat.jsonl (with --tokenizer) or a built-in --task");
-  const ModelConfig config = starting_config(options);
-  require(options.seq <= config.max_positions,
-          "--seq " + std::to_string(options.seq) + " is longer than the model's " +
-              std::to_string(config.max_positions) + " positions");
-  require_step_fits_in_memory(options, config, size_t(options.batch) * options.seq,
-                              batch_flags(options));
-  LoadedModel start = starting_model(options);
+  LoadedModel start = starting_row_model(options);
   std::vector<PackedRow> rows =
       pack(sft_documents(options, options.data, false, options.seed), options.seq, "train");
   std::vector<PackedRow> val_rows;
