@@ -25,4 +25,10 @@ expect_error "no config.json" "config.json: cannot open" $BIN --from-hf "$TMP/no
 expect_error "bad safetensors" "model.safetensors: header length" $BIN --from-hf "$TMP/badst" --out "$TMP/f.bin"
 expect_error "--info with --dtype" "--dtype does not apply to --info" $BIN --info "$TMP/good.bin" --dtype bf16
 expect_error "--info with --out" "--out does not apply to --info" $BIN --info "$TMP/good.bin" --out "$TMP/e.bin"
+# --from-checkpoint: a directory with no checkpoint, and a broken step directory.
+mkdir -p "$TMP/no_checkpoints" "$TMP/broken/step_00000002"
+expect_error "--from-checkpoint without checkpoints" "no checkpoint in it" $BIN --from-checkpoint "$TMP/no_checkpoints" --out "$TMP/g.bin"
+echo '{}' >"$TMP/broken/step_00000002/state.json"
+: >"$TMP/broken/step_00000002/model.h5"
+expect_error "--from-checkpoint broken model.h5" "model.h5" $BIN --from-checkpoint "$TMP/broken/step_00000002" --out "$TMP/g.bin"
 echo "PASS bad_inputs_convert"
