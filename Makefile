@@ -35,7 +35,7 @@ MPI_LIBS   := $(shell mpicxx --showme:link 2>/dev/null || pkg-config --libs ompi
 CXXFLAGS   += $(MPI_CFLAGS)
 LDLIBS     += $(MPI_LIBS)
 
-LIB_SRCS  := $(wildcard model/*.cpp optim/*.cpp data/*.cpp checkpoint/*.cpp src/common/*.cpp src/train/*.cpp)
+LIB_SRCS  := $(wildcard model/*.cpp model/ops/*.cpp optim/*.cpp data/*.cpp checkpoint/*.cpp src/common/*.cpp src/train/*.cpp)
 LIB_OBJS  := $(LIB_SRCS:%.cpp=$(BUILD)/obj/%.o)
 PROG_SRCS := $(wildcard src/polaris_*.cpp)
 PROGS     := $(PROG_SRCS:src/%.cpp=$(BUILD)/%)
@@ -58,20 +58,33 @@ CUDART_DIR := $(patsubst %/libcudart.so,%,$(firstword $(wildcard \
                $(CUDA_HOME)/targets/x86_64-linux/lib/libcudart.so)))
 CUDA_OBJS := $(CUDA_SRCS:%.cu=$(BUILD)/obj/%.o)
 CUDA_KERNELS := $(BUILD)/libpolaris_cuda.a
-NVCCFLAGS := -O2 -std=c++17 -I. -MMD -MP -gencode arch=compute_80,code=sm_80 -gencode arch=compute_90a,code=sm_90a
-ifneq ($(CUDART_DIR),)
+# CUDA_ARCHS=90a builds for the H100 only (run/gpu_check.sh); the default
+# proves every kernel for the A100 (sm_80) and the H100 (sm_90a).
+CUDA_ARCHS ?= 80 90a
+# Static checks: host and device warnings are errors, and ptxas fails on any
+# register spill (--warn-on-spills + --warning-as-error).
+NVCCFLAGS := -O3 -std=c++17 -I. -MMD -MP -lineinfo \
+             $(foreach a,$(CUDA_ARCHS),-gencode arch=compute_$(a),code=sm_$(a)) \
+             -Werror all-warnings -Xcompiler -Wall,-Wextra,-Wno-unused-parameter,-Werror \
+             -Xptxas --warn-on-spills,--warning-as-error
+CUBLASLT_LIB := $(firstword $(wildcard $(CUDART_DIR)/libcublasLt.so))
+ifneq ($(and $(CUDART_DIR),$(CUBLASLT_LIB)),)
 CUDA_LIB  := $(CUDA_KERNELS)
 CXXFLAGS  += -DPOLARIS_HAVE_CUDA -I$(CUDA_HOME)/include
-LDLIBS    += -L$(CUDART_DIR) -Wl,-rpath,$(CUDART_DIR) -lcudart
+LDLIBS    += -L$(CUDART_DIR) -Wl,-rpath,$(CUDART_DIR) -lcublasLt -lcudart
 endif
 endif
+
+# The CUDA library and the main one refer to each other (CudaOps uses the
+# library's errors; the programs' backend choice makes CudaOps): one group.
+LINK_INPUTS = $(filter %.o,$^) -Wl,--start-group $(filter %.a,$^) -Wl,--end-group
 
 all: $(PROGS) $(BENCHES) $(CUDA_KERNELS)
 
 $(BUILD)/libpolaris.a: $(LIB_OBJS)
 	@mkdir -p $(@D)
 	@echo "  AR   $@"
-	$(Q)ar rcs $@ $^
+	$(Q)rm -f $@ && ar rcs $@ $^
 
 $(BUILD)/obj/%.o: %.cpp
 	@mkdir -p $(@D)
@@ -86,20 +99,20 @@ $(BUILD)/obj/cuda/%.o: cuda/%.cu
 $(CUDA_KERNELS): $(CUDA_OBJS)
 	@mkdir -p $(@D)
 	@echo "  AR   $@"
-	$(Q)ar rcs $@ $^
+	$(Q)rm -f $@ && ar rcs $@ $^
 
-$(BUILD)/polaris_%: $(BUILD)/obj/src/polaris_%.o $(BUILD)/libpolaris.a $(CUDA_LIB)
+$(BUILD)/polaris_%: $(BUILD)/obj/src/polaris_%.o $(CUDA_LIB) $(BUILD)/libpolaris.a
 	@echo "  LINK $@"
-	$(Q)$(CXX) $(CXXFLAGS) $^ -o $@ $(LDLIBS)
+	$(Q)$(CXX) $(CXXFLAGS) $(LINK_INPUTS) -o $@ $(LDLIBS)
 
-$(BUILD)/bench_%: $(BUILD)/obj/src/bench/bench_%.o $(BUILD)/libpolaris.a $(CUDA_LIB)
+$(BUILD)/bench_%: $(BUILD)/obj/src/bench/bench_%.o $(CUDA_LIB) $(BUILD)/libpolaris.a
 	@echo "  LINK $@"
-	$(Q)$(CXX) $(CXXFLAGS) $^ -o $@ $(LDLIBS)
+	$(Q)$(CXX) $(CXXFLAGS) $(LINK_INPUTS) -o $@ $(LDLIBS)
 
-$(BUILD)/tests/test_%: $(BUILD)/obj/tests/test_%.o $(BUILD)/libpolaris.a $(CUDA_LIB)
+$(BUILD)/tests/test_%: $(BUILD)/obj/tests/test_%.o $(CUDA_LIB) $(BUILD)/libpolaris.a
 	@mkdir -p $(@D)
 	@echo "  LINK $@"
-	$(Q)$(CXX) $(CXXFLAGS) $^ -o $@ -lgtest_main -lgtest $(LDLIBS)
+	$(Q)$(CXX) $(CXXFLAGS) $(LINK_INPUTS) -o $@ -lgtest_main -lgtest $(LDLIBS)
 
 tests-build: $(TESTS) $(PROGS) $(CUDA_KERNELS)
 
@@ -138,10 +151,18 @@ bench: deps
 	fi
 	@for b in $(BENCHES); do echo "== $$b"; $$b || exit 1; done
 
+# Per-kernel registers, shared memory and spills as ptxas reports them.
+cuda-report:
+	@for f in $(CUDA_SRCS); do \
+	  $(NVCC) $(filter-out -MMD -MP,$(NVCCFLAGS)) -Xptxas -v -c $$f -o /dev/null 2>&1 \
+	    | grep -E "Compiling entry|Used [0-9]+ registers|spill" \
+	    | sed -E 's/ptxas info *: //; s/Compiling entry function .(_Z[0-9]+)?([A-Za-z_0-9]+).*for .(sm_[0-9a]+)./\3 \2/'; \
+	done
+
 clean:
 	rm -rf $(BUILD)
 
-.PHONY: all deps test demo demo-rl bench clean tests-build
+.PHONY: all deps test demo demo-rl bench clean tests-build cuda-report
 .SECONDARY:
 
 # Header dependencies (-MMD -MP) of both the C++ and the nvcc objects.

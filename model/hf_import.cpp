@@ -184,10 +184,10 @@ double float_for_json(float f) {
   return double(f);
 }
 
-const char* torch_dtype_name(DType dtype) {
+const char* torch_dtype_name(FileDType dtype) {
   switch (dtype) {
-    case DType::BF16: return "bfloat16";
-    case DType::F16: return "float16";
+    case FileDType::BF16: return "bfloat16";
+    case FileDType::F16: return "float16";
     default: return "float32";
   }
 }
@@ -263,7 +263,7 @@ ModelConfig read_hf_config(const std::string& path) {
   return c;
 }
 
-void write_hf_config(const std::string& path, const ModelConfig& c, DType dtype) {
+void write_hf_config(const std::string& path, const ModelConfig& c, FileDType dtype) {
   c.validate(path);
   nlohmann::ordered_json j;
   if (c.is_qwen3()) {
@@ -535,8 +535,8 @@ LoadedModel read_hf_dir(const std::string& dir) {
 }
 
 void write_hf_dir(const std::string& dir, const ModelConfig& config,
-                  const std::vector<float>& params, DType dtype) {
-  require(dtype == DType::F32 || dtype == DType::BF16 || dtype == DType::F16,
+                  const std::vector<float>& params, FileDType dtype) {
+  require(dtype == FileDType::F32 || dtype == FileDType::BF16 || dtype == FileDType::F16,
           dir + ": can only write F32, BF16 or F16 weights");
   config.validate(dir);
   std::error_code ec;

@@ -70,7 +70,7 @@ class HfTensors {
 ModelConfig read_hf_config(const std::string& config_json_path);
 // Writes a config.json transformers can load (atomically).
 void write_hf_config(const std::string& config_json_path, const ModelConfig& config,
-                     DType dtype);
+                     FileDType dtype);
 
 // HF-named tensors -> our flat layout (fp32, build_param_layout(config).total values).
 // Used for weights and equally for gradients (e.g. a fixture's grads.safetensors:
@@ -97,6 +97,6 @@ LoadedModel read_hf_dir(const std::string& dir);
 // Creates `dir` if needed; writes model.safetensors (dtype F32, BF16 or F16) and
 // config.json.
 void write_hf_dir(const std::string& dir, const ModelConfig& config,
-                  const std::vector<float>& params, DType dtype = DType::F32);
+                  const std::vector<float>& params, FileDType dtype = FileDType::F32);
 
 }  // namespace polaris

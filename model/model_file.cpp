@@ -20,6 +20,7 @@ struct Header {
   bool bf16 = false;
   uint64_t count = 0;
   uint64_t file_size = 0;
+  int32_t version = 0;
 };
 
 // Opens `path` and reads and checks its header; leaves `f` at the parameters.
@@ -39,7 +40,8 @@ Header read_header(const std::string& path, FilePtr* f) {
   if (w[0] != kModelBinMagic)
     throw Error(path + ": not a model.bin file (magic " + std::to_string(w[0]) + ", expected " +
                 std::to_string(kModelBinMagic) + ")");
-  if (w[1] != kModelBinVersion)
+  h.version = w[1];
+  if (w[1] != kModelBinVersion && w[1] != 1)
     throw Error(path + ": unsupported model.bin version " + std::to_string(w[1]) +
                 " (this build reads version " + std::to_string(kModelBinVersion) + ")");
   if (w[3] != 0 && w[3] != 1)
@@ -147,7 +149,9 @@ LoadedModel read_model_bin(const std::string& path) {
       done += n;
     }
   }
-  require_finite_params(build_param_layout(m.config), m.params, path);
+  const ParamLayout layout = build_param_layout(m.config);
+  if (h.version == 1) reorder_from_v1_layout(m.config, layout, m.params);
+  require_finite_params(layout, m.params, path);
   return m;
 }
 

@@ -31,7 +31,9 @@
 namespace polaris {
 
 constexpr int32_t kModelBinMagic = 20240601;
-constexpr int32_t kModelBinVersion = 1;
+// Version 2: q/k/v biases adjacent (model/params.h); version 1 files are
+// still read (reordered on load).
+constexpr int32_t kModelBinVersion = 2;
 constexpr int kModelBinHeaderWords = 256;
 
 struct LoadedModel {

@@ -1,5 +1,6 @@
 #include "model/params.h"
 
+#include <algorithm>
 #include <cmath>
 #include <random>
 
@@ -40,12 +41,16 @@ ParamLayout build_param_layout(const ModelConfig& c) {
     LayerOffsets o;
     o.attn_norm_weight = b.add(p + "attn_norm.weight", {C}, false);
     if (gpt2) o.attn_norm_bias = b.add(p + "attn_norm.bias", {C}, false);
+    // q, k, v weights adjacent (one [Q + 2 KV, C] matrix: one GEMM), then
+    // their biases adjacent (one bias vector of that GEMM).
     o.q_weight = b.add(p + "attn.q.weight", {Q, C}, true);
-    if (gpt2) o.q_bias = b.add(p + "attn.q.bias", {Q}, false);
     o.k_weight = b.add(p + "attn.k.weight", {KV, C}, true);
-    if (gpt2) o.k_bias = b.add(p + "attn.k.bias", {KV}, false);
     o.v_weight = b.add(p + "attn.v.weight", {KV, C}, true);
-    if (gpt2) o.v_bias = b.add(p + "attn.v.bias", {KV}, false);
+    if (gpt2) {
+      o.q_bias = b.add(p + "attn.q.bias", {Q}, false);
+      o.k_bias = b.add(p + "attn.k.bias", {KV}, false);
+      o.v_bias = b.add(p + "attn.v.bias", {KV}, false);
+    }
     if (!gpt2) {
       o.q_norm_weight = b.add(p + "attn.q_norm.weight", {D}, false);
       o.k_norm_weight = b.add(p + "attn.k_norm.weight", {D}, false);
@@ -65,6 +70,31 @@ ParamLayout build_param_layout(const ModelConfig& c) {
   if (gpt2) L.final_norm_bias = b.add("final_norm.bias", {C}, false);
   L.lm_head = c.tied_embeddings ? L.embed_tokens : b.add("lm_head", {V, C}, true);
   return L;
+}
+
+void reorder_from_v1_layout(const ModelConfig& c, const ParamLayout& layout,
+                            std::vector<float>& params) {
+  if (!c.is_gpt2()) return;  // Qwen3's layout did not change
+  const size_t C = c.hidden_size, Q = c.q_dim(), KV = c.kv_dim();
+  std::vector<float> block;
+  for (const LayerOffsets& o : layout.layers) {
+    // v1: q.w q.b k.w k.b v.w v.b, starting where q.weight starts now
+    const float* v1 = params.data() + o.q_weight;
+    block.assign(v1, v1 + (Q + 2 * KV) * (C + 1));
+    const float* q_w = block.data();
+    const float* q_b = q_w + Q * C;
+    const float* k_w = q_b + Q;
+    const float* k_b = k_w + KV * C;
+    const float* v_w = k_b + KV;
+    const float* v_b = v_w + KV * C;
+    float* out = params.data();
+    std::copy(q_w, q_w + Q * C, out + o.q_weight);
+    std::copy(k_w, k_w + KV * C, out + o.k_weight);
+    std::copy(v_w, v_w + KV * C, out + o.v_weight);
+    std::copy(q_b, q_b + Q, out + o.q_bias);
+    std::copy(k_b, k_b + KV, out + o.k_bias);
+    std::copy(v_b, v_b + KV, out + o.v_bias);
+  }
 }
 
 int ParamLayout::find(const std::string& name) const {

@@ -4,7 +4,9 @@
 //   embed_tokens [V, C], embed_positions [P, C] (GPT-2),
 //   layer 0's tensors, layer 1's, ...,
 //   final_norm.weight [C] (+ .bias for GPT-2), lm_head [V, C] (untied only).
-// Within a layer: attn_norm, q, k, v (+ biases), q_norm, k_norm (Qwen3), o,
+// Within a layer: attn_norm, q, k, v weights, then (GPT-2) their biases, so
+// q/k/v are one [Q + 2 KV, C] matrix and one bias, computed by one GEMM;
+// q_norm, k_norm (Qwen3), o,
 // mlp_norm, then the MLP (Qwen3: gate, up, down; GPT-2: up, down with biases).
 // Linear weights are [out, in] (row-major), so y = x W^T (+ b).
 //
@@ -60,6 +62,11 @@ struct ParamLayout {
 };
 
 ParamLayout build_param_layout(const ModelConfig& config);
+
+// model.bin version 1 stored GPT-2's q/k/v biases after each weight
+// (q.w q.b k.w k.b v.w v.b); reorders such parameters into this layout.
+void reorder_from_v1_layout(const ModelConfig& config, const ParamLayout& layout,
+                            std::vector<float>& params);
 
 // Throws one line naming `source` and the tensor when a weight is NaN or
 // infinite: such a model would load, then train to "diverged" or sample

@@ -21,38 +21,38 @@ static_assert(sizeof(float) == 4, "fp32 expected");
 // ---------------------------------------------------------------------------
 // dtypes and conversions
 
-const char* dtype_name(DType dtype) {
+const char* dtype_name(FileDType dtype) {
   switch (dtype) {
-    case DType::F32: return "F32";
-    case DType::F16: return "F16";
-    case DType::BF16: return "BF16";
-    case DType::I32: return "I32";
-    case DType::I64: return "I64";
+    case FileDType::F32: return "F32";
+    case FileDType::F16: return "F16";
+    case FileDType::BF16: return "BF16";
+    case FileDType::I32: return "I32";
+    case FileDType::I64: return "I64";
   }
   return "?";
 }
 
-size_t dtype_size(DType dtype) {
+size_t dtype_size(FileDType dtype) {
   switch (dtype) {
-    case DType::F32: return 4;
-    case DType::F16: return 2;
-    case DType::BF16: return 2;
-    case DType::I32: return 4;
-    case DType::I64: return 8;
+    case FileDType::F32: return 4;
+    case FileDType::F16: return 2;
+    case FileDType::BF16: return 2;
+    case FileDType::I32: return 4;
+    case FileDType::I64: return 8;
   }
   return 0;
 }
 
-bool is_float_dtype(DType dtype) {
-  return dtype == DType::F32 || dtype == DType::F16 || dtype == DType::BF16;
+bool is_float_dtype(FileDType dtype) {
+  return dtype == FileDType::F32 || dtype == FileDType::F16 || dtype == FileDType::BF16;
 }
 
 namespace {
 
-bool parse_dtype(const std::string& s, DType* out) {
-  static const std::map<std::string, DType> names = {
-      {"F32", DType::F32}, {"F16", DType::F16}, {"BF16", DType::BF16},
-      {"I32", DType::I32}, {"I64", DType::I64}};
+bool parse_dtype(const std::string& s, FileDType* out) {
+  static const std::map<std::string, FileDType> names = {
+      {"F32", FileDType::F32}, {"F16", FileDType::F16}, {"BF16", FileDType::BF16},
+      {"I32", FileDType::I32}, {"I64", FileDType::I64}};
   auto it = names.find(s);
   if (it == names.end()) return false;
   *out = it->second;
@@ -106,10 +106,10 @@ uint16_t float_to_fp16(float value) {
   return sign | uint16_t((x >> 13) - ((127u - 15u) << 10));
 }
 
-float round_to_dtype(float value, DType dtype) {
+float round_to_dtype(float value, FileDType dtype) {
   switch (dtype) {
-    case DType::BF16: return bf16_to_float(float_to_bf16(value));
-    case DType::F16: return fp16_to_float(float_to_fp16(value));
+    case FileDType::BF16: return bf16_to_float(float_to_bf16(value));
+    case FileDType::F16: return fp16_to_float(float_to_fp16(value));
     default: return value;
   }
 }
@@ -297,7 +297,7 @@ void SafetensorsFile::read_f32(const std::string& name, float* out) const {
   if (!is_float_dtype(e.dtype))
     throw Error(path_ + ": tensor " + name + " has dtype " + dtype_name(e.dtype) +
                 ", expected F32, F16 or BF16");
-  if (e.dtype == DType::F32) {
+  if (e.dtype == FileDType::F32) {
     read_bytes(e, out);
     return;
   }
@@ -310,7 +310,7 @@ void SafetensorsFile::read_f32(const std::string& name, float* out) const {
     const size_t n = std::min(buf.size(), e.numel - done);
     if (std::fread(buf.data(), 2, n, f.get()) != n)
       throw Error(path_ + ": tensor " + name + ": truncated (file changed while reading?)");
-    if (e.dtype == DType::BF16)
+    if (e.dtype == FileDType::BF16)
       for (size_t i = 0; i < n; ++i) out[done + i] = bf16_to_float(buf[i]);
     else
       for (size_t i = 0; i < n; ++i) out[done + i] = fp16_to_float(buf[i]);
@@ -327,9 +327,9 @@ std::vector<float> SafetensorsFile::read_f32(const std::string& name) const {
 std::vector<int64_t> SafetensorsFile::read_i64(const std::string& name) const {
   const SafetensorsEntry& e = entry(name);
   std::vector<int64_t> out(e.numel);
-  if (e.dtype == DType::I64) {
+  if (e.dtype == FileDType::I64) {
     read_bytes(e, out.data());
-  } else if (e.dtype == DType::I32) {
+  } else if (e.dtype == FileDType::I32) {
     std::vector<int32_t> tmp(e.numel);
     read_bytes(e, tmp.data());
     for (size_t i = 0; i < e.numel; ++i) out[i] = tmp[i];
@@ -350,7 +350,7 @@ void write_safetensors(const std::string& path, const std::vector<SafetensorsTen
   // F32, BF16, F16), then by name, data in that order; the header keeps
   // insertion order ("__metadata__" first; per tensor dtype, shape,
   // data_offsets) and is padded with spaces to a multiple of 8 bytes.
-  auto dtype_rank = [](DType d) { return d == DType::F32 ? 2 : d == DType::BF16 ? 1 : 0; };
+  auto dtype_rank = [](FileDType d) { return d == FileDType::F32 ? 2 : d == FileDType::BF16 ? 1 : 0; };
   std::vector<SafetensorsTensor> tensors = given;
   std::sort(tensors.begin(), tensors.end(),
             [&](const SafetensorsTensor& a, const SafetensorsTensor& b) {
@@ -363,7 +363,7 @@ void write_safetensors(const std::string& path, const std::vector<SafetensorsTen
   uint64_t offset = 0;
   std::set<std::string> seen;
   for (const SafetensorsTensor& t : tensors) {
-    require(t.dtype == DType::F32 || t.dtype == DType::F16 || t.dtype == DType::BF16,
+    require(t.dtype == FileDType::F32 || t.dtype == FileDType::F16 || t.dtype == FileDType::BF16,
             path + ": tensor " + t.name + ": can only write F32, F16 or BF16");
     require(t.name != "__metadata__" && seen.insert(t.name).second,
             path + ": tensor name " + t.name + " used twice");
@@ -390,7 +390,7 @@ void write_safetensors(const std::string& path, const std::vector<SafetensorsTen
   for (const SafetensorsTensor& t : tensors) {
     size_t numel = 1;
     for (int64_t d : t.shape) numel *= size_t(d);
-    if (t.dtype == DType::F32) {
+    if (t.dtype == FileDType::F32) {
       out.write(t.data, numel * 4);
       continue;
     }
@@ -399,10 +399,10 @@ void write_safetensors(const std::string& path, const std::vector<SafetensorsTen
       const size_t n = std::min(buf.size(), numel - done);
       for (size_t i = 0; i < n; ++i) {
         const float value = t.data[done + i];
-        buf[i] = t.dtype == DType::BF16 ? float_to_bf16(value) : float_to_fp16(value);
+        buf[i] = t.dtype == FileDType::BF16 ? float_to_bf16(value) : float_to_fp16(value);
         // A finite weight must stay finite in the narrower format (fp16 tops
         // out at 65504); the uncommitted file is removed on the throw.
-        const float stored = t.dtype == DType::BF16 ? bf16_to_float(buf[i]) : fp16_to_float(buf[i]);
+        const float stored = t.dtype == FileDType::BF16 ? bf16_to_float(buf[i]) : fp16_to_float(buf[i]);
         require(!std::isfinite(value) || std::isfinite(stored),
                 path + ": tensor " + t.name + " holds " + std::to_string(value) +
                     ", beyond the range of " + dtype_name(t.dtype) + " (export as bf16 or fp32)");

@@ -27,12 +27,14 @@
 
 namespace polaris {
 
-enum class DType { F32, F16, BF16, I32, I64 };
+// A tensor's element type in a file (safetensors names; Ops buffers use
+// DType, model/ops.h).
+enum class FileDType { F32, F16, BF16, I32, I64 };
 
 // "F32", "F16", "BF16", "I32", "I64".
-const char* dtype_name(DType dtype);
-size_t dtype_size(DType dtype);
-bool is_float_dtype(DType dtype);
+const char* dtype_name(FileDType dtype);
+size_t dtype_size(FileDType dtype);
+bool is_float_dtype(FileDType dtype);
 
 // The IEEE-754 bit pattern of an fp32 value, and the value of a bit pattern.
 inline uint32_t float_bits(float f) {
@@ -53,11 +55,11 @@ uint16_t float_to_bf16(float value);
 float fp16_to_float(uint16_t bits);
 uint16_t float_to_fp16(float value);
 // value rounded to the dtype (F32: unchanged) and back to fp32.
-float round_to_dtype(float value, DType dtype);
+float round_to_dtype(float value, FileDType dtype);
 
 struct SafetensorsEntry {
   std::string name;
-  DType dtype = DType::F32;
+  FileDType dtype = FileDType::F32;
   std::vector<int64_t> shape;
   size_t numel = 0;
   uint64_t begin = 0, end = 0;  // byte range within the data section
@@ -98,7 +100,7 @@ struct SafetensorsTensor {
   std::string name;
   std::vector<int64_t> shape;
   const float* data = nullptr;
-  DType dtype = DType::F32;
+  FileDType dtype = FileDType::F32;
 };
 
 // Writes `path` atomically (path.tmp, then rename); data in the order given, header

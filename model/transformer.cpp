@@ -53,49 +53,66 @@ void Batch::validate(int vocab_size, int max_positions) const {
 
 // ---------------------------------------------------------------------------
 // Activation storage: everything the backward pass reads, per layer, plus
-// scratch gradient buffers shared by all layers.
+// scratch gradient buffers shared by all layers. Tensors in the backend's
+// activation dtype are Bufs; per-row statistics are fp32.
+
+Recompute parse_recompute(const std::string& name) {
+  if (name == "none") return Recompute::none;
+  if (name == "mlp") return Recompute::mlp;
+  if (name == "layer") return Recompute::layer;
+  throw Error("--recompute must be none, mlp or layer, got '" + name + "'");
+}
 
 struct Transformer::Activations {
   Ops* ops;             // nullptr: only count the bytes (activation_bytes)
-  std::vector<void*> owned;
+  DType dtype;          // of activations
+  std::vector<const void*> owned;
   size_t capacity = 0;  // tokens
   size_t bytes = 0;     // allocated so far
 
   struct Layer {
-    float *input, *norm1, *norm1_mean, *norm1_rstd;
-    float *q, *k, *v;                          // projections
-    float *q_normed, *k_normed, *q_rstd, *k_rstd;  // Qwen3 q/k RMSNorm
-    float *q_rotated, *k_rotated;              // after RoPE (Qwen3)
-    float *attention, *lse;
-    float *middle;                             // residual after attention
-    float *norm2, *norm2_mean, *norm2_rstd;
-    float *gate, *up, *activation;             // MLP (gate: Qwen3 only)
+    Buf input;                                 // residual stream entering the layer
+    Buf norm1;
+    float *norm1_mean, *norm1_rstd;
+    Buf qkv;                                   // [N, Q + 2 KV]
+    Buf q_rotated, k_rotated;                  // Qwen3: after q/k norm + RoPE
+    float *q_rstd, *k_rstd;
+    Buf attention;
+    float* lse;
+    Buf middle;                                // residual after attention
+    Buf norm2;
+    float *norm2_mean, *norm2_rstd;
+    Buf hidden;                                // GPT-2: pre-GELU [N, F]; Qwen3: gate|up [N, 2F]
+    Buf activation;                            // [N, F]
   };
   std::vector<Layer> layers;
-  float *output;                               // residual after the last layer
-  float *final_norm, *final_mean, *final_rstd;
-  float *branch;                               // o-projection / MLP-down output
-  float *logits;                               // [logit_rows, V]
+  Buf output;                                  // residual after the last layer
+  Buf final_norm;
+  float *final_mean, *final_rstd;
+  Buf branch;                                  // o-projection / MLP-down output
+  Buf logits;                                  // [logit_rows, V]
   int logit_rows = 0;
   // inputs
   int32_t *tokens, *targets, *positions, *doc_ids;
   float *weights, *entropy_weights, *losses, *logprobs, *entropies;
-  // gradient scratch
-  float *d_residual, *d_norm, *d_attention, *d_q, *d_k, *d_v, *d_q2, *d_k2;
-  float *d_gate, *d_up, *d_activation, *d_final;
+  // gradient scratch (activation dtype)
+  Buf d_residual, d_norm, d_attention, d_qkv, d_q_rotated, d_k_rotated, d_hidden, d_activation,
+      d_final;
 
-  explicit Activations(Ops* o) : ops(o) {}
+  Activations(Ops* o, DType t) : ops(o), dtype(t) {}
   ~Activations() {
-    for (void* p : owned) ops->release(p);
+    for (const void* p : owned) ops->release(p);
   }
-  float* f(size_t n) {
+  Buf typed(size_t n, DType t) {
     n = std::max<size_t>(n, 1);
-    bytes += n * sizeof(float);
-    if (!ops) return nullptr;
-    float* p = ops->alloc(n);
-    owned.push_back(p);
-    return p;
+    bytes += n * dtype_size(t);
+    if (!ops) return Buf();
+    Buf b = ops->alloc_buf(n, t);
+    owned.push_back(b.ptr);
+    return b;
   }
+  Buf act(size_t n) { return typed(n, dtype); }
+  float* f(size_t n) { return ops ? typed(n, DType::f32).f32() : (typed(n, DType::f32), nullptr); }
   int32_t* i(size_t n) {
     n = std::max<size_t>(n, 1);
     bytes += n * sizeof(int32_t);
@@ -106,47 +123,69 @@ struct Transformer::Activations {
   }
 
   // stored_layers: how many layers keep their own activations (all for
-  // training; 1 for decoding, where layers reuse one set).
-  void allocate(const ModelConfig& c, size_t N, int stored_layers, bool with_gradients) {
+  // training; 1 for decoding, where layers reuse one set). With
+  // recomputation, what is recomputed lives once, in a shared set.
+  void allocate(const ModelConfig& c, size_t N, int stored_layers, bool with_gradients,
+                Recompute mode) {
     capacity = N;
     const size_t C = c.hidden_size, Q = c.q_dim(), KV = c.kv_dim(), F = c.intermediate_size;
+    const size_t H = c.num_heads, KVH = c.num_kv_heads;
     const bool qwen = c.is_qwen3();
-    layers.resize(stored_layers);
-    for (Layer& l : layers) {
-      l.input = f(N * C);
-      l.norm1 = f(N * C);
+    const size_t hidden = qwen ? 2 * F : F;
+    auto attention_part = [&](Layer& l) {
+      l.norm1 = act(N * C);
       l.norm1_mean = f(N);
       l.norm1_rstd = f(N);
-      l.q = f(N * Q);
-      l.k = f(N * KV);
-      l.v = f(N * KV);
-      l.q_normed = qwen ? f(N * Q) : nullptr;
-      l.k_normed = qwen ? f(N * KV) : nullptr;
-      l.q_rstd = qwen ? f(N * c.num_heads) : nullptr;
-      l.k_rstd = qwen ? f(N * c.num_kv_heads) : nullptr;
-      l.q_rotated = qwen ? f(N * Q) : nullptr;
-      l.k_rotated = qwen ? f(N * KV) : nullptr;
-      l.attention = f(N * Q);
-      l.lse = f(N * c.num_heads);
-      l.middle = f(N * C);
-      l.norm2 = f(N * C);
+      l.qkv = act(N * (Q + 2 * KV));
+      l.q_rotated = qwen ? act(N * Q) : Buf();
+      l.k_rotated = qwen ? act(N * KV) : Buf();
+      l.q_rstd = qwen ? f(N * H) : nullptr;
+      l.k_rstd = qwen ? f(N * KVH) : nullptr;
+      l.attention = act(N * Q);
+      l.lse = f(N * H);
+      l.middle = act(N * C);
+    };
+    auto mlp_part = [&](Layer& l) {
+      l.norm2 = act(N * C);
       l.norm2_mean = f(N);
       l.norm2_rstd = f(N);
-      l.gate = qwen ? f(N * F) : nullptr;
-      l.up = f(N * F);
-      l.activation = f(N * F);
+      l.hidden = act(N * hidden);
+      l.activation = act(N * F);
+    };
+    layers.resize(stored_layers);
+    Layer shared{};
+    if (mode == Recompute::layer) attention_part(shared);
+    if (mode != Recompute::none) mlp_part(shared);
+    for (Layer& l : layers) {
+      l.input = act(N * C);
+      if (mode == Recompute::layer) {
+        const Buf input = l.input;
+        l = shared;
+        l.input = input;
+        continue;
+      }
+      attention_part(l);
+      if (mode == Recompute::mlp) {
+        l.norm2 = shared.norm2;
+        l.norm2_mean = shared.norm2_mean;
+        l.norm2_rstd = shared.norm2_rstd;
+        l.hidden = shared.hidden;
+        l.activation = shared.activation;
+      } else {
+        mlp_part(l);
+      }
     }
-    output = f(N * C);
-    final_norm = f(N * C);
+    output = act(N * C);
+    final_norm = act(N * C);
     final_mean = f(N);
     final_rstd = f(N);
-    branch = f(N * C);
+    branch = act(N * C);
     // The LM head runs over row chunks so [N, V] logits never exist at once
     // (Qwen3's V = 151,936 would need 1.2 GB for 2,048 tokens). A 2^25-float
-    // (128 MB) budget: 220 rows for Qwen3, so the per-chunk cost of reading
-    // the [V, C] head weight is spread over enough rows.
+    // budget: 220 rows for Qwen3, so the per-chunk cost of reading the [V, C]
+    // head weight is spread over enough rows.
     logit_rows = int(std::min<size_t>(N, std::max<size_t>(1, (size_t(1) << 25) / c.vocab_size)));
-    logits = f(size_t(logit_rows) * c.vocab_size);
+    logits = act(size_t(logit_rows) * c.vocab_size);
     tokens = i(N);
     targets = i(N);
     positions = i(N);
@@ -157,18 +196,15 @@ struct Transformer::Activations {
     logprobs = f(N);
     entropies = f(N);
     if (!with_gradients) return;
-    d_residual = f(N * C);
-    d_norm = f(N * C);
-    d_attention = f(N * Q);
-    d_q = f(N * Q);
-    d_k = f(N * KV);
-    d_v = f(N * KV);
-    d_q2 = f(N * Q);
-    d_k2 = f(N * KV);
-    d_gate = f(N * F);
-    d_up = f(N * F);
-    d_activation = f(N * F);
-    d_final = f(N * C);
+    d_residual = act(N * C);
+    d_norm = act(N * C);
+    d_attention = act(N * Q);
+    d_qkv = act(N * (Q + 2 * KV));
+    d_q_rotated = qwen ? act(N * Q) : Buf();
+    d_k_rotated = qwen ? act(N * KV) : Buf();
+    d_hidden = act(N * hidden);
+    d_activation = qwen ? act(N * F) : Buf();
+    d_final = act(N * C);
   }
 };
 
@@ -177,28 +213,43 @@ struct Transformer::Activations {
 Transformer::Transformer(const ModelConfig& config, Ops& ops)
     : config_(config), layout_(build_param_layout(config)), ops_(ops) {
   config_.validate("model config");
-  params_ = ops_.alloc(layout_.total);
+  master_ = ops_.alloc(layout_.total);
+  weights_ = ops_.activation_dtype() == DType::f32 ? Buf(master_)
+                                                    : ops_.alloc_activations(layout_.total);
   grads_ = ops_.alloc(layout_.total);
 }
 
 Transformer::~Transformer() {
   acts_.reset();
   decode_acts_.reset();
-  for (float* p : key_cache_) ops_.release(p);
-  for (float* p : value_cache_) ops_.release(p);
-  ops_.release(params_);
+  for (Buf p : key_cache_) ops_.release(p.ptr);
+  for (Buf p : value_cache_) ops_.release(p.ptr);
+  if (weights_.ptr != master_) ops_.release(weights_.ptr);
+  ops_.release(master_);
   ops_.release(grads_);
 }
 
 void Transformer::set_params(const std::vector<float>& host) {
   require(host.size() == layout_.total, "parameters: expected " + std::to_string(layout_.total) +
                                             " values, got " + std::to_string(host.size()));
-  ops_.upload(params_, host.data(), host.size());
+  ops_.upload(master_, host.data(), host.size());
+  sync_weights(0, layout_.total);
+}
+
+void Transformer::sync_weights(size_t begin, size_t end) {
+  if (weights_.ptr == master_ || end <= begin) return;
+  ops_.copy(weights_ + begin, master_ + begin, end - begin);
+}
+
+void Transformer::set_recompute(Recompute mode) {
+  if (mode == recompute_) return;
+  recompute_ = mode;
+  acts_.reset();  // reallocated in the new arrangement on the next pass
 }
 
 std::vector<float> Transformer::get_params() const {
   std::vector<float> host(layout_.total);
-  ops_.download(host.data(), params_, host.size());
+  ops_.download(host.data(), master_, host.size());
   return host;
 }
 
@@ -210,18 +261,36 @@ std::vector<float> Transformer::get_grads() const {
 
 void Transformer::zero_grads() { ops_.zero(grads_, layout_.total); }
 
-size_t Transformer::activation_bytes(const ModelConfig& config, size_t tokens) {
-  Activations counter(nullptr);
-  counter.allocate(config, tokens, config.num_layers, /*with_gradients=*/true);
+size_t Transformer::activation_bytes(const ModelConfig& config, size_t tokens, DType dtype,
+                                     Recompute mode) {
+  Activations counter(nullptr, dtype);
+  counter.allocate(config, tokens, config.num_layers, /*with_gradients=*/true, mode);
   return counter.bytes;
+}
+
+std::string Transformer::memory_report(size_t tokens) const {
+  const double GiB = 1024.0 * 1024.0 * 1024.0;
+  const DType t = ops_.activation_dtype();
+  const double weights = double(layout_.total) * dtype_size(t);
+  const double master = weights_.ptr == master_ ? 0 : double(layout_.total) * 4;
+  const double grads = double(layout_.total) * 4;
+  const double acts = double(activation_bytes(config_, tokens, t, recompute_));
+  const char* modes[] = {"none", "mlp", "layer"};
+  char line[512];
+  std::snprintf(line, sizeof line,
+                "memory (%s): weights %.2f GiB (%s) | master %.2f GiB | gradients %.2f GiB | "
+                "activations %.2f GiB for %zu tokens (--recompute %s) | AdamW moments %.2f GiB",
+                ops_.name().c_str(), weights / GiB, dtype_name(t), master / GiB, grads / GiB,
+                acts / GiB, tokens, modes[int(recompute_)], 2 * grads / GiB);
+  return line;
 }
 
 void Transformer::ensure_activations(int B, int T) {
   size_t N = size_t(B) * T;
   if (acts_ && acts_->capacity >= N) return;
   acts_.reset();
-  acts_.reset(new Activations(&ops_));
-  acts_->allocate(config_, N, config_.num_layers, /*with_gradients=*/true);
+  acts_.reset(new Activations(&ops_, ops_.activation_dtype()));
+  acts_->allocate(config_, N, config_.num_layers, /*with_gradients=*/true, recompute_);
 }
 
 LossOutputs Transformer::forward(const Batch& batch) { return run(batch, false, 1.f, nullptr); }
@@ -239,8 +308,8 @@ std::vector<float> Transformer::forward_logits(const Batch& batch) {
 // ---------------------------------------------------------------------------
 // Forward pieces shared by training (run) and decoding (decode_step).
 
-void Transformer::norm_forward(float* out, float* mean, float* rstd, const float* in,
-                               size_t weight, size_t bias, int N) {
+void Transformer::norm_forward(Buf out, float* mean, float* rstd, CBuf in, size_t weight,
+                               size_t bias, int N) {
   if (config_.is_qwen3())
     ops_.rmsnorm_forward(out, rstd, in, param(weight), N, config_.hidden_size, config_.norm_eps);
   else
@@ -248,7 +317,17 @@ void Transformer::norm_forward(float* out, float* mean, float* rstd, const float
                            config_.hidden_size, config_.norm_eps);
 }
 
-void Transformer::norm_backward(float* din, const float* dout, const float* in, const float* mean,
+void Transformer::add_norm_forward(Buf residual, Buf out, float* mean, float* rstd, CBuf a,
+                                   CBuf b, size_t weight, size_t bias, int N) {
+  if (config_.is_qwen3())
+    ops_.add_rmsnorm_forward(residual, out, rstd, a, b, param(weight), N, config_.hidden_size,
+                             config_.norm_eps);
+  else
+    ops_.add_layernorm_forward(residual, out, mean, rstd, a, b, param(weight), param(bias), N,
+                               config_.hidden_size, config_.norm_eps);
+}
+
+void Transformer::norm_backward(Buf din, CBuf dout, CBuf in, const float* mean,
                                 const float* rstd, size_t weight, size_t bias, int N) {
   if (config_.is_qwen3())
     ops_.rmsnorm_backward(din, grad(weight), dout, in, param(weight), rstd, N,
@@ -258,50 +337,83 @@ void Transformer::norm_backward(float* din, const float* dout, const float* in, 
                             config_.hidden_size);
 }
 
-void Transformer::qkv_forward(Activations& a, int slot, const LayerOffsets& w,
-                              const int32_t* positions, int N, const float** q_out,
-                              const float** k_out) {
+void Transformer::qkv_forward(Activations& a, int slot, int layer, const int32_t* positions,
+                              int N, CBuf* q_out, CBuf* k_out, int* q_stride, int* k_stride) {
   const ModelConfig& c = config_;
+  const LayerOffsets& w = layout_.layers[layer];
   Activations::Layer& l = a.layers[slot];
-  const int C = c.hidden_size, Q = c.q_dim(), KV = c.kv_dim(), D = c.head_dim;
-  ops_.matmul_forward(l.q, l.norm1, param(w.q_weight), param(w.q_bias), N, C, Q);
-  ops_.matmul_forward(l.k, l.norm1, param(w.k_weight), param(w.k_bias), N, C, KV);
-  ops_.matmul_forward(l.v, l.norm1, param(w.v_weight), param(w.v_bias), N, C, KV);
-  *q_out = l.q;
-  *k_out = l.k;
+  const int C = c.hidden_size, Q = c.q_dim(), KV = c.kv_dim(), QKV = Q + 2 * KV;
+  // q, k, v weights (and biases) are adjacent: one [QKV, C] GEMM.
+  ops_.matmul_forward(l.qkv, l.norm1, param(w.q_weight), param(w.q_bias), N, C, QKV);
+  *q_out = l.qkv;
+  *k_out = CBuf(l.qkv) + Q;
+  *q_stride = *k_stride = QKV;
   if (!c.is_qwen3()) return;
-  ops_.rmsnorm_forward(l.q_normed, l.q_rstd, l.q, param(w.q_norm_weight), N * c.num_heads, D,
-                       c.norm_eps);
-  ops_.rmsnorm_forward(l.k_normed, l.k_rstd, l.k, param(w.k_norm_weight), N * c.num_kv_heads, D,
-                       c.norm_eps);
-  ops_.rope_forward(l.q_rotated, l.q_normed, positions, N, c.num_heads, D, c.rope_theta);
-  ops_.rope_forward(l.k_rotated, l.k_normed, positions, N, c.num_kv_heads, D, c.rope_theta);
+  ops_.qk_norm_rope_forward(l.q_rotated, l.k_rotated, l.q_rstd, l.k_rstd, l.qkv,
+                            CBuf(l.qkv) + Q, QKV, param(w.q_norm_weight),
+                            param(w.k_norm_weight), positions, N, c.num_heads, c.num_kv_heads,
+                            c.head_dim, c.norm_eps, c.rope_theta);
   *q_out = l.q_rotated;
   *k_out = l.k_rotated;
+  *q_stride = Q;
+  *k_stride = KV;
 }
 
-void Transformer::mlp_forward(Activations& a, int slot, const LayerOffsets& w, float* out,
-                              int N) {
+void Transformer::mlp_up_forward(Activations& a, int slot, int layer, int N) {
   const int C = config_.hidden_size, F = config_.intermediate_size;
+  const LayerOffsets& w = layout_.layers[layer];
   Activations::Layer& l = a.layers[slot];
   if (config_.is_qwen3()) {
-    ops_.matmul_forward(l.gate, l.norm2, param(w.gate_weight), nullptr, N, C, F);
-    ops_.matmul_forward(l.up, l.norm2, param(w.up_weight), nullptr, N, C, F);
-    ops_.swiglu_forward(l.activation, l.gate, l.up, size_t(N) * F);
+    // gate and up weights are adjacent: one [2F, C] GEMM into gate|up rows.
+    ops_.matmul_forward(l.hidden, l.norm2, param(w.gate_weight), nullptr, N, C, 2 * F);
+    ops_.swiglu_forward(l.activation, l.hidden, N, F);
   } else {
-    ops_.matmul_forward(l.up, l.norm2, param(w.up_weight), param(w.up_bias), N, C, F);
-    ops_.gelu_forward(l.activation, l.up, size_t(N) * F);
+    ops_.matmul_gelu_forward(l.hidden, l.activation, l.norm2, param(w.up_weight),
+                             param(w.up_bias), N, C, F);
   }
-  ops_.matmul_forward(out, l.activation, param(w.down_weight), param(w.down_bias), N, F, C);
 }
 
-void Transformer::final_norm_forward(Activations& a, const float* x, int N) {
-  norm_forward(a.final_norm, a.final_mean, a.final_rstd, x, layout_.final_norm_weight,
-               layout_.final_norm_bias, N);
+void Transformer::mlp_down_forward(Activations& a, int slot, int layer, int N) {
+  const LayerOffsets& w = layout_.layers[layer];
+  ops_.matmul_forward(a.branch, a.layers[slot].activation, param(w.down_weight),
+                      param(w.down_bias), N, config_.intermediate_size, config_.hidden_size);
+}
+
+// From norm1 (in place) through attention, the o projection, the fused
+// residual + norm2, and the MLP's up part.
+void Transformer::layer_forward_to_mlp(Activations& a, int li, const int32_t* doc_ids, int N) {
+  const ModelConfig& c = config_;
+  const LayerOffsets& w = layout_.layers[li];
+  Activations::Layer& l = a.layers[li];
+  CBuf q_in, k_in;
+  AttentionShape shape = shape_;
+  qkv_forward(a, li, li, a.positions, N, &q_in, &k_in, &shape.q_stride, &shape.k_stride);
+  shape.v_stride = c.q_dim() + 2 * c.kv_dim();
+  const CBuf v_in = CBuf(l.qkv) + c.q_dim() + c.kv_dim();
+  ops_.attention_forward(l.attention, l.lse, q_in, k_in, v_in, doc_ids, shape);
+  ops_.matmul_forward(a.branch, l.attention, param(w.o_weight), param(w.o_bias), N, c.q_dim(),
+                      c.hidden_size);
+  add_norm_forward(l.middle, l.norm2, l.norm2_mean, l.norm2_rstd, l.input, a.branch,
+                   w.mlp_norm_weight, w.mlp_norm_bias, N);
+  mlp_up_forward(a, li, li, N);
+}
+
+void Transformer::recompute_layer(Activations& a, int li, const int32_t* doc_ids, int N) {
+  const LayerOffsets& w = layout_.layers[li];
+  Activations::Layer& l = a.layers[li];
+  if (recompute_ == Recompute::layer) {
+    norm_forward(l.norm1, l.norm1_mean, l.norm1_rstd, l.input, w.attn_norm_weight,
+                 w.attn_norm_bias, N);
+    layer_forward_to_mlp(a, li, doc_ids, N);
+  } else if (recompute_ == Recompute::mlp) {
+    norm_forward(l.norm2, l.norm2_mean, l.norm2_rstd, l.middle, w.mlp_norm_weight,
+                 w.mlp_norm_bias, N);
+    mlp_up_forward(a, li, li, N);
+  }
 }
 
 // ---------------------------------------------------------------------------
-// The forward and backward pass. `param(offset)` is a parameter, `grad(offset)` its
+// The forward and backward pass. `param(offset)` is a weight, `grad(offset)` its
 // gradient, null when the family has no such tensor.
 
 LossOutputs Transformer::run(const Batch& batch, bool backward, float loss_scale,
@@ -311,10 +423,10 @@ LossOutputs Transformer::run(const Batch& batch, bool backward, float loss_scale
   Activations& a = *acts_;
   const ModelConfig& c = config_;
   const int B = batch.B, T = batch.T, N = B * T;
-  const int C = c.hidden_size, Q = c.q_dim(), KV = c.kv_dim(), F = c.intermediate_size;
-  const int V = c.vocab_size, D = c.head_dim;
+  const int C = c.hidden_size, Q = c.q_dim(), KV = c.kv_dim(), QKV = Q + 2 * KV;
+  const int F = c.intermediate_size, V = c.vocab_size, D = c.head_dim;
   const bool qwen = c.is_qwen3();
-  AttentionShape shape{B, T, c.num_heads, c.num_kv_heads, D};
+  shape_ = AttentionShape{B, T, c.num_heads, c.num_kv_heads, D};
 
   ops_.upload_int(a.tokens, batch.tokens.data(), N);
   ops_.upload_int(a.targets, batch.targets.data(), N);
@@ -334,30 +446,34 @@ LossOutputs Transformer::run(const Batch& batch, bool backward, float loss_scale
   // ---- forward ----
   ops_.embedding_forward(a.layers[0].input, a.tokens, a.positions, param(layout_.embed_tokens),
                          param(layout_.embed_positions), N, C);
-  for (int li = 0; li < c.num_layers; ++li) {
-    const LayerOffsets& w = layout_.layers[li];
-    Activations::Layer& l = a.layers[li];
-    norm_forward(l.norm1, l.norm1_mean, l.norm1_rstd, l.input, w.attn_norm_weight,
-                 w.attn_norm_bias, N);
-    const float *q_in, *k_in;
-    qkv_forward(a, li, w, a.positions, N, &q_in, &k_in);
-    ops_.attention_forward(l.attention, l.lse, q_in, k_in, l.v, doc_ids, shape);
-    ops_.matmul_forward(a.branch, l.attention, param(w.o_weight), param(w.o_bias), N, Q, C);
-    ops_.add(l.middle, l.input, a.branch, size_t(N) * C);
-    norm_forward(l.norm2, l.norm2_mean, l.norm2_rstd, l.middle, w.mlp_norm_weight,
-                 w.mlp_norm_bias, N);
-    mlp_forward(a, li, w, a.branch, N);
-    float* next = li + 1 < c.num_layers ? a.layers[li + 1].input : a.output;
-    ops_.add(next, l.middle, a.branch, size_t(N) * C);
+  {
+    const LayerOffsets& w0 = layout_.layers[0];
+    Activations::Layer& l0 = a.layers[0];
+    norm_forward(l0.norm1, l0.norm1_mean, l0.norm1_rstd, l0.input, w0.attn_norm_weight,
+                 w0.attn_norm_bias, N);
   }
-  final_norm_forward(a, a.output, N);
+  for (int li = 0; li < c.num_layers; ++li) {
+    Activations::Layer& l = a.layers[li];
+    layer_forward_to_mlp(a, li, doc_ids, N);
+    mlp_down_forward(a, li, li, N);
+    // The residual join fused with the next norm (the next layer's norm1, or
+    // the final norm).
+    if (li + 1 < c.num_layers) {
+      const LayerOffsets& wn = layout_.layers[li + 1];
+      Activations::Layer& next = a.layers[li + 1];
+      add_norm_forward(next.input, next.norm1, next.norm1_mean, next.norm1_rstd, l.middle,
+                       a.branch, wn.attn_norm_weight, wn.attn_norm_bias, N);
+    } else {
+      add_norm_forward(a.output, a.final_norm, a.final_mean, a.final_rstd, l.middle, a.branch,
+                       layout_.final_norm_weight, layout_.final_norm_bias, N);
+    }
+  }
 
   // ---- LM head and loss, chunk by chunk; in training each chunk's logits
   // are turned into their gradient in place and pushed through the head.
-  if (backward) ops_.zero(a.d_final, size_t(N) * C);
   for (int start = 0; start < N; start += a.logit_rows) {
     const int rows = std::min(a.logit_rows, N - start);
-    const float* x = a.final_norm + size_t(start) * C;
+    const CBuf x = CBuf(a.final_norm) + size_t(start) * C;
     ops_.matmul_forward(a.logits, x, param(layout_.lm_head), nullptr, rows, C, V);
     if (logits_out) ops_.download(logits_out + size_t(start) * V, a.logits, size_t(rows) * V);
     LossArgs loss;
@@ -371,12 +487,11 @@ LossOutputs Transformer::run(const Batch& batch, bool backward, float loss_scale
     loss.losses = a.losses + start;
     loss.logprobs = a.logprobs + start;
     loss.entropies = a.entropies + start;
-    loss.dlogits = backward ? a.logits : nullptr;
+    loss.dlogits = backward ? a.logits : Buf();
     ops_.cross_entropy(loss);
-    if (backward) {
-      ops_.matmul_backward(a.d_final + size_t(start) * C, grad(layout_.lm_head), nullptr, a.logits,
-                           x, param(layout_.lm_head), rows, C, V);
-    }
+    if (backward)  // d_final rows written chunk by chunk
+      ops_.matmul_backward(a.d_final + size_t(start) * C, grad(layout_.lm_head), nullptr,
+                           a.logits, x, param(layout_.lm_head), rows, C, V);
   }
 
   LossOutputs out;
@@ -394,67 +509,55 @@ LossOutputs Transformer::run(const Batch& batch, bool backward, float loss_scale
   if (!backward) return out;
 
   // ---- backward ----
-  float* dx = a.d_residual;  // gradient of the residual stream, walking down
+  // dx: the gradient of the residual stream, walking down. Norm backwards
+  // add into it (the residual join); everything else is written.
+  Buf dx = a.d_residual;
   ops_.zero(dx, size_t(N) * C);
   norm_backward(dx, a.d_final, a.output, a.final_mean, a.final_rstd, layout_.final_norm_weight,
                 layout_.final_norm_bias, N);
   for (int li = c.num_layers - 1; li >= 0; --li) {
     const LayerOffsets& w = layout_.layers[li];
     Activations::Layer& l = a.layers[li];
+    recompute_layer(a, li, doc_ids, N);
     // MLP branch: dx is the gradient of the layer output = of its MLP branch.
-    ops_.zero(a.d_activation, size_t(N) * F);
-    ops_.matmul_backward(a.d_activation, grad(w.down_weight), grad(w.down_bias), dx, l.activation,
-                         param(w.down_weight), N, F, C);
-    ops_.zero(a.d_up, size_t(N) * F);
-    ops_.zero(a.d_norm, size_t(N) * C);
     if (qwen) {
-      ops_.zero(a.d_gate, size_t(N) * F);
-      ops_.swiglu_backward(a.d_gate, a.d_up, a.d_activation, l.gate, l.up, size_t(N) * F);
-      ops_.matmul_backward(a.d_norm, grad(w.gate_weight), nullptr, a.d_gate, l.norm2,
-                           param(w.gate_weight), N, C, F);
-      ops_.matmul_backward(a.d_norm, grad(w.up_weight), nullptr, a.d_up, l.norm2, param(w.up_weight),
-                           N, C, F);
+      ops_.matmul_backward(a.d_activation, grad(w.down_weight), nullptr, dx, l.activation,
+                           param(w.down_weight), N, F, C);
+      ops_.swiglu_backward(a.d_hidden, a.d_activation, l.hidden, N, F);
+      ops_.matmul_backward(a.d_norm, grad(w.gate_weight), nullptr, a.d_hidden, l.norm2,
+                           param(w.gate_weight), N, C, 2 * F);
     } else {
-      ops_.gelu_backward(a.d_up, a.d_activation, l.up, size_t(N) * F);
-      ops_.matmul_backward(a.d_norm, grad(w.up_weight), grad(w.up_bias), a.d_up, l.norm2,
+      ops_.matmul_backward_gelu(a.d_hidden, grad(w.down_weight), grad(w.down_bias), dx,
+                                l.activation, l.hidden, param(w.down_weight), N, F, C);
+      ops_.matmul_backward(a.d_norm, grad(w.up_weight), grad(w.up_bias), a.d_hidden, l.norm2,
                            param(w.up_weight), N, C, F);
     }
     norm_backward(dx, a.d_norm, l.middle, l.norm2_mean, l.norm2_rstd, w.mlp_norm_weight,
                   w.mlp_norm_bias, N);
     // Attention branch: dx is now the gradient of the middle residual.
-    ops_.zero(a.d_attention, size_t(N) * Q);
     ops_.matmul_backward(a.d_attention, grad(w.o_weight), grad(w.o_bias), dx, l.attention,
                          param(w.o_weight), N, Q, C);
-    ops_.zero(a.d_q, size_t(N) * Q);
-    ops_.zero(a.d_k, size_t(N) * KV);
-    ops_.zero(a.d_v, size_t(N) * KV);
-    const float* q_in = qwen ? l.q_rotated : l.q;
-    const float* k_in = qwen ? l.k_rotated : l.k;
-    ops_.attention_backward(a.d_q, a.d_k, a.d_v, a.d_attention, q_in, k_in, l.v, l.attention,
-                            l.lse, doc_ids, shape);
-    float* d_q_projection = a.d_q;
-    float* d_k_projection = a.d_k;
+    AttentionShape shape = shape_;
+    shape.v_stride = QKV;
+    const Buf dv = a.d_qkv + size_t(Q + KV);
+    const CBuf v = CBuf(l.qkv) + size_t(Q + KV);
     if (qwen) {
-      // d_q2/d_k2: gradient after undoing RoPE; then through the q/k norms
-      // back into d_q/d_k, which now hold the projections' gradients.
-      ops_.zero(a.d_q2, size_t(N) * Q);
-      ops_.zero(a.d_k2, size_t(N) * KV);
-      ops_.rope_backward(a.d_q2, a.d_q, a.positions, N, c.num_heads, D, c.rope_theta);
-      ops_.rope_backward(a.d_k2, a.d_k, a.positions, N, c.num_kv_heads, D, c.rope_theta);
-      ops_.zero(a.d_q, size_t(N) * Q);
-      ops_.zero(a.d_k, size_t(N) * KV);
-      ops_.rmsnorm_backward(a.d_q, grad(w.q_norm_weight), a.d_q2, l.q, param(w.q_norm_weight), l.q_rstd,
-                            N * c.num_heads, D);
-      ops_.rmsnorm_backward(a.d_k, grad(w.k_norm_weight), a.d_k2, l.k, param(w.k_norm_weight), l.k_rstd,
-                            N * c.num_kv_heads, D);
+      shape.q_stride = Q;
+      shape.k_stride = KV;
+      ops_.attention_backward(a.d_q_rotated, a.d_k_rotated, dv, a.d_attention, l.q_rotated,
+                              l.k_rotated, v, l.attention, l.lse, doc_ids, shape);
+      ops_.qk_norm_rope_backward(a.d_qkv, a.d_qkv + size_t(Q), grad(w.q_norm_weight),
+                                 grad(w.k_norm_weight), a.d_q_rotated, a.d_k_rotated, l.qkv,
+                                 CBuf(l.qkv) + size_t(Q), QKV, param(w.q_norm_weight),
+                                 param(w.k_norm_weight), l.q_rstd, l.k_rstd, a.positions, N,
+                                 c.num_heads, c.num_kv_heads, D, c.rope_theta);
+    } else {
+      shape.q_stride = shape.k_stride = QKV;
+      ops_.attention_backward(a.d_qkv, a.d_qkv + size_t(Q), dv, a.d_attention, l.qkv,
+                              CBuf(l.qkv) + size_t(Q), v, l.attention, l.lse, doc_ids, shape);
     }
-    ops_.zero(a.d_norm, size_t(N) * C);
-    ops_.matmul_backward(a.d_norm, grad(w.q_weight), grad(w.q_bias), d_q_projection, l.norm1,
-                         param(w.q_weight), N, C, Q);
-    ops_.matmul_backward(a.d_norm, grad(w.k_weight), grad(w.k_bias), d_k_projection, l.norm1,
-                         param(w.k_weight), N, C, KV);
-    ops_.matmul_backward(a.d_norm, grad(w.v_weight), grad(w.v_bias), a.d_v, l.norm1, param(w.v_weight), N,
-                         C, KV);
+    ops_.matmul_backward(a.d_norm, grad(w.q_weight), grad(w.q_bias), a.d_qkv, l.norm1,
+                         param(w.q_weight), N, C, QKV);
     norm_backward(dx, a.d_norm, l.input, l.norm1_mean, l.norm1_rstd, w.attn_norm_weight,
                   w.attn_norm_bias, N);
   }
@@ -473,14 +576,14 @@ void Transformer::reserve_kv_cache(int slots, int max_len) {
           "kv cache: max length " + std::to_string(max_len) + " is beyond the model's " +
               std::to_string(config_.max_positions) + " positions");
   if (slots == cache_slots_ && max_len == cache_max_len_) return;
-  for (float* p : key_cache_) ops_.release(p);
-  for (float* p : value_cache_) ops_.release(p);
+  for (Buf p : key_cache_) ops_.release(p.ptr);
+  for (Buf p : value_cache_) ops_.release(p.ptr);
   key_cache_.clear();
   value_cache_.clear();
   const size_t size = size_t(slots) * max_len * config_.kv_dim();
   for (int l = 0; l < config_.num_layers; ++l) {
-    key_cache_.push_back(ops_.alloc(size));
-    value_cache_.push_back(ops_.alloc(size));
+    key_cache_.push_back(ops_.alloc_activations(size));
+    value_cache_.push_back(ops_.alloc_activations(size));
   }
   cache_slots_ = slots;
   cache_max_len_ = max_len;
@@ -494,7 +597,7 @@ std::vector<float> Transformer::decode_step(const std::vector<int32_t>& tokens,
           "decode_step: tokens, positions and slots must have one entry per sequence");
   require(cache_slots_ > 0, "decode_step: reserve_kv_cache first");
   const ModelConfig& c = config_;
-  const int C = c.hidden_size, Q = c.q_dim(), KV = c.kv_dim();
+  const int C = c.hidden_size, Q = c.q_dim(), KV = c.kv_dim(), QKV = Q + 2 * KV;
   const int V = c.vocab_size, D = c.head_dim, M = cache_max_len_;
   std::vector<int32_t> cache_rows(S), lengths(S);
   for (int s = 0; s < S; ++s) {
@@ -509,8 +612,8 @@ std::vector<float> Transformer::decode_step(const std::vector<int32_t>& tokens,
   // Decoding reuses one layer's worth of storage (nothing is kept for a backward).
   if (!decode_acts_ || decode_acts_->capacity < size_t(S)) {
     decode_acts_.reset();
-    decode_acts_.reset(new Activations(&ops_));
-    decode_acts_->allocate(c, S, 1, /*with_gradients=*/false);
+    decode_acts_.reset(new Activations(&ops_, ops_.activation_dtype()));
+    decode_acts_->allocate(c, S, 1, /*with_gradients=*/false, Recompute::none);
   }
   Activations& a = *decode_acts_;
   Activations::Layer& l = a.layers[0];
@@ -521,37 +624,40 @@ std::vector<float> Transformer::decode_step(const std::vector<int32_t>& tokens,
   ops_.upload_int(rows_d, cache_rows.data(), S);
   ops_.upload_int(lengths_d, lengths.data(), S);
 
-  float* x = a.output;
+  Buf x = a.output;
   ops_.embedding_forward(x, a.tokens, a.positions, param(layout_.embed_tokens),
                          param(layout_.embed_positions), S, C);
   for (int li = 0; li < c.num_layers; ++li) {
     const LayerOffsets& w = layout_.layers[li];
     norm_forward(l.norm1, l.norm1_mean, l.norm1_rstd, x, w.attn_norm_weight, w.attn_norm_bias,
                  S);
-    const float *q_in, *k_in;
-    qkv_forward(a, 0, w, a.positions, S, &q_in, &k_in);
-    ops_.scatter_rows(key_cache_[li], k_in, rows_d, S, KV);
-    ops_.scatter_rows(value_cache_[li], l.v, rows_d, S, KV);
+    CBuf q_in, k_in;
+    int q_stride, k_stride;
+    qkv_forward(a, 0, li, a.positions, S, &q_in, &k_in, &q_stride, &k_stride);
+    ops_.scatter_rows(key_cache_[li], k_in, k_stride, rows_d, S, KV);
+    ops_.scatter_rows(value_cache_[li], CBuf(l.qkv) + size_t(Q + KV), QKV, rows_d, S, KV);
     // attention_decode reads a run of consecutive slots; a sequence's slot
     // can be anywhere, so each sequence is its own run of one.
     for (int s = 0; s < S; ++s) {
       const size_t slot_offset = size_t(slots[s]) * M * KV;
-      ops_.attention_decode(l.attention + size_t(s) * Q, q_in + size_t(s) * Q,
+      ops_.attention_decode(l.attention + size_t(s) * Q, q_in + size_t(s) * q_stride, q_stride,
                             key_cache_[li] + slot_offset, value_cache_[li] + slot_offset,
                             lengths_d + s, 1, M, c.num_heads, c.num_kv_heads, D);
     }
     ops_.matmul_forward(a.branch, l.attention, param(w.o_weight), param(w.o_bias), S, Q, C);
-    ops_.add(x, x, a.branch, size_t(S) * C);
-    norm_forward(l.norm2, l.norm2_mean, l.norm2_rstd, x, w.mlp_norm_weight, w.mlp_norm_bias, S);
-    mlp_forward(a, 0, w, a.branch, S);
+    add_norm_forward(x, l.norm2, l.norm2_mean, l.norm2_rstd, x, a.branch, w.mlp_norm_weight,
+                     w.mlp_norm_bias, S);
+    mlp_up_forward(a, 0, li, S);
+    mlp_down_forward(a, 0, li, S);
     ops_.add(x, x, a.branch, size_t(S) * C);
   }
-  final_norm_forward(a, x, S);
+  norm_forward(a.final_norm, a.final_mean, a.final_rstd, x, layout_.final_norm_weight,
+               layout_.final_norm_bias, S);
   std::vector<float> logits(size_t(S) * V);
   for (int start = 0; start < S; start += a.logit_rows) {
     const int rows = std::min(a.logit_rows, S - start);
-    ops_.matmul_forward(a.logits, a.final_norm + size_t(start) * C, param(layout_.lm_head), nullptr,
-                        rows, C, V);
+    ops_.matmul_forward(a.logits, CBuf(a.final_norm) + size_t(start) * C, param(layout_.lm_head),
+                        nullptr, rows, C, V);
     ops_.download(logits.data() + size_t(start) * V, a.logits, size_t(rows) * V);
   }
   return logits;

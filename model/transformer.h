@@ -6,13 +6,28 @@
 //   forward_logits     every position's logits (checks against references)
 //   decode_step        one token per sequence against a KV cache (sampling)
 //
-// Per layer (pre-norm):  x += o( attention( rope( qk_norm( q k v (norm(x)) ) ) ) )
+// Per layer (pre-norm):  x += o( attention( rope( qk_norm( qkv(norm(x)) ) ) ) )
 //                        x += mlp( norm(x) )
 // with GPT-2's LayerNorm / GELU / learned positions or Qwen3's RMSNorm /
-// SwiGLU / RoPE + per-head q,k RMSNorm chosen by the config.
+// SwiGLU / RoPE + per-head q,k RMSNorm chosen by the config. q, k, v are one
+// GEMM (their weights are adjacent rows of the flat parameters), as are
+// Qwen3's gate and up; each residual join is fused with the norm after it.
+//
+// Storage follows the backend (Ops::activation_dtype()): weights and
+// activations in that type; parameter gradients and the master weights in
+// fp32. On the CPU the weights ARE the master (one fp32 buffer); on the GPU
+// the bf16 weights are a copy AdamW refreshes after every step.
+//
+// Activation recomputation (set_recompute) trades compute for memory:
+//   none   every layer keeps every activation its backward reads;
+//   mlp    the MLP's activations (norm2, the up/gate projection, the
+//          activation) are recomputed in the backward from the stored
+//          mid-layer residual: one shared set instead of one per layer;
+//   layer  only each layer's input is kept; the whole layer is recomputed.
 #pragma once
 #include <cstdint>
 #include <memory>
+#include <string>
 #include <vector>
 
 #include "model/config.h"
@@ -49,6 +64,10 @@ struct LossOutputs {
   double mean_loss() const { return weight_sum > 0 ? loss_sum / weight_sum : 0; }
 };
 
+enum class Recompute { none, mlp, layer };
+// "none" | "mlp" | "layer"; throws an Error naming --recompute otherwise.
+Recompute parse_recompute(const std::string& name);
+
 class Transformer {
  public:
   Transformer(const ModelConfig& config, Ops& ops);
@@ -61,8 +80,18 @@ class Transformer {
   Ops& ops() { return ops_; }
   size_t num_params() const { return layout_.total; }
 
-  float* params() { return params_; }   // in Ops memory
-  float* grads() { return grads_; }     // in Ops memory
+  // fp32 master parameters, in Ops memory (what the optimizer updates).
+  float* params() { return master_; }
+  float* grads() { return grads_; }     // fp32, in Ops memory
+  // The weights the ops read, in the backend's dtype (== params() on fp32
+  // backends).
+  Buf weights() { return weights_; }
+  // Refreshes weights() from params() (round to nearest) over
+  // [begin, end): after the master changed other than through
+  // adamw_update's copy (set_params does this itself; ZeRO's all-gather).
+  void sync_weights(size_t begin, size_t end);
+  void set_recompute(Recompute mode);
+  Recompute recompute() const { return recompute_; }
   void set_params(const std::vector<float>& host_params);
   std::vector<float> get_params() const;
   std::vector<float> get_grads() const;
@@ -89,39 +118,55 @@ class Transformer {
   // Bytes of activation storage a training pass (forward + backward) over
   // `tokens` tokens allocates, without allocating: for memory checks before
   // a run starts.
-  static size_t activation_bytes(const ModelConfig& config, size_t tokens);
+  static size_t activation_bytes(const ModelConfig& config, size_t tokens,
+                                 DType dtype = DType::f32, Recompute mode = Recompute::none);
+  // One line per kind of memory this model holds on its backend (weights,
+  // master, gradients, activations for `tokens` tokens, KV cache).
+  std::string memory_report(size_t tokens) const;
 
  private:
   struct Activations;
   LossOutputs run(const Batch& batch, bool backward, float loss_scale, float* logits_out);
   void ensure_activations(int B, int T);
   // Pieces of a layer shared by the training pass and decode_step.
-  float* param(size_t offset) const { return offset == kAbsent ? nullptr : params_ + offset; }
+  CBuf param(size_t offset) const { return offset == kAbsent ? CBuf() : CBuf(weights_ + offset); }
   float* grad(size_t offset) const { return offset == kAbsent ? nullptr : grads_ + offset; }
   // The family's norm (RMSNorm, or LayerNorm with its mean saved).
-  void norm_forward(float* out, float* mean, float* rstd, const float* in, size_t weight,
-                    size_t bias, int N);
+  void norm_forward(Buf out, float* mean, float* rstd, CBuf in, size_t weight, size_t bias,
+                    int N);
+  // residual = a + b, then the family's norm of it (one fused op).
+  void add_norm_forward(Buf residual, Buf out, float* mean, float* rstd, CBuf a, CBuf b,
+                        size_t weight, size_t bias, int N);
   // Its backward, adding into din and the norm's parameter gradients.
-  void norm_backward(float* din, const float* dout, const float* in, const float* mean,
-                     const float* rstd, size_t weight, size_t bias, int N);
-  // q, k, v projections, then Qwen3's q/k norms and RoPE; sets q_out and
-  // k_out to the tensors attention reads.
-  void qkv_forward(Activations& a, int layer_slot, const LayerOffsets& w, const int32_t* positions,
-                   int N, const float** q_out, const float** k_out);
-  // MLP of norm2 into out (GPT-2: GELU; Qwen3: SwiGLU).
-  void mlp_forward(Activations& a, int layer_slot, const LayerOffsets& w, float* out, int N);
-  // The final norm of x into final_norm.
-  void final_norm_forward(Activations& a, const float* x, int N);
+  void norm_backward(Buf din, CBuf dout, CBuf in, const float* mean, const float* rstd,
+                     size_t weight, size_t bias, int N);
+  // The qkv projection, then Qwen3's q/k norms and RoPE; sets *q_out / *k_out
+  // (and their row strides) to the tensors attention reads.
+  // (`slot`: which stored layer's activations; `layer`: whose weights.)
+  void qkv_forward(Activations& a, int slot, int layer, const int32_t* positions, int N,
+                   CBuf* q_out, CBuf* k_out, int* q_stride, int* k_stride);
+  // The MLP's up (and gate) projection and activation of norm2.
+  void mlp_up_forward(Activations& a, int slot, int layer, int N);
+  // The training pass's layer: norm1 must be in place; computes through the
+  // attention branch, the fused residual + norm2, and the MLP's up part.
+  void layer_forward_to_mlp(Activations& a, int layer, const int32_t* doc_ids, int N);
+  // The MLP down projection of `layer` into a.branch.
+  void mlp_down_forward(Activations& a, int slot, int layer, int N);
+  // Recomputes, before the backward of `layer`, what recompute_ dropped.
+  void recompute_layer(Activations& a, int layer, const int32_t* doc_ids, int N);
 
   ModelConfig config_;
   ParamLayout layout_;
   Ops& ops_;
-  float* params_ = nullptr;
+  Buf weights_;              // backend dtype
+  float* master_ = nullptr;  // fp32 (== weights_ on fp32 backends)
   float* grads_ = nullptr;
+  Recompute recompute_ = Recompute::none;
+  AttentionShape shape_;     // of the current training pass
   std::unique_ptr<Activations> acts_;         // training / scoring
   std::unique_ptr<Activations> decode_acts_;  // one layer's scratch for decode_step
   // KV cache: per layer, keys then values, each [slots, max_len, kv_dim].
-  std::vector<float*> key_cache_, value_cache_;
+  std::vector<Buf> key_cache_, value_cache_;
   int cache_slots_ = 0, cache_max_len_ = 0;
 };
 

@@ -45,7 +45,7 @@ AdamW::~AdamW() {
   if (v_) ops_.release(v_);
 }
 
-void AdamW::step(float* params, const float* grads, float lr, float grad_scale) {
+void AdamW::step(float* params, const float* grads, float lr, float grad_scale, Buf copy) {
   step_++;
   AdamWArgs args;
   args.learning_rate = lr;
@@ -54,11 +54,15 @@ void AdamW::step(float* params, const float* grads, float lr, float grad_scale) 
   args.epsilon = config_.eps;
   args.grad_scale = grad_scale;
   args.step = step_;
+  args.stochastic_rounding = config_.stochastic_rounding;
   for (const Run& r : runs_) {
     args.weight_decay = r.decay ? config_.weight_decay : 0.f;
+    // A rounding stream per (step, run): the same on a resumed run, different
+    // between steps and between the runs of one step.
+    args.rounding_seed = (uint64_t(step_) << 40) ^ uint64_t(r.begin);
     const size_t local = r.begin - begin_;
-    ops_.adamw_update(params + r.begin, grads + r.begin, m_ + local, v_ + local,
-                      r.end - r.begin, args);
+    ops_.adamw_update(params + r.begin, copy ? copy + r.begin : Buf(), grads + r.begin,
+                      m_ + local, v_ + local, r.end - r.begin, args);
   }
 }
 

@@ -28,6 +28,8 @@ struct AdamWConfig {
   float beta2 = 0.95f;
   float eps = 1e-8f;
   float weight_decay = 0.1f;  // applied only to tensors with TensorInfo::weight_decay
+  // How the low-precision weight copy (bf16 on the GPU) is rounded.
+  bool stochastic_rounding = true;
 };
 
 class AdamW {
@@ -41,9 +43,12 @@ class AdamW {
   AdamW& operator=(const AdamW&) = delete;
 
   // One optimizer step. params and grads are the FULL flat buffers in Ops
-  // memory; only [begin, end) is read and written. Increments step_count()
-  // first, so the first call uses t = 1.
-  void step(float* params, const float* grads, float lr, float grad_scale = 1.f);
+  // memory; only [begin, end) is read and written. `copy`, when given, is the
+  // backend's low-precision copy of the full buffer (Transformer::weights()
+  // on bf16 backends): its range receives the updated values. Increments
+  // step_count() first, so the first call uses t = 1.
+  void step(float* params, const float* grads, float lr, float grad_scale = 1.f,
+            Buf copy = Buf());
 
   int step_count() const { return step_; }
   size_t begin() const { return begin_; }

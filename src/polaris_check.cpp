@@ -185,6 +185,6 @@ int main(int argc, char** argv) {
       return 0;
     }
     require(flags.positional().size() == 1, usage);
-    return check(flags.positional()[0], flags.get("backend", "cpu"));
+    return check(flags.positional()[0], resolve_backend(flags.get("backend", "auto")));
   });
 }

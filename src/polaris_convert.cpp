@@ -133,10 +133,10 @@ int main(int argc, char** argv) {
     // --to-hf
     require(!flags.has("out"), "flag --out goes with --from-hf; --to-hf names the output directory");
     require(pos.size() == 1, std::string("--to-hf needs exactly one MODEL.bin argument: ") + kUsage);
-    DType dt;
-    if (dtype == "fp32") dt = DType::F32;
-    else if (dtype == "bf16") dt = DType::BF16;
-    else if (dtype == "fp16") dt = DType::F16;
+    FileDType dt;
+    if (dtype == "fp32") dt = FileDType::F32;
+    else if (dtype == "bf16") dt = FileDType::BF16;
+    else if (dtype == "fp16") dt = FileDType::F16;
     else throw Error("flag --dtype wants fp32, bf16 or fp16, got '" + dtype + "'");
     const std::string dir = flags.get_required("to-hf");
     LoadedModel m = read_model_bin(pos[0]);

@@ -153,7 +153,7 @@ int run(int argc, char** argv) {
   if (!pass_rates_path.empty()) rates_file = std::make_unique<AtomicFile>(pass_rates_path);
   if (!keep_path.empty()) keep_file = std::make_unique<AtomicFile>(keep_path);
 
-  std::unique_ptr<Ops> ops = make_ops(flags.get("backend", "cpu"));
+  std::unique_ptr<Ops> ops = make_ops(flags.get("backend", "auto"));
   Tokenizer tokenizer = Tokenizer::load(tokenizer_path);
   JsonlEnvironmentOptions env_options;
   env_options.system_prompt = flags.get("system-prompt", "");

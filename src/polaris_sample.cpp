@@ -112,7 +112,7 @@ int sample(const Flags& flags) {
   const long long samples = flags.get_int("samples", 1);
   require(samples > 0 && samples <= 4096, "--samples must be in 1..4096");
 
-  std::unique_ptr<Ops> ops = make_ops(flags.get("backend", "cpu"));
+  std::unique_ptr<Ops> ops = make_ops(flags.get("backend", "auto"));
   Transformer model(loaded.config, *ops);
   model.set_params(loaded.params);
   std::vector<std::vector<int32_t>> prompts(size_t(samples), prompt);

@@ -84,12 +84,21 @@ void expect_grad(const char* what, Vec& x, const Vec& analytic, const std::funct
 }
 
 // a second call adds the same gradient again: g2 == 2 * g1 (up to rounding:
-// ops that scatter-add row by row, like embedding_backward, round each add)
+// ops that scatter-add row by row, like embedding_backward, round each add).
+// For parameter gradients and the norms' din (model/ops.h: they accumulate).
 void expect_doubled(const char* what, const Vec& once, const Vec& twice) {
   ASSERT_EQ(once.size(), twice.size());
   const double tol = 1e-6 * std::max(1.0, max_abs(once));
   for (size_t i = 0; i < once.size(); i++)
     ASSERT_NEAR(twice[i], 2.0 * once[i], tol) << what << " element " << i;
+}
+
+// a written gradient: a second call into a buffer holding the first result
+// gives the same values again (nothing is added)
+void expect_written(const char* what, const Vec& once, const Vec& twice) {
+  ASSERT_EQ(once.size(), twice.size());
+  for (size_t i = 0; i < once.size(); i++)
+    ASSERT_EQ(twice[i], once[i]) << what << " element " << i << " (written, not added)";
 }
 
 CpuOps ops;
@@ -278,7 +287,7 @@ TEST(CpuOps, MatmulBackward) {
     if (with_bias) expect_grad("matmul dbias", b, db, L);
     Vec dx2 = dx, dw2 = dw, db2 = db;
     ops.matmul_backward(dx2.data(), dw2.data(), with_bias ? db2.data() : nullptr, dout.data(), x.data(), w.data(), N, IC, OC);
-    expect_doubled("din", dx, dx2);
+    expect_written("din", dx, dx2);
     expect_doubled("dweight", dw, dw2);
     if (with_bias) expect_doubled("dbias", db, db2);
     Vec dw3(OC * IC);
@@ -326,7 +335,7 @@ TEST(CpuOps, RopeBackward) {
   expect_grad("rope din", x, dx, L);
   Vec dx2 = dx;
   ops.rope_backward(dx2.data(), dout.data(), pos.data(), N, H, D, 1e6f);
-  expect_doubled("rope din", dx, dx2);
+  expect_written("rope din", dx, dx2);
   ops.rope_backward(nullptr, dout.data(), pos.data(), N, H, D, 1e6f);  // skipped
 }
 
@@ -424,9 +433,9 @@ TEST(CpuOps, AttentionBackward) {
     Vec dq2 = dq, dk2 = dk, dv2 = dv;
     ops.attention_backward(dq2.data(), dk2.data(), dv2.data(), dout.data(), q.data(), k.data(),
                            v.data(), out.data(), lse.data(), doc, s);
-    expect_doubled("dq", dq, dq2);
-    expect_doubled("dk", dk, dk2);
-    expect_doubled("dv", dv, dv2);
+    expect_written("dq", dq, dq2);
+    expect_written("dk", dk, dk2);
+    expect_written("dv", dv, dv2);
     Vec dk3(k.size());
     ops.attention_backward(nullptr, dk3.data(), nullptr, dout.data(), q.data(), k.data(),
                            v.data(), out.data(), lse.data(), doc, s);
@@ -447,8 +456,8 @@ TEST(CpuOps, ScatterRowsAndDecodeMatchForward) {
   IVec rows(N);  // row b*T + t of k goes to cache row b*max_len + t
   for (int b = 0; b < s.B; b++)
     for (int t = 0; t < s.T; t++) rows[b * s.T + t] = b * max_len + t;
-  ops.scatter_rows(kc.data(), k.data(), rows.data(), N, KVW);
-  ops.scatter_rows(vc.data(), v.data(), rows.data(), N, KVW);
+  ops.scatter_rows(kc.data(), k.data(), KVW, rows.data(), N, KVW);
+  ops.scatter_rows(vc.data(), v.data(), KVW, rows.data(), N, KVW);
   for (int b = 0; b < s.B; b++)
     for (int t = 0; t < s.T; t++)
       ASSERT_EQ(0, std::memcmp(&kc[(b * max_len + t) * KVW], &k[(b * s.T + t) * KVW], KVW * sizeof(float)));
@@ -456,7 +465,7 @@ TEST(CpuOps, ScatterRowsAndDecodeMatchForward) {
     Vec qt(s.B * QW), ot(s.B * QW);
     IVec lengths(s.B, t + 1);
     for (int b = 0; b < s.B; b++) std::memcpy(&qt[b * QW], &q[(b * s.T + t) * QW], QW * sizeof(float));
-    ops.attention_decode(ot.data(), qt.data(), kc.data(), vc.data(), lengths.data(), s.B, max_len,
+    ops.attention_decode(ot.data(), qt.data(), QW, kc.data(), vc.data(), lengths.data(), s.B, max_len,
                          s.num_heads, s.num_kv_heads, s.head_dim);
     for (int b = 0; b < s.B; b++)
       EXPECT_EQ(0, std::memcmp(&ot[b * QW], &out[(b * s.T + t) * QW], QW * sizeof(float))) << "t=" << t;
@@ -483,29 +492,34 @@ TEST(CpuOps, Gelu) {
   expect_grad("gelu din", x, dx, L, 1e-3f);
   Vec dx2 = dx;
   ops.gelu_backward(dx2.data(), dout.data(), x.data(), n);
-  expect_doubled("gelu din", dx, dx2);
+  expect_written("gelu din", dx, dx2);
 }
 
 TEST(CpuOps, SwiGLU) {
-  const size_t n = 64;
-  Vec g = randn(n, 1, 2.f), u = randn(n, 2), dout = randn(n, 3), out(n);
-  ops.swiglu_forward(out.data(), g.data(), u.data(), n);
-  for (size_t i = 0; i < n; i++) ASSERT_NEAR(out[i], g[i] / (1 + std::exp(-(double)g[i])) * u[i], 1e-5);
+  // gate_up rows [gate (F) | up (F)]; the gradient is written into the same layout.
+  const int N = 4, F = 16;
+  const size_t n = size_t(N) * F;
+  Vec gu = randn(2 * n, 1, 2.f), dout = randn(n, 3), out(n);
+  ops.swiglu_forward(out.data(), gu.data(), N, F);
+  for (int i = 0; i < N; i++)
+    for (int j = 0; j < F; j++) {
+      const double g = gu[i * 2 * F + j], u = gu[i * 2 * F + F + j];
+      ASSERT_NEAR(out[i * F + j], g / (1 + std::exp(-g)) * u, 1e-5);
+    }
   auto L = [&] {
-    ops.swiglu_forward(out.data(), g.data(), u.data(), n);
+    ops.swiglu_forward(out.data(), gu.data(), N, F);
     return dot(out, dout);
   };
-  Vec dg(n), du(n);
-  ops.swiglu_backward(dg.data(), du.data(), dout.data(), g.data(), u.data(), n);
-  expect_grad("swiglu dgate", g, dg, L, 1e-3f);
-  expect_grad("swiglu dup", u, du, L, 1e-3f);
-  Vec dg2 = dg, du2 = du;
-  ops.swiglu_backward(dg2.data(), du2.data(), dout.data(), g.data(), u.data(), n);
-  expect_doubled("dgate", dg, dg2);
-  expect_doubled("dup", du, du2);
-  Vec du3(n);
-  ops.swiglu_backward(nullptr, du3.data(), dout.data(), g.data(), u.data(), n);
-  EXPECT_TRUE(bitwise_equal(du3, du));
+  Vec dgu(2 * n, 7.f);  // written: the prefill must vanish
+  ops.swiglu_backward(dgu.data(), dout.data(), gu.data(), N, F);
+  expect_grad("swiglu dgate_up", gu, dgu, L, 1e-3f);
+  Vec dgu2(2 * n, -3.f);
+  ops.swiglu_backward(dgu2.data(), dout.data(), gu.data(), N, F);
+  EXPECT_TRUE(bitwise_equal(dgu, dgu2));
+  // in place: dgate_up may alias gate_up
+  Vec inplace = gu;
+  ops.swiglu_backward(inplace.data(), dout.data(), inplace.data(), N, F);
+  EXPECT_TRUE(bitwise_equal(inplace, dgu));
 }
 
 // ---- loss --------------------------------------------------------------------------------
@@ -595,13 +609,13 @@ TEST(CpuOps, AdamWTwoSteps) {
   a.learning_rate = 0.1f, a.beta1 = 0.9f, a.beta2 = 0.95f, a.epsilon = 1e-8f, a.grad_scale = 2.f;
   float g = 0.5f;
   a.step = 1;
-  ops.adamw_update(&p, &g, &m, &v, 1, a);
+  ops.adamw_update(&p, nullptr, &g, &m, &v, 1, a);
   EXPECT_NEAR(p, 0.9f, 1e-6);
   EXPECT_NEAR(m, 0.1f, 1e-7);
   EXPECT_NEAR(v, 0.05f, 1e-7);
   g = -0.25f;
   a.step = 2;
-  ops.adamw_update(&p, &g, &m, &v, 1, a);
+  ops.adamw_update(&p, nullptr, &g, &m, &v, 1, a);
   EXPECT_NEAR(m, 0.04f, 1e-7);
   EXPECT_NEAR(v, 0.06f, 1e-7);
   EXPECT_NEAR(p, 0.8731630565, 1e-6);
@@ -615,13 +629,13 @@ TEST(CpuOps, AdamWWeightDecayIsDecoupled) {
   a.learning_rate = 0.01f, a.weight_decay = 0.1f, a.step = 5, a.grad_scale = 7.f;
   Vec expect = p;
   for (auto& x : expect) x -= 0.01f * (0.1f * x);
-  ops.adamw_update(p.data(), g.data(), m.data(), v.data(), 3, a);
+  ops.adamw_update(p.data(), nullptr, g.data(), m.data(), v.data(), 3, a);
   for (int i = 0; i < 3; i++) EXPECT_FLOAT_EQ(p[i], expect[i]);
   // with a gradient: the decay term is lr * wd * p, not folded into the
   // gradient (it would then be normalised by sqrt(v))
   Vec p1 = {2.f}, g1 = {1.f}, m1 = {0.f}, v1 = {0.f};
   a.step = 1, a.grad_scale = 1.f;
-  ops.adamw_update(p1.data(), g1.data(), m1.data(), v1.data(), 1, a);
+  ops.adamw_update(p1.data(), nullptr, g1.data(), m1.data(), v1.data(), 1, a);
   EXPECT_NEAR(p1[0], 2.f - 0.01f * (1.f + 0.1f * 2.f), 1e-6);
 }
 

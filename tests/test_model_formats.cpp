@@ -71,7 +71,7 @@ std::vector<float> random_params(const ModelConfig& c, uint64_t seed) {
 
 // Copies every tensor of an HF dir into `dst` as `dtype`, optionally over two
 // shards, plus its config.json.
-void copy_hf_dir(const std::string& src, const std::string& dst, DType dtype, bool sharded) {
+void copy_hf_dir(const std::string& src, const std::string& dst, FileDType dtype, bool sharded) {
   fs::create_directories(dst);
   fs::copy_file(src + "/config.json", dst + "/config.json");
   SafetensorsFile f(src + "/model.safetensors");
@@ -116,7 +116,7 @@ void edit_tensors(const std::string& dir, const std::function<void(TensorMap&)>&
   }
   edit(m);
   std::vector<SafetensorsTensor> t;
-  for (auto& kv : m) t.push_back({kv.first, kv.second.first, kv.second.second.data(), DType::F32});
+  for (auto& kv : m) t.push_back({kv.first, kv.second.first, kv.second.second.data(), FileDType::F32});
   write_safetensors(dir + "/model.safetensors", t);
 }
 
@@ -196,7 +196,7 @@ TEST(Dtypes, Fp32ToFp16RoundsToNearestEven) {
 
 TEST(Safetensors, ReadsFixtureForwardIdsAndLogits) {
   SafetensorsFile f("tests/fixtures/qwen3_tiny/forward.safetensors");
-  EXPECT_EQ(f.entry("input_ids").dtype, DType::I32);
+  EXPECT_EQ(f.entry("input_ids").dtype, FileDType::I32);
   EXPECT_EQ(f.entry("input_ids").shape, (std::vector<int64_t>{2, 16}));
   std::vector<int64_t> ids = f.read_i64("input_ids");
   ASSERT_EQ(ids.size(), 32u);
@@ -216,10 +216,10 @@ TEST(Safetensors, WriteReadRoundTripInEveryDtype) {
   for (size_t i = 0; i < a.size(); ++i) a[i] = std::sin(float(i)) * std::pow(10.f, float(i % 9) - 4);
   for (size_t i = 0; i < b.size(); ++i) b[i] = float(i) - 3.3f;
   write_safetensors(tmp / "x.safetensors",
-                    {{"a", {20, 15}, a.data(), DType::F32},
-                     {"b16", {7}, b.data(), DType::BF16},
-                     {"h16", {20, 15}, a.data(), DType::F16},
-                     {"empty", {0, 4}, c.data(), DType::F32}},
+                    {{"a", {20, 15}, a.data(), FileDType::F32},
+                     {"b16", {7}, b.data(), FileDType::BF16},
+                     {"h16", {20, 15}, a.data(), FileDType::F16},
+                     {"empty", {0, 4}, c.data(), FileDType::F32}},
                     {{"format", "pt"}, {"note", "hi"}});
   EXPECT_FALSE(fs::exists(tmp / "x.safetensors.tmp"));
   std::vector<uint8_t> raw = file_bytes(tmp / "x.safetensors");
@@ -230,8 +230,8 @@ TEST(Safetensors, WriteReadRoundTripInEveryDtype) {
   EXPECT_EQ(f.metadata().at("note"), "hi");
   EXPECT_EQ(f.read_f32("a"), a);
   std::vector<float> rb = f.read_f32("b16"), rh = f.read_f32("h16");
-  for (size_t i = 0; i < b.size(); ++i) EXPECT_EQ(rb[i], round_to_dtype(b[i], DType::BF16));
-  for (size_t i = 0; i < a.size(); ++i) EXPECT_EQ(rh[i], round_to_dtype(a[i], DType::F16));
+  for (size_t i = 0; i < b.size(); ++i) EXPECT_EQ(rb[i], round_to_dtype(b[i], FileDType::BF16));
+  for (size_t i = 0; i < a.size(); ++i) EXPECT_EQ(rh[i], round_to_dtype(a[i], FileDType::F16));
   EXPECT_EQ(f.entry("empty").numel, 0u);
   EXPECT_TRUE(f.read_f32("empty").empty());
 }
@@ -300,11 +300,11 @@ TEST(Safetensors, AtomicWriteLeavesNothingOnError) {
   TempDir tmp("polaris_formats");
   float x = 1.f;
   EXPECT_ERROR(write_safetensors(tmp / "dup.safetensors",
-                                 {{"a", {1}, &x, DType::F32}, {"a", {1}, &x, DType::F32}}),
+                                 {{"a", {1}, &x, FileDType::F32}, {"a", {1}, &x, FileDType::F32}}),
                "dup.safetensors", "used twice");
   EXPECT_FALSE(fs::exists(tmp / "dup.safetensors"));
   EXPECT_FALSE(fs::exists(tmp / "dup.safetensors.tmp"));
-  EXPECT_ERROR(write_safetensors(tmp / "no/such/dir.safetensors", {{"a", {1}, &x, DType::F32}}),
+  EXPECT_ERROR(write_safetensors(tmp / "no/such/dir.safetensors", {{"a", {1}, &x, FileDType::F32}}),
                "no/such/dir.safetensors: cannot create");
 }
 
@@ -339,7 +339,7 @@ TEST(ModelBin, HeaderWordsAreAsDocumented) {
   std::vector<int32_t> w(256);
   std::memcpy(w.data(), raw.data(), 1024);
   EXPECT_EQ(w[0], 20240601);
-  EXPECT_EQ(w[1], 1);
+  EXPECT_EQ(w[1], 2);
   EXPECT_EQ(w[2], 2);
   EXPECT_EQ(w[3], 1);
   EXPECT_EQ(w[4], 512);
@@ -369,7 +369,7 @@ TEST(ModelBin, Bf16RoundTripWithinRounding) {
   LoadedModel m = read_model_bin(tmp / "m.bin");
   ASSERT_EQ(m.params.size(), p.size());
   for (size_t i = 0; i < p.size(); ++i) {
-    ASSERT_EQ(m.params[i], round_to_dtype(p[i], DType::BF16));
+    ASSERT_EQ(m.params[i], round_to_dtype(p[i], FileDType::BF16));
     ASSERT_LE(std::fabs(m.params[i] - p[i]), std::ldexp(std::fabs(p[i]), -8)) << i;
   }
 }
@@ -569,12 +569,12 @@ TEST(HfImport, HfBinHfIsBitIdentical) {
     LoadedModel a = read_hf_dir(src);
     write_model_bin(tmp / "m.bin", a.config, a.params, false);
     LoadedModel b = read_model_bin(tmp / "m.bin");
-    write_hf_dir(tmp / "hf", b.config, b.params, DType::F32);
+    write_hf_dir(tmp / "hf", b.config, b.params, FileDType::F32);
     SafetensorsFile orig(src + "/model.safetensors"), back(tmp / "hf/model.safetensors");
     EXPECT_EQ(orig.names(), back.names()) << src;
     for (const std::string& n : orig.names()) {
       EXPECT_EQ(orig.entry(n).shape, back.entry(n).shape) << n;
-      EXPECT_EQ(back.entry(n).dtype, DType::F32) << n;
+      EXPECT_EQ(back.entry(n).dtype, FileDType::F32) << n;
       EXPECT_TRUE(orig.read_raw(n) == back.read_raw(n)) << src << ": " << n;
     }
     // Not only the same tensors: the same file, byte for byte, as
@@ -593,14 +593,14 @@ TEST(HfImport, HfBinHfIsBitIdentical) {
 TEST(HfImport, ShardedCheckpoint) {
   for (const std::string& src : {kQwenHf, kGpt2Hf}) {
     TempDir tmp("polaris_formats");
-    copy_hf_dir(src, tmp / "sharded", DType::F32, true);
+    copy_hf_dir(src, tmp / "sharded", FileDType::F32, true);
     EXPECT_FALSE(fs::exists(tmp / "sharded/model.safetensors"));
     EXPECT_EQ(read_hf_dir(tmp / "sharded").params, read_hf_dir(src).params) << src;
   }
   // The index places a tensor in the other shard / does not list it / names
   // a shard that does not exist.
   TempDir tmp("polaris_formats");
-  copy_hf_dir(kQwenHf, tmp / "s", DType::F32, true);
+  copy_hf_dir(kQwenHf, tmp / "s", FileDType::F32, true);
   nlohmann::json index = nlohmann::json::parse(read_text(tmp / "s/model.safetensors.index.json"));
   std::string file = index["weight_map"]["model.norm.weight"];
   index["weight_map"]["model.norm.weight"] =
@@ -617,23 +617,23 @@ TEST(HfImport, ShardedCheckpoint) {
   write_text(tmp / "s/model.safetensors.index.json", index.dump());
   EXPECT_ERROR(read_hf_dir(tmp / "s"), "model-00003-of-00002.safetensors: cannot open");
   // An index listing a tensor the model does not have is named.
-  copy_hf_dir(kQwenHf, tmp / "t", DType::F32, true);
+  copy_hf_dir(kQwenHf, tmp / "t", FileDType::F32, true);
   index = nlohmann::json::parse(read_text(tmp / "t/model.safetensors.index.json"));
   index["weight_map"]["model.layers.0.extra.weight"] = "model-00001-of-00002.safetensors";
   write_text(tmp / "t/model.safetensors.index.json", index.dump());
   EXPECT_ERROR(read_hf_dir(tmp / "t"), "unexpected tensor model.layers.0.extra.weight");
   // Exporting into a directory that holds a sharded checkpoint is refused.
   EXPECT_ERROR(write_hf_dir(tmp / "t", read_hf_dir(kQwenHf).config, read_hf_dir(kQwenHf).params,
-                            DType::F32),
+                            FileDType::F32),
                "holds a sharded checkpoint");
 }
 
 TEST(HfImport, Bf16AndFp16Checkpoints) {
   for (const std::string& src : {kQwenHf, kGpt2Hf}) {
     const std::vector<float> exact = read_hf_dir(src).params;
-    for (DType dt : {DType::BF16, DType::F16}) {
+    for (FileDType dt : {FileDType::BF16, FileDType::F16}) {
       TempDir tmp("polaris_formats");
-      copy_hf_dir(src, tmp / "h", dt, dt == DType::F16);
+      copy_hf_dir(src, tmp / "h", dt, dt == FileDType::F16);
       std::vector<float> got = read_hf_dir(tmp / "h").params;
       ASSERT_EQ(got.size(), exact.size());
       for (size_t i = 0; i < got.size(); ++i)
@@ -643,15 +643,15 @@ TEST(HfImport, Bf16AndFp16Checkpoints) {
   // And export in bf16: config says so, tensors are BF16.
   TempDir tmp("polaris_formats");
   LoadedModel m = read_hf_dir(kQwenHf);
-  write_hf_dir(tmp / "bf", m.config, m.params, DType::BF16);
+  write_hf_dir(tmp / "bf", m.config, m.params, FileDType::BF16);
   EXPECT_EQ(SafetensorsFile(tmp / "bf/model.safetensors").entry("model.norm.weight").dtype,
-            DType::BF16);
+            FileDType::BF16);
   EXPECT_EQ(nlohmann::json::parse(read_text(tmp / "bf/config.json"))["torch_dtype"], "bfloat16");
 }
 
 TEST(HfImport, RopeThetaTopLevelOrRopeParameters) {
   TempDir tmp("polaris_formats");
-  copy_hf_dir(kQwenHf, tmp / "h", DType::F32, false);
+  copy_hf_dir(kQwenHf, tmp / "h", FileDType::F32, false);
   EXPECT_EQ(read_hf_config(tmp / "h/config.json").rope_theta, 1e6f);  // rope_parameters
   edit_config(tmp / "h", [](nlohmann::json& j) {
     j.erase("rope_parameters");
@@ -671,7 +671,7 @@ TEST(HfImport, RopeThetaTopLevelOrRopeParameters) {
 
 TEST(HfImport, ConfigDefaultsAndErrors) {
   TempDir tmp("polaris_formats");
-  copy_hf_dir(kQwenHf, tmp / "h", DType::F32, false);
+  copy_hf_dir(kQwenHf, tmp / "h", FileDType::F32, false);
   const std::string cfg = tmp / "h/config.json";
   edit_config(tmp / "h", [](nlohmann::json& j) {
     j.erase("head_dim");
@@ -696,7 +696,7 @@ TEST(HfImport, ConfigDefaultsAndErrors) {
   EXPECT_ERROR(read_hf_dir(kQwenHf + "/config.json"), "not a directory");
 
   TempDir g("polaris_formats");
-  copy_hf_dir(kGpt2Hf, g / "h", DType::F32, false);
+  copy_hf_dir(kGpt2Hf, g / "h", FileDType::F32, false);
   edit_config(g / "h", [](nlohmann::json& j) { j["n_inner"] = 100; });
   EXPECT_EQ(read_hf_config(g / "h/config.json").intermediate_size, 100);
   edit_config(g / "h", [](nlohmann::json& j) { j["activation_function"] = "relu"; });
@@ -710,20 +710,20 @@ TEST(HfImport, ConfigDefaultsAndErrors) {
 
 TEST(HfImport, MissingTensor) {
   TempDir tmp("polaris_formats");
-  copy_hf_dir(kQwenHf, tmp / "h", DType::F32, false);
+  copy_hf_dir(kQwenHf, tmp / "h", FileDType::F32, false);
   edit_tensors(tmp / "h", [](TensorMap& m) { m.erase("model.layers.1.mlp.up_proj.weight"); });
   EXPECT_ERROR(read_hf_dir(tmp / "h"),
                "model.safetensors: tensor model.layers.1.mlp.up_proj.weight is missing");
   // Untied config but no lm_head.weight.
   TempDir u("polaris_formats");
-  copy_hf_dir(kQwenHf, u / "h", DType::F32, false);
+  copy_hf_dir(kQwenHf, u / "h", FileDType::F32, false);
   edit_config(u / "h", [](nlohmann::json& j) { j["tie_word_embeddings"] = false; });
   EXPECT_ERROR(read_hf_dir(u / "h"), "model.safetensors: tensor lm_head.weight is missing");
 }
 
 TEST(HfImport, WrongShape) {
   TempDir tmp("polaris_formats");
-  copy_hf_dir(kGpt2Hf, tmp / "h", DType::F32, false);
+  copy_hf_dir(kGpt2Hf, tmp / "h", FileDType::F32, false);
   edit_tensors(tmp / "h", [](TensorMap& m) {
     auto& t = m["transformer.h.1.attn.c_attn.weight"];
     t.first = {192, 64};  // stored [out, in] instead of Conv1D's [in, out]
@@ -732,7 +732,7 @@ TEST(HfImport, WrongShape) {
                "[192, 64]", "[64, 192]");
   // A config with a wider MLP than the checkpoint.
   TempDir q("polaris_formats");
-  copy_hf_dir(kQwenHf, q / "h", DType::F32, false);
+  copy_hf_dir(kQwenHf, q / "h", FileDType::F32, false);
   edit_config(q / "h", [](nlohmann::json& j) { j["intermediate_size"] = 512; });
   EXPECT_ERROR(read_hf_dir(q / "h"), "model.safetensors: tensor model.layers.0.mlp.gate_proj.weight",
                "has shape [256, 128]", "[512, 128]");
@@ -740,12 +740,12 @@ TEST(HfImport, WrongShape) {
 
 TEST(HfImport, UnexpectedTensorsAndIgnoredBuffers) {
   TempDir tmp("polaris_formats");
-  copy_hf_dir(kQwenHf, tmp / "h", DType::F32, false);
+  copy_hf_dir(kQwenHf, tmp / "h", FileDType::F32, false);
   edit_config(tmp / "h", [](nlohmann::json& j) { j["num_hidden_layers"] = 1; });
   EXPECT_ERROR(read_hf_dir(tmp / "h"), "model.safetensors: unexpected tensor model.layers.1.");
   // GPT-2 without the "transformer." prefix and with the causal-mask buffers.
   TempDir g("polaris_formats");
-  copy_hf_dir(kGpt2Hf, g / "h", DType::F32, false);
+  copy_hf_dir(kGpt2Hf, g / "h", FileDType::F32, false);
   edit_tensors(g / "h", [](TensorMap& m) {
     TensorMap renamed;
     for (auto& kv : m) renamed[kv.first.substr(std::string("transformer.").size())] = kv.second;
@@ -758,7 +758,7 @@ TEST(HfImport, UnexpectedTensorsAndIgnoredBuffers) {
 
 TEST(HfImport, TiedHeadPresentMustEqualEmbedding) {
   TempDir tmp("polaris_formats");
-  copy_hf_dir(kQwenHf, tmp / "h", DType::F32, false);
+  copy_hf_dir(kQwenHf, tmp / "h", FileDType::F32, false);
   edit_tensors(tmp / "h", [](TensorMap& m) { m["lm_head.weight"] = m["model.embed_tokens.weight"]; });
   EXPECT_EQ(read_hf_dir(tmp / "h").params, read_hf_dir(kQwenHf).params);
   edit_tensors(tmp / "h", [](TensorMap& m) { m["lm_head.weight"].second[5] += 1.f; });
@@ -770,7 +770,7 @@ TEST(HfImport, UntiedQwenRoundTrip) {
   ModelConfig c = tiny("qwen3-tiny");
   c.tied_embeddings = false;
   std::vector<float> p = random_params(c, 11);
-  write_hf_dir(tmp / "u", c, p, DType::F32);
+  write_hf_dir(tmp / "u", c, p, FileDType::F32);
   SafetensorsFile f(tmp / "u/model.safetensors");
   ASSERT_TRUE(f.has("lm_head.weight"));
   ParamLayout L = build_param_layout(c);
@@ -790,15 +790,15 @@ TEST(NonFiniteWeights, RefusedOnReadAndOnNarrowExport) {
   p[norm.offset + 2] = std::numeric_limits<float>::quiet_NaN();
   write_model_bin(tmp / "nan.bin", c, p, false);
   EXPECT_ERROR(read_model_bin(tmp / "nan.bin"), "nan.bin: tensor final_norm.weight holds NaN at element 2");
-  write_hf_dir(tmp / "nan_hf", c, p, DType::F32);
+  write_hf_dir(tmp / "nan_hf", c, p, FileDType::F32);
   EXPECT_ERROR(read_hf_dir(tmp / "nan_hf"), "nan_hf: tensor final_norm.weight holds NaN");
 
   // 1e6 fits bf16 but not fp16 (largest 65504): the fp16 export is refused
   // before anything is written.
   p[norm.offset + 2] = 1e6f;
-  write_hf_dir(tmp / "bf16_hf", c, p, DType::BF16);
+  write_hf_dir(tmp / "bf16_hf", c, p, FileDType::BF16);
   EXPECT_NEAR(read_hf_dir(tmp / "bf16_hf").params[norm.offset + 2], 1e6f, 1e4f);
-  EXPECT_ERROR(write_hf_dir(tmp / "fp16_hf", c, p, DType::F16), "model.norm.weight holds 1000000",
+  EXPECT_ERROR(write_hf_dir(tmp / "fp16_hf", c, p, FileDType::F16), "model.norm.weight holds 1000000",
                "beyond the range of F16");
   EXPECT_FALSE(std::ifstream(tmp / "fp16_hf/model.safetensors").good());
 }

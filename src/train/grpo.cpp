@@ -716,6 +716,9 @@ int run_grpo(const TrainOptions& options) {
   LoadedModel start = starting_model(options);
   std::unique_ptr<Ops> ops = make_ops(options.backend);
   Transformer policy(start.config, *ops);
+  policy.set_recompute(options.recompute);
+  if (!ops->host_memory())
+    std::printf("%s\n", policy.memory_report(size_t(options.batch) * options.seq).c_str());
   policy.set_params(start.params);
   std::unique_ptr<Transformer> reference;
   if (grpo.kl_coef > 0) {

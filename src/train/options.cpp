@@ -9,6 +9,8 @@
 
 #include "model/hf_import.h"
 #include "model/params.h"
+#include "model/transformer.h"
+#include "src/common/backend.h"
 
 namespace polaris {
 
@@ -18,6 +20,7 @@ const std::set<std::string> kValueFlags = {
     // every mode
     "data", "val-data", "steps", "batch", "seq", "grad-accum", "lr", "lr-schedule",
     "warmup-steps", "min-lr-fraction", "weight-decay", "grad-clip", "beta2", "seed", "backend",
+    "recompute",
     "log", "mode", "init", "out", "val-every", "val-batches", "print-every", "tokenizer",
     // built-in synthetic tasks (src/train/synthetic_environment.h)
     "task", "task-slip-rate", "train-examples",
@@ -132,7 +135,8 @@ TrainOptions parse_train_options(int argc, char** argv) {
   o.data = flags->get("data", "");
   o.val_data = flags->get("val-data", "");
   o.tokenizer = flags->get("tokenizer", "");
-  o.backend = flags->get("backend", "cpu");
+  o.backend = resolve_backend(flags->get("backend", "auto"));
+  o.recompute = parse_recompute(flags->get("recompute", "none"));
   o.log_path = flags->get("log", "");
   o.out_path = flags->get("out", "");
   o.steps = flags->get_positive_int("steps", 100);
@@ -170,9 +174,8 @@ TrainOptions parse_train_options(int argc, char** argv) {
       make_comm(flags->get("comm", launched_by_mpirun() ? "mpi" : "none")).release());
   o.trainer.comm = o.comm.get();
   if (o.comm->world_size() > 1) {
-    require(o.backend == "cpu", "--comm " + o.comm->name() + " with --backend " + o.backend +
-                                    ": MPI data parallel works on the CPU backend's host "
-                                    "buffers; the CUDA backend needs --comm nccl (not in this build)");
+    // With --backend cuda the MPI comm stages device buffers through the host
+    // (src/train/trainer.cpp), so several ranks can share one GPU.
     Comm& comm = *o.comm;
     comm.require_same("--steps", uint64_t(o.steps));
     comm.require_same("--batch", uint64_t(o.batch));

@@ -1,6 +1,7 @@
 // polaris_train's options: every flag, its default, and the checks that
 // turn a bad value into one line naming the flag.
 #pragma once
+#include "model/transformer.h"
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -18,7 +19,8 @@ struct TrainOptions {
   std::string mode = "pretrain";
   std::string data, val_data;  // token shard patterns (pretrain) or JSONL (sft, grpo)
   std::string tokenizer;       // tokenizer.json (sft, grpo)
-  std::string backend = "cpu";
+  std::string backend = "cpu";      // resolved: "cpu" or "cuda" (--backend auto picks)
+  Recompute recompute = Recompute::none;
   std::string log_path, out_path;
   int steps = 100, batch = 8, seq = 256, grad_accum = 1;
   int val_every = 100, val_batches = 8, print_every = 1;

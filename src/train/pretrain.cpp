@@ -22,6 +22,9 @@ int run_pretrain(const TrainOptions& options) {
   LoadedModel start = starting_row_model(options);
   std::unique_ptr<Ops> ops = make_ops(options.backend);
   Transformer model(start.config, *ops);
+  model.set_recompute(options.recompute);
+  if (!ops->host_memory())
+    std::printf("%s\n", model.memory_report(size_t(options.batch) * options.seq).c_str());
   model.set_params(start.params);
   // Data parallel: each rank takes its slice of every global batch of
   // world * --batch rows (data/token_loader.h), and the loss normaliser is the

@@ -74,6 +74,9 @@ int run_sft(const TrainOptions& options) {
 
   std::unique_ptr<Ops> ops = make_ops(options.backend);
   Transformer model(start.config, *ops);
+  model.set_recompute(options.recompute);
+  if (!ops->host_memory())
+    std::printf("%s\n", model.memory_report(size_t(options.batch) * options.seq).c_str());
   model.set_params(start.params);
   std::printf("model: %s, %zu parameters | backend %s\n", start.config.describe().c_str(),
               model.num_params(), ops->name().c_str());

@@ -5,6 +5,7 @@
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <vector>
 
 #include "optim/clip.h"
 #include "src/common/error.h"
@@ -73,15 +74,29 @@ StepStats Trainer::step(const std::vector<Batch>& micro_batches, double loss_nor
     stats.tokens = (long long)sums[1];
   }
   stats.loss = loss_sum / loss_normaliser;
-  // The comm works on host memory: the CPU backend's buffers (checked when
-  // the comm is made, src/train/options.cpp).
+  // The comm works on host memory: device buffers (the CUDA backend with
+  // --comm mpi) are staged through the host.
+  const bool staged = comm && !model_.ops().host_memory();
+  auto all_reduce_grads = [&]() {
+    if (!staged) return comm->all_reduce_sum(grads, total);
+    std::vector<float> host(total);
+    model_.ops().download(host.data(), grads, total);
+    comm->all_reduce_sum(host.data(), total);
+    model_.ops().upload(grads, host.data(), total);
+  };
   if (options_.zero_stage < 2) {
-    if (comm) comm->all_reduce_sum(grads, total);
+    if (comm) all_reduce_grads();
     stats.grad_norm = global_grad_norm(model_.ops(), grads, total);
   } else {
     if (comm) {
-      comm->reduce_scatter_sum(grads, grad_shard_.data(), ranges_);
-      std::copy(grad_shard_.begin(), grad_shard_.end(), grads + mine.begin);
+      if (staged) {
+        std::vector<float> host(total);
+        model_.ops().download(host.data(), grads, total);
+        comm->reduce_scatter_sum(host.data(), grad_shard_.data(), ranges_);
+      } else {
+        comm->reduce_scatter_sum(grads, grad_shard_.data(), ranges_);
+      }
+      model_.ops().upload(grads + mine.begin, grad_shard_.data(), mine.size());
     }
     // Only [mine.begin, mine.end) of grads holds the reduced gradient now.
     double sum_sq = model_.ops().sum_squares(grads + mine.begin, mine.size());
@@ -92,9 +107,24 @@ StepStats Trainer::step(const std::vector<Batch>& micro_batches, double loss_nor
           "training diverged: the gradient norm is not finite at step " +
               std::to_string(step_count() + 1) + " (lower --lr)");
   stats.lr = options_.schedule.lr_at(step_count());
+  // The backend's weight copy (bf16 on the GPU) is refreshed by AdamW for
+  // this rank's range; the ranges other ranks updated arrive by all-gather.
+  const Buf copy = model_.weights().ptr == model_.params() ? Buf() : model_.weights();
   optimizer_->step(model_.params(), model_.grads(), stats.lr,
-                   clip_scale(stats.grad_norm, options_.grad_clip));
-  if (comm && options_.zero_stage > 0) comm->all_gather(model_.params(), ranges_);
+                   clip_scale(stats.grad_norm, options_.grad_clip), copy);
+  if (comm && options_.zero_stage > 0) {
+    float* master = model_.params();
+    if (staged) {
+      std::vector<float> host(total);
+      model_.ops().download(host.data(), master, total);
+      comm->all_gather(host.data(), ranges_);
+      model_.ops().upload(master, host.data(), total);
+    } else {
+      comm->all_gather(master, ranges_);
+    }
+    for (int r = 0; r < world_; ++r)
+      if (r != rank_) model_.sync_weights(ranges_[r].begin, ranges_[r].end);
+  }
   stats.step = step_count();
   stats.ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start)
                  .count();

@@ -1,7 +1,7 @@
-// CpuOps: linear layers.
+// CpuOps: linear layers (the CPU side of the matmul family).
 //
 // forward:  out[N, OC] = in[N, IC] @ weight[OC, IC]^T + bias[OC]
-// backward: din[N, IC]     += dout[N, OC] @ weight[OC, IC]
+// backward: din[N, IC]      = dout[N, OC] @ weight[OC, IC]   (written)
 //           dweight[OC, IC] += dout^T[OC, N] @ in[N, IC]
 //           dbias[OC]       += sum over rows of dout
 //
@@ -157,7 +157,7 @@ void din_tile(float* din, const float* dout, const float* weight, int IC, int OC
     }
   }
   for (int n = n0; n < n1; n++)
-    for (int c = c0; c < c1; c++) din[(size_t)n * IC + c] += acc[(size_t)(n - n0) * width + c - c0];
+    for (int c = c0; c < c1; c++) din[(size_t)n * IC + c] = acc[(size_t)(n - n0) * width + c - c0];
 }
 
 void din_rows(float* din, const float* dout, const float* weight, int N, int IC, int OC) {
@@ -192,19 +192,20 @@ void cpu_matmul_nt(float* C, const float* A, const float* B, const float* bias, 
                    std::min(P, (pb + 1) * kBlockP));
 }
 
-void CpuOps::matmul_forward(float* out, const float* in, const float* weight, const float* bias,
-                            int N, int IC, int OC) {
-  cpu_matmul_nt(out, in, weight, bias, N, OC, IC, /*accumulate=*/false);
+void CpuOps::matmul_forward(Buf out, CBuf in, CBuf weight, CBuf bias, int N, int IC, int OC) {
+  cpu_matmul_nt(out.f32(), in.f32(), weight.f32(), bias.f32(), N, OC, IC, /*accumulate=*/false);
 }
 
-void CpuOps::matmul_backward(float* din, float* dweight, float* dbias, const float* dout,
-                             const float* in, const float* weight, int N, int IC, int OC) {
+void CpuOps::matmul_backward(Buf din_buf, float* dweight, float* dbias, CBuf dout_buf,
+                             CBuf in_buf, CBuf weight_buf, int N, int IC, int OC) {
+  float* din = din_buf.f32();
+  const float *dout = dout_buf.f32(), *in = in_buf.f32(), *weight = weight_buf.f32();
   if (din && (size_t)IC * OC >= kInPlaceWeight) {
     din_rows(din, dout, weight, N, IC, OC);
-  } else if (din) {  // din[N, IC] += dout[N, OC] @ (weight^T)[IC, OC]^T
+  } else if (din) {  // din[N, IC] = dout[N, OC] @ (weight^T)[IC, OC]^T
     std::unique_ptr<float[]> wt(new float[(size_t)IC * OC]);
     transpose(wt.get(), weight, OC, IC);
-    cpu_matmul_nt(din, dout, wt.get(), nullptr, N, IC, OC, /*accumulate=*/true);
+    cpu_matmul_nt(din, dout, wt.get(), nullptr, N, IC, OC, /*accumulate=*/false);
   }
   if (dweight) {  // dweight[OC, IC] += (dout^T)[OC, N] @ (in^T)[IC, N]^T
     std::unique_ptr<float[]> dt(new float[(size_t)OC * N]), it(new float[(size_t)IC * N]);

@@ -1,0 +1,102 @@
+#!/usr/bin/env bash
+# run/gpu_check.sh OUTDIR — everything that needs a GPU, in one run (< 8 min on
+# one H100): build for sm_90a, every GPU op test (CudaOps against the CPU
+# reference), compute-sanitizer memcheck + racecheck on the op tests, the
+# fixture checks with --backend cuda, a 50-step tiny-model run whose loss
+# curve must track the CPU backend's, and a GPT-2 124M / Qwen3 timing run.
+# Full logs go to OUTDIR; a short table is printed last.
+#
+# On the lent machine (no network), carry the four missing Debian packages as
+# .deb files in deps/ (apt-get download nlohmann-json3-dev libpcre2-dev
+# libutf8proc-dev libutf8proc2); they are unpacked into /tmp/deps here.
+set -u
+OUT=${1:?usage: run/gpu_check.sh OUTDIR}
+mkdir -p "$OUT"
+cd "$(dirname "$0")/.."
+declare -a rows=()
+row() { rows+=("$(printf '%-34s %-6s %s' "$1" "$2" "${3:-}")"); }
+
+if [ -d deps ] && ls deps/*.deb >/dev/null 2>&1; then
+  for f in deps/*.deb; do dpkg -x "$f" /tmp/deps; done
+  export CPATH=/tmp/deps/usr/include:/usr/lib/x86_64-linux-gnu/openmpi/include:/usr/include/hdf5/serial${CPATH:+:$CPATH}
+  export LIBRARY_PATH=/tmp/deps/usr/lib/x86_64-linux-gnu:/usr/lib/x86_64-linux-gnu/hdf5/serial${LIBRARY_PATH:+:$LIBRARY_PATH}
+  export LD_LIBRARY_PATH=$LIBRARY_PATH${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+fi
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader > "$OUT/gpu.txt" 2>&1
+echo "GPU: $(cat "$OUT/gpu.txt")"
+
+start=$(date +%s)
+if make -j"$(nproc)" CUDA_ARCHS=90a tests-build > "$OUT/build.log" 2>&1; then
+  row build ok "$(( $(date +%s) - start ))s"
+else
+  row build FAIL "see build.log"; tail -30 "$OUT/build.log"
+  printf '%s\n' "${rows[@]}"; exit 1
+fi
+
+# Every GPU op test, then the transformer tests (CPU) as a sanity check.
+for t in build/tests/test_ops_*; do
+  name=$(basename "$t")
+  if POLARIS_CUDA_SYNC=1 timeout 300 "$t" --gtest_color=no > "$OUT/$name.log" 2>&1; then
+    row "$name" ok "$(grep -E '^\[  PASSED  \]' "$OUT/$name.log" | head -1 | sed 's/\[  PASSED  \] //')"
+  else
+    row "$name" FAIL "$(grep -c '^\[  FAILED  \]' "$OUT/$name.log") failed lines, see $name.log"
+  fi
+done
+
+# compute-sanitizer on the op tests (one shape set each; the tests are small).
+if command -v compute-sanitizer >/dev/null; then
+  for tool in memcheck racecheck; do
+    bad=0
+    for t in build/tests/test_ops_*; do
+      name=$(basename "$t")
+      timeout 240 compute-sanitizer --tool "$tool" --error-exitcode 9 "$t" --gtest_color=no \
+        > "$OUT/sanitizer_${tool}_$name.log" 2>&1 || bad=$((bad + 1))
+    done
+    [ $bad = 0 ] && row "compute-sanitizer $tool" ok || row "compute-sanitizer $tool" FAIL "$bad binaries, see sanitizer_${tool}_*.log"
+  done
+else
+  row compute-sanitizer SKIP "not installed"
+fi
+
+# The whole model against transformers' fixtures, in bf16.
+for fx in tests/fixtures/qwen3_tiny tests/fixtures/gpt2_tiny; do
+  name=check_$(basename "$fx")
+  if timeout 120 build/polaris_check "$fx" --backend cuda > "$OUT/$name.log" 2>&1; then
+    row "polaris_check $(basename "$fx")" ok "$(grep -E 'logits' "$OUT/$name.log" | head -1 | sed 's/^ *//')"
+  else
+    row "polaris_check $(basename "$fx")" FAIL "see $name.log"
+  fi
+done
+
+# 50 steps of the tiny preset on both backends: the curves must agree.
+for b in cpu cuda; do
+  timeout 300 build/polaris_train --init qwen3-tiny --steps 50 --batch 8 --seq 64 --seed 1 \
+    --backend "$b" --log "$OUT/curve_$b.jsonl" > "$OUT/curve_$b.log" 2>&1
+done
+if python3 - "$OUT/curve_cpu.jsonl" "$OUT/curve_cuda.jsonl" > "$OUT/curve_compare.txt" 2>&1 <<'PY'
+import json, sys
+def losses(p): return [json.loads(l)["loss"] for l in open(p) if l.strip()]
+a, b = losses(sys.argv[1]), losses(sys.argv[2])
+assert len(a) == len(b) == 50, (len(a), len(b))
+worst = max(abs(x - y) / max(abs(x), 1e-6) for x, y in zip(a, b))
+print(f"first {a[0]:.4f}/{b[0]:.4f} last {a[-1]:.4f}/{b[-1]:.4f} worst relative gap {worst:.3f}")
+sys.exit(0 if worst < 0.05 and b[-1] < b[0] else 1)
+PY
+then row "50-step curve cpu vs cuda" ok "$(cat "$OUT/curve_compare.txt")"
+else row "50-step curve cpu vs cuda" FAIL "$(tail -1 "$OUT/curve_compare.txt")"; fi
+
+# Speed: tokens/s of the engine on two shapes (the PyTorch reference script
+# run/bench_train.py is not written yet; see the README's benchmark section).
+for shape in "gpt2-124M 16 1024 none" "qwen3-0.6B 4 2048 mlp"; do
+  set -- $shape
+  name=bench_$1
+  timeout 240 build/polaris_train --init "$1" --steps 12 --batch "$2" --seq "$3" --recompute "$4" \
+    --backend cuda --log "$OUT/$name.jsonl" > "$OUT/$name.log" 2>&1
+  tps=$(tail -3 "$OUT/$name.jsonl" 2>/dev/null | python3 -c 'import json,sys; r=[json.loads(l) for l in sys.stdin if l.strip()]; print("%.0f tok/s, %.1f ms/step" % (sum(x["tokens_per_s"] for x in r)/len(r), sum(x["ms"] for x in r)/len(r))) if r else print("no records")' 2>&1)
+  row "$name B=$2 T=$3" "$( [ -s "$OUT/$name.jsonl" ] && echo ran || echo FAIL)" "$tps"
+done
+
+echo
+echo "== gpu_check summary ($(cat "$OUT/gpu.txt"))"
+printf '%s\n' "${rows[@]}" | tee "$OUT/summary.txt"
+! grep -q " FAIL " "$OUT/summary.txt"

@@ -1,0 +1,489 @@
+// CudaOps attention (cuda/attention.cu) against the CPU reference:
+//   - forward (out, lse) and backward (dq, dk, dv) for head_dim in {64, 128,
+//     48, 96} x GQA ratio in {1, 2, 4} x T in {1, 17, 127}, B = 2, with and
+//     without packed documents (1-5 documents a row, runs of varied length);
+//     then head_dim 256, a T = 300 row, odd and small head dims (33, 8, 36:
+//     the scalar staging path), and q, k, v as column ranges of one fused
+//     [N, Q + 2 KV] buffer with dq, dk, dv written into one fused gradient
+//     buffer of the same layout (every column of it must be written);
+//   - the backward runs twice on the GPU and must be bitwise identical, and
+//     a call that asks only for dq (or only dk, dv) gives the same bits;
+//   - decode: caches filled with scatter_rows from a fused buffer (rows past
+//     a sequence's length stay NaN, so reading one fails), attention_decode
+//     against the CPU and against the matching row of a GPU forward.
+//
+// Inputs are bf16-exact (random_vector), so both backends see the same
+// values. The backward gets the same out (the CPU forward's, rounded to bf16)
+// and the same lse on both sides, so each comparison measures one op's own
+// arithmetic. The CPU side always gets dense buffers; the GPU side gets the
+// fused strided layout where a test says so (the comparison then also checks
+// the strides).
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "tests/ops_compare.h"
+
+namespace polaris {
+namespace {
+
+using test::DeviceBuffer;
+using test::DeviceInts;
+using test::expect_close;
+using test::random_vector;
+using test::round_bf16;
+using Vec = std::vector<float>;
+
+// out: the GPU computes in fp32 (scores, online softmax, P v) and rounds
+// each output once to bf16: relative error <= 2^-9 of the fp32 value; rtol
+// 2^-8 leaves a factor 2. The fp32 parts differ from the CPU's (summation
+// order, exp2 of base-2 scores vs exp) by a few 1e-7 relative per term, i.e.
+// <= ~1e-6 * max|v| ~ 4e-6 absolute on an output; atol 1e-4 covers outputs
+// near zero with 25x margin and is far below a wrong element (one key
+// dropped from a 127-token document moves an output by ~|v|/127 ~ 1e-2).
+constexpr double kOutAtol = 1e-4, kOutRtol = 1.0 / 256;
+// lse stays fp32 on both sides (no bf16 rounding): |lse| <~ 10, the dot
+// products and the log-sum-exp err by ~1e-6 relative.
+constexpr double kLseAtol = 1e-4, kLseRtol = 1e-5;
+// dq, dk, dv: one bf16 rounding of an fp32 result as well (P recomputed
+// from the fp32 lse, dP and Delta fp32, Delta from scratch in fp32, the
+// sums in fp32, then dq/dk/dv rounded once): rtol 2^-8 as for out. The fp32
+// part has more error than the forward: dS = P (dP - Delta) subtracts two
+// dot products of size ~sqrt(D) (fp32 error up to ~D * 2^-24 * |terms|),
+// and dk/dv sum that over every query of the document and over the group's
+// query heads (sum_t P_ts up to ~G * ln T ~ 20 for the first keys): a
+// worst-case bound of ~2e-4 absolute, typically 10x less. atol 5e-4.
+constexpr double kGradAtol = 5e-4, kGradRtol = 1.0 / 256;
+// Decode against the GPU forward: two different fp32 computations, each
+// rounded once to bf16: they can land on adjacent bf16 values (<= 2^-8
+// relative apart); rtol 2^-7 leaves a factor 2.
+constexpr double kDecodeVsForwardRtol = 1.0 / 128;
+
+struct Case {
+  int B = 2, T = 1, H = 2, KVH = 2, D = 64;
+  bool docs = false;     // packed documents (else doc_ids null)
+  bool strided = false;  // GPU q, k, v (and dq, dk, dv) in one fused buffer
+  uint32_t seed = 1;
+};
+
+std::string describe(const Case& c) {
+  return "B=" + std::to_string(c.B) + " T=" + std::to_string(c.T) + " H=" + std::to_string(c.H) +
+         " KVH=" + std::to_string(c.KVH) + " D=" + std::to_string(c.D) +
+         (c.docs ? " docs" : "") + (c.strided ? " fused-qkv" : "");
+}
+
+// Per row: 1-5 documents (at most T) of varied lengths, contiguous runs,
+// ids increasing by 1-3 from a random first id (a row's ids need not start
+// at 0 nor be consecutive).
+std::vector<int32_t> make_docs(int B, int T, uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::vector<int32_t> doc(size_t(B) * T);
+  for (int b = 0; b < B; ++b) {
+    const int ndocs = std::min(T, 1 + int(rng() % 5));
+    std::vector<int> cuts;  // ndocs - 1 distinct cut points in 1..T-1
+    while (int(cuts.size()) < ndocs - 1) {
+      const int c = 1 + int(rng() % unsigned(T - 1));
+      if (std::find(cuts.begin(), cuts.end(), c) == cuts.end()) cuts.push_back(c);
+    }
+    std::sort(cuts.begin(), cuts.end());
+    cuts.push_back(T);
+    int id = int(rng() % 10), prev = 0;
+    for (int c : cuts) {
+      for (int t = prev; t < c; ++t) doc[size_t(b) * T + t] = id;
+      id += 1 + int(rng() % 3);
+      prev = c;
+    }
+  }
+  return doc;
+}
+
+// Interleaves dense q [N, Q], k [N, KV], v [N, KV] into rows of [N, Q + 2 KV].
+Vec fuse(const Vec& q, const Vec& k, const Vec& v, size_t N, size_t Q, size_t KV) {
+  const size_t W = Q + 2 * KV;
+  Vec f(N * W);
+  for (size_t n = 0; n < N; ++n) {
+    std::copy(q.begin() + n * Q, q.begin() + (n + 1) * Q, f.begin() + n * W);
+    std::copy(k.begin() + n * KV, k.begin() + (n + 1) * KV, f.begin() + n * W + Q);
+    std::copy(v.begin() + n * KV, v.begin() + (n + 1) * KV, f.begin() + n * W + Q + KV);
+  }
+  return f;
+}
+
+// Columns [c0, c0 + width) of every row of a [N, W] matrix.
+Vec columns(const Vec& m, size_t N, size_t W, size_t c0, size_t width) {
+  Vec out(N * width);
+  for (size_t n = 0; n < N; ++n)
+    std::copy(m.begin() + n * W + c0, m.begin() + n * W + c0 + width, out.begin() + n * width);
+  return out;
+}
+
+bool bitwise_equal(const Vec& a, const Vec& b) {
+  return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0;
+}
+
+// The GPU side of one case: q, k, v (dense or fused) and its gradient
+// buffers in the same layout.
+struct GpuInputs {
+  Ops& gpu;
+  const Case& c;
+  size_t N, Q, KV, W;
+  DeviceBuffer qkv, q, k, v;      // fused: qkv holds all; dense: q, k, v
+  DeviceBuffer dqkv, dq, dk, dv;  // the same layout for the gradients
+  AttentionShape shape;
+
+  GpuInputs(Ops& g, const Case& cs, const Vec& hq, const Vec& hk, const Vec& hv)
+      : gpu(g),
+        c(cs),
+        N(size_t(cs.B) * cs.T),
+        Q(size_t(cs.H) * cs.D),
+        KV(size_t(cs.KVH) * cs.D),
+        W(Q + 2 * KV),
+        qkv(g, cs.strided ? N * W : 1, DType::bf16),
+        q(g, cs.strided ? 1 : N * Q, DType::bf16),
+        k(g, cs.strided ? 1 : N * KV, DType::bf16),
+        v(g, cs.strided ? 1 : N * KV, DType::bf16),
+        dqkv(g, cs.strided ? N * W : 1, DType::bf16),
+        dq(g, cs.strided ? 1 : N * Q, DType::bf16),
+        dk(g, cs.strided ? 1 : N * KV, DType::bf16),
+        dv(g, cs.strided ? 1 : N * KV, DType::bf16) {
+    shape = AttentionShape{cs.B, cs.T, cs.H, cs.KVH, cs.D};
+    if (cs.strided) {
+      const Vec f = fuse(hq, hk, hv, N, Q, KV);
+      g.upload(qkv.buf, f.data(), f.size());
+      shape.q_stride = shape.k_stride = shape.v_stride = int(W);
+    } else {
+      g.upload(q.buf, hq.data(), hq.size());
+      g.upload(k.buf, hk.data(), hk.size());
+      g.upload(v.buf, hv.data(), hv.size());
+    }
+  }
+  CBuf q_in() const { return c.strided ? CBuf(qkv.buf) : CBuf(q.buf); }
+  CBuf k_in() const { return c.strided ? CBuf(qkv.buf + Q) : CBuf(k.buf); }
+  CBuf v_in() const { return c.strided ? CBuf(qkv.buf + Q + KV) : CBuf(v.buf); }
+  Buf dq_out() const { return c.strided ? dqkv.buf : dq.buf; }
+  Buf dk_out() const { return c.strided ? dqkv.buf + Q : dk.buf; }
+  Buf dv_out() const { return c.strided ? dqkv.buf + Q + KV : dv.buf; }
+  void poison_grads() {
+    if (c.strided) {
+      dqkv.poison();
+    } else {
+      dq.poison();
+      dk.poison();
+      dv.poison();
+    }
+  }
+  // dq, dk, dv as dense host matrices.
+  void download_grads(Vec& hdq, Vec& hdk, Vec& hdv) const {
+    if (c.strided) {
+      const Vec f = dqkv.download();
+      hdq = columns(f, N, W, 0, Q);
+      hdk = columns(f, N, W, Q, KV);
+      hdv = columns(f, N, W, Q + KV, KV);
+    } else {
+      hdq = dq.download();
+      hdk = dk.download();
+      hdv = dv.download();
+    }
+  }
+};
+
+// Forward and backward of one case on both backends, compared.
+void check_case(Ops& gpu, const Case& c) {
+  SCOPED_TRACE(describe(c));
+  CpuOps cpu;
+  const std::string sh = describe(c);
+  const size_t N = size_t(c.B) * c.T, Q = size_t(c.H) * c.D, KV = size_t(c.KVH) * c.D;
+  const size_t stats = size_t(c.B) * c.H * c.T;
+  const Vec hq = random_vector(N * Q, c.seed);
+  const Vec hk = random_vector(N * KV, c.seed + 1);
+  const Vec hv = random_vector(N * KV, c.seed + 2);
+  const Vec hdout = random_vector(N * Q, c.seed + 3);
+  const std::vector<int32_t> hdoc = c.docs ? make_docs(c.B, c.T, c.seed + 4) : std::vector<int32_t>{0};
+
+  // ---- CPU reference (dense) ----
+  const AttentionShape dense{c.B, c.T, c.H, c.KVH, c.D};
+  DeviceBuffer cq(cpu, hq, DType::f32), ck(cpu, hk, DType::f32), cv(cpu, hv, DType::f32);
+  DeviceBuffer cout_(cpu, N * Q, DType::f32), clse(cpu, stats, DType::f32);
+  DeviceInts cdoc(cpu, hdoc);
+  const int32_t* cdoc_ptr = c.docs ? cdoc.ptr : nullptr;
+  cpu.attention_forward(cout_, clse.f32(), cq, ck, cv, cdoc_ptr, dense);
+  const Vec want_out = cout_.download(), want_lse = clse.download();
+
+  // The backward's out: the CPU forward's, rounded to bf16, on both sides.
+  Vec out_bf = want_out;
+  for (float& x : out_bf) x = round_bf16(x);
+  DeviceBuffer cout_bf(cpu, out_bf, DType::f32), cdout(cpu, hdout, DType::f32);
+  // Zeroed: the reference is right whether it writes or adds its gradients.
+  DeviceBuffer cdq(cpu, N * Q, DType::f32), cdk(cpu, N * KV, DType::f32),
+      cdv(cpu, N * KV, DType::f32);
+  cpu.attention_backward(cdq, cdk, cdv, cdout, cq, ck, cv, cout_bf, clse.f32(), cdoc_ptr, dense);
+  const Vec want_dq = cdq.download(), want_dk = cdk.download(), want_dv = cdv.download();
+
+  // ---- GPU ----
+  GpuInputs g(gpu, c, hq, hk, hv);
+  DeviceInts gdoc(gpu, hdoc);
+  const int32_t* gdoc_ptr = c.docs ? gdoc.ptr : nullptr;
+  DeviceBuffer gout(gpu, N * Q, DType::bf16), glse(gpu, stats, DType::f32);
+  gout.poison();
+  glse.poison();
+  gpu.attention_forward(gout, glse.f32(), g.q_in(), g.k_in(), g.v_in(), gdoc_ptr, g.shape);
+  expect_close("attention_forward out", sh, gout.download(), want_out, kOutAtol, kOutRtol);
+  expect_close("attention_forward lse", sh, glse.download(), want_lse, kLseAtol, kLseRtol);
+
+  DeviceBuffer gout_bf(gpu, out_bf, DType::bf16), gdout(gpu, hdout, DType::bf16);
+  DeviceBuffer glse_in(gpu, want_lse, DType::f32);
+  auto backward = [&](bool want_q, bool want_kv) {
+    g.poison_grads();
+    gpu.attention_backward(want_q ? g.dq_out() : Buf(), want_kv ? g.dk_out() : Buf(),
+                           want_kv ? g.dv_out() : Buf(), gdout, g.q_in(), g.k_in(), g.v_in(),
+                           gout_bf, glse_in.f32(), gdoc_ptr, g.shape);
+  };
+  Vec dq1, dk1, dv1;
+  backward(true, true);
+  g.download_grads(dq1, dk1, dv1);
+  expect_close("attention_backward dq", sh, dq1, want_dq, kGradAtol, kGradRtol);
+  expect_close("attention_backward dk", sh, dk1, want_dk, kGradAtol, kGradRtol);
+  expect_close("attention_backward dv", sh, dv1, want_dv, kGradAtol, kGradRtol);
+  if (c.strided) {
+    // Every column of the fused gradient buffer is some head's dq, dk or dv.
+    const Vec all = g.dqkv.download();
+    EXPECT_TRUE(std::none_of(all.begin(), all.end(), [](float x) { return std::isnan(x); }))
+        << sh << ": an element of the fused dq|dk|dv buffer was not written";
+  }
+
+  // Determinism: a second run gives the same bits.
+  Vec dq2, dk2, dv2;
+  backward(true, true);
+  g.download_grads(dq2, dk2, dv2);
+  EXPECT_TRUE(bitwise_equal(dq1, dq2)) << sh << ": dq differs between two runs";
+  EXPECT_TRUE(bitwise_equal(dk1, dk2)) << sh << ": dk differs between two runs";
+  EXPECT_TRUE(bitwise_equal(dv1, dv2)) << sh << ": dv differs between two runs";
+}
+
+TEST(OpsAttention, ForwardBackwardMatchesCpu) {
+  POLARIS_GPU_OPS_OR_SKIP(gpu);
+  uint32_t seed = 100;
+  for (int D : {64, 128, 48, 96})
+    for (int group : {1, 2, 4})
+      for (int T : {1, 17, 127})
+        for (bool docs : {false, true}) {
+          Case c;
+          c.B = 2;
+          c.T = T;
+          c.KVH = 2;
+          c.H = 2 * group;
+          c.D = D;
+          c.docs = docs;
+          c.seed = seed += 10;
+          check_case(*gpu, c);
+        }
+}
+
+TEST(OpsAttention, HeadDim256AndLongRow) {
+  POLARIS_GPU_OPS_OR_SKIP(gpu);
+  Case c;  // the largest head-dim bucket
+  c.T = 127;
+  c.H = 4;
+  c.KVH = 2;
+  c.D = 256;
+  c.docs = true;
+  c.seed = 7;
+  check_case(*gpu, c);
+  // T = 300: many key tiles per query tile, query tiles past a document's end.
+  c.T = 300;
+  c.H = 8;
+  c.KVH = 2;
+  c.D = 64;
+  c.seed = 8;
+  check_case(*gpu, c);
+  c.docs = false;
+  c.seed = 9;
+  check_case(*gpu, c);
+}
+
+// Head dims that are not multiples of 8 take the scalar staging path; 33 is
+// odd (an output pair straddles the end of the head).
+TEST(OpsAttention, OddAndSmallHeadDims) {
+  POLARIS_GPU_OPS_OR_SKIP(gpu);
+  uint32_t seed = 40;
+  for (int D : {33, 8, 20})
+    for (bool docs : {false, true}) {
+      Case c;
+      c.T = 45;
+      c.H = 4;
+      c.KVH = 1;
+      c.D = D;
+      c.docs = docs;
+      c.seed = seed += 3;
+      check_case(*gpu, c);
+    }
+}
+
+// q, k, v as column ranges of one [N, Q + 2 KV] projection (the transformer's
+// fused qkv); dq, dk, dv written into one fused buffer with the same strides.
+TEST(OpsAttention, FusedQkvStrides) {
+  POLARIS_GPU_OPS_OR_SKIP(gpu);
+  struct S { int T, H, KVH, D; bool docs; };
+  // D = 64: 16-byte staging with strides; D = 36: row stride 288 but head dim
+  // not a multiple of 8 (scalar path); D = 96 with GQA 4 and documents.
+  for (const S& s : {S{127, 4, 2, 64, true}, S{60, 2, 2, 36, false}, S{127, 8, 2, 96, true},
+                     S{17, 3, 1, 128, false}}) {
+    Case c;
+    c.T = s.T;
+    c.H = s.H;
+    c.KVH = s.KVH;
+    c.D = s.D;
+    c.docs = s.docs;
+    c.strided = true;
+    c.seed = uint32_t(500 + s.D + s.T);
+    check_case(*gpu, c);
+  }
+}
+
+// Asking for part of the gradients (null = not needed) computes the same
+// bits for what is asked, and a forward without lse gives the same out.
+TEST(OpsAttention, NullOutputs) {
+  POLARIS_GPU_OPS_OR_SKIP(gpu);
+  Case c;
+  c.T = 70;
+  c.H = 4;
+  c.KVH = 2;
+  c.D = 64;
+  c.docs = true;
+  c.seed = 77;
+  const size_t N = size_t(c.B) * c.T, Q = size_t(c.H) * c.D, KV = size_t(c.KVH) * c.D;
+  const Vec hq = random_vector(N * Q, c.seed), hk = random_vector(N * KV, c.seed + 1),
+            hv = random_vector(N * KV, c.seed + 2), hdout = random_vector(N * Q, c.seed + 3);
+  const std::vector<int32_t> hdoc = make_docs(c.B, c.T, c.seed + 4);
+  GpuInputs g(*gpu, c, hq, hk, hv);
+  DeviceInts gdoc(*gpu, hdoc);
+  DeviceBuffer out1(*gpu, N * Q, DType::bf16), out2(*gpu, N * Q, DType::bf16),
+      lse(*gpu, size_t(c.B) * c.H * c.T, DType::f32), dout(*gpu, hdout, DType::bf16);
+  gpu->attention_forward(out1, lse.f32(), g.q_in(), g.k_in(), g.v_in(), gdoc.ptr, g.shape);
+  out2.poison();
+  gpu->attention_forward(out2, nullptr, g.q_in(), g.k_in(), g.v_in(), gdoc.ptr, g.shape);
+  EXPECT_TRUE(bitwise_equal(out1.download(), out2.download())) << "out without lse differs";
+
+  auto run = [&](bool want_q, bool want_kv, Vec& hdq, Vec& hdk, Vec& hdv) {
+    g.poison_grads();
+    gpu->attention_backward(want_q ? g.dq_out() : Buf(), want_kv ? g.dk_out() : Buf(),
+                            want_kv ? g.dv_out() : Buf(), dout, g.q_in(), g.k_in(), g.v_in(),
+                            out1, lse.f32(), gdoc.ptr, g.shape);
+    g.download_grads(hdq, hdk, hdv);
+  };
+  Vec dq, dk, dv, dq_only, dk_none, dv_none, dq_none, dk_only, dv_only;
+  run(true, true, dq, dk, dv);
+  run(true, false, dq_only, dk_none, dv_none);
+  run(false, true, dq_none, dk_only, dv_only);
+  EXPECT_TRUE(bitwise_equal(dq, dq_only)) << "dq alone differs";
+  EXPECT_TRUE(bitwise_equal(dk, dk_only)) << "dk without dq differs";
+  EXPECT_TRUE(bitwise_equal(dv, dv_only)) << "dv without dq differs";
+  // What was not asked for is left alone (still the NaN poison).
+  EXPECT_TRUE(std::all_of(dk_none.begin(), dk_none.end(), [](float x) { return std::isnan(x); }));
+  EXPECT_TRUE(std::all_of(dq_none.begin(), dq_none.end(), [](float x) { return std::isnan(x); }));
+}
+
+// KV-cache decoding: the caches are filled by scatter_rows from a fused
+// [S * max_len, Q + 2 KV] buffer, only the first lengths[s] rows of each
+// sequence (the rest stay NaN: reading one would poison the output); each
+// sequence's query is row lengths[s] - 1 of its q columns.
+TEST(OpsAttention, DecodeMatchesCpuAndForward) {
+  POLARIS_GPU_OPS_OR_SKIP(gpu);
+  CpuOps cpu;
+  struct S { int H, KVH, D; };
+  for (const S& s : {S{4, 2, 64}, S{8, 2, 96}, S{4, 4, 128}, S{2, 1, 33}, S{4, 2, 256}}) {
+    const int nseq = 3, max_len = 70;
+    const std::vector<int32_t> lengths = {1, 33, max_len};
+    const size_t Q = size_t(s.H) * s.D, KV = size_t(s.KVH) * s.D, W = Q + 2 * KV;
+    const size_t rows = size_t(nseq) * max_len;
+    const std::string sh = "S=3 max_len=70 H=" + std::to_string(s.H) +
+                           " KVH=" + std::to_string(s.KVH) + " D=" + std::to_string(s.D);
+    SCOPED_TRACE(sh);
+    const uint32_t seed = uint32_t(900 + s.D + s.H);
+    const Vec hq = random_vector(rows * Q, seed), hk = random_vector(rows * KV, seed + 1),
+              hv = random_vector(rows * KV, seed + 2);
+    const Vec fused = fuse(hq, hk, hv, rows, Q, KV);
+
+    // Rows to scatter: (s, pos) for pos < lengths[s], from fused row s*max_len + pos.
+    std::vector<int32_t> cache_rows;
+    Vec kfused_rows;   // fused rows, in scatter order
+    for (int q = 0; q < nseq; ++q)
+      for (int pos = 0; pos < lengths[q]; ++pos) {
+        const size_t r = size_t(q) * max_len + pos;
+        cache_rows.push_back(int32_t(r));
+        kfused_rows.insert(kfused_rows.end(), fused.begin() + r * W, fused.begin() + (r + 1) * W);
+      }
+    const int n = int(cache_rows.size());
+    // Decode queries: row lengths[s] - 1 of each sequence, as [S, W] rows
+    // (q in the first Q columns: q_stride = W).
+    Vec qdec(size_t(nseq) * W), qdec_dense(size_t(nseq) * Q);
+    for (int q = 0; q < nseq; ++q) {
+      const size_t r = size_t(q) * max_len + lengths[q] - 1;
+      std::copy(fused.begin() + r * W, fused.begin() + (r + 1) * W, qdec.begin() + q * W);
+      std::copy(hq.begin() + r * Q, hq.begin() + (r + 1) * Q, qdec_dense.begin() + q * Q);
+    }
+
+    // ---- GPU: scatter, decode ----
+    DeviceBuffer gsrc(*gpu, kfused_rows, DType::bf16);
+    DeviceInts grows(*gpu, cache_rows), glen(*gpu, lengths);
+    DeviceBuffer gk(*gpu, rows * KV, DType::bf16), gv(*gpu, rows * KV, DType::bf16);
+    gk.poison();
+    gv.poison();
+    gpu->scatter_rows(gk, CBuf(gsrc.buf) + Q, int(W), grows.ptr, n, int(KV));
+    gpu->scatter_rows(gv, CBuf(gsrc.buf) + Q + KV, int(W), grows.ptr, n, int(KV));
+    // scatter_rows: written rows are the k/v values exactly; others untouched.
+    const Vec kc = gk.download(), vc = gv.download();
+    for (int q = 0; q < nseq; ++q)
+      for (int pos = 0; pos < max_len; ++pos) {
+        const size_t r = size_t(q) * max_len + pos;
+        for (size_t cidx = 0; cidx < KV; ++cidx) {
+          const float got_k = kc[r * KV + cidx], got_v = vc[r * KV + cidx];
+          if (pos < lengths[q]) {
+            ASSERT_EQ(got_k, hk[r * KV + cidx]) << "scatter_rows k row " << r;
+            ASSERT_EQ(got_v, hv[r * KV + cidx]) << "scatter_rows v row " << r;
+          } else {
+            ASSERT_TRUE(std::isnan(got_k) && std::isnan(got_v)) << "scatter_rows wrote row " << r;
+          }
+        }
+      }
+    DeviceBuffer gq(*gpu, qdec, DType::bf16), gout(*gpu, size_t(nseq) * Q, DType::bf16);
+    gout.poison();
+    gpu->attention_decode(gout, gq, int(W), gk, gv, glen.ptr, nseq, max_len, s.H, s.KVH, s.D);
+    const Vec got = gout.download();
+
+    // ---- CPU: dense caches (zeros past the lengths), dense q ----
+    Vec kdense(rows * KV, 0.f), vdense(rows * KV, 0.f);
+    for (int q = 0; q < nseq; ++q)
+      for (int pos = 0; pos < lengths[q]; ++pos) {
+        const size_t r = size_t(q) * max_len + pos;
+        std::copy(hk.begin() + r * KV, hk.begin() + (r + 1) * KV, kdense.begin() + r * KV);
+        std::copy(hv.begin() + r * KV, hv.begin() + (r + 1) * KV, vdense.begin() + r * KV);
+      }
+    DeviceBuffer ck(cpu, kdense, DType::f32), cv(cpu, vdense, DType::f32),
+        cq(cpu, qdec_dense, DType::f32), cout_(cpu, size_t(nseq) * Q, DType::f32);
+    DeviceInts clen(cpu, lengths);
+    cpu.attention_decode(cout_, cq, int(Q), ck, cv, clen.ptr, nseq, max_len, s.H, s.KVH, s.D);
+    expect_close("attention_decode vs cpu", sh, got, cout_.download(), kOutAtol, kOutRtol);
+
+    // ---- against the GPU forward: B = S rows of T = max_len tokens, the
+    // fused buffer as q|k|v; sequence s's decode is row lengths[s] - 1. ----
+    DeviceBuffer gfused(*gpu, fused, DType::bf16), gfwd(*gpu, rows * Q, DType::bf16);
+    AttentionShape fs{nseq, max_len, s.H, s.KVH, s.D, int(W), int(W), int(W)};
+    gpu->attention_forward(gfwd, nullptr, gfused, CBuf(gfused.buf) + Q, CBuf(gfused.buf) + Q + KV,
+                           nullptr, fs);
+    const Vec fwd = gfwd.download();
+    Vec fwd_rows(size_t(nseq) * Q);
+    for (int q = 0; q < nseq; ++q) {
+      const size_t r = size_t(q) * max_len + lengths[q] - 1;
+      std::copy(fwd.begin() + r * Q, fwd.begin() + (r + 1) * Q, fwd_rows.begin() + q * Q);
+    }
+    expect_close("attention_decode vs forward", sh, got, fwd_rows, kOutAtol,
+                 kDecodeVsForwardRtol);
+  }
+}
+
+}  // namespace
+}  // namespace polaris

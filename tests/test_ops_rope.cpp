@@ -1,0 +1,285 @@
+// CudaOps RoPE and Qwen3's fused q/k RMSNorm + RoPE (cuda/rope.cu) against
+// the CPU reference:
+//   - rope_forward / rope_backward for N in {1, 9, 130} x heads 1..4 x
+//     head_dim in {8, 64, 128}, positions up to 4000, theta 1e4 and 1e6;
+//     separate output and in place (out == in, din == dout); din is WRITTEN
+//     (the GPU's is poisoned first);
+//   - qk_norm_rope_forward: q and k read as column ranges of a fused
+//     [N, (H + 2 KVH) D] qkv buffer (in_stride = (H + 2 KVH) D), GQA shapes;
+//     dense q_out / k_out and the rstds;
+//   - qk_norm_rope_backward: dq, dk WRITTEN into the fused layout (the v
+//     columns must stay untouched), dq_weight / dk_weight ACCUMULATED onto
+//     nonzero values, the same rstd on both sides; null weight gradients; a
+//     second GPU run is bitwise identical (the weight gradients reduce in a
+//     fixed order).
+//
+// Inputs are bf16-exact (random_vector), so both backends see the same values
+// and a difference is the op's own: the GPU computes in fp32 and rounds each
+// bf16 output once; the CPU reference is fp32 with no output rounding.
+#include <cmath>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "tests/ops_compare.h"
+
+namespace polaris {
+namespace {
+
+using test::DeviceBuffer;
+using test::DeviceInts;
+using test::expect_close;
+using test::random_ints;
+using test::random_vector;
+using test::round_bf16;
+using Vec = std::vector<float>;
+
+constexpr int kNs[] = {1, 9, 130};
+constexpr int kHeadDims[] = {8, 64, 128};
+constexpr int kMaxPos = 4000;
+constexpr float kEps = 1e-6f;
+
+// One rounding to bf16 (8 significant bits, round to nearest): relative error
+// < 2^-8 of the value; the fp32 difference between the backends adds to it and
+// is what the atols below bound.
+constexpr double kBf16Rtol = 1.0 / 256;
+
+// RoPE: both sides build inv_freq with the same fp32 roundings (the GPU's
+// double pow rounded to fp32 equals glibc's powf for theta 1e4 / 1e6 and these
+// head_dims; checked bitwise when this test was written), so the fp32 angle has
+// the same bits and only cos/sin differ: <= ~3 fp32 ulps of 1 (~2e-7), times
+// |x1| + |x2| <= ~10 for these N(0, 1) inputs: ~2e-6; atol 1e-5 is 5x that.
+// (Were inv_freq one ulp apart, the angle at position 4000 would differ by up
+// to 4000 * 2^-23 ~ 5e-4 rad, i.e. errors ~2e-3 here: this test would see it.)
+constexpr double kRopeAtol = 1e-5;
+
+// q/k norm + RoPE forward: rstd from an fp32 warp-tree sum of D squares (~1e-6
+// relative to the CPU's double sum) scales outputs of size |x rstd w| <= ~10:
+// ~1e-5; plus the cos/sin term above; atol 5e-5.
+constexpr double kQkOutAtol = 5e-5;
+constexpr double kRstdAtol = 1e-7, kRstdRtol = 1e-5;  // fp32 vs fp32, ~1e-6 apart
+// backward: din = rstd (g - x rstd^2 mean(g x)); the fp32 sum of D products g x
+// errs by <= ~10 * 2^-24 of sum |g x| (<= ~40 D here), moving din by <= ~1e-4
+// in the worst case (typically 1e-6); atol 1e-4.
+constexpr double kQkDinAtol = 1e-4;
+
+std::string rope_shape(int N, int heads, int D, float theta) {
+  return "N=" + std::to_string(N) + " heads=" + std::to_string(heads) +
+         " head_dim=" + std::to_string(D) + " theta=" + std::to_string((long long)theta);
+}
+
+bool bitwise_equal(const Vec& a, const Vec& b) {
+  return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0;
+}
+
+TEST(OpsRope, ForwardBackwardMatchCpu) {
+  POLARIS_GPU_OPS_OR_SKIP(gpu);
+  CpuOps cpu;
+  for (int N : kNs)
+    for (int heads = 1; heads <= 4; ++heads)
+      for (int D : kHeadDims) {
+        const float theta = (N + heads) % 2 ? 1e6f : 1e4f;
+        const std::string shape = rope_shape(N, heads, D, theta);
+        const uint32_t seed = uint32_t(N * 1009 + heads * 101 + D);
+        const size_t n = size_t(N) * heads * D;
+        const Vec x = random_vector(n, seed);
+        const Vec dout = random_vector(n, seed + 1);
+        const std::vector<int32_t> pos = random_ints(N, seed + 2, 0, kMaxPos);
+
+        // CPU reference (outputs start at zero: the backward is written).
+        DeviceInts cpos(cpu, pos);
+        DeviceBuffer cx(cpu, x, DType::f32), cd(cpu, dout, DType::f32);
+        DeviceBuffer cout_(cpu, n, DType::f32), cdin(cpu, n, DType::f32);
+        cpu.rope_forward(cout_, cx, cpos, N, heads, D, theta);
+        cpu.rope_backward(cdin, cd, cpos, N, heads, D, theta);
+        const Vec want_out = cout_.download(), want_din = cdin.download();
+
+        DeviceInts gpos(*gpu, pos);
+        DeviceBuffer gx(*gpu, x, DType::bf16), gd(*gpu, dout, DType::bf16);
+        DeviceBuffer gout(*gpu, n, DType::bf16), gdin(*gpu, n, DType::bf16);
+        gout.poison();
+        gdin.poison();
+        gpu->rope_forward(gout, gx, gpos, N, heads, D, theta);
+        gpu->rope_backward(gdin, gd, gpos, N, heads, D, theta);
+        expect_close("rope_forward", shape, gout.download(), want_out, kRopeAtol, kBf16Rtol);
+        expect_close("rope_backward", shape, gdin.download(), want_din, kRopeAtol, kBf16Rtol);
+
+        // In place: out == in, din == dout.
+        gpu->rope_forward(gx, gx, gpos, N, heads, D, theta);
+        gpu->rope_backward(gd, gd, gpos, N, heads, D, theta);
+        expect_close("rope_forward in place", shape, gx.download(), want_out, kRopeAtol,
+                     kBf16Rtol);
+        expect_close("rope_backward in place", shape, gd.download(), want_din, kRopeAtol,
+                     kBf16Rtol);
+      }
+}
+
+// A (H, KVH) GQA/MQA/MHA set; head_dim from kHeadDims.
+struct QkHeads {
+  int H, KVH;
+};
+constexpr QkHeads kQkHeads[] = {{1, 1}, {4, 2}, {3, 1}, {4, 4}};
+
+std::string qk_shape(int N, QkHeads h, int D) {
+  return "N=" + std::to_string(N) + " H=" + std::to_string(h.H) + " KVH=" +
+         std::to_string(h.KVH) + " head_dim=" + std::to_string(D);
+}
+
+// Elements of the q (or k) columns [col0, col0 + width) of a [N, stride]
+// buffer, as a dense [N, width] vector.
+Vec columns(const Vec& fused, int N, int stride, int col0, int width) {
+  Vec out(size_t(N) * width);
+  for (int n = 0; n < N; ++n)
+    for (int c = 0; c < width; ++c)
+      out[size_t(n) * width + c] = fused[size_t(n) * stride + col0 + c];
+  return out;
+}
+
+TEST(OpsRope, QkNormRopeForwardMatchesCpu) {
+  POLARIS_GPU_OPS_OR_SKIP(gpu);
+  CpuOps cpu;
+  const float theta = 1e6f;
+  for (int N : kNs)
+    for (QkHeads h : kQkHeads)
+      for (int D : kHeadDims) {
+        const std::string shape = qk_shape(N, h, D);
+        const uint32_t seed = uint32_t(N * 7919 + h.H * 131 + h.KVH * 17 + D);
+        const int stride = (h.H + 2 * h.KVH) * D;
+        const size_t nq = size_t(N) * h.H * D, nk = size_t(N) * h.KVH * D;
+        const Vec qkv = random_vector(size_t(N) * stride, seed, 2.f);
+        Vec qw = random_vector(D, seed + 1, 0.3f), kw = random_vector(D, seed + 2, 0.3f);
+        for (float& w : qw) w = round_bf16(w + 1.f);
+        for (float& w : kw) w = round_bf16(w + 1.f);
+        const std::vector<int32_t> pos = random_ints(N, seed + 3, 0, kMaxPos);
+
+        DeviceInts cpos(cpu, pos);
+        DeviceBuffer cqkv(cpu, qkv, DType::f32), cqw(cpu, qw, DType::f32), ckw(cpu, kw, DType::f32);
+        DeviceBuffer cq(cpu, nq, DType::f32), ck(cpu, nk, DType::f32);
+        DeviceBuffer cqr(cpu, size_t(N) * h.H, DType::f32), ckr(cpu, size_t(N) * h.KVH, DType::f32);
+        cpu.qk_norm_rope_forward(cq, ck, cqr.f32(), ckr.f32(), cqkv.buf, cqkv.buf + size_t(h.H) * D,
+                                 stride, cqw, ckw, cpos, N, h.H, h.KVH, D, kEps, theta);
+
+        DeviceInts gpos(*gpu, pos);
+        DeviceBuffer gqkv(*gpu, qkv, DType::bf16), gqw(*gpu, qw, DType::bf16),
+            gkw(*gpu, kw, DType::bf16);
+        DeviceBuffer gq(*gpu, nq, DType::bf16), gk(*gpu, nk, DType::bf16);
+        DeviceBuffer gqr(*gpu, size_t(N) * h.H, DType::f32), gkr(*gpu, size_t(N) * h.KVH, DType::f32);
+        gq.poison();
+        gk.poison();
+        gqr.poison();
+        gkr.poison();
+        gpu->qk_norm_rope_forward(gq, gk, gqr.f32(), gkr.f32(), gqkv.buf,
+                                  gqkv.buf + size_t(h.H) * D, stride, gqw, gkw, gpos, N, h.H,
+                                  h.KVH, D, kEps, theta);
+
+        expect_close("qk_norm_rope_forward q_out", shape, gq.download(), cq.download(),
+                     kQkOutAtol, kBf16Rtol);
+        expect_close("qk_norm_rope_forward k_out", shape, gk.download(), ck.download(),
+                     kQkOutAtol, kBf16Rtol);
+        expect_close("qk_norm_rope_forward q_rstd", shape, gqr.download(), cqr.download(),
+                     kRstdAtol, kRstdRtol);
+        expect_close("qk_norm_rope_forward k_rstd", shape, gkr.download(), ckr.download(),
+                     kRstdAtol, kRstdRtol);
+      }
+}
+
+TEST(OpsRope, QkNormRopeBackwardMatchesCpu) {
+  POLARIS_GPU_OPS_OR_SKIP(gpu);
+  CpuOps cpu;
+  const float theta = 1e6f;
+  for (int N : kNs)
+    for (QkHeads h : kQkHeads)
+      for (int D : kHeadDims) {
+        const std::string shape = qk_shape(N, h, D);
+        const uint32_t seed = uint32_t(N * 6007 + h.H * 113 + h.KVH * 29 + D);
+        const int stride = (h.H + 2 * h.KVH) * D;
+        const size_t nq = size_t(N) * h.H * D, nk = size_t(N) * h.KVH * D;
+        const size_t nfused = size_t(N) * stride;
+        const Vec qkv = random_vector(nfused, seed, 2.f);
+        Vec qw = random_vector(D, seed + 1, 0.3f), kw = random_vector(D, seed + 2, 0.3f);
+        for (float& w : qw) w = round_bf16(w + 1.f);
+        for (float& w : kw) w = round_bf16(w + 1.f);
+        const std::vector<int32_t> pos = random_ints(N, seed + 3, 0, kMaxPos);
+        const Vec dq_out = random_vector(nq, seed + 4), dk_out = random_vector(nk, seed + 5);
+        const Vec dqw0 = random_vector(D, seed + 6), dkw0 = random_vector(D, seed + 7);
+
+        // The CPU's forward gives the rstds; both backends get the same values.
+        DeviceInts cpos(cpu, pos);
+        DeviceBuffer cqkv(cpu, qkv, DType::f32), cqw(cpu, qw, DType::f32), ckw(cpu, kw, DType::f32);
+        DeviceBuffer cq(cpu, nq, DType::f32), ck(cpu, nk, DType::f32);
+        DeviceBuffer cqr(cpu, size_t(N) * h.H, DType::f32), ckr(cpu, size_t(N) * h.KVH, DType::f32);
+        cpu.qk_norm_rope_forward(cq, ck, cqr.f32(), ckr.f32(), cqkv.buf, cqkv.buf + size_t(h.H) * D,
+                                 stride, cqw, ckw, cpos, N, h.H, h.KVH, D, kEps, theta);
+        const Vec q_rstd = cqr.download(), k_rstd = ckr.download();
+
+        DeviceBuffer cdq_out(cpu, dq_out, DType::f32), cdk_out(cpu, dk_out, DType::f32);
+        DeviceBuffer cdqkv(cpu, nfused, DType::f32);  // zero: the backward writes
+        DeviceBuffer cdqw(cpu, dqw0, DType::f32), cdkw(cpu, dkw0, DType::f32);
+        cpu.qk_norm_rope_backward(cdqkv.buf, cdqkv.buf + size_t(h.H) * D, cdqw.f32(), cdkw.f32(),
+                                  cdq_out, cdk_out, cqkv.buf, cqkv.buf + size_t(h.H) * D, stride,
+                                  cqw, ckw, cqr.f32(), ckr.f32(), cpos, N, h.H, h.KVH, D, theta);
+        const Vec want_dqkv = cdqkv.download();
+
+        DeviceInts gpos(*gpu, pos);
+        DeviceBuffer gqkv(*gpu, qkv, DType::bf16), gqw(*gpu, qw, DType::bf16),
+            gkw(*gpu, kw, DType::bf16);
+        DeviceBuffer gqr(*gpu, q_rstd, DType::f32), gkr(*gpu, k_rstd, DType::f32);
+        DeviceBuffer gdq_out(*gpu, dq_out, DType::bf16), gdk_out(*gpu, dk_out, DType::bf16);
+        DeviceBuffer gdqkv(*gpu, nfused, DType::bf16);
+        DeviceBuffer gdqw(*gpu, dqw0, DType::f32), gdkw(*gpu, dkw0, DType::f32);
+        auto run = [&](bool weights) {
+          gdqkv.poison();
+          gpu->upload(gdqw.buf, dqw0.data(), dqw0.size());
+          gpu->upload(gdkw.buf, dkw0.data(), dkw0.size());
+          gpu->qk_norm_rope_backward(gdqkv.buf, gdqkv.buf + size_t(h.H) * D,
+                                     weights ? gdqw.f32() : nullptr,
+                                     weights ? gdkw.f32() : nullptr, gdq_out, gdk_out, gqkv.buf,
+                                     gqkv.buf + size_t(h.H) * D, stride, gqw, gkw, gqr.f32(),
+                                     gkr.f32(), gpos, N, h.H, h.KVH, D, theta);
+        };
+        run(true);
+        const Vec got_dqkv = gdqkv.download(), got_dqw = gdqw.download(),
+                  got_dkw = gdkw.download();
+
+        const int qcols = h.H * D, kcols = h.KVH * D;
+        expect_close("qk_norm_rope_backward dq", shape, columns(got_dqkv, N, stride, 0, qcols),
+                     columns(want_dqkv, N, stride, 0, qcols), kQkDinAtol, kBf16Rtol);
+        expect_close("qk_norm_rope_backward dk", shape,
+                     columns(got_dqkv, N, stride, qcols, kcols),
+                     columns(want_dqkv, N, stride, qcols, kcols), kQkDinAtol, kBf16Rtol);
+        // The v columns are not the op's: still the poison.
+        const Vec v_cols = columns(got_dqkv, N, stride, qcols + kcols, kcols);
+        size_t written = 0;
+        for (float v : v_cols) written += !std::isnan(v);
+        EXPECT_EQ(written, 0u) << "qk_norm_rope_backward " << shape << " wrote into the v columns";
+
+        // Weight gradients: fp32 sums over rows = N*H (or N*KVH) terms
+        // dy x rstd of size <= ~4 (typically ~1). The CPU adds them one by one,
+        // each addition rounding by <= 2^-24 of a partial sum that grows like
+        // sqrt(rows); the GPU's tree errs less. atol 4 * 2^-24 * rows^1.5
+        // (+1e-5 for the accumulated prefill of size ~3) covers that with
+        // margin and is far below one missing row's contribution (~1).
+        for (int which = 0; which < 2; ++which) {
+          const double rows = double(N) * (which ? h.KVH : h.H);
+          const double atol = 4.0 * std::ldexp(1.0, -24) * std::pow(rows, 1.5) + 1e-5;
+          expect_close(which ? "qk_norm_rope_backward dk_weight" : "qk_norm_rope_backward dq_weight",
+                       shape, which ? got_dkw : got_dqw,
+                       which ? cdkw.download() : cdqw.download(), atol, 1e-5);
+        }
+
+        // Deterministic: a second run gives the same bits.
+        run(true);
+        EXPECT_TRUE(bitwise_equal(gdqkv.download(), got_dqkv)) << "dq/dk not deterministic " << shape;
+        EXPECT_TRUE(bitwise_equal(gdqw.download(), got_dqw)) << "dq_weight not deterministic " << shape;
+        EXPECT_TRUE(bitwise_equal(gdkw.download(), got_dkw)) << "dk_weight not deterministic " << shape;
+
+        // Null weight gradients: dq, dk unchanged, the (re-uploaded) weights untouched.
+        run(false);
+        EXPECT_TRUE(bitwise_equal(gdqkv.download(), got_dqkv)) << "dq/dk differ without dweight " << shape;
+        EXPECT_TRUE(bitwise_equal(gdqw.download(), dqw0)) << "null dq_weight was written " << shape;
+        EXPECT_TRUE(bitwise_equal(gdkw.download(), dkw0)) << "null dk_weight was written " << shape;
+      }
+}
+
+}  // namespace
+}  // namespace polaris
