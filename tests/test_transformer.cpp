@@ -213,6 +213,34 @@ TEST(TransformerGradients, AccumulationAdds) {
   }
 }
 
+// Recomputation changes what is stored, not what is computed: the loss and
+// every gradient are bitwise those of the run that keeps everything.
+TEST(TransformerGradients, RecomputeGivesTheSameBits) {
+  for (const ModelConfig& config :
+       {qwen3_config(23, 16, 3, 4, 2, 6, 24, false), gpt2_config(23, 16, 3, 4)}) {
+    CpuOps ops;
+    Transformer model(config, ops);
+    model.set_params(random_params(model, 5));
+    Batch batch = packed_batch(config.vocab_size, 7, 3, true);
+    model.zero_grads();
+    const double loss = model.forward_backward(batch, 0.25f).loss_sum;
+    const std::vector<float> reference = model.get_grads();
+    for (Recompute mode : {Recompute::mlp, Recompute::layer}) {
+      model.set_recompute(mode);
+      model.zero_grads();
+      EXPECT_EQ(model.forward_backward(batch, 0.25f).loss_sum, loss);
+      EXPECT_EQ(model.get_grads(), reference) << "recompute mode " << int(mode);
+    }
+    // and it needs less activation memory
+    const size_t tokens = 1024;
+    EXPECT_LT(Transformer::activation_bytes(config, tokens, DType::f32, Recompute::mlp),
+              Transformer::activation_bytes(config, tokens, DType::f32, Recompute::none));
+    EXPECT_LT(Transformer::activation_bytes(config, tokens, DType::f32, Recompute::layer),
+              Transformer::activation_bytes(config, tokens, DType::f32, Recompute::mlp));
+  }
+  EXPECT_THROW(parse_recompute("some"), Error);
+}
+
 TEST(TransformerLoss, LossSumMatchesLogprobsAndEntropies) {
   ModelConfig config = qwen3_config(23, 16, 2, 4, 2, 6, 24, true);
   CpuOps ops;

@@ -74,6 +74,11 @@ expect_error "unknown flag" "--frobnicate" "$BIN" "${INIT[@]}" --data "$DATA" "$
 expect_error "unknown switch" "--no-such-switch" "$BIN" "${INIT[@]}" --data "$DATA" --no-such-switch "${RUN[@]}"
 expect_error "--mode bogus" "--mode" "$BIN" "${INIT[@]}" --data "$DATA" "${RUN[@]}" --mode bogus
 expect_error "--comm nccl" "--comm nccl" "$BIN" "${INIT[@]}" --data "$DATA" "${RUN[@]}" --comm nccl
+expect_error "--recompute bogus" "--recompute" "$BIN" "${INIT[@]}" --data "$DATA" "${RUN[@]}" --recompute some
+expect_error "--backend bogus" "--backend" "$BIN" "${INIT[@]}" --data "$DATA" "${RUN[@]}" --backend tpu
+if ! nvidia-smi >/dev/null 2>&1; then  # no GPU: one line saying why, not a crash
+  expect_error "--backend cuda without a GPU" "--backend cuda" "$BIN" "${INIT[@]}" --data "$DATA" "${RUN[@]}" --backend cuda
+fi
 expect_error "--comm bogus" "--comm" "$BIN" "${INIT[@]}" --data "$DATA" "${RUN[@]}" --comm gloo
 expect_error "--zero 5" "--zero" "$BIN" "${INIT[@]}" --data "$DATA" "${RUN[@]}" --zero 5
 expect_error "--lr abc" "--lr" "$BIN" "${INIT[@]}" --data "$DATA" "${RUN[@]}" --lr abc
