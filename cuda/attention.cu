@@ -71,7 +71,8 @@
 //   some 40x from the tensor-core roofline. K/V tiles are re-read once per
 //   16-query block (T/16 times per head, from L2), ~T^2*D/8 bytes per head.
 //   Decode reads its L cached rows of K and V once (4*L*D bytes a head, from
-//   HBM): memory and latency bound, a handful of flops per byte.
+//   HBM; the other query heads of a GQA group hit L2): memory and latency
+//   bound, a handful of flops per byte.
 #include <algorithm>
 #include <climits>
 #include <cmath>
@@ -97,6 +98,13 @@ constexpr int kScatterThreads = 256;
 constexpr int kMaxHeadDim = 256;
 constexpr float kLog2e = 1.4426950408889634f;
 constexpr float kLn2 = 0.6931471805599453f;
+
+// Minimum resident blocks per SM in __launch_bounds__: caps registers at
+// 65536 / (128 * n) (128 for 4, 170 for 3). Without it ptxas (CUDA 13)
+// aimed at 64-72 registers for some buckets and spilled; with it every
+// bucket fits with no spill (ptxas -v: 85-137 registers).
+constexpr int kMinBlocksFwd = 4;   // forward and dq
+constexpr int kMinBlocksDkdv = 3;  // dk/dv: two accumulator sets
 
 static_assert(kRowsPerWarp == 4, "the per-warp rows are read as one float4");
 static_assert(kTile == 32, "a tile row per lane");
@@ -170,7 +178,8 @@ __device__ __forceinline__ void stage_tile(bf16* tile, const bf16* src, long lon
 // row (beyond T) and columns >= D give zeros.
 template <int DB>
 __device__ __forceinline__ void stage_cols(float* cols, const bf16* row, int i, int D, int lane) {
-  for (int d = lane; d < DB; d += 32) cols[d * kRowsPerWarp + i] = (row && d < D) ? to_f32(row[d]) : 0.f;
+  for (int d = lane; d < DB; d += 32)
+    cols[d * kRowsPerWarp + i] = (row && d < D) ? to_f32(row[d]) : 0.f;
 }
 
 // ---- doc_start: the first token of each token's document ---------------------
@@ -226,7 +235,8 @@ struct ForwardParams {
 };
 
 template <int DB>
-__global__ void __launch_bounds__(kThreads, 4) attention_forward_kernel(const ForwardParams p) {
+__global__ void __launch_bounds__(kThreads, kMinBlocksFwd)
+    attention_forward_kernel(const ForwardParams p) {
   using L = Smem<DB>;
   constexpr int TS = L::kTileStride;
   constexpr int NP = DB / 64;  // bf16 pairs of output dims per lane
@@ -394,7 +404,8 @@ struct BackwardParams {
 
 // dq_t = scale * sum_s dS_ts k_s: the forward's decomposition.
 template <int DB>
-__global__ void __launch_bounds__(kThreads, 4) attention_dq_kernel(const BackwardParams p) {
+__global__ void __launch_bounds__(kThreads, kMinBlocksFwd)
+    attention_dq_kernel(const BackwardParams p) {
   using L = Smem<DB>;
   constexpr int TS = L::kTileStride;
   constexpr int NP = DB / 64;
@@ -525,7 +536,8 @@ __global__ void __launch_bounds__(kThreads, 4) attention_dq_kernel(const Backwar
 // (outer loop, in head order) and the queries t >= s of s's document (tiles
 // in order): a fixed order, so the bits are the same on every run.
 template <int DB>
-__global__ void __launch_bounds__(kThreads, 3) attention_dkdv_kernel(const BackwardParams p) {
+__global__ void __launch_bounds__(kThreads, kMinBlocksDkdv)
+    attention_dkdv_kernel(const BackwardParams p) {
   using L = Smem<DB>;
   constexpr int TS = L::kTileStride;
   constexpr int NP = DB / 64;
@@ -707,7 +719,8 @@ struct DecodeParams {
 };
 
 template <int DB>
-__global__ void __launch_bounds__(kDecodeWarps * 32) attention_decode_kernel(const DecodeParams p) {
+__global__ void __launch_bounds__(kDecodeWarps * 32)
+    attention_decode_kernel(const DecodeParams p) {
   constexpr int NE = DB / 32;  // dims per lane: lane + 32e
   __shared__ float part_m[kDecodeWarps], part_l[kDecodeWarps];
   __shared__ float part_acc[kDecodeWarps][DB];

@@ -8,6 +8,7 @@
 //     buffer of the same layout (every column of it must be written);
 //   - the backward runs twice on the GPU and must be bitwise identical, and
 //     a call that asks only for dq (or only dk, dv) gives the same bits;
+//   - bad shapes and a buffer of the wrong dtype end in one Error line;
 //   - decode: caches filled with scatter_rows from a fused buffer (rows past
 //     a sequence's length stay NaN, so reading one fails), attention_decode
 //     against the CPU and against the matching row of a GPU forward.
@@ -25,6 +26,7 @@
 #include <string>
 #include <vector>
 
+#include "src/common/error.h"
 #include "tests/ops_compare.h"
 
 namespace polaris {
@@ -422,6 +424,34 @@ TEST(OpsAttention, NullOutputs) {
   // What was not asked for is left alone (still the NaN poison).
   EXPECT_TRUE(std::all_of(dk_none.begin(), dk_none.end(), [](float x) { return std::isnan(x); }));
   EXPECT_TRUE(std::all_of(dq_none.begin(), dq_none.end(), [](float x) { return std::isnan(x); }));
+}
+
+// Bad shapes and a buffer of the wrong dtype: one Error line naming the
+// problem, before anything is launched.
+TEST(OpsAttention, BadInputsThrow) {
+  POLARIS_GPU_OPS_OR_SKIP(gpu);
+  DeviceBuffer a(*gpu, 4096, DType::bf16), f32(*gpu, 4096, DType::f32),
+      lse(*gpu, 64, DType::f32);
+  auto forward_error = [&](const AttentionShape& s, CBuf q) -> std::string {
+    try {
+      gpu->attention_forward(a, lse.f32(), q, a, a, nullptr, s);
+    } catch (const Error& e) {
+      return e.what();
+    }
+    return "no error";
+  };
+  const auto npos = std::string::npos;
+  EXPECT_NE(forward_error(AttentionShape{1, 4, 2, 2, 300}, a).find("head_dim"), npos);
+  EXPECT_NE(forward_error(AttentionShape{1, 4, 3, 2, 8}, a).find("num_kv_heads"), npos);
+  EXPECT_NE(forward_error(AttentionShape{1, 4, 2, 2, 8, 8}, a).find("row stride"), npos);
+  EXPECT_NE(forward_error(AttentionShape{1, 4, 2, 2, 8}, f32).find("bf16"), npos);
+  std::string decode_error = "no error";
+  try {
+    gpu->attention_decode(a, a, 0, a, a, nullptr, 1, 4, 2, 2, 0);
+  } catch (const Error& e) {
+    decode_error = e.what();
+  }
+  EXPECT_NE(decode_error.find("head_dim"), npos) << decode_error;
 }
 
 // KV-cache decoding: the caches are filled by scatter_rows from a fused
