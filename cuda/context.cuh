@@ -41,6 +41,10 @@ struct CudaContext {
   void* scratch = nullptr;
   size_t scratch_bytes = 0;
   void* ensure_scratch(size_t bytes);
+  // Device memory high-water mark (total - free), sampled after every
+  // allocation by note_memory_use (cuda/profiling.cu).
+  size_t peak_bytes = 0;
+  void note_memory_use();
 
   explicit CudaContext(int device);
   ~CudaContext();

@@ -18,6 +18,7 @@
 //   cuda/activation.cu  GELU and SwiGLU
 //   cuda/classifier.cu  fused softmax cross-entropy over bf16 logits
 //   cuda/adamw.cu       fused AdamW with stochastic rounding to bf16
+//   cuda/profiling.cu   NVTX ranges, the profiler capture window, peak memory
 //
 // This header is plain C++ (no CUDA types) so host code and tests include it;
 // the CUDA state lives in CudaContext (cuda/context.cuh).
@@ -41,6 +42,11 @@ class CudaOps : public Ops {
   DType activation_dtype() const override { return DType::bf16; }
   bool host_memory() const override { return false; }
   void synchronize() override;
+  void range_push(const char* name) override;   // cuda/profiling.cu
+  void range_pop() override;
+  void profiler_start() override;
+  void profiler_stop() override;
+  size_t peak_memory_bytes() const override;
   CudaContext& context() { return *context_; }
 
   Buf alloc_buf(size_t n, DType dtype) override;

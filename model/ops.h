@@ -154,6 +154,15 @@ class Ops {
   // Waits until every op issued so far has finished (timing, profiling).
   virtual void synchronize() {}
 
+  // ---- profiling (NVTX ranges and the profiler's capture window on the
+  // GPU; nothing on the CPU). Ranges nest; OpsRange pairs them.
+  virtual void range_push(const char* name) {}
+  virtual void range_pop() {}
+  virtual void profiler_start() {}
+  virtual void profiler_stop() {}
+  // The most memory this backend has held at once (0 where not tracked).
+  virtual size_t peak_memory_bytes() const { return 0; }
+
   // ---- memory -------------------------------------------------------------
   virtual Buf alloc_buf(size_t n, DType dtype) = 0;  // zero-filled
   virtual int32_t* alloc_int(size_t n) = 0;          // zero-filled
@@ -297,6 +306,18 @@ class Ops {
   // updated parameters in its dtype, rounded as args says.
   virtual void adamw_update(float* params, Buf copy, const float* grads, float* m, float* v,
                             size_t n, const AdamWArgs& args) = 0;
+};
+
+// Names the ops issued during its lifetime in a profiler timeline.
+class OpsRange {
+ public:
+  OpsRange(Ops& ops, const char* name) : ops_(ops) { ops_.range_push(name); }
+  ~OpsRange() { ops_.range_pop(); }
+  OpsRange(const OpsRange&) = delete;
+  OpsRange& operator=(const OpsRange&) = delete;
+
+ private:
+  Ops& ops_;
 };
 
 }  // namespace polaris

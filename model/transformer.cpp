@@ -213,6 +213,9 @@ struct Transformer::Activations {
 Transformer::Transformer(const ModelConfig& config, Ops& ops)
     : config_(config), layout_(build_param_layout(config)), ops_(ops) {
   config_.validate("model config");
+  for (int li = 0; li < config_.num_layers; ++li)
+    layer_names_.push_back({"layer " + std::to_string(li) + " forward",
+                            "layer " + std::to_string(li) + " backward"});
   master_ = ops_.alloc(layout_.total);
   weights_ = ops_.activation_dtype() == DType::f32 ? Buf(master_)
                                                     : ops_.alloc_activations(layout_.total);
@@ -444,6 +447,7 @@ LossOutputs Transformer::run(const Batch& batch, bool backward, float loss_scale
   }
 
   // ---- forward ----
+  std::unique_ptr<OpsRange> phase(new OpsRange(ops_, backward ? "forward" : "forward (no grad)"));
   ops_.embedding_forward(a.layers[0].input, a.tokens, a.positions, param(layout_.embed_tokens),
                          param(layout_.embed_positions), N, C);
   {
@@ -453,6 +457,7 @@ LossOutputs Transformer::run(const Batch& batch, bool backward, float loss_scale
                  w0.attn_norm_bias, N);
   }
   for (int li = 0; li < c.num_layers; ++li) {
+    OpsRange layer_range(ops_, layer_names_[li].forward.c_str());
     Activations::Layer& l = a.layers[li];
     layer_forward_to_mlp(a, li, doc_ids, N);
     mlp_down_forward(a, li, li, N);
@@ -471,6 +476,8 @@ LossOutputs Transformer::run(const Batch& batch, bool backward, float loss_scale
 
   // ---- LM head and loss, chunk by chunk; in training each chunk's logits
   // are turned into their gradient in place and pushed through the head.
+  phase.reset();
+  phase.reset(new OpsRange(ops_, "lm head + loss"));
   for (int start = 0; start < N; start += a.logit_rows) {
     const int rows = std::min(a.logit_rows, N - start);
     const CBuf x = CBuf(a.final_norm) + size_t(start) * C;
@@ -494,6 +501,7 @@ LossOutputs Transformer::run(const Batch& batch, bool backward, float loss_scale
                            a.logits, x, param(layout_.lm_head), rows, C, V);
   }
 
+  phase.reset();
   LossOutputs out;
   std::vector<float> losses(N);
   out.logprobs.resize(N);
@@ -511,6 +519,7 @@ LossOutputs Transformer::run(const Batch& batch, bool backward, float loss_scale
   // ---- backward ----
   // dx: the gradient of the residual stream, walking down. Norm backwards
   // add into it (the residual join); everything else is written.
+  OpsRange backward_range(ops_, "backward");
   Buf dx = a.d_residual;
   ops_.zero(dx, size_t(N) * C);
   norm_backward(dx, a.d_final, a.output, a.final_mean, a.final_rstd, layout_.final_norm_weight,
@@ -518,6 +527,7 @@ LossOutputs Transformer::run(const Batch& batch, bool backward, float loss_scale
   for (int li = c.num_layers - 1; li >= 0; --li) {
     const LayerOffsets& w = layout_.layers[li];
     Activations::Layer& l = a.layers[li];
+    OpsRange layer_range(ops_, layer_names_[li].backward.c_str());
     recompute_layer(a, li, doc_ids, N);
     // MLP branch: dx is the gradient of the layer output = of its MLP branch.
     if (qwen) {
@@ -624,6 +634,7 @@ std::vector<float> Transformer::decode_step(const std::vector<int32_t>& tokens,
   ops_.upload_int(rows_d, cache_rows.data(), S);
   ops_.upload_int(lengths_d, lengths.data(), S);
 
+  OpsRange decode_range(ops_, "decode step");
   Buf x = a.output;
   ops_.embedding_forward(x, a.tokens, a.positions, param(layout_.embed_tokens),
                          param(layout_.embed_positions), S, C);

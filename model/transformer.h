@@ -78,6 +78,7 @@ class Transformer {
   const ModelConfig& config() const { return config_; }
   const ParamLayout& layout() const { return layout_; }
   Ops& ops() { return ops_; }
+  const Ops& ops() const { return ops_; }
   size_t num_params() const { return layout_.total; }
 
   // fp32 master parameters, in Ops memory (what the optimizer updates).
@@ -163,6 +164,10 @@ class Transformer {
   float* grads_ = nullptr;
   Recompute recompute_ = Recompute::none;
   AttentionShape shape_;     // of the current training pass
+  struct LayerNames {
+    std::string forward, backward;  // profiler range names
+  };
+  std::vector<LayerNames> layer_names_;
   std::unique_ptr<Activations> acts_;         // training / scoring
   std::unique_ptr<Activations> decode_acts_;  // one layer's scratch for decode_step
   // KV cache: per layer, keys then values, each [slots, max_len, kv_dim].

@@ -26,14 +26,18 @@ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader > 
 echo "GPU: $(cat "$OUT/gpu.txt")"
 
 start=$(date +%s)
-if make -j"$(nproc)" CUDA_ARCHS=90a tests-build > "$OUT/build.log" 2>&1; then
+if [ -f build/gpu_bundle.tar.gz ]; then  # made by run/gpu_bundle.sh on a CPU machine
+  tar -xzf build/gpu_bundle.tar.gz
+  export LD_LIBRARY_PATH=$PWD/build/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+  row "build (bundle)" ok "$(( $(date +%s) - start ))s"
+elif make -j"$(nproc)" CUDA_ARCHS=90a tests-build build/bench_kernels > "$OUT/build.log" 2>&1; then
   row build ok "$(( $(date +%s) - start ))s"
 else
   row build FAIL "see build.log"; tail -30 "$OUT/build.log"
   printf '%s\n' "${rows[@]}"; exit 1
 fi
 
-# Every GPU op test, then the transformer tests (CPU) as a sanity check.
+# Every GPU op test (CudaOps against the CPU reference).
 for t in build/tests/test_ops_*; do
   name=$(basename "$t")
   if POLARIS_CUDA_SYNC=1 timeout 300 "$t" --gtest_color=no > "$OUT/$name.log" 2>&1; then
@@ -69,9 +73,11 @@ for fx in tests/fixtures/qwen3_tiny tests/fixtures/gpt2_tiny; do
 done
 
 # 50 steps of the tiny preset on both backends: the curves must agree.
+python3 run/make_token_shard.py "$OUT/tiny_shard.bin" --vocab 512 --tokens 400000
 for b in cpu cuda; do
-  timeout 300 build/polaris_train --init qwen3-tiny --steps 50 --batch 8 --seq 64 --seed 1 \
-    --backend "$b" --log "$OUT/curve_$b.jsonl" > "$OUT/curve_$b.log" 2>&1
+  timeout 300 build/polaris_train --init qwen3-tiny --data "$OUT/tiny_shard.bin" --steps 50 \
+    --batch 8 --seq 64 --lr 1e-3 --seed 1 --backend "$b" --log "$OUT/curve_$b.jsonl" \
+    > "$OUT/curve_$b.log" 2>&1
 done
 if python3 - "$OUT/curve_cpu.jsonl" "$OUT/curve_cuda.jsonl" > "$OUT/curve_compare.txt" 2>&1 <<'PY'
 import json, sys

@@ -22,8 +22,10 @@ data:      --data PATTERN|FILE  --val-data ...  --tokenizer tokenizer.json  --ta
 shape:     --steps N  --batch B  --seq T  --grad-accum K
 optimizer: --lr X  --lr-schedule cosine|linear|constant  --warmup-steps N  --min-lr-fraction F
            --weight-decay W  --beta2 B  --grad-clip C
-run:       --seed S  --backend auto|cpu|cuda  --recompute none|mlp|layer  --log FILE.jsonl  --print-every N  --out MODEL.bin
+run:       --seed S  --log FILE.jsonl  --print-every N  --out MODEL.bin
            --val-every N  --val-batches N  --skip-bad
+device:    --backend auto|cpu|cuda  --recompute none|mlp|layer
+           --profile (3 warm-up + 5 captured steps for Nsight; run/profile.sh)
 parallel:  mpirun -np N polaris_train ... [--zero 0|1|2] [--comm mpi]
 resume:    --checkpoint-dir DIR  --checkpoint-every K  --keep-last N  --resume
 grpo:      --prompts-per-step P  --group-size G  --minibatches M  --clip-low/--clip-high

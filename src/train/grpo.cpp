@@ -716,9 +716,7 @@ int run_grpo(const TrainOptions& options) {
   LoadedModel start = starting_model(options);
   std::unique_ptr<Ops> ops = make_ops(options.backend);
   Transformer policy(start.config, *ops);
-  policy.set_recompute(options.recompute);
-  if (!ops->host_memory())
-    std::printf("%s\n", policy.memory_report(size_t(options.batch) * options.seq).c_str());
+  start_run(options, policy);
   policy.set_params(start.params);
   std::unique_ptr<Transformer> reference;
   if (grpo.kl_coef > 0) {
@@ -732,7 +730,7 @@ int run_grpo(const TrainOptions& options) {
               grpo.group_size, grpo.minibatches);
   GrpoRun run(run_options, grpo, *env, policy, reference.get());
   const std::pair<double, double> result = run.train();
-  save_final_model(options, policy);
+  finish_run(options, policy);
   // The run's last line. Without --eval-data a JSONL run evaluates on its
   // training problems: say so.
   const bool held_out = options.flags->has("task") || options.flags->has("eval-data");

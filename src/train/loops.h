@@ -10,7 +10,11 @@ int run_sft(const TrainOptions& options);          // chat JSONL (src/train/sft.
 int run_grpo(const TrainOptions& options);         // RL JSONL + verifier (src/train/grpo.cpp)
 int run_builtin_demo();                            // src/train/builtin_demo.cpp
 
-// Writes the trained weights to --out when given (fp32 model.bin).
-void save_final_model(const TrainOptions& options, const Transformer& model);
+// Before the first step: --recompute, and on a device backend the memory
+// report (weights, master, gradients, activations, moments).
+void start_run(const TrainOptions& options, Transformer& model);
+// After the last: the backend's peak memory (where it tracks one) and the
+// trained weights to --out when given (fp32 model.bin).
+void finish_run(const TrainOptions& options, const Transformer& model);
 
 }  // namespace polaris

@@ -33,7 +33,7 @@ const std::set<std::string> kValueFlags = {
     "eval-samples", "max-refills", "max-prompt", "eval-temperature", "eval-problems",
     "system-prompt",
 };
-const std::set<std::string> kSwitchFlags = {"resume", "no-std-normalize", "dynamic-sampling",
+const std::set<std::string> kSwitchFlags = {"resume", "profile", "no-std-normalize", "dynamic-sampling",
                                             "skip-bad"};
 
 // One flag set serves every mode, so a flag that the chosen mode (or data
@@ -140,6 +140,16 @@ TrainOptions parse_train_options(int argc, char** argv) {
   o.log_path = flags->get("log", "");
   o.out_path = flags->get("out", "");
   o.steps = flags->get_positive_int("steps", 100);
+  if (flags->has("profile")) {
+    // A short run for Nsight: warm-up steps, then the captured ones
+    // (cudaProfilerStart/Stop; see run/profile.sh).
+    require(!flags->has("resume"), "--profile starts a fresh short run: drop --resume");
+    o.trainer.profile_warmup = 3;
+    o.trainer.profile_steps = 5;
+    o.steps = o.trainer.profile_warmup + o.trainer.profile_steps;
+    std::printf("--profile: %d warm-up steps, then %d steps inside the profiler's capture range\n",
+                o.trainer.profile_warmup, o.trainer.profile_steps);
+  }
   o.batch = flags->get_positive_int("batch", 8);
   o.seq = flags->get_positive_int("seq", 256);
   o.grad_accum = flags->get_positive_int("grad-accum", 1);

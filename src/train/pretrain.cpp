@@ -11,7 +11,15 @@
 
 namespace polaris {
 
-void save_final_model(const TrainOptions& options, const Transformer& model) {
+void start_run(const TrainOptions& options, Transformer& model) {
+  model.set_recompute(options.recompute);
+  if (!model.ops().host_memory())
+    std::printf("%s\n", model.memory_report(size_t(options.batch) * options.seq).c_str());
+}
+
+void finish_run(const TrainOptions& options, const Transformer& model) {
+  if (const size_t peak = model.ops().peak_memory_bytes())
+    std::printf("peak device memory: %.2f GiB\n", double(peak) / (1024.0 * 1024.0 * 1024.0));
   if (options.out_path.empty()) return;
   write_model_bin(options.out_path, model.config(), model.get_params(), false);
   std::printf("saved %s\n", options.out_path.c_str());
@@ -22,9 +30,7 @@ int run_pretrain(const TrainOptions& options) {
   LoadedModel start = starting_row_model(options);
   std::unique_ptr<Ops> ops = make_ops(options.backend);
   Transformer model(start.config, *ops);
-  model.set_recompute(options.recompute);
-  if (!ops->host_memory())
-    std::printf("%s\n", model.memory_report(size_t(options.batch) * options.seq).c_str());
+  start_run(options, model);
   model.set_params(start.params);
   // Data parallel: each rank takes its slice of every global batch of
   // world * --batch rows (data/token_loader.h), and the loss normaliser is the
@@ -76,7 +82,7 @@ int run_pretrain(const TrainOptions& options) {
       checkpoints.save(step + 1, model, trainer,
                        {{"data_epoch", train.epoch()}, {"data_cursor", train.cursor()}});
   }
-  save_final_model(options, model);
+  finish_run(options, model);
   return 0;
 }
 

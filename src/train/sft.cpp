@@ -74,9 +74,7 @@ int run_sft(const TrainOptions& options) {
 
   std::unique_ptr<Ops> ops = make_ops(options.backend);
   Transformer model(start.config, *ops);
-  model.set_recompute(options.recompute);
-  if (!ops->host_memory())
-    std::printf("%s\n", model.memory_report(size_t(options.batch) * options.seq).c_str());
+  start_run(options, model);
   model.set_params(start.params);
   std::printf("model: %s, %zu parameters | backend %s\n", start.config.describe().c_str(),
               model.num_params(), ops->name().c_str());
@@ -138,7 +136,7 @@ int run_sft(const TrainOptions& options) {
                        {{"epoch", sampler.state().epoch},
                         {"rows_taken", sampler.state().position * world}});
   }
-  save_final_model(options, model);
+  finish_run(options, model);
   return 0;
 }
 

@@ -5,6 +5,7 @@
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <memory>
 #include <vector>
 
 #include "optim/clip.h"
@@ -54,11 +55,14 @@ StepStats Trainer::step(const std::vector<Batch>& micro_batches, double loss_nor
   require(!micro_batches.empty() || world_ > 1, "trainer: a step needs at least one micro-batch");
   require(loss_normaliser > 0, "trainer: the loss normaliser must be positive");
   if (step_count() == 0) maybe_injected_fault(rank_);
+  const bool profiling = options_.profile_steps > 0;
+  if (profiling && step_count() == options_.profile_warmup) model_.ops().profiler_start();
   auto start = std::chrono::steady_clock::now();
   StepStats stats;
   model_.zero_grads();
   double loss_sum = 0;
   for (const Batch& batch : micro_batches) {
+    OpsRange range(model_.ops(), "micro-batch");
     stats.outputs.push_back(model_.forward_backward(batch, float(1.0 / loss_normaliser)));
     loss_sum += stats.outputs.back().loss_sum;
     stats.tokens += (long long)batch.B * batch.T;
@@ -84,6 +88,7 @@ StepStats Trainer::step(const std::vector<Batch>& micro_batches, double loss_nor
     comm->all_reduce_sum(host.data(), total);
     model_.ops().upload(grads, host.data(), total);
   };
+  std::unique_ptr<OpsRange> phase(new OpsRange(model_.ops(), "communication + grad norm"));
   if (options_.zero_stage < 2) {
     if (comm) all_reduce_grads();
     stats.grad_norm = global_grad_norm(model_.ops(), grads, total);
@@ -110,9 +115,13 @@ StepStats Trainer::step(const std::vector<Batch>& micro_batches, double loss_nor
   // The backend's weight copy (bf16 on the GPU) is refreshed by AdamW for
   // this rank's range; the ranges other ranks updated arrive by all-gather.
   const Buf copy = model_.weights().ptr == model_.params() ? Buf() : model_.weights();
+  phase.reset();
+  phase.reset(new OpsRange(model_.ops(), "optimizer"));
   optimizer_->step(model_.params(), model_.grads(), stats.lr,
                    clip_scale(stats.grad_norm, options_.grad_clip), copy);
+  phase.reset();
   if (comm && options_.zero_stage > 0) {
+    OpsRange gather_range(model_.ops(), "communication: all-gather");
     float* master = model_.params();
     if (staged) {
       std::vector<float> host(total);
@@ -126,6 +135,8 @@ StepStats Trainer::step(const std::vector<Batch>& micro_batches, double loss_nor
       if (r != rank_) model_.sync_weights(ranges_[r].begin, ranges_[r].end);
   }
   stats.step = step_count();
+  if (profiling && stats.step == options_.profile_warmup + options_.profile_steps)
+    model_.ops().profiler_stop();
   stats.ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start)
                  .count();
   return stats;

@@ -40,6 +40,9 @@ struct TrainerOptions {
   float grad_clip = 1.f;  // max global gradient norm; <= 0 disables
   Comm* comm = nullptr;   // data-parallel ranks; nullptr: one process
   int zero_stage = 0;     // 0, 1 or 2 (see above)
+  // --profile: steps profile_warmup+1 .. profile_warmup+profile_steps run
+  // between Ops::profiler_start and profiler_stop (0: no capture window).
+  int profile_warmup = 0, profile_steps = 0;
 };
 
 struct StepStats {
