@@ -203,7 +203,8 @@ void CudaOps::gelu_forward(Buf out, CBuf in, size_t n) {
   bf16* o = bf16_ptr(out, op);
   const bf16* x = bf16_ptr(in, op);
   if (n == 0) return;
-  require(o && x, std::string(op) + ": null buffer");
+  if (!o || !x)
+    throw Error(std::string(op) + ": null buffer (" + shape_str("n", (long long)n) + ")");
   CudaContext& ctx = context();
   if (aligned16(o) && aligned16(x) && n >= (size_t)kVec) {
     gelu_forward_kernel<true><<<act_grid(n / kVec, ctx), kActThreads, 0, ctx.stream>>>(o, x, n);
@@ -219,7 +220,8 @@ void CudaOps::gelu_backward(Buf din, CBuf dout, CBuf in, size_t n) {
   bf16* dx = bf16_ptr(din, op);
   const bf16* d = bf16_ptr(dout, op);
   const bf16* x = bf16_ptr(in, op);
-  require(d && x, std::string(op) + ": null buffer");
+  if (!d || !x)
+    throw Error(std::string(op) + ": null buffer (" + shape_str("n", (long long)n) + ")");
   CudaContext& ctx = context();
   if (aligned16(dx) && aligned16(d) && aligned16(x) && n >= (size_t)kVec) {
     gelu_backward_kernel<true>
@@ -236,7 +238,8 @@ void CudaOps::swiglu_forward(Buf out, CBuf gate_up, int N, int F) {
   const bf16* gu = bf16_ptr(gate_up, op);
   require(N >= 0 && F >= 0, std::string(op) + ": bad shape " + shape_str("N", N, "F", F));
   if (N == 0 || F == 0) return;
-  require(o && gu, std::string(op) + ": null buffer");
+  if (!o || !gu)
+    throw Error(std::string(op) + ": null buffer (" + shape_str("N", N, "F", F) + ")");
   CudaContext& ctx = context();
   const size_t NF = (size_t)N * F;
   if (F % kVec == 0 && aligned16(o) && aligned16(gu)) {
@@ -255,7 +258,8 @@ void CudaOps::swiglu_backward(Buf dgate_up, CBuf dout, CBuf gate_up, int N, int 
   bf16* dgu = bf16_ptr(dgate_up, op);
   const bf16* d = bf16_ptr(dout, op);
   const bf16* gu = bf16_ptr(gate_up, op);
-  require(d && gu, std::string(op) + ": null buffer");
+  if (!d || !gu)
+    throw Error(std::string(op) + ": null buffer (" + shape_str("N", N, "F", F) + ")");
   CudaContext& ctx = context();
   const size_t NF = (size_t)N * F;
   if (F % kVec == 0 && aligned16(dgu) && aligned16(d) && aligned16(gu)) {

@@ -85,7 +85,8 @@ void CudaOps::adamw_update(float* params, Buf copy, const float* grads, float* m
                            size_t n, const AdamWArgs& args) {
   if (n == 0) return;
   if (args.step < 1)
-    throw Error("adamw_update: step must be 1 or more (got " + std::to_string(args.step) + ")");
+    throw Error("adamw_update: step must be 1 or more (got " + std::to_string(args.step) + ", " +
+                shape_str("n", (long long)n) + ")");
   bf16* copy_ptr = bf16_ptr(copy, "adamw_update (copy)");
   AdamWKernelArgs a;
   a.lr = args.learning_rate;

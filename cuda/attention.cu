@@ -896,7 +896,8 @@ void CudaOps::attention_forward(Buf out, float* lse, CBuf q, CBuf k, CBuf v,
   p.q = bf16_ptr(q, op);
   p.k = bf16_ptr(k, op);
   p.v = bf16_ptr(v, op);
-  require(p.out && p.q && p.k && p.v, std::string(op) + ": out, q, k and v are required");
+  if (!p.out || !p.q || !p.k || !p.v)
+    throw Error(std::string(op) + " (" + shape + "): out, q, k and v are required");
   p.T = sh.T;
   p.H = sh.num_heads;
   p.KVH = sh.num_kv_heads;
@@ -936,9 +937,9 @@ void CudaOps::attention_backward(Buf dq, Buf dk, Buf dv, CBuf dout, CBuf q, CBuf
   p.k = bf16_ptr(k, op);
   p.v = bf16_ptr(v, op);
   const bf16* out_p = bf16_ptr(out, op);
-  require(p.dout && p.q && p.k && p.v && out_p && lse,
-          std::string(op) + ": dout, q, k, v, out and lse are required");
   const std::string shape = attention_shape_str(sh);
+  if (!p.dout || !p.q || !p.k || !p.v || !out_p || !lse)
+    throw Error(std::string(op) + " (" + shape + "): dout, q, k, v, out and lse are required");
   CudaContext& c = context();
   p.lse = lse;
   p.T = sh.T;
@@ -988,7 +989,8 @@ void CudaOps::scatter_rows(Buf table, CBuf rows, int rows_stride, const int32_t*
   if (n == 0 || width == 0) return;
   bf16* t = bf16_ptr(table, op);
   const bf16* r = bf16_ptr(rows, op);
-  require(t && r && row_index, std::string(op) + ": table, rows and row_index are required");
+  if (!t || !r || !row_index)
+    throw Error(std::string(op) + " (" + shape + "): table, rows and row_index are required");
   const size_t total = size_t(n) * width;
   const unsigned blocks = unsigned(std::min<size_t>(grid_for(total, kScatterThreads), 1u << 16));
   scatter_rows_kernel<<<blocks, kScatterThreads, 0, context().stream>>>(t, r, rows_stride,

@@ -164,8 +164,9 @@ void CudaOps::cross_entropy(const LossArgs& args) {
   a.losses = args.losses;
   a.logprobs = args.logprobs;
   a.entropies = args.entropies;
-  require(a.logits && a.targets && a.losses,
-          std::string(op) + ": logits, targets and losses are required");
+  if (!a.logits || !a.targets || !a.losses)
+    throw Error(std::string(op) + ": logits, targets and losses are required (" +
+                shape_str("N", N, "V", V) + ")");
   // Whole warps, no more threads than columns (rounded up to a warp).
   const int threads = V >= kLossThreads ? kLossThreads : ((V + 31) / 32) * 32;
   CudaContext& ctx = context();

@@ -176,6 +176,7 @@ void* CudaContext::ensure_scratch(size_t bytes) {
   }
   scratch = p;
   scratch_bytes = bytes;
+  note_memory_use();
   return scratch;
 }
 

@@ -1,9 +1,7 @@
 // CUDA devices: what this machine has, with every runtime call checked.
 //
-// The CUDA Ops (bf16 kernels behind model/ops.h) are not part of this build;
-// this file is what the programs use to say precisely why --backend cuda
-// cannot run here, and the first piece every later CUDA file builds on
-// (cuda_check turns a cudaError_t into a polaris::Error naming the call).
+// The programs use it to pick the backend (--backend auto) and the rank's GPU,
+// and to say precisely why --backend cuda cannot run here.
 #pragma once
 #include <string>
 #include <vector>

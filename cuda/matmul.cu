@@ -57,7 +57,8 @@
 // CpuOps::gelu_forward; tests/test_ops_matmul.cpp checks it on the device. It requires the
 // aux leading dimension to be a multiple of 8 (cublasLt.h), so
 // matmul_gelu_forward fuses only when OC % 8 == 0 and matmul_backward_gelu only
-// when IC % 8 == 0, and only when the heuristic offers an algorithm; otherwise
+// when IC % 8 == 0, and only when the heuristic offers an algorithm (and
+// cublasLtMatmul accepts the call); otherwise
 // the plain GEMM writes pre (or dpre) and a small elementwise kernel applies
 // gelu (or multiplies by gelu'(pre) in place). The fallback rounds pre to bf16
 // before the GELU (two roundings instead of one); both are well inside the
@@ -98,7 +99,8 @@ namespace polaris {
 
 struct MatmulPlanCache {
   // One GEMM configuration: its descriptors and the algorithm the heuristic
-  // chose. found == false: the heuristic had none; kept only for optional
+  // chose. found == false: the heuristic had none (or cublasLtMatmul refused
+  // an optional attempt, see run_gemm); kept only for optional
   // attempts (the fused GELU epilogues, a bias at an unaligned address),
   // whose callers then take their fallback without asking again.
   struct Plan {
@@ -226,10 +228,11 @@ Plan& plan_for(CudaContext& ctx, const Gemm& g, bool required) {
   set_desc(plan->desc, CUBLASLT_MATMUL_DESC_TRANSB, int32_t(g.transb), g);
   set_desc(plan->desc, CUBLASLT_MATMUL_DESC_EPILOGUE, uint32_t(g.epilogue), g);
   if (g.bias) set_desc(plan->desc, CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE, int32_t(CUDA_R_16BF), g);
-  if (g.aux) {
-    set_desc(plan->desc, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_DATA_TYPE, int32_t(CUDA_R_16BF), g);
-    set_desc(plan->desc, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_LD, g.aux_ld, g);
-  }
+  // The aux (GELU input) type is left at its default, D's type (bf16 here):
+  // cublasLt.h documents setting EPILOGUE_AUX_DATA_TYPE for fp8 outputs only
+  // and has cublasLtMatmul return INVALID_VALUE for an unsupported setting,
+  // which here would be an Error instead of the unfused fallback.
+  if (g.aux) set_desc(plan->desc, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_LD, g.aux_ld, g);
   set_pointers(*plan, g);
 
   // Stored (pre-transpose) shapes: op(A) is [m, k], op(B) is [k, n].
@@ -283,9 +286,19 @@ bool run_gemm(CudaContext& ctx, const Gemm& g, bool required) {
   if (!p.found) return false;
   set_pointers(p, g);
   const float alpha = 1.f;
-  lt_check(cublasLtMatmul(ctx.cublaslt, p.desc, &alpha, g.A, p.a, g.B, p.b, &g.beta, g.D, p.d,
-                          g.D, p.d, &p.algo, ctx.workspace, ctx.workspace_bytes, ctx.stream),
-           g, "cublasLtMatmul");
+  const cublasStatus_t status =
+      cublasLtMatmul(ctx.cublaslt, p.desc, &alpha, g.A, p.a, g.B, p.b, &g.beta, g.D, p.d, g.D,
+                     p.d, &p.algo, ctx.workspace, ctx.workspace_bytes, ctx.stream);
+  // An optional attempt (a fused epilogue, a bias at an unaligned address)
+  // that cuBLASLt refuses when called, although its heuristic offered an
+  // algorithm: argument checks, nothing was launched. Remember it as "no
+  // algorithm" so the caller takes its fallback, now and on later calls.
+  if (!required &&
+      (status == CUBLAS_STATUS_NOT_SUPPORTED || status == CUBLAS_STATUS_INVALID_VALUE)) {
+    p.found = false;
+    return false;
+  }
+  lt_check(status, g, "cublasLtMatmul");
   return true;
 }
 
@@ -491,7 +504,9 @@ void CudaOps::matmul_gelu_forward(Buf pre, Buf out, CBuf in, CBuf weight, CBuf b
                                   int IC, int OC) {
   const char* op = "matmul_gelu_forward";
   if (!check_shape(op, N, IC, OC)) return;
-  if (!pre || !out) throw Error(std::string(op) + ": pre and out are both required");
+  if (!pre || !out)
+    throw Error(std::string(op) + ": pre and out are both required (" +
+                shape_str("N", N, "IC", IC, "OC", OC) + ")");
   CudaContext& ctx = context();
   bf16* pre_ptr = bf16_ptr(pre, op);
   bf16* out_ptr = bf16_ptr(out, op);

@@ -106,6 +106,7 @@ void* device_alloc(CudaContext& c, const char* op, size_t bytes, const std::stri
   try {
     cuda_check(cudaMemsetAsync(p, 0, bytes, c.stream), where + "cudaMemsetAsync (" + what + ")");
     cuda_check(cudaStreamSynchronize(c.stream), where + "cudaStreamSynchronize (" + what + ")");
+    c.note_memory_use();
   } catch (...) {
     cudaFree(p);
     throw;

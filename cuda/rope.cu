@@ -402,8 +402,10 @@ void CudaOps::qk_norm_rope_forward(Buf q_out, Buf k_out, float* q_rstd, float* k
   a.D = head_dim;
   a.eps = eps;
   a.theta = theta;
-  require(a.q_out && a.k_out && a.q && a.k && a.q_weight && a.k_weight && positions,
-          std::string(op) + ": null input or output");
+  if (!a.q_out || !a.k_out || !a.q || !a.k || !a.q_weight || !a.k_weight || !positions)
+    throw Error(std::string(op) + ": null input or output (" +
+                shape_str("N", N, "heads", heads, "kv_heads", kv_heads, "head_dim", head_dim) +
+                ")");
   const size_t rows = (size_t)N * (heads + kv_heads);
   const unsigned grid = capped_grid(grid_for(rows, kQkWarps), ctx, 8);
   qk_norm_rope_forward_kernel<<<grid, kQkThreads, 0, ctx.stream>>>(a);
@@ -444,9 +446,9 @@ void CudaOps::qk_norm_rope_backward(Buf dq, Buf dk, float* dq_weight, float* dk_
   a.KVH = kv_heads;
   a.D = head_dim;
   a.theta = theta;
-  require(a.dq_out && a.dk_out && a.q && a.k && a.q_weight && a.k_weight && q_rstd && k_rstd &&
-              positions,
-          std::string(op) + ": null input");
+  if (!a.dq_out || !a.dk_out || !a.q || !a.k || !a.q_weight || !a.k_weight || !q_rstd ||
+      !k_rstd || !positions)
+    throw Error(std::string(op) + ": null input (" + shape + ")");
   // Row chunks: a function of the shape only (determinism across GPUs).
   const size_t q_blocks = grid_for((size_t)N * heads, kQkRowsPerBlock);
   const size_t k_blocks = grid_for((size_t)N * kv_heads, kQkRowsPerBlock);

@@ -262,7 +262,10 @@ class Ops {
   // ---- attention ----------------------------------------------------------
   // Causal softmax attention within each document of a row: token t attends
   // to s <= t with doc_ids[s] == doc_ids[t] (doc_ids null: one document per
-  // row). Query head h reads key/value head h / (num_heads / num_kv_heads).
+  // row). A document is one contiguous run of a row (as packing makes them):
+  // kernels may find a token's first visible key by scanning back to the
+  // start of its run. Query head h reads key/value head h / (num_heads /
+  // num_kv_heads).
   //   out = softmax(q k^T / sqrt(D)) v (dense [N, H*D]);
   //   lse[b, h, t] = log-sum-exp of the scaled scores
   virtual void attention_forward(Buf out, float* lse, CBuf q, CBuf k, CBuf v,

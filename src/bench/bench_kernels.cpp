@@ -42,6 +42,8 @@
 
 using namespace polaris;
 
+// Everything below needs the CUDA ops; a build without them only says so.
+#ifdef POLARIS_HAVE_CUDA
 namespace {
 
 constexpr double kPeakBytesPerSecond = 3.35e12;  // H100 SXM HBM3
@@ -243,7 +245,8 @@ void bench_matmuls(Bench& bench, Ops& ops, const Model& m) {
     if (!bench.wanted(fwd, shape) && !bench.wanted(bwd, shape)) continue;
     Buf in = arena.act(size_t(N) * p.IC), w = arena.act(size_t(p.OC) * p.IC);
     Buf bias = p.bias ? arena.act(size_t(p.OC)) : Buf();
-    Buf out = arena.act(size_t(N) * p.OC, false), pre = arena.act(size_t(N) * p.OC, false);
+    Buf out = arena.act(size_t(N) * p.OC, false);
+    Buf pre = p.gelu ? arena.act(size_t(N) * p.OC, false) : Buf();
     Buf dout = arena.act(size_t(N) * p.OC), din = arena.act(size_t(N) * p.IC, false);
     float* dw = arena.f32(size_t(p.OC) * p.IC);
     float* db = p.bias ? arena.f32(size_t(p.OC)) : nullptr;
@@ -260,9 +263,10 @@ void bench_matmuls(Bench& bench, Ops& ops, const Model& m) {
       bench.flops(fwd, shape, flops, [&] { ops.matmul_forward(out, in, w, bias, N, p.IC, p.OC); });
       if (!m.qwen && std::string(p.name) == "down") {
         // The down projection's input is gelu(pre) with pre [N, F] (IC = F).
-        Buf dpre = arena.act(size_t(N) * p.IC, false), gelu_pre = arena.act(size_t(N) * p.IC);
+        // din serves as dpre (written).
+        Buf gelu_pre = arena.act(size_t(N) * p.IC);
         bench.flops(bwd + " (+dgelu)", shape, 2 * flops, [&] {
-          ops.matmul_backward_gelu(dpre, dw, db, dout, in, gelu_pre, w, N, p.IC, p.OC);
+          ops.matmul_backward_gelu(din, dw, db, dout, in, gelu_pre, w, N, p.IC, p.OC);
         });
       } else {
         bench.flops(bwd, shape, 2 * flops, [&] {
@@ -559,6 +563,7 @@ void run_model(Bench& bench, Ops& ops, const Model& m) {
 }
 
 }  // namespace
+#endif  // POLARIS_HAVE_CUDA
 
 int main(int argc, char** argv) {
 #ifndef POLARIS_HAVE_CUDA
