@@ -79,7 +79,27 @@ __global__ __launch_bounds__(kBlock) void adamw_kernel(float* __restrict__ param
   }
 }
 
+// copy = round(params) with the same bits adamw_kernel would draw.
+__global__ __launch_bounds__(kBlock) void round_copy_kernel(bf16* __restrict__ copy,
+                                                            const float* __restrict__ params,
+                                                            size_t n, bool stochastic,
+                                                            uint64_t seed) {
+  const size_t stride = size_t(gridDim.x) * blockDim.x;
+  for (size_t i = size_t(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += stride)
+    copy[i] = stochastic ? to_bf16_stochastic(params[i], rounding_bits(seed, i)) : to_bf16(params[i]);
+}
+
 }  // namespace
+
+void CudaOps::round_weight_copy(Buf copy, const float* params, size_t n, const AdamWArgs& args) {
+  if (n == 0 || !copy) return;
+  bf16* copy_ptr = bf16_ptr(copy, "round_weight_copy");
+  const unsigned grid = unsigned(std::min<size_t>(grid_for(n, kBlock), kMaxBlocks));
+  round_copy_kernel<<<grid, kBlock, 0, context().stream>>>(copy_ptr, params, n,
+                                                          args.stochastic_rounding,
+                                                          args.rounding_seed);
+  check_launch("round_weight_copy", shape_str("n", (long long)n));
+}
 
 void CudaOps::adamw_update(float* params, Buf copy, const float* grads, float* m, float* v,
                            size_t n, const AdamWArgs& args) {

@@ -98,6 +98,8 @@ class CpuOps : public Ops {
 
   void adamw_update(float* params, Buf copy, const float* grads, float* m, float* v, size_t n,
                     const AdamWArgs& args) override;
+  void round_weight_copy(Buf copy, const float* params, size_t n,
+                         const AdamWArgs& args) override;
 
 };
 

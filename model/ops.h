@@ -309,6 +309,12 @@ class Ops {
   // updated parameters in its dtype, rounded as args says.
   virtual void adamw_update(float* params, Buf copy, const float* grads, float* m, float* v,
                             size_t n, const AdamWArgs& args) = 0;
+  // copy = params in copy's dtype, rounded exactly as adamw_update rounds its
+  // copy with the same args (stochastic_rounding, rounding_seed): a resumed
+  // run rebuilds the weights the uninterrupted run had. No-op on a backend
+  // whose weights are the fp32 params themselves (copy null).
+  virtual void round_weight_copy(Buf copy, const float* params, size_t n,
+                                 const AdamWArgs& args) = 0;
 };
 
 // Names the ops issued during its lifetime in a profiler timeline.

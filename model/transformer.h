@@ -87,6 +87,9 @@ class Transformer {
   // The weights the ops read, in the backend's dtype (== params() on fp32
   // backends).
   Buf weights() { return weights_; }
+  // weights() when it is a separate low-precision copy of params(), else null
+  // (what AdamW refreshes alongside the master).
+  Buf weight_copy() { return weights_.ptr == master_ ? Buf() : weights_; }
   // Refreshes weights() from params() (round to nearest) over
   // [begin, end): after the master changed other than through
   // adamw_update's copy (set_params does this itself; ZeRO's all-gather).

@@ -45,8 +45,7 @@ AdamW::~AdamW() {
   if (v_) ops_.release(v_);
 }
 
-void AdamW::step(float* params, const float* grads, float lr, float grad_scale, Buf copy) {
-  step_++;
+AdamWArgs AdamW::args_for(const Run& r, float lr, float grad_scale) const {
   AdamWArgs args;
   args.learning_rate = lr;
   args.beta1 = config_.beta1;
@@ -55,15 +54,26 @@ void AdamW::step(float* params, const float* grads, float lr, float grad_scale, 
   args.grad_scale = grad_scale;
   args.step = step_;
   args.stochastic_rounding = config_.stochastic_rounding;
+  args.weight_decay = r.decay ? config_.weight_decay : 0.f;
+  // A rounding stream per (step, run): the same on a resumed run, different
+  // between steps and between the runs of one step.
+  args.rounding_seed = (uint64_t(step_) << 40) ^ uint64_t(r.begin);
+  return args;
+}
+
+void AdamW::step(float* params, const float* grads, float lr, float grad_scale, Buf copy) {
+  step_++;
   for (const Run& r : runs_) {
-    args.weight_decay = r.decay ? config_.weight_decay : 0.f;
-    // A rounding stream per (step, run): the same on a resumed run, different
-    // between steps and between the runs of one step.
-    args.rounding_seed = (uint64_t(step_) << 40) ^ uint64_t(r.begin);
     const size_t local = r.begin - begin_;
     ops_.adamw_update(params + r.begin, copy ? copy + r.begin : Buf(), grads + r.begin,
-                      m_ + local, v_ + local, r.end - r.begin, args);
+                      m_ + local, v_ + local, r.end - r.begin, args_for(r, lr, grad_scale));
   }
+}
+
+void AdamW::round_copy(const float* params, Buf copy) const {
+  if (!copy || step_ == 0) return;
+  for (const Run& r : runs_)
+    ops_.round_weight_copy(copy + r.begin, params + r.begin, r.end - r.begin, args_for(r, 0.f, 1.f));
 }
 
 std::vector<float> AdamW::moments_host(int which) const {

@@ -50,6 +50,11 @@ class AdamW {
   void step(float* params, const float* grads, float lr, float grad_scale = 1.f,
             Buf copy = Buf());
 
+  // Rebuilds copy's [begin, end) from params as the last step() rounded it
+  // (a resumed run's low-precision weights then equal the uninterrupted
+  // run's bit for bit). No-op before the first step or without a copy.
+  void round_copy(const float* params, Buf copy) const;
+
   int step_count() const { return step_; }
   size_t begin() const { return begin_; }
   size_t end() const { return end_; }
@@ -68,6 +73,9 @@ class AdamW {
     size_t begin, end;
     bool decay;
   };
+
+  // The per-call arguments of run r at the current step.
+  AdamWArgs args_for(const Run& r, float lr, float grad_scale) const;
 
   Ops& ops_;
   AdamWConfig config_;

@@ -3,12 +3,14 @@
 // Run from the repository root (fixtures are read from tests/fixtures/).
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <limits>
 #include <filesystem>
 #include <fstream>
 #include <functional>
+#include <random>
 #include <nlohmann/json.hpp>
 
 #include "model/hf_import.h"
@@ -372,6 +374,91 @@ TEST(ModelBin, Bf16RoundTripWithinRounding) {
     ASSERT_EQ(m.params[i], round_to_dtype(p[i], FileDType::BF16));
     ASSERT_LE(std::fabs(m.params[i] - p[i]), std::ldexp(std::fabs(p[i]), -8)) << i;
   }
+}
+
+namespace {
+
+// model.bin version 1: the same file except header word 1 = 1 and, for GPT-2,
+// each layer's attention parameters in the old order q.w q.b k.w k.b v.w v.b
+// (in the region where q.weight k.weight v.weight q.bias k.bias v.bias lie
+// now; model/params.cpp reorder_from_v1_layout). Built here from a version-2
+// file's bytes (`elem` bytes per parameter), tensor by tensor by name.
+std::vector<uint8_t> as_version1(const std::vector<uint8_t>& v2, const ModelConfig& c, size_t elem) {
+  std::vector<uint8_t> v1 = v2;
+  const int32_t one = 1;
+  std::memcpy(&v1[4], &one, 4);
+  if (!c.is_gpt2()) return v1;  // Qwen3's layout did not change
+  const ParamLayout L = build_param_layout(c);
+  for (int i = 0; i < c.num_layers; ++i) {
+    const std::string p = "layers." + std::to_string(i) + ".attn.";
+    size_t to = tensor(L, p + "q.weight").offset;
+    const size_t start = to;
+    for (const char* name : {"q.weight", "q.bias", "k.weight", "k.bias", "v.weight", "v.bias"}) {
+      const TensorInfo& t = tensor(L, p + name);
+      std::memcpy(&v1[1024 + to * elem], &v2[1024 + t.offset * elem], t.numel * elem);
+      to += t.numel;
+    }
+    // the six tensors fill the same region in both versions
+    EXPECT_EQ(to, tensor(L, p + "v.bias").offset + tensor(L, p + "v.bias").numel);
+    EXPECT_EQ(to - start, size_t(c.q_dim() + 2 * c.kv_dim()) * size_t(c.hidden_size + 1));
+  }
+  return v1;
+}
+
+// Parameters with every element distinct (biases included), so a tensor read
+// from the wrong place cannot pass.
+std::vector<float> distinct_params(const ModelConfig& c, uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> normal(0.f, 0.5f);
+  std::vector<float> p(build_param_layout(c).total);
+  for (float& x : p) x = normal(rng);
+  return p;
+}
+
+}  // namespace
+
+TEST(ModelBin, ReadsVersion1Gpt2WithOldAttentionOrder) {
+  TempDir tmp("polaris_formats");
+  const ModelConfig c = tiny("gpt2-tiny");
+  const std::vector<float> p = distinct_params(c, 11);
+  for (bool bf16 : {false, true}) {
+    SCOPED_TRACE(bf16 ? "bf16" : "fp32");
+    write_model_bin(tmp / "v2.bin", c, p, bf16);
+    const std::vector<uint8_t> v2 = file_bytes(tmp / "v2.bin");
+    const std::vector<uint8_t> v1 = as_version1(v2, c, bf16 ? 2 : 4);
+    ASSERT_EQ(v1.size(), v2.size());
+    write_bytes(tmp / "v1.bin", v1);
+    const LoadedModel want = read_model_bin(tmp / "v2.bin");
+    const LoadedModel got = read_model_bin(tmp / "v1.bin");
+    EXPECT_EQ(got.config.describe(), c.describe());
+    EXPECT_EQ(got.params, want.params);  // bitwise: the same values, reordered back
+    if (!bf16) {
+      EXPECT_EQ(got.params, p);
+    }
+    // The old order is really different: read as version 2, the same bytes
+    // give other parameters.
+    std::vector<uint8_t> misread = v1;
+    const int32_t two = 2;
+    std::memcpy(&misread[4], &two, 4);
+    write_bytes(tmp / "misread.bin", misread);
+    EXPECT_NE(read_model_bin(tmp / "misread.bin").params, want.params);
+  }
+}
+
+TEST(ModelBin, ReadsVersion1Qwen3Unchanged) {
+  TempDir tmp("polaris_formats");
+  ModelConfig c = tiny("qwen3-tiny");
+  const std::vector<float> p = distinct_params(c, 12);
+  write_model_bin(tmp / "v2.bin", c, p, false);
+  const std::vector<uint8_t> v2 = file_bytes(tmp / "v2.bin");
+  const std::vector<uint8_t> v1 = as_version1(v2, c, 4);
+  // only the version word differs
+  ASSERT_EQ(v1.size(), v2.size());
+  EXPECT_TRUE(std::equal(v1.begin() + 8, v1.end(), v2.begin() + 8));
+  write_bytes(tmp / "v1.bin", v1);
+  const LoadedModel got = read_model_bin(tmp / "v1.bin");
+  EXPECT_EQ(got.config.describe(), c.describe());
+  EXPECT_EQ(got.params, p);
 }
 
 TEST(ModelBin, MissingFile) {

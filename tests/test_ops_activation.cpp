@@ -10,10 +10,15 @@
 // Inputs are bf16-exact (random_vector), so both backends see the same values
 // and a difference is the op's own: the GPU computes in fp32 and rounds each
 // bf16 output once; the CPU reference is fp32 with no output rounding.
+//
+// The last section ("CPU reference") tests CpuOps alone and runs without a
+// GPU: against direct formulas, central differences and compositions of
+// other ops (tests/cpu_op_checks.h).
 #include <cmath>
 #include <string>
 #include <vector>
 
+#include "tests/cpu_op_checks.h"
 #include "tests/ops_compare.h"
 
 namespace polaris {
@@ -132,6 +137,68 @@ TEST(OpsActivation, SwigluMatchesCpu) {
   for (int N : kSwigluNs)
     for (int F : kSwigluFs) check_swiglu(*gpu, cpu, N, F, 0);
   check_swiglu(*gpu, cpu, 5, 96, 1);  // F % 8 == 0 but misaligned: the scalar path
+}
+
+// ---- CPU reference ----
+//
+// CpuOps alone (runs without a GPU): GELU (tanh approximation) and SwiGLU
+// forward against their formulas in double, backward against central
+// differences and written (SwiGLU's also in place, dgate_up == gate_up).
+
+using test::bitwise_equal;
+using test::dot;
+using test::expect_grad;
+using test::expect_written;
+using test::randn;
+
+TEST(CpuActivation, Gelu) {
+  CpuOps ops;
+  const size_t n = 64;
+  Vec x = randn(n, 1, 2.f), dout = randn(n, 2), out(n);
+  ops.gelu_forward(out.data(), x.data(), n);
+  for (size_t i = 0; i < n; i++) {
+    const double xi = x[i];
+    const double e = 0.5 * xi * (1 + std::tanh(std::sqrt(2 / M_PI) * (xi + 0.044715 * xi * xi * xi)));
+    ASSERT_NEAR(out[i], e, 1e-5);
+  }
+  auto L = [&] {
+    ops.gelu_forward(out.data(), x.data(), n);
+    return dot(out, dout);
+  };
+  Vec dx(n);
+  ops.gelu_backward(dx.data(), dout.data(), x.data(), n);
+  expect_grad("gelu din", x, dx, L, 1e-3f);
+  Vec dx2 = dx;
+  ops.gelu_backward(dx2.data(), dout.data(), x.data(), n);
+  expect_written("gelu din", dx, dx2);
+}
+
+TEST(CpuActivation, SwiGLU) {
+  // gate_up rows [gate (F) | up (F)]; the gradient is written into the same layout.
+  CpuOps ops;
+  const int N = 4, F = 16;
+  const size_t n = size_t(N) * F;
+  Vec gu = randn(2 * n, 1, 2.f), dout = randn(n, 3), out(n);
+  ops.swiglu_forward(out.data(), gu.data(), N, F);
+  for (int i = 0; i < N; i++)
+    for (int j = 0; j < F; j++) {
+      const double g = gu[i * 2 * F + j], u = gu[i * 2 * F + F + j];
+      ASSERT_NEAR(out[i * F + j], g / (1 + std::exp(-g)) * u, 1e-5);
+    }
+  auto L = [&] {
+    ops.swiglu_forward(out.data(), gu.data(), N, F);
+    return dot(out, dout);
+  };
+  Vec dgu(2 * n, 7.f);  // written: the prefill must vanish
+  ops.swiglu_backward(dgu.data(), dout.data(), gu.data(), N, F);
+  expect_grad("swiglu dgate_up", gu, dgu, L, 1e-3f);
+  Vec dgu2(2 * n, -3.f);
+  ops.swiglu_backward(dgu2.data(), dout.data(), gu.data(), N, F);
+  EXPECT_TRUE(bitwise_equal(dgu, dgu2));
+  // in place: dgate_up may alias gate_up
+  Vec inplace = gu;
+  ops.swiglu_backward(inplace.data(), dout.data(), inplace.data(), N, F);
+  EXPECT_TRUE(bitwise_equal(inplace, dgu));
 }
 
 }  // namespace

@@ -5,6 +5,10 @@
 //     above the master (within one ulp), is repeatable for a seed and changes
 //     with it, and is unbiased: over many equal values its mean is the value;
 //   - a copy that is not bf16 is an error naming the op.
+//
+// The last section ("CPU reference") tests CpuOps alone and runs without a
+// GPU: against direct formulas, central differences and compositions of
+// other ops (tests/cpu_op_checks.h).
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -14,6 +18,7 @@
 #include <vector>
 
 #include "src/common/error.h"
+#include "tests/cpu_op_checks.h"
 #include "tests/ops_compare.h"
 
 namespace polaris {
@@ -149,6 +154,27 @@ TEST(OpsAdamW, Bf16CopyStochastic) {
   EXPECT_GT(changed, inexact / 10) << "the seed does not change the rounding";
 }
 
+// round_weight_copy draws the same rounding bits as adamw_update with the same
+// args: a resumed run rebuilds the bf16 weights bit for bit from the master.
+TEST(OpsAdamW, RoundWeightCopyEqualsTheStepsCopy) {
+  POLARIS_GPU_OPS_OR_SKIP(gpu);
+  const size_t n = 70001;
+  DeviceBuffer gp(*gpu, random_vector(n, 51, 1.f, false), DType::f32);
+  DeviceBuffer gg(*gpu, random_vector(n, 52, 0.2f, false), DType::f32);
+  DeviceBuffer gm(*gpu, n, DType::f32), gv(*gpu, n, DType::f32);
+  DeviceBuffer copy(*gpu, n, DType::bf16), rebuilt(*gpu, n, DType::bf16);
+  for (bool stochastic : {true, false}) {
+    AdamWArgs args = step_args(3);
+    args.stochastic_rounding = stochastic;
+    args.rounding_seed = (uint64_t(3) << 40) ^ 12345;
+    gpu->adamw_update(gp.f32(), copy, gg.f32(), gm.f32(), gv.f32(), n, args);
+    rebuilt.poison();
+    gpu->round_weight_copy(rebuilt, gp.f32(), n, args);
+    expect_close(stochastic ? "round_weight_copy (stochastic)" : "round_weight_copy (nearest)",
+                 "n=70001", rebuilt.download(), copy.download(), 0, 0);
+  }
+}
+
 // Unbiased: n equal master values v = 1 + 0.3 ulp (ulp of bf16 at 1 is 2^-7)
 // with lr = 0 (the master stays v). Each copy is 1 (p = 0.7) or 1 + 2^-7
 // (p = 0.3); the mean is v up to sampling noise, sigma = ulp * sqrt(0.21 / n),
@@ -196,6 +222,65 @@ TEST(OpsAdamW, CopyMustBeBf16) {
     EXPECT_NE(std::string(e.what()).find("adamw_update"), std::string::npos) << e.what();
     EXPECT_NE(std::string(e.what()).find("bf16"), std::string::npos) << e.what();
   }
+}
+
+// ---- CPU reference ----
+//
+// CpuOps alone (runs without a GPU): AdamW against a hand-computed two-step
+// example, and its weight decay decoupled from the gradient.
+
+using Vec = std::vector<float>;
+
+// The CPU's weights are its fp32 params: no copy to rebuild, and a copy
+// offered is an error rather than silently ignored.
+TEST(CpuAdamW, RoundWeightCopyWithoutACopyIsANoOp) {
+  CpuOps ops;
+  std::vector<float> p = {1.f, 2.f}, other = {0.f, 0.f};
+  AdamWArgs a;
+  ops.round_weight_copy(nullptr, p.data(), 2, a);
+  EXPECT_THROW(ops.round_weight_copy(other.data(), p.data(), 2, a), Error);
+}
+
+TEST(CpuAdamW, TwoSteps) {
+  // By hand, lr 0.1, beta1 0.9, beta2 0.95, eps 1e-8, grad_scale 2, grads 0.5 then -0.25:
+  //   step 1: g = 1;    m = 0.1,  v = 0.05; mhat = 1, vhat = 1  -> p = 1 - 0.1 = 0.9
+  //   step 2: g = -0.5; m = 0.04, v = 0.06; mhat = 0.04/0.19, vhat = 0.06/0.0975
+  //           p = 0.9 - 0.1 * 0.210526 / 0.784465 = 0.873163
+  CpuOps ops;
+  float p = 1.f, m = 0.f, v = 0.f;
+  AdamWArgs a;
+  a.learning_rate = 0.1f, a.beta1 = 0.9f, a.beta2 = 0.95f, a.epsilon = 1e-8f, a.grad_scale = 2.f;
+  float g = 0.5f;
+  a.step = 1;
+  ops.adamw_update(&p, nullptr, &g, &m, &v, 1, a);
+  EXPECT_NEAR(p, 0.9f, 1e-6);
+  EXPECT_NEAR(m, 0.1f, 1e-7);
+  EXPECT_NEAR(v, 0.05f, 1e-7);
+  g = -0.25f;
+  a.step = 2;
+  ops.adamw_update(&p, nullptr, &g, &m, &v, 1, a);
+  EXPECT_NEAR(m, 0.04f, 1e-7);
+  EXPECT_NEAR(v, 0.06f, 1e-7);
+  EXPECT_NEAR(p, 0.8731630565, 1e-6);
+}
+
+TEST(CpuAdamW, WeightDecayIsDecoupled) {
+  // With a zero gradient the moments stay zero and only the decay acts:
+  // p -= lr * wd * p, whatever the gradient scale or the moments' bias correction.
+  CpuOps ops;
+  Vec p = {2.f, -3.f, 0.5f}, g(3, 0.f), m(3, 0.f), v(3, 0.f);
+  AdamWArgs a;
+  a.learning_rate = 0.01f, a.weight_decay = 0.1f, a.step = 5, a.grad_scale = 7.f;
+  Vec expect = p;
+  for (auto& x : expect) x -= 0.01f * (0.1f * x);
+  ops.adamw_update(p.data(), nullptr, g.data(), m.data(), v.data(), 3, a);
+  for (int i = 0; i < 3; i++) EXPECT_FLOAT_EQ(p[i], expect[i]);
+  // with a gradient: the decay term is lr * wd * p, not folded into the
+  // gradient (it would then be normalised by sqrt(v))
+  Vec p1 = {2.f}, g1 = {1.f}, m1 = {0.f}, v1 = {0.f};
+  a.step = 1, a.grad_scale = 1.f;
+  ops.adamw_update(p1.data(), nullptr, g1.data(), m1.data(), v1.data(), 1, a);
+  EXPECT_NEAR(p1[0], 2.f - 0.01f * (1.f + 0.1f * 2.f), 1e-6);
 }
 
 }  // namespace

@@ -19,6 +19,10 @@
 // arithmetic. The CPU side always gets dense buffers; the GPU side gets the
 // fused strided layout where a test says so (the comparison then also checks
 // the strides).
+//
+// The last section ("CPU reference") tests CpuOps alone and runs without a
+// GPU: against direct formulas, central differences and compositions of
+// other ops (tests/cpu_op_checks.h).
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -27,11 +31,13 @@
 #include <vector>
 
 #include "src/common/error.h"
+#include "tests/cpu_op_checks.h"
 #include "tests/ops_compare.h"
 
 namespace polaris {
 namespace {
 
+using test::bitwise_equal;
 using test::DeviceBuffer;
 using test::DeviceInts;
 using test::expect_close;
@@ -125,10 +131,6 @@ Vec columns(const Vec& m, size_t N, size_t W, size_t c0, size_t width) {
   for (size_t n = 0; n < N; ++n)
     std::copy(m.begin() + n * W + c0, m.begin() + n * W + c0 + width, out.begin() + n * width);
   return out;
-}
-
-bool bitwise_equal(const Vec& a, const Vec& b) {
-  return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0;
 }
 
 // The GPU side of one case: q, k, v (dense or fused) and its gradient
@@ -551,6 +553,211 @@ TEST(OpsAttention, DecodeMatchesCpuAndForward) {
     expect_close("attention_decode vs forward", sh, got, fwd_rows, kOutAtol,
                  kDecodeVsForwardRtol);
   }
+}
+
+// ---- CPU reference ----
+//
+// CpuOps alone (runs without a GPU): forward (out, lse) against naive
+// attention in double; backward against central differences, dq/dk/dv
+// written, null gradients skipped; q/k/v as column ranges of one fused buffer
+// equal to the dense result bitwise; scatter_rows + attention_decode equal to
+// rows of the full forward; bits independent of the thread count.
+
+using test::dot;
+using test::expect_grad;
+using test::expect_same_bits_across_threads;
+using test::expect_written;
+using test::randn;
+using IVec = std::vector<int32_t>;
+
+struct AttnCase {
+  AttentionShape sh;
+  bool docs;
+};
+
+// doc ids with several short documents per row (lengths vary per row)
+IVec small_docs(int B, int T) {
+  IVec d(B * T);
+  for (int b = 0; b < B; b++)
+    for (int t = 0; t < T; t++) d[b * T + t] = (t + b) / 3 + (t >= T - 2 ? 100 : 0);
+  return d;
+}
+
+// naive attention in double: out [B*T, H*D], lse [B, H, T]
+void naive_attention(std::vector<double>& out, std::vector<double>& lse, const Vec& q,
+                     const Vec& k, const Vec& v, const int32_t* doc, const AttentionShape& s) {
+  const int B = s.B, T = s.T, H = s.num_heads, KVH = s.num_kv_heads, D = s.head_dim;
+  out.assign((size_t)B * T * H * D, 0);
+  lse.assign((size_t)B * H * T, 0);
+  for (int b = 0; b < B; b++)
+    for (int h = 0; h < H; h++)
+      for (int t = 0; t < T; t++) {
+        const int kvh = h / (H / KVH);
+        std::vector<double> sc(T, -INFINITY);
+        double mx = -INFINITY;
+        for (int u = 0; u <= t; u++) {
+          if (doc && doc[b * T + u] != doc[b * T + t]) continue;
+          double d = 0;
+          for (int i = 0; i < D; i++)
+            d += (double)q[((b * T + t) * H + h) * D + i] * k[((b * T + u) * KVH + kvh) * D + i];
+          sc[u] = d / std::sqrt((double)D);
+          mx = std::max(mx, sc[u]);
+        }
+        double sum = 0;
+        for (int u = 0; u <= t; u++) sum += std::exp(sc[u] - mx);
+        lse[(b * H + h) * T + t] = mx + std::log(sum);
+        for (int u = 0; u <= t; u++) {
+          const double p = std::exp(sc[u] - mx) / sum;
+          for (int i = 0; i < D; i++)
+            out[((b * T + t) * H + h) * D + i] += p * v[((b * T + u) * KVH + kvh) * D + i];
+        }
+      }
+}
+
+const AttnCase kAttnCases[] = {
+    {{2, 7, 4, 2, 8}, true},    // GQA, packed documents, T not a power of two
+    {{1, 6, 2, 2, 16}, false},  // multi-head, one document
+    {{1, 5, 6, 2, 32}, true},   // GQA group of 3, head_dim 32
+    {{2, 5, 3, 1, 8}, true},    // multi-query
+};
+
+TEST(CpuAttention, ForwardMatchesNaive) {
+  CpuOps ops;
+  for (const auto& c : kAttnCases) {
+    const auto& s = c.sh;
+    const int N = s.B * s.T;
+    Vec q = randn(N * s.num_heads * s.head_dim, 1), k = randn(N * s.num_kv_heads * s.head_dim, 2),
+        v = randn(N * s.num_kv_heads * s.head_dim, 3);
+    IVec docs = small_docs(s.B, s.T);
+    const int32_t* doc = c.docs ? docs.data() : nullptr;
+    Vec out(q.size()), lse(s.B * s.num_heads * s.T);
+    ops.attention_forward(out.data(), lse.data(), q.data(), k.data(), v.data(), doc, s);
+    std::vector<double> eout, else_;
+    naive_attention(eout, else_, q, k, v, doc, s);
+    for (size_t i = 0; i < out.size(); i++) ASSERT_NEAR(out[i], eout[i], 1e-5) << i;
+    for (size_t i = 0; i < lse.size(); i++) ASSERT_NEAR(lse[i], else_[i], 1e-5) << i;
+  }
+}
+
+TEST(CpuAttention, Backward) {
+  CpuOps ops;
+  for (const auto& c : kAttnCases) {
+    const auto& s = c.sh;
+    const int N = s.B * s.T;
+    Vec q = randn(N * s.num_heads * s.head_dim, 1), k = randn(N * s.num_kv_heads * s.head_dim, 2),
+        v = randn(N * s.num_kv_heads * s.head_dim, 3), dout = randn(q.size(), 4);
+    IVec docs = small_docs(s.B, s.T);
+    const int32_t* doc = c.docs ? docs.data() : nullptr;
+    Vec out(q.size()), lse(s.B * s.num_heads * s.T);
+    auto L = [&] {
+      ops.attention_forward(out.data(), lse.data(), q.data(), k.data(), v.data(), doc, s);
+      return dot(out, dout);
+    };
+    L();
+    Vec dq(q.size()), dk(k.size()), dv(v.size());
+    ops.attention_backward(dq.data(), dk.data(), dv.data(), dout.data(), q.data(), k.data(),
+                           v.data(), out.data(), lse.data(), doc, s);
+    expect_grad("attention dq", q, dq, L);
+    expect_grad("attention dk", k, dk, L);
+    expect_grad("attention dv", v, dv, L);
+    L();
+    Vec dq2 = dq, dk2 = dk, dv2 = dv;
+    ops.attention_backward(dq2.data(), dk2.data(), dv2.data(), dout.data(), q.data(), k.data(),
+                           v.data(), out.data(), lse.data(), doc, s);
+    expect_written("dq", dq, dq2);
+    expect_written("dk", dk, dk2);
+    expect_written("dv", dv, dv2);
+    Vec dk3(k.size());
+    ops.attention_backward(nullptr, dk3.data(), nullptr, dout.data(), q.data(), k.data(),
+                           v.data(), out.data(), lse.data(), doc, s);
+    EXPECT_TRUE(bitwise_equal(dk3, dk));
+  }
+}
+
+// q, k, v as column ranges of one [N, Q + 2 KV] buffer (the fused qkv
+// projection: q_stride = k_stride = v_stride = Q + 2 KV), and dq, dk, dv
+// written into one fused buffer with the same strides: the same bits as the
+// dense computation (out and lse too).
+TEST(CpuAttention, FusedQkvStridesMatchDense) {
+  CpuOps ops;
+  for (const auto& c : kAttnCases) {
+    const auto& s = c.sh;
+    const int N = s.B * s.T;
+    const int Q = s.num_heads * s.head_dim, KV = s.num_kv_heads * s.head_dim, W = Q + 2 * KV;
+    const Vec q = randn(size_t(N) * Q, 1), k = randn(size_t(N) * KV, 2),
+              v = randn(size_t(N) * KV, 3), dout = randn(q.size(), 4);
+    IVec docs = small_docs(s.B, s.T);
+    const int32_t* doc = c.docs ? docs.data() : nullptr;
+    Vec out(q.size()), lse(s.B * s.num_heads * s.T), dq(q.size()), dk(k.size()), dv(v.size());
+    ops.attention_forward(out.data(), lse.data(), q.data(), k.data(), v.data(), doc, s);
+    ops.attention_backward(dq.data(), dk.data(), dv.data(), dout.data(), q.data(), k.data(),
+                           v.data(), out.data(), lse.data(), doc, s);
+
+    AttentionShape fs = s;
+    fs.q_stride = fs.k_stride = fs.v_stride = W;
+    const Vec qkv = fuse(q, k, v, N, Q, KV);
+    const float nan = std::numeric_limits<float>::quiet_NaN();
+    Vec fout(out.size(), nan), flse(lse.size(), nan);
+    ops.attention_forward(fout.data(), flse.data(), qkv.data(), qkv.data() + Q,
+                          qkv.data() + Q + KV, doc, fs);
+    EXPECT_TRUE(bitwise_equal(fout, out)) << "out, case H=" << s.num_heads;
+    EXPECT_TRUE(bitwise_equal(flse, lse)) << "lse, case H=" << s.num_heads;
+    Vec dqkv(size_t(N) * W, nan);  // every column is dq, dk or dv: all written
+    ops.attention_backward(dqkv.data(), dqkv.data() + Q, dqkv.data() + Q + KV, dout.data(),
+                           qkv.data(), qkv.data() + Q, qkv.data() + Q + KV, fout.data(),
+                           flse.data(), doc, fs);
+    EXPECT_TRUE(bitwise_equal(columns(dqkv, N, W, 0, Q), dq)) << "dq, case H=" << s.num_heads;
+    EXPECT_TRUE(bitwise_equal(columns(dqkv, N, W, Q, KV), dk)) << "dk, case H=" << s.num_heads;
+    EXPECT_TRUE(bitwise_equal(columns(dqkv, N, W, Q + KV, KV), dv)) << "dv, case H=" << s.num_heads;
+  }
+}
+
+TEST(CpuAttention, ScatterRowsAndDecodeMatchForward) {
+  // Decoding token t against a cache of keys/values 0..t gives the same bits
+  // as row t of the full causal forward.
+  CpuOps ops;
+  const AttentionShape s{2, 9, 4, 2, 16};
+  const int N = s.B * s.T, KVW = s.num_kv_heads * s.head_dim, QW = s.num_heads * s.head_dim;
+  Vec q = randn(N * QW, 1), k = randn(N * KVW, 2), v = randn(N * KVW, 3);
+  Vec out(N * QW), lse(s.B * s.num_heads * s.T);
+  ops.attention_forward(out.data(), lse.data(), q.data(), k.data(), v.data(), nullptr, s);
+  const int max_len = 12;
+  Vec kc(s.B * max_len * KVW), vc(kc.size());
+  IVec rows(N);  // row b*T + t of k goes to cache row b*max_len + t
+  for (int b = 0; b < s.B; b++)
+    for (int t = 0; t < s.T; t++) rows[b * s.T + t] = b * max_len + t;
+  ops.scatter_rows(kc.data(), k.data(), KVW, rows.data(), N, KVW);
+  ops.scatter_rows(vc.data(), v.data(), KVW, rows.data(), N, KVW);
+  for (int b = 0; b < s.B; b++)
+    for (int t = 0; t < s.T; t++)
+      ASSERT_EQ(0, std::memcmp(&kc[(b * max_len + t) * KVW], &k[(b * s.T + t) * KVW], KVW * sizeof(float)));
+  for (int t : {0, 4, 8}) {
+    Vec qt(s.B * QW), ot(s.B * QW);
+    IVec lengths(s.B, t + 1);
+    for (int b = 0; b < s.B; b++) std::memcpy(&qt[b * QW], &q[(b * s.T + t) * QW], QW * sizeof(float));
+    ops.attention_decode(ot.data(), qt.data(), QW, kc.data(), vc.data(), lengths.data(), s.B, max_len,
+                         s.num_heads, s.num_kv_heads, s.head_dim);
+    for (int b = 0; b < s.B; b++)
+      EXPECT_EQ(0, std::memcmp(&ot[b * QW], &out[(b * s.T + t) * QW], QW * sizeof(float))) << "t=" << t;
+  }
+}
+
+TEST(CpuAttention, DeterministicAcrossThreadCounts) {
+  CpuOps ops;
+  const AttentionShape s{3, 17, 4, 2, 16};
+  const int N = s.B * s.T;
+  Vec q = randn(N * 64, 1), k = randn(N * 32, 2), v = randn(N * 32, 3), dout = randn(N * 64, 4);
+  IVec docs = small_docs(s.B, s.T);
+  expect_same_bits_across_threads("attention", [&] {
+    Vec out(q.size()), lse(s.B * s.num_heads * s.T), dq(q.size()), dk(k.size()), dv(v.size());
+    ops.attention_forward(out.data(), lse.data(), q.data(), k.data(), v.data(), docs.data(), s);
+    ops.attention_backward(dq.data(), dk.data(), dv.data(), dout.data(), q.data(), k.data(),
+                           v.data(), out.data(), lse.data(), docs.data(), s);
+    Vec all = dq;
+    all.insert(all.end(), dk.begin(), dk.end());
+    all.insert(all.end(), dv.begin(), dv.end());
+    return all;
+  });
 }
 
 }  // namespace

@@ -13,6 +13,10 @@
 // Inputs are bf16-exact (random_vector), so both backends see the same
 // logits; the GPU reduces in fp32 and rounds each gradient once to bf16, the
 // CPU reduces in double.
+//
+// The last section ("CPU reference") tests CpuOps alone and runs without a
+// GPU: against direct formulas, central differences and compositions of
+// other ops (tests/cpu_op_checks.h).
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -22,11 +26,13 @@
 #include <string>
 #include <vector>
 
+#include "tests/cpu_op_checks.h"
 #include "tests/ops_compare.h"
 
 namespace polaris {
 namespace {
 
+using test::bitwise_equal;
 using test::DeviceBuffer;
 using test::DeviceInts;
 using test::expect_close;
@@ -198,10 +204,6 @@ void expect_stats_close(const std::string& shape, const LossInputs& in,
   }
 }
 
-bool bitwise_equal(const Vec& a, const Vec& b) {
-  return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0;
-}
-
 void check_case(Ops& gpu, CpuOps& cpu, const LossCase& c) {
   const LossInputs in = make_inputs(c);
   const LossOutputs want = run_loss(cpu, DType::f32, c, in, false, false);
@@ -261,6 +263,91 @@ TEST(OpsClassifier, OutOfRangeTargetIsNaN) {
   EXPECT_EQ(finite_in_row0, size_t(c.V));
   EXPECT_EQ(nan_in_row1, size_t(c.V));
   EXPECT_EQ(nonzero_in_row2, 0u);
+}
+
+// ---- CPU reference ----
+//
+// CpuOps alone (runs without a GPU): cross_entropy's losses, logprobs and
+// entropies against log-softmax in double (ignored targets give zeros, a huge
+// logit stays finite); dlogits against central differences of the scaled
+// loss, with and without the entropy term, written, and aliasing logits.
+
+using test::expect_grad;
+using test::randn;
+
+TEST(CpuClassifier, CrossEntropyForwardMatchesLogSoftmax) {
+  CpuOps ops;
+  const int N = 5, V = 13;
+  Vec logits = randn(N * V, 1, 3.f), w = {1.f, 0.5f, 0.f, -2.f, 1.f}, ew = {0.1f, 0.f, 0.3f, 0.f, -0.2f};
+  IVec targets = {3, 0, 12, -1, 7};
+  Vec losses(N), lp(N), ent(N);
+  LossArgs a;
+  a.logits = logits.data(), a.targets = targets.data(), a.weights = w.data();
+  a.entropy_weights = ew.data(), a.N = N, a.V = V;
+  a.losses = losses.data(), a.logprobs = lp.data(), a.entropies = ent.data();
+  ops.cross_entropy(a);
+  for (int i = 0; i < N; i++) {
+    if (targets[i] < 0) {
+      EXPECT_EQ(losses[i], 0.f);
+      EXPECT_EQ(lp[i], 0.f);
+      EXPECT_EQ(ent[i], 0.f);
+      continue;
+    }
+    double z = 0;
+    for (int j = 0; j < V; j++) z += std::exp((double)logits[i * V + j]);
+    double H = 0;
+    for (int j = 0; j < V; j++) {
+      const double p = std::exp((double)logits[i * V + j]) / z;
+      H -= p * std::log(p);
+    }
+    const double logprob = std::log(std::exp((double)logits[i * V + targets[i]]) / z);
+    EXPECT_NEAR(lp[i], logprob, 1e-5);
+    EXPECT_NEAR(ent[i], H, 1e-5);
+    EXPECT_NEAR(losses[i], -w[i] * logprob - ew[i] * H, 1e-5);
+  }
+  // a huge logit stays finite (stable log-softmax)
+  logits[0] = 1e4f;
+  ops.cross_entropy(a);
+  EXPECT_TRUE(std::isfinite(losses[0]));
+  EXPECT_NEAR(lp[0], targets[0] == 0 ? 0.0 : logits[targets[0]] - 1e4, 1e-2);
+}
+
+TEST(CpuClassifier, CrossEntropyBackward) {
+  CpuOps ops;
+  const int N = 6, V = 11;
+  for (bool entropy : {false, true}) {
+    Vec logits = randn(N * V, 1, 2.f), w = {1.f, 0.5f, -1.5f, 2.f, 1.f, 0.7f};
+    Vec ew = {0.2f, -0.3f, 0.5f, 0.1f, 1.f, 0.4f};
+    IVec targets = {3, -1, 10, 0, -5, 7};
+    Vec losses(N), dl(N * V);
+    LossArgs a;
+    a.logits = logits.data(), a.targets = targets.data(), a.weights = w.data();
+    a.entropy_weights = entropy ? ew.data() : nullptr, a.N = N, a.V = V, a.scale = 0.37f;
+    a.losses = losses.data();
+    auto L = [&] {
+      LossArgs f = a;
+      f.dlogits = nullptr;
+      ops.cross_entropy(f);
+      double s = 0;
+      for (float x : losses) s += x;
+      return a.scale * s;
+    };
+    a.dlogits = dl.data();
+    std::fill(dl.begin(), dl.end(), 123.f);  // overwritten, not accumulated
+    ops.cross_entropy(a);
+    for (int i : {1, 4})  // ignored rows: zero gradient, zero loss
+      for (int j = 0; j < V; j++) ASSERT_EQ(dl[i * V + j], 0.f);
+    EXPECT_EQ(losses[1], 0.f);
+    expect_grad(entropy ? "cross_entropy dlogits (entropy)" : "cross_entropy dlogits", logits, dl, L, 1e-3f);
+    // dlogits aliasing logits gives the same bits
+    ops.cross_entropy(a);
+    Vec alias = logits, losses2(N);
+    LossArgs b = a;
+    b.logits = alias.data(), b.dlogits = alias.data(), b.losses = losses2.data();
+    ops.cross_entropy(b);
+    EXPECT_TRUE(bitwise_equal(alias, dl));
+    EXPECT_TRUE(bitwise_equal(losses2, losses));
+  }
 }
 
 }  // namespace

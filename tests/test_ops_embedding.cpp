@@ -7,15 +7,21 @@
 //     a small vocabulary so several rows land on one table row (also within
 //     one group of 8), with and without positions, and with every token equal;
 //   - a second GPU backward is bitwise identical.
+//
+// The last section ("CPU reference") tests CpuOps alone and runs without a
+// GPU: against direct formulas, central differences and compositions of
+// other ops (tests/cpu_op_checks.h).
 #include <cstring>
 #include <string>
 #include <vector>
 
+#include "tests/cpu_op_checks.h"
 #include "tests/ops_compare.h"
 
 namespace polaris {
 namespace {
 
+using test::bitwise_equal;
 using test::DeviceBuffer;
 using test::DeviceInts;
 using test::expect_close;
@@ -32,10 +38,6 @@ constexpr int kPositions = 9;   // positions[i] = i % 9: they repeat too
 std::string shape(int N, int C, bool positions) {
   return "N=" + std::to_string(N) + " C=" + std::to_string(C) +
          (positions ? " with positions" : " no positions");
-}
-
-bool bitwise_equal(const Vec& a, const Vec& b) {
-  return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0;
 }
 
 IVec position_ids(int N) {
@@ -153,6 +155,62 @@ TEST(OpsEmbedding, BackwardSkipsNullTokenTable) {
   // Exact, as in check_backward.
   expect_close("embedding_backward dposition_table (only)", shape(N, C, true), gdpos.download(),
                cdpos.download(), 0, 0);
+}
+
+// ---- CPU reference ----
+//
+// CpuOps alone (runs without a GPU): forward against the table lookup,
+// backward against central differences, accumulating, skipping a null table
+// gradient, no position table (Qwen); the scatter-add's bits independent of
+// the thread count.
+
+using test::dot;
+using test::expect_doubled;
+using test::expect_grad;
+using test::expect_same_bits_across_threads;
+using test::randn;
+
+TEST(CpuEmbedding, ForwardBackward) {
+  CpuOps ops;
+  const int N = 9, C = 6, V = 5, P = 4;
+  IVec tokens = {0, 3, 3, 1, 4, 3, 0, 2, 1}, positions = {0, 1, 2, 3, 0, 1, 2, 3, 0};
+  Vec tt = randn(V * C, 1), pt = randn(P * C, 2), out(N * C), dout = randn(N * C, 3);
+  ops.embedding_forward(out.data(), tokens.data(), positions.data(), tt.data(), pt.data(), N, C);
+  for (int i = 0; i < N; i++)
+    for (int c = 0; c < C; c++) ASSERT_EQ(out[i * C + c], tt[tokens[i] * C + c] + pt[positions[i] * C + c]);
+  Vec dtt(V * C), dpt(P * C);
+  ops.embedding_backward(dtt.data(), dpt.data(), dout.data(), tokens.data(), positions.data(), N, C);
+  auto L = [&] {
+    ops.embedding_forward(out.data(), tokens.data(), positions.data(), tt.data(), pt.data(), N, C);
+    return dot(out, dout);
+  };
+  expect_grad("dtoken_table", tt, dtt, L);
+  expect_grad("dposition_table", pt, dpt, L);
+  // accumulates; null skipped
+  Vec dtt2 = dtt, dpt2 = dpt;
+  ops.embedding_backward(dtt2.data(), dpt2.data(), dout.data(), tokens.data(), positions.data(), N, C);
+  expect_doubled("dtoken_table", dtt, dtt2);
+  expect_doubled("dposition_table", dpt, dpt2);
+  Vec dtt3(V * C);
+  ops.embedding_backward(dtt3.data(), nullptr, dout.data(), tokens.data(), positions.data(), N, C);
+  EXPECT_TRUE(bitwise_equal(dtt3, dtt));
+  // no position table (Qwen)
+  ops.embedding_forward(out.data(), tokens.data(), nullptr, tt.data(), nullptr, N, C);
+  for (int i = 0; i < N; i++)
+    for (int c = 0; c < C; c++) ASSERT_EQ(out[i * C + c], tt[tokens[i] * C + c]);
+}
+
+TEST(CpuEmbedding, DeterministicAcrossThreadCounts) {
+  CpuOps ops;
+  const int N = 300, C = 200, V = 7;
+  IVec tokens(N);
+  for (int i = 0; i < N; i++) tokens[i] = (i * 5) % V;
+  Vec dout = randn(N * C, 1);
+  expect_same_bits_across_threads("embedding", [&] {
+    Vec dt(V * C);
+    ops.embedding_backward(dt.data(), nullptr, dout.data(), tokens.data(), nullptr, N, C);
+    return dt;
+  });
 }
 
 }  // namespace

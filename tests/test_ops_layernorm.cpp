@@ -13,16 +13,22 @@
 // and a difference is the op's own: the GPU computes in fp32 and rounds each
 // bf16 output once (relative error <= 2^-9); the CPU reference is fp32 with
 // double row sums and no output rounding.
+//
+// The last section ("CPU reference") tests CpuOps alone and runs without a
+// GPU: against direct formulas, central differences and compositions of
+// other ops (tests/cpu_op_checks.h).
 #include <cmath>
 #include <cstring>
 #include <string>
 #include <vector>
 
+#include "tests/cpu_op_checks.h"
 #include "tests/ops_compare.h"
 
 namespace polaris {
 namespace {
 
+using test::bitwise_equal;
 using test::DeviceBuffer;
 using test::expect_close;
 using test::random_vector;
@@ -51,10 +57,6 @@ Vec inputs(size_t n, uint32_t seed, float scale, float offset) {
   Vec v = random_vector(n, seed, scale);
   for (float& x : v) x = round_bf16(x + offset);
   return v;
-}
-
-bool bitwise_equal(const Vec& a, const Vec& b) {
-  return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0;
 }
 
 TEST(OpsLayerNorm, ForwardMatchesCpu) {
@@ -256,6 +258,106 @@ TEST(OpsLayerNorm, FusedAddMatchesRoundedResidualThenNorm) {
         expect_close("add_layernorm_forward rstd", where, grstd.download(), crstd.download(),
                      kStatAtol, kStatRtol);
       }
+}
+
+// ---- CPU reference ----
+//
+// CpuOps alone (runs without a GPU): forward against the formula in double;
+// backward against central differences, din/dweight/dbias accumulating, null
+// gradients skipped; the fused add + LayerNorm default (Ops, in
+// model/ops/ops_defaults.cpp) equal to add then layernorm_forward with the
+// residual separate or aliasing a or b; bits independent of the thread count.
+
+using test::dot;
+using test::expect_doubled;
+using test::expect_grad;
+using test::expect_same_bits_across_threads;
+using test::randn;
+
+TEST(CpuLayerNorm, ForwardMatchesFormula) {
+  CpuOps ops;
+  const int N = 4, C = 37;
+  Vec x = randn(N * C, 1, 3.f), w = randn(C, 2), b = randn(C, 3), out(N * C), mean(N), rstd(N);
+  for (auto& v : x) v += 2.f;
+  ops.layernorm_forward(out.data(), mean.data(), rstd.data(), x.data(), w.data(), b.data(), N, C, 1e-5f);
+  for (int i = 0; i < N; i++) {
+    double m = 0, var = 0;
+    for (int c = 0; c < C; c++) m += x[i * C + c];
+    m /= C;
+    for (int c = 0; c < C; c++) var += (x[i * C + c] - m) * (x[i * C + c] - m);
+    var /= C;
+    const double r = 1 / std::sqrt(var + 1e-5);
+    EXPECT_NEAR(mean[i], m, 1e-5);
+    EXPECT_NEAR(rstd[i], r, 1e-5 * r);
+    for (int c = 0; c < C; c++)
+      EXPECT_NEAR(out[i * C + c], (x[i * C + c] - m) * r * w[c] + b[c], 1e-5);
+  }
+}
+
+TEST(CpuLayerNorm, Backward) {
+  CpuOps ops;
+  const int N = 5, C = 12;
+  Vec x = randn(N * C, 1), w = randn(C, 2), b = randn(C, 3), dout = randn(N * C, 4);
+  Vec out(N * C), mean(N), rstd(N);
+  auto L = [&] {
+    ops.layernorm_forward(out.data(), mean.data(), rstd.data(), x.data(), w.data(), b.data(), N, C, 1e-5f);
+    return dot(out, dout);
+  };
+  L();
+  Vec dx(N * C), dw(C), db(C);
+  ops.layernorm_backward(dx.data(), dw.data(), db.data(), dout.data(), x.data(), w.data(), mean.data(), rstd.data(), N, C);
+  expect_grad("layernorm din", x, dx, L, 1e-2f);
+  expect_grad("layernorm dweight", w, dw, L);
+  expect_grad("layernorm dbias", b, db, L);
+  L();
+  Vec dx2 = dx, dw2 = dw, db2 = db;
+  ops.layernorm_backward(dx2.data(), dw2.data(), db2.data(), dout.data(), x.data(), w.data(), mean.data(), rstd.data(), N, C);
+  expect_doubled("din", dx, dx2);
+  expect_doubled("dweight", dw, dw2);
+  expect_doubled("dbias", db, db2);
+  Vec dw3(C);
+  ops.layernorm_backward(nullptr, dw3.data(), nullptr, dout.data(), x.data(), w.data(), mean.data(), rstd.data(), N, C);
+  EXPECT_TRUE(bitwise_equal(dw3, dw));
+}
+
+// add_layernorm_forward (the Ops default): residual = a + b, then
+// layernorm_forward of the residual: the same bits as the two calls, whether
+// residual is its own buffer or aliases a or b.
+TEST(CpuLayerNorm, FusedAddEqualsComposition) {
+  CpuOps ops;
+  const int N = 5, C = 37;
+  const float eps = 1e-5f;
+  const Vec a = randn(N * C, 1, 2.f), b = randn(N * C, 2, 0.5f), w = randn(C, 3),
+            bias = randn(C, 4);
+  Vec residual(N * C), out(N * C), mean(N), rstd(N);
+  ops.add(residual.data(), a.data(), b.data(), size_t(N) * C);
+  ops.layernorm_forward(out.data(), mean.data(), rstd.data(), residual.data(), w.data(),
+                        bias.data(), N, C, eps);
+  const float nan = std::numeric_limits<float>::quiet_NaN();
+  for (const char* alias : {"separate", "a", "b"}) {
+    Vec fa = a, fb = b, fres(N * C, nan), fout(N * C, nan), fmean(N, nan), frstd(N, nan);
+    Vec& res = alias[0] == 'a' ? fa : alias[0] == 'b' ? fb : fres;
+    ops.add_layernorm_forward(res.data(), fout.data(), fmean.data(), frstd.data(), fa.data(),
+                              fb.data(), w.data(), bias.data(), N, C, eps);
+    EXPECT_TRUE(bitwise_equal(res, residual)) << "residual, residual = " << alias;
+    EXPECT_TRUE(bitwise_equal(fout, out)) << "out, residual = " << alias;
+    EXPECT_TRUE(bitwise_equal(fmean, mean)) << "mean, residual = " << alias;
+    EXPECT_TRUE(bitwise_equal(frstd, rstd)) << "rstd, residual = " << alias;
+  }
+}
+
+TEST(CpuLayerNorm, DeterministicAcrossThreadCounts) {
+  CpuOps ops;
+  const int N = 100, C = 150;
+  Vec x = randn(N * C, 1), w = randn(C, 2), b = randn(C, 3), dout = randn(N * C, 4);
+  expect_same_bits_across_threads("layernorm", [&] {
+    Vec out(N * C), mean(N), rstd(N), dx(N * C), dw(C), db(C);
+    ops.layernorm_forward(out.data(), mean.data(), rstd.data(), x.data(), w.data(), b.data(), N, C, 1e-5f);
+    ops.layernorm_backward(dx.data(), dw.data(), db.data(), dout.data(), x.data(), w.data(), mean.data(), rstd.data(), N, C);
+    Vec all = out;
+    for (const Vec* v : {&mean, &rstd, &dx, &dw, &db}) all.insert(all.end(), v->begin(), v->end());
+    return all;
+  });
 }
 
 }  // namespace

@@ -26,16 +26,22 @@
 //     the hardware tanh approximation (relative error ~ 2^-11), whose error in
 //     gelu'(x) = ... (1 - tanh^2) ... is amplified up to ~7x for |x| <= 4.
 //     So rtol = 2^-6 and atol = 1e-2 of typical: still ~100x below a bug.
+//
+// The last section ("CPU reference") tests CpuOps alone and runs without a
+// GPU: against direct formulas, central differences and compositions of
+// other ops (tests/cpu_op_checks.h).
 #include <cmath>
 #include <cstring>
 #include <string>
 #include <vector>
 
+#include "tests/cpu_op_checks.h"
 #include "tests/ops_compare.h"
 
 namespace polaris {
 namespace {
 
+using test::bitwise_equal;
 using test::DeviceBuffer;
 using test::expect_close;
 using test::random_vector;
@@ -64,10 +70,6 @@ double typical(const Vec& v) {
   for (float x : v) s += double(x) * x;
   const double r = v.empty() ? 0 : std::sqrt(s / double(v.size()));
   return r > 0 ? r : 1;
-}
-
-bool bitwise_equal(const Vec& a, const Vec& b) {
-  return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0;
 }
 
 // Host inputs of one case; weights ~ N(0, 1/sqrt(IC)) so outputs are O(1).
@@ -350,6 +352,146 @@ TEST(CudaMatmul, UnalignedPointers) {
     expect_close("dbias", name, g_db.download(), want.dbias, kF32Atol * typical(want.dbias),
                  kF32Rtol);
   }
+}
+
+// ---- CPU reference ----
+//
+// CpuOps alone (runs without a GPU): forward against a naive double sum;
+// backward against central differences, din written, dweight/dbias
+// accumulating, null gradients skipped; the GELU-fused defaults (Ops, in
+// model/ops/ops_defaults.cpp) equal to their composition and to central
+// differences; bits independent of the thread count.
+
+using test::dot;
+using test::expect_doubled;
+using test::expect_grad;
+using test::expect_same_bits_across_threads;
+using test::expect_written;
+using test::randn;
+
+TEST(CpuMatmul, ForwardMatchesNaive) {
+  CpuOps ops;
+  for (bool with_bias : {true, false}) {
+    const int N = 70, IC = 33, OC = 67;  // edges of the 4x4 tiles and 64x64 blocks
+    Vec x = randn(N * IC, 1), w = randn(OC * IC, 2), b = randn(OC, 3), out(N * OC);
+    ops.matmul_forward(out.data(), x.data(), w.data(), with_bias ? b.data() : nullptr, N, IC, OC);
+    for (int n = 0; n < N; n++)
+      for (int o = 0; o < OC; o++) {
+        double s = with_bias ? b[o] : 0;
+        for (int i = 0; i < IC; i++) s += (double)x[n * IC + i] * w[o * IC + i];
+        ASSERT_NEAR(out[n * OC + o], s, 1e-4) << n << "," << o;
+      }
+  }
+}
+
+TEST(CpuMatmul, Backward) {
+  CpuOps ops;
+  for (bool with_bias : {true, false}) {
+    const int N = 9, IC = 7, OC = 10;
+    Vec x = randn(N * IC, 1), w = randn(OC * IC, 2), b = randn(OC, 3), dout = randn(N * OC, 4);
+    Vec out(N * OC);
+    auto L = [&] {
+      ops.matmul_forward(out.data(), x.data(), w.data(), with_bias ? b.data() : nullptr, N, IC, OC);
+      return dot(out, dout);
+    };
+    Vec dx(N * IC), dw(OC * IC), db(OC);
+    ops.matmul_backward(dx.data(), dw.data(), with_bias ? db.data() : nullptr, dout.data(), x.data(), w.data(), N, IC, OC);
+    expect_grad("matmul din", x, dx, L);
+    expect_grad("matmul dweight", w, dw, L);
+    if (with_bias) expect_grad("matmul dbias", b, db, L);
+    Vec dx2 = dx, dw2 = dw, db2 = db;
+    ops.matmul_backward(dx2.data(), dw2.data(), with_bias ? db2.data() : nullptr, dout.data(), x.data(), w.data(), N, IC, OC);
+    expect_written("din", dx, dx2);
+    expect_doubled("dweight", dw, dw2);
+    if (with_bias) expect_doubled("dbias", db, db2);
+    Vec dw3(OC * IC);
+    ops.matmul_backward(nullptr, dw3.data(), nullptr, dout.data(), x.data(), w.data(), N, IC, OC);
+    EXPECT_TRUE(bitwise_equal(dw3, dw));
+  }
+}
+
+// matmul_gelu_forward (the Ops default): pre = matmul_forward, out =
+// gelu_forward(pre): the same bits as the two calls.
+TEST(CpuMatmul, GeluForwardEqualsComposition) {
+  CpuOps ops;
+  for (bool with_bias : {true, false}) {
+    const int N = 9, IC = 33, OC = 10;
+    const Vec x = randn(N * IC, 1), w = randn(OC * IC, 2), b = randn(OC, 3);
+    const float* bias = with_bias ? b.data() : nullptr;
+    Vec pre(N * OC), out(N * OC);
+    ops.matmul_forward(pre.data(), x.data(), w.data(), bias, N, IC, OC);
+    ops.gelu_forward(out.data(), pre.data(), size_t(N) * OC);
+    const float nan = std::numeric_limits<float>::quiet_NaN();
+    Vec fpre(N * OC, nan), fout(N * OC, nan);
+    ops.matmul_gelu_forward(fpre.data(), fout.data(), x.data(), w.data(), bias, N, IC, OC);
+    EXPECT_TRUE(bitwise_equal(fpre, pre)) << "pre, bias " << with_bias;
+    EXPECT_TRUE(bitwise_equal(fout, out)) << "out, bias " << with_bias;
+  }
+}
+
+// matmul_backward_gelu (the Ops default), for a matmul whose input was
+// in = gelu(pre): the same bits as matmul_backward then gelu_backward; dpre
+// against central differences of L(pre) = sum(dout * matmul(gelu(pre))), as
+// are dweight and dbias; dpre written, dweight/dbias accumulating; a null
+// dpre leaves the weight gradients as they were.
+TEST(CpuMatmul, BackwardGeluEqualsCompositionAndDifferences) {
+  CpuOps ops;
+  for (bool with_bias : {true, false}) {
+    const int N = 9, IC = 7, OC = 10;
+    Vec pre = randn(N * IC, 1, 2.f), w = randn(OC * IC, 2), b = randn(OC, 3),
+        dout = randn(N * OC, 4);
+    Vec in(N * IC), out(N * OC);
+    auto L = [&] {
+      ops.gelu_forward(in.data(), pre.data(), size_t(N) * IC);
+      ops.matmul_forward(out.data(), in.data(), w.data(), with_bias ? b.data() : nullptr, N, IC, OC);
+      return dot(out, dout);
+    };
+    L();
+    // the composition
+    Vec dmid(N * IC), want_dpre(N * IC), want_dw(OC * IC), want_db(OC);
+    ops.matmul_backward(dmid.data(), want_dw.data(), with_bias ? want_db.data() : nullptr,
+                        dout.data(), in.data(), w.data(), N, IC, OC);
+    ops.gelu_backward(want_dpre.data(), dmid.data(), pre.data(), size_t(N) * IC);
+
+    Vec dpre(N * IC, 7.f), dw(OC * IC), db(OC);  // dpre written: the prefill must vanish
+    ops.matmul_backward_gelu(dpre.data(), dw.data(), with_bias ? db.data() : nullptr,
+                             dout.data(), in.data(), pre.data(), w.data(), N, IC, OC);
+    EXPECT_TRUE(bitwise_equal(dpre, want_dpre)) << "dpre, bias " << with_bias;
+    EXPECT_TRUE(bitwise_equal(dw, want_dw)) << "dweight, bias " << with_bias;
+    EXPECT_TRUE(bitwise_equal(db, want_db)) << "dbias, bias " << with_bias;
+
+    expect_grad("matmul_backward_gelu dpre", pre, dpre, L, 1e-3f);
+    expect_grad("matmul_backward_gelu dweight", w, dw, L);
+    if (with_bias) expect_grad("matmul_backward_gelu dbias", b, db, L);
+    L();  // `in` of the unperturbed pre again
+
+    Vec dpre2 = dpre, dw2 = dw, db2 = db;
+    ops.matmul_backward_gelu(dpre2.data(), dw2.data(), with_bias ? db2.data() : nullptr,
+                             dout.data(), in.data(), pre.data(), w.data(), N, IC, OC);
+    expect_written("dpre", dpre, dpre2);
+    expect_doubled("dweight", dw, dw2);
+    if (with_bias) expect_doubled("dbias", db, db2);
+    Vec dw3(OC * IC);
+    ops.matmul_backward_gelu(nullptr, dw3.data(), nullptr, dout.data(), in.data(), pre.data(),
+                             w.data(), N, IC, OC);
+    EXPECT_TRUE(bitwise_equal(dw3, dw));
+  }
+}
+
+TEST(CpuMatmul, DeterministicAcrossThreadCounts) {
+  CpuOps ops;
+  const int N = 131, IC = 70, OC = 90;
+  Vec x = randn(N * IC, 1), w = randn(OC * IC, 2), dout = randn(N * OC, 3);
+  expect_same_bits_across_threads("matmul", [&] {
+    Vec out(N * OC), dx(N * IC), dw(OC * IC), db(OC);
+    ops.matmul_forward(out.data(), x.data(), w.data(), db.data(), N, IC, OC);
+    ops.matmul_backward(dx.data(), dw.data(), db.data(), dout.data(), x.data(), w.data(), N, IC, OC);
+    Vec all = out;
+    all.insert(all.end(), dx.begin(), dx.end());
+    all.insert(all.end(), dw.begin(), dw.end());
+    all.insert(all.end(), db.begin(), db.end());
+    return all;
+  });
 }
 
 }  // namespace

@@ -8,6 +8,10 @@
 //   - accumulate and scale bitwise equal to the CPU;
 //   - sum_squares within 1e-9 relative of the CPU and bitwise repeatable.
 // Sizes 1, 7 and 1000003 (not a multiple of any block or chunk).
+//
+// The last section ("CPU reference") tests CpuOps alone and runs without a
+// GPU: against direct formulas, central differences and compositions of
+// other ops (tests/cpu_op_checks.h).
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -17,6 +21,7 @@
 #include <string>
 #include <vector>
 
+#include "tests/cpu_op_checks.h"
 #include "tests/ops_compare.h"
 
 namespace polaris {
@@ -339,6 +344,75 @@ TEST(OpsMemory, SumSquaresMatchesCpuAndRepeats) {
   const std::vector<float> ones(100003, 1.f);
   DeviceBuffer g1(*gpu, ones, DType::f32);
   EXPECT_EQ(gpu->sum_squares(g1.f32() + 3, 100000), 100000.0);
+}
+
+// ---- CPU reference ----
+//
+// CpuOps alone (runs without a GPU): allocation, transfers and the elementwise
+// ops against direct formulas; sum_squares against a double sum, and its bits
+// independent of the thread count.
+
+using test::bitwise_equal;
+using test::expect_same_bits_across_threads;
+using test::randn;
+using Vec = std::vector<float>;
+using IVec = std::vector<int32_t>;
+
+TEST(CpuMemory, AllocTransferAndElementwise) {
+  CpuOps ops;
+  EXPECT_EQ(ops.name(), "cpu");
+  float* p = ops.alloc(1000);
+  int32_t* ip = ops.alloc_int(1000);
+  for (int i = 0; i < 1000; i++) {
+    ASSERT_EQ(p[i], 0.f);
+    ASSERT_EQ(ip[i], 0);
+  }
+  Vec a = randn(1000, 1), b = randn(1000, 2), h(1000);
+  ops.upload(p, a.data(), 1000);
+  ops.download(h.data(), p, 1000);
+  EXPECT_TRUE(bitwise_equal(a, h));
+  IVec ia(1000, 7), ih(1000);
+  ops.upload_int(ip, ia.data(), 1000);
+  std::memcpy(ih.data(), ip, 1000 * sizeof(int32_t));
+  EXPECT_EQ(ia, ih);
+  ops.zero(p, 1000);
+  for (int i = 0; i < 1000; i++) ASSERT_EQ(p[i], 0.f);
+  ops.release(p);
+  ops.release(ip);
+
+  Vec out(1000);
+  ops.add(out.data(), a.data(), b.data(), 1000);
+  for (int i = 0; i < 1000; i++) ASSERT_EQ(out[i], a[i] + b[i]);
+  Vec c = a;
+  ops.add(c.data(), c.data(), b.data(), 1000);  // aliasing
+  EXPECT_TRUE(bitwise_equal(c, out));
+  c = a;
+  ops.accumulate(c.data(), b.data(), 1000);
+  EXPECT_TRUE(bitwise_equal(c, out));
+  ops.copy(c.data(), a.data(), 1000);
+  EXPECT_TRUE(bitwise_equal(c, a));
+  ops.scale(c.data(), 0.5f, 1000);
+  for (int i = 0; i < 1000; i++) ASSERT_EQ(c[i], a[i] * 0.5f);
+}
+
+TEST(CpuMemory, SumSquares) {
+  CpuOps ops;
+  Vec x = randn(100003, 3);
+  double ref = 0;
+  for (float v : x) ref += (double)v * v;
+  EXPECT_NEAR(ops.sum_squares(x.data(), x.size()), ref, 1e-9 * ref);
+  EXPECT_EQ(ops.sum_squares(x.data(), 0), 0.0);
+}
+
+TEST(CpuMemory, SumSquaresDeterministicAcrossThreadCounts) {
+  CpuOps ops;
+  Vec x = randn(1000003, 5);
+  expect_same_bits_across_threads("sum_squares", [&] {
+    const double s = ops.sum_squares(x.data(), x.size());
+    Vec bits(2);
+    std::memcpy(bits.data(), &s, sizeof s);
+    return bits;
+  });
 }
 
 }  // namespace

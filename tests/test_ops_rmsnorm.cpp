@@ -13,16 +13,22 @@
 // and a difference is the op's own: the GPU computes in fp32 and rounds each
 // bf16 output once (relative error <= 2^-9); the CPU reference is fp32 with
 // double row sums and no output rounding.
+//
+// The last section ("CPU reference") tests CpuOps alone and runs without a
+// GPU: against direct formulas, central differences and compositions of
+// other ops (tests/cpu_op_checks.h).
 #include <cmath>
 #include <cstring>
 #include <string>
 #include <vector>
 
+#include "tests/cpu_op_checks.h"
 #include "tests/ops_compare.h"
 
 namespace polaris {
 namespace {
 
+using test::bitwise_equal;
 using test::DeviceBuffer;
 using test::expect_close;
 using test::random_vector;
@@ -49,10 +55,6 @@ Vec inputs(size_t n, uint32_t seed, float scale, float offset) {
   Vec v = random_vector(n, seed, scale);
   for (float& x : v) x = round_bf16(x + offset);
   return v;
-}
-
-bool bitwise_equal(const Vec& a, const Vec& b) {
-  return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0;
 }
 
 TEST(OpsRmsNorm, ForwardMatchesCpu) {
@@ -222,6 +224,87 @@ TEST(OpsRmsNorm, FusedAddMatchesRoundedResidualThenNorm) {
         expect_close("add_rmsnorm_forward rstd", where, grstd.download(), crstd.download(),
                      kStatAtol, kStatRtol);
       }
+}
+
+// ---- CPU reference ----
+//
+// CpuOps alone (runs without a GPU): forward against the formula in double,
+// backward against central differences, din/dweight accumulating, a null
+// dweight skipped; the fused add + RMSNorm default (Ops, in
+// model/ops/ops_defaults.cpp) equal to add then rmsnorm_forward with the
+// residual separate or aliasing a or b; bits independent of the thread count.
+
+using test::dot;
+using test::expect_doubled;
+using test::expect_grad;
+using test::expect_same_bits_across_threads;
+using test::randn;
+
+TEST(CpuRmsNorm, ForwardBackward) {
+  CpuOps ops;
+  const int N = 6, C = 16;
+  Vec x = randn(N * C, 1), w = randn(C, 2), dout = randn(N * C, 4), out(N * C), rstd(N);
+  auto L = [&] {
+    ops.rmsnorm_forward(out.data(), rstd.data(), x.data(), w.data(), N, C, 1e-6f);
+    return dot(out, dout);
+  };
+  L();
+  for (int i = 0; i < N; i++) {
+    double ss = 0;
+    for (int c = 0; c < C; c++) ss += (double)x[i * C + c] * x[i * C + c];
+    const double r = 1 / std::sqrt(ss / C + 1e-6);
+    EXPECT_NEAR(rstd[i], r, 1e-6 * r);
+    for (int c = 0; c < C; c++) EXPECT_NEAR(out[i * C + c], x[i * C + c] * r * w[c], 1e-5);
+  }
+  Vec dx(N * C), dw(C);
+  ops.rmsnorm_backward(dx.data(), dw.data(), dout.data(), x.data(), w.data(), rstd.data(), N, C);
+  expect_grad("rmsnorm din", x, dx, L);
+  expect_grad("rmsnorm dweight", w, dw, L);
+  L();
+  Vec dx2 = dx, dw2 = dw;
+  ops.rmsnorm_backward(dx2.data(), dw2.data(), dout.data(), x.data(), w.data(), rstd.data(), N, C);
+  expect_doubled("din", dx, dx2);
+  expect_doubled("dweight", dw, dw2);
+  Vec dx3(N * C);
+  ops.rmsnorm_backward(dx3.data(), nullptr, dout.data(), x.data(), w.data(), rstd.data(), N, C);
+  EXPECT_TRUE(bitwise_equal(dx3, dx));
+}
+
+// add_rmsnorm_forward (the Ops default): residual = a + b, then
+// rmsnorm_forward of the residual: the same bits as the two calls, whether
+// residual is its own buffer or aliases a or b.
+TEST(CpuRmsNorm, FusedAddEqualsComposition) {
+  CpuOps ops;
+  const int N = 6, C = 37;
+  const float eps = 1e-6f;
+  const Vec a = randn(N * C, 1, 2.f), b = randn(N * C, 2, 0.5f), w = randn(C, 3);
+  Vec residual(N * C), out(N * C), rstd(N);
+  ops.add(residual.data(), a.data(), b.data(), size_t(N) * C);
+  ops.rmsnorm_forward(out.data(), rstd.data(), residual.data(), w.data(), N, C, eps);
+  const float nan = std::numeric_limits<float>::quiet_NaN();
+  for (const char* alias : {"separate", "a", "b"}) {
+    Vec fa = a, fb = b, fres(N * C, nan), fout(N * C, nan), frstd(N, nan);
+    Vec& res = alias[0] == 'a' ? fa : alias[0] == 'b' ? fb : fres;
+    ops.add_rmsnorm_forward(res.data(), fout.data(), frstd.data(), fa.data(), fb.data(),
+                            w.data(), N, C, eps);
+    EXPECT_TRUE(bitwise_equal(res, residual)) << "residual, residual = " << alias;
+    EXPECT_TRUE(bitwise_equal(fout, out)) << "out, residual = " << alias;
+    EXPECT_TRUE(bitwise_equal(frstd, rstd)) << "rstd, residual = " << alias;
+  }
+}
+
+TEST(CpuRmsNorm, DeterministicAcrossThreadCounts) {
+  CpuOps ops;
+  const int N = 100, C = 150;
+  Vec x = randn(N * C, 1), w = randn(C, 2), dout = randn(N * C, 4);
+  expect_same_bits_across_threads("rmsnorm", [&] {
+    Vec out(N * C), rstd(N), dx(N * C), dw(C);
+    ops.rmsnorm_forward(out.data(), rstd.data(), x.data(), w.data(), N, C, 1e-6f);
+    ops.rmsnorm_backward(dx.data(), dw.data(), dout.data(), x.data(), w.data(), rstd.data(), N, C);
+    Vec all = out;
+    for (const Vec* v : {&rstd, &dx, &dw}) all.insert(all.end(), v->begin(), v->end());
+    return all;
+  });
 }
 
 }  // namespace

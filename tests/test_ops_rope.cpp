@@ -16,16 +16,22 @@
 // Inputs are bf16-exact (random_vector), so both backends see the same values
 // and a difference is the op's own: the GPU computes in fp32 and rounds each
 // bf16 output once; the CPU reference is fp32 with no output rounding.
+//
+// The last section ("CPU reference") tests CpuOps alone and runs without a
+// GPU: against direct formulas, central differences and compositions of
+// other ops (tests/cpu_op_checks.h).
 #include <cmath>
 #include <cstring>
 #include <string>
 #include <vector>
 
+#include "tests/cpu_op_checks.h"
 #include "tests/ops_compare.h"
 
 namespace polaris {
 namespace {
 
+using test::bitwise_equal;
 using test::DeviceBuffer;
 using test::DeviceInts;
 using test::expect_close;
@@ -66,10 +72,6 @@ constexpr double kQkDinAtol = 1e-4;
 std::string rope_shape(int N, int heads, int D, float theta) {
   return "N=" + std::to_string(N) + " heads=" + std::to_string(heads) +
          " head_dim=" + std::to_string(D) + " theta=" + std::to_string((long long)theta);
-}
-
-bool bitwise_equal(const Vec& a, const Vec& b) {
-  return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0;
 }
 
 TEST(OpsRope, ForwardBackwardMatchCpu) {
@@ -279,6 +281,193 @@ TEST(OpsRope, QkNormRopeBackwardMatchesCpu) {
         EXPECT_TRUE(bitwise_equal(gdqw.download(), dqw0)) << "null dq_weight was written " << shape;
         EXPECT_TRUE(bitwise_equal(gdkw.download(), dkw0)) << "null dk_weight was written " << shape;
       }
+}
+
+// ---- CPU reference ----
+//
+// CpuOps alone (runs without a GPU): rope_forward against the rotation in
+// double, rope_backward against central differences (written, null skipped),
+// both in place; qk_norm_rope_forward equal to rmsnorm_forward + rope_forward
+// on a dense copy of the strided q/k columns, qk_norm_rope_backward against
+// central differences with dq/dk written into the fused layout.
+
+using test::dot;
+using test::expect_doubled;
+using test::expect_grad;
+using test::expect_written;
+using test::randn;
+using IVec = std::vector<int32_t>;
+
+TEST(CpuRope, ForwardMatchesRotation) {
+  CpuOps ops;
+  const int N = 5, H = 3, D = 16;
+  const float theta = 10000.f;
+  IVec pos = {0, 1, 7, 100, 4000};
+  Vec x = randn(N * H * D, 1), out(N * H * D);
+  ops.rope_forward(out.data(), x.data(), pos.data(), N, H, D, theta);
+  for (int n = 0; n < N; n++)
+    for (int h = 0; h < H; h++)
+      for (int i = 0; i < D / 2; i++) {
+        const double a = pos[n] * std::pow((double)theta, -2.0 * i / D);
+        const float* xi = &x[(n * H + h) * D];
+        const double e1 = xi[i] * std::cos(a) - xi[i + D / 2] * std::sin(a);
+        const double e2 = xi[i + D / 2] * std::cos(a) + xi[i] * std::sin(a);
+        // fp32 angles (as Hugging Face computes them) lose ~pos * 1e-7 rad
+        const double tol = 1e-5 + 4e-7 * pos[n];
+        EXPECT_NEAR(out[(n * H + h) * D + i], e1, tol);
+        EXPECT_NEAR(out[(n * H + h) * D + i + D / 2], e2, tol);
+      }
+  // in place
+  Vec y = x;
+  ops.rope_forward(y.data(), y.data(), pos.data(), N, H, D, theta);
+  EXPECT_TRUE(bitwise_equal(y, out));
+}
+
+TEST(CpuRope, Backward) {
+  CpuOps ops;
+  const int N = 4, H = 2, D = 8;
+  IVec pos = {3, 0, 11, 5};
+  Vec x = randn(N * H * D, 1), dout = randn(N * H * D, 2), out(N * H * D);
+  auto L = [&] {
+    ops.rope_forward(out.data(), x.data(), pos.data(), N, H, D, 1e6f);
+    return dot(out, dout);
+  };
+  Vec dx(N * H * D);
+  ops.rope_backward(dx.data(), dout.data(), pos.data(), N, H, D, 1e6f);
+  expect_grad("rope din", x, dx, L);
+  Vec dx2 = dx;
+  ops.rope_backward(dx2.data(), dout.data(), pos.data(), N, H, D, 1e6f);
+  expect_written("rope din", dx, dx2);
+  ops.rope_backward(nullptr, dout.data(), pos.data(), N, H, D, 1e6f);  // skipped
+}
+
+// out == in (rope_forward) and din == dout (rope_backward): the same bits as
+// into a separate buffer.
+TEST(CpuRope, InPlace) {
+  CpuOps ops;
+  const int N = 5, H = 3, D = 16;
+  IVec pos = {0, 1, 7, 100, 4000};
+  for (float theta : {1e4f, 1e6f}) {
+    const Vec x = randn(N * H * D, 1), dout = randn(N * H * D, 2);
+    Vec out(N * H * D), din(N * H * D);
+    ops.rope_forward(out.data(), x.data(), pos.data(), N, H, D, theta);
+    ops.rope_backward(din.data(), dout.data(), pos.data(), N, H, D, theta);
+    Vec y = x, g = dout;
+    ops.rope_forward(y.data(), y.data(), pos.data(), N, H, D, theta);
+    ops.rope_backward(g.data(), g.data(), pos.data(), N, H, D, theta);
+    EXPECT_TRUE(bitwise_equal(y, out)) << "rope_forward in place, theta " << theta;
+    EXPECT_TRUE(bitwise_equal(g, din)) << "rope_backward in place, theta " << theta;
+  }
+}
+
+// q and k as column ranges of a fused [N, (H + 2 KVH) D] qkv buffer: q at
+// column 0, k at column H*D, in_stride = (H + 2 KVH) D (the v columns follow).
+struct CpuQkCase {
+  int N, H, KVH, D;
+};
+constexpr CpuQkCase kCpuQkCases[] = {{3, 4, 2, 8}, {2, 3, 1, 16}, {4, 2, 2, 8}};
+
+// Norm weights near 1 (as trained ones are).
+Vec qk_norm_weight(int D, uint32_t seed) {
+  Vec w = randn(D, seed, 0.3f);
+  for (float& x : w) x += 1.f;
+  return w;
+}
+
+// q_out = rope(rmsnorm(q) * q_weight), the same for k: the same bits as
+// rmsnorm_forward (one row per head) then rope_forward on a dense copy of the
+// q (k) columns; the rstds likewise; null rstds change nothing else.
+TEST(CpuRope, QkNormRopeForwardEqualsComposition) {
+  CpuOps ops;
+  const float eps = 1e-6f, theta = 1e6f;
+  for (const CpuQkCase& c : kCpuQkCases) {
+    const int N = c.N, H = c.H, KVH = c.KVH, D = c.D;
+    const int stride = (H + 2 * KVH) * D, qcols = H * D, kcols = KVH * D;
+    const std::string shape = qk_shape(N, {H, KVH}, D);
+    const Vec qkv = randn(size_t(N) * stride, 1, 2.f);
+    const Vec qw = qk_norm_weight(D, 2), kw = qk_norm_weight(D, 3);
+    const IVec pos = random_ints(N, 4, 0, 4000);
+    const float nan = std::numeric_limits<float>::quiet_NaN();
+    Vec q_out(N * qcols, nan), k_out(N * kcols, nan), q_rstd(N * H, nan), k_rstd(N * KVH, nan);
+    ops.qk_norm_rope_forward(q_out.data(), k_out.data(), q_rstd.data(), k_rstd.data(), qkv.data(),
+                             qkv.data() + qcols, stride, qw.data(), kw.data(), pos.data(), N, H,
+                             KVH, D, eps, theta);
+    for (int which = 0; which < 2; ++which) {
+      const int heads = which ? KVH : H;
+      const Vec x = columns(qkv, N, stride, which ? qcols : 0, heads * D);
+      Vec normed(x.size()), want(x.size()), rstd(size_t(N) * heads);
+      ops.rmsnorm_forward(normed.data(), rstd.data(), x.data(), (which ? kw : qw).data(),
+                          N * heads, D, eps);
+      ops.rope_forward(want.data(), normed.data(), pos.data(), N, heads, D, theta);
+      EXPECT_TRUE(bitwise_equal(which ? k_out : q_out, want)) << (which ? "k_out " : "q_out ") << shape;
+      EXPECT_TRUE(bitwise_equal(which ? k_rstd : q_rstd, rstd)) << (which ? "k_rstd " : "q_rstd ") << shape;
+    }
+    Vec q_out2(N * qcols, nan), k_out2(N * kcols, nan);
+    ops.qk_norm_rope_forward(q_out2.data(), k_out2.data(), nullptr, nullptr, qkv.data(),
+                             qkv.data() + qcols, stride, qw.data(), kw.data(), pos.data(), N, H,
+                             KVH, D, eps, theta);
+    EXPECT_TRUE(bitwise_equal(q_out2, q_out)) << "q_out without rstd " << shape;
+    EXPECT_TRUE(bitwise_equal(k_out2, k_out)) << "k_out without rstd " << shape;
+  }
+}
+
+// dq, dk WRITTEN with row stride in_stride into the fused layout (the v
+// columns untouched), against central differences over the whole fused buffer
+// of L = sum(dq_out * q_out) + sum(dk_out * k_out); dq_weight, dk_weight
+// against central differences too, and ACCUMULATING; null gradients skipped.
+TEST(CpuRope, QkNormRopeBackward) {
+  CpuOps ops;
+  const float eps = 1e-6f, theta = 1e4f;
+  for (const CpuQkCase& c : kCpuQkCases) {
+    const int N = c.N, H = c.H, KVH = c.KVH, D = c.D;
+    const int stride = (H + 2 * KVH) * D, qcols = H * D, kcols = KVH * D;
+    const std::string shape = qk_shape(N, {H, KVH}, D);
+    Vec qkv = randn(size_t(N) * stride, 11, 1.5f);
+    Vec qw = qk_norm_weight(D, 12), kw = qk_norm_weight(D, 13);
+    const IVec pos = random_ints(N, 14, 0, 200);
+    const Vec dq_out = randn(size_t(N) * qcols, 15), dk_out = randn(size_t(N) * kcols, 16);
+    Vec q_out(N * qcols), k_out(N * kcols), q_rstd(N * H), k_rstd(N * KVH);
+    auto L = [&] {
+      ops.qk_norm_rope_forward(q_out.data(), k_out.data(), q_rstd.data(), k_rstd.data(),
+                               qkv.data(), qkv.data() + qcols, stride, qw.data(), kw.data(),
+                               pos.data(), N, H, KVH, D, eps, theta);
+      return dot(q_out, dq_out) + dot(k_out, dk_out);
+    };
+    // dq = dqkv[:, 0:qcols], dk = dqkv[:, qcols:qcols+kcols] (null: skipped)
+    auto backward = [&](float* dqkv, float* dq_weight, float* dk_weight) {
+      ops.qk_norm_rope_backward(dqkv, dqkv ? dqkv + qcols : nullptr, dq_weight, dk_weight,
+                                dq_out.data(), dk_out.data(), qkv.data(), qkv.data() + qcols,
+                                stride, qw.data(), kw.data(), q_rstd.data(), k_rstd.data(),
+                                pos.data(), N, H, KVH, D, theta);
+    };
+    L();
+    const float kPrefill = 7.f;  // written: gone from the q/k columns, kept in the v columns
+    Vec dqkv(size_t(N) * stride, kPrefill), dqw(D), dkw(D);
+    backward(dqkv.data(), dqw.data(), dkw.data());
+    Vec grad = dqkv;  // the gradient of L over the fused buffer: 0 in the v columns
+    for (int n = 0; n < N; ++n)
+      for (int j = qcols + kcols; j < stride; ++j) {
+        ASSERT_EQ(dqkv[size_t(n) * stride + j], kPrefill) << "v column " << j << " written, " << shape;
+        grad[size_t(n) * stride + j] = 0.f;
+      }
+    expect_grad(("qk_norm_rope dq/dk " + shape).c_str(), qkv, grad, L);
+    expect_grad(("qk_norm_rope dq_weight " + shape).c_str(), qw, dqw, L);
+    expect_grad(("qk_norm_rope dk_weight " + shape).c_str(), kw, dkw, L);
+    L();  // the rstds of the unperturbed inputs again
+
+    Vec dqkv2 = dqkv, dqw2 = dqw, dkw2 = dkw;
+    backward(dqkv2.data(), dqw2.data(), dkw2.data());
+    expect_written("dq/dk", dqkv, dqkv2);
+    expect_doubled("dq_weight", dqw, dqw2);
+    expect_doubled("dk_weight", dkw, dkw2);
+    Vec dqkv3(size_t(N) * stride, kPrefill);
+    backward(dqkv3.data(), nullptr, nullptr);
+    EXPECT_TRUE(bitwise_equal(dqkv3, dqkv)) << "dq/dk without weight gradients " << shape;
+    Vec dqw3(D), dkw3(D);
+    backward(nullptr, dqw3.data(), dkw3.data());
+    EXPECT_TRUE(bitwise_equal(dqw3, dqw)) << "dq_weight without dq/dk " << shape;
+    EXPECT_TRUE(bitwise_equal(dkw3, dkw)) << "dk_weight without dq/dk " << shape;
+  }
 }
 
 }  // namespace

@@ -32,8 +32,9 @@ namespace {
 // These shapes are tiny, so each op is a few microseconds of work; on a
 // loaded machine OpenMP threads that spin waiting for a descheduled peer turn
 // that into seconds. The ops are thread-count independent (model/cpu_ops.h;
-// test_cpu_ops checks it), so these tests run on one thread unless
-// OMP_NUM_THREADS asks otherwise.
+// the Cpu*.DeterministicAcrossThreadCounts tests in tests/test_ops_*.cpp check
+// it), so these tests run on one thread unless OMP_NUM_THREADS asks
+// otherwise.
 const bool kOneThread = [] {
   if (!std::getenv("OMP_NUM_THREADS")) omp_set_num_threads(1);
   return true;

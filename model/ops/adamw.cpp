@@ -34,4 +34,9 @@ void CpuOps::adamw_update(float* params, Buf copy, const float* grads, float* m,
   }
 }
 
+// The CPU's weights are the fp32 params: there is no copy to round.
+void CpuOps::round_weight_copy(Buf copy, const float* params, size_t n, const AdamWArgs& args) {
+  require(!copy, "cpu round_weight_copy: the CPU backend keeps no low-precision weight copy");
+}
+
 }  // namespace polaris

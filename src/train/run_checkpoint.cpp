@@ -199,6 +199,9 @@ std::optional<ResumedRun> RunCheckpoints::resume(Transformer& model, Trainer& tr
   const ShardRange own = trainer.shard();
   std::vector<OptimizerShard> mine = reshard(c.optimizer, {{own.begin, own.end}});
   trainer.optimizer().set_state(mine[0].step, mine[0].m, mine[0].v);
+  // The bf16 weights as the uninterrupted run rounded them (stochastically)
+  // at the checkpoint's step; set_params rounded them to nearest.
+  trainer.optimizer().round_copy(model.params(), model.weight_copy());
   run.state = c.state["loop"];
   run.extra_tensors = std::move(c.extra_tensors);
   std::printf("resumed from %s at step %d (saved by %d rank(s), ZeRO-%d)\n", path.c_str(), run.step,

@@ -114,7 +114,7 @@ StepStats Trainer::step(const std::vector<Batch>& micro_batches, double loss_nor
   stats.lr = options_.schedule.lr_at(step_count());
   // The backend's weight copy (bf16 on the GPU) is refreshed by AdamW for
   // this rank's range; the ranges other ranks updated arrive by all-gather.
-  const Buf copy = model_.weights().ptr == model_.params() ? Buf() : model_.weights();
+  const Buf copy = model_.weight_copy();
   phase.reset();
   phase.reset(new OpsRange(model_.ops(), "optimizer"));
   optimizer_->step(model_.params(), model_.grads(), stats.lr,
