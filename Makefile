@@ -72,6 +72,13 @@ ifneq ($(and $(CUDART_DIR),$(CUBLASLT_LIB)),)
 CUDA_LIB  := $(CUDA_KERNELS)
 CXXFLAGS  += -DPOLARIS_HAVE_CUDA -I$(CUDA_HOME)/include
 LDLIBS    += -L$(CUDART_DIR) -Wl,-rpath,$(CUDART_DIR) -lcublasLt -lcudart
+# cuDNN's fused attention (cuda/cudnn_attention.cu) when its header and
+# library are there; otherwise that path reports itself unavailable.
+ifneq ($(and $(wildcard $(CUDA_HOME)/include/cudnn.h),$(wildcard $(CUDART_DIR)/libcudnn.so)),)
+NVCCFLAGS += -DPOLARIS_HAVE_CUDNN
+CXXFLAGS  += -DPOLARIS_HAVE_CUDNN
+LDLIBS    += -lcudnn
+endif
 endif
 endif
 
