@@ -79,6 +79,7 @@
 #include <cstdint>
 #include <string>
 
+#include "cuda/attention_kernels.h"
 #include "cuda/context.cuh"
 
 namespace polaris {
@@ -881,15 +882,27 @@ void launch_backward(CudaContext& c, const BackwardParams& p, int B, const std::
 
 }  // namespace
 
-// ---- CudaOps members ----------------------------------------------------------------
+// ---- shared with cuda/flash_attention.cu (cuda/attention_kernels.h) -------------
 
-void CudaOps::attention_forward(Buf out, float* lse, CBuf q, CBuf k, CBuf v,
-                                const int32_t* doc_ids, const AttentionShape& sh) {
+std::string attention_shape_string(const AttentionShape& sh) { return attention_shape_str(sh); }
+
+void check_attention_shape(const AttentionShape& sh, const char* op) { check_shape(sh, op); }
+
+void attention_doc_start(CudaContext& c, int* doc_start, const int32_t* doc_ids, int B, int T,
+                         const char* op, const std::string& shape) {
+  launch_doc_start(c, doc_start, doc_ids, B, T, op, shape);
+}
+
+// ---- the simple kernels' entry points (CudaOps::attention_forward/backward
+// dispatch here, cuda/flash_attention.cu) ----------------------------------------------
+
+void simple_attention_forward(CudaContext& ctx, Buf out, float* lse, CBuf q, CBuf k, CBuf v,
+                              const int32_t* doc_ids, const AttentionShape& sh) {
   const char* op = "attention_forward";
   check_shape(sh, op);
   if (sh.B == 0 || sh.T == 0) return;
   const std::string shape = attention_shape_str(sh);
-  CudaContext& c = context();
+  CudaContext& c = ctx;
   ForwardParams p{};
   p.out = bf16_ptr(out, op);
   p.lse = lse;
@@ -921,9 +934,9 @@ void CudaOps::attention_forward(Buf out, float* lse, CBuf q, CBuf k, CBuf v,
   }
 }
 
-void CudaOps::attention_backward(Buf dq, Buf dk, Buf dv, CBuf dout, CBuf q, CBuf k, CBuf v,
-                                 CBuf out, const float* lse, const int32_t* doc_ids,
-                                 const AttentionShape& sh) {
+void simple_attention_backward(CudaContext& ctx, Buf dq, Buf dk, Buf dv, CBuf dout, CBuf q,
+                               CBuf k, CBuf v, CBuf out, const float* lse,
+                               const int32_t* doc_ids, const AttentionShape& sh) {
   const char* op = "attention_backward";
   check_shape(sh, op);
   if (sh.B == 0 || sh.T == 0) return;
@@ -940,7 +953,7 @@ void CudaOps::attention_backward(Buf dq, Buf dk, Buf dv, CBuf dout, CBuf q, CBuf
   const std::string shape = attention_shape_str(sh);
   if (!p.dout || !p.q || !p.k || !p.v || !out_p || !lse)
     throw Error(std::string(op) + " (" + shape + "): dout, q, k, v, out and lse are required");
-  CudaContext& c = context();
+  CudaContext& c = ctx;
   p.lse = lse;
   p.T = sh.T;
   p.H = sh.num_heads;

@@ -20,6 +20,7 @@
 #include <string>
 
 #include "cuda/context.cuh"
+#include "cuda/cudnn_attention.h"
 
 namespace polaris {
 
@@ -47,6 +48,7 @@ bool sync_every_launch() {
 void release_context(CudaContext& c) {
   if (c.stream) cudaStreamSynchronize(c.stream);
   c.matmul_plans.reset();  // through the deleter above
+  cudnn_attention_release(c);  // the cuDNN handle and plans kept for this context
   if (c.cublaslt) cublasLtDestroy(c.cublaslt);
   if (c.workspace) cudaFree(c.workspace);
   if (c.scratch) cudaFree(c.scratch);

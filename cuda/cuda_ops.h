@@ -15,6 +15,7 @@
 //   cuda/matmul.cu      cuBLASLt matmuls with bias / GELU / dGELU / bias-grad epilogues
 //   cuda/rope.cu        RoPE, and Qwen3's per-head q/k RMSNorm + RoPE
 //   cuda/attention.cu   fused attention forward/backward, KV-cache decode
+//   cuda/flash_attention.cu  tensor-core flash attention; attention dispatch
 //   cuda/activation.cu  GELU and SwiGLU
 //   cuda/classifier.cu  fused softmax cross-entropy over bf16 logits
 //   cuda/adamw.cu       fused AdamW with stochastic rounding to bf16
@@ -110,6 +111,10 @@ class CudaOps : public Ops {
   void attention_backward(Buf dq, Buf dk, Buf dv, CBuf dout, CBuf q, CBuf k, CBuf v, CBuf out,
                           const float* lse, const int32_t* doc_ids,
                           const AttentionShape& shape) override;
+  // Attention implementation (cuda/flash_attention.cu): "flash" (default:
+  // tensor cores for head_dim 64/128, else the simple kernels) or "simple".
+  void set_attention(const std::string& impl);
+  std::string attention() const { return attention_impl_; }
   void scatter_rows(Buf table, CBuf rows, int rows_stride, const int32_t* row_index, int n,
                     int width) override;
   void attention_decode(Buf out, CBuf q, int q_stride, CBuf k_cache, CBuf v_cache,
@@ -130,6 +135,7 @@ class CudaOps : public Ops {
 
  private:
   std::unique_ptr<CudaContext> context_;
+  std::string attention_impl_ = "flash";
 };
 
 }  // namespace polaris

@@ -31,7 +31,7 @@ if [ -f build/gpu_bundle.tar.gz ]; then  # made by run/gpu_bundle.sh on a CPU ma
   tar -xzf build/gpu_bundle.tar.gz
   export LD_LIBRARY_PATH=$PWD/build/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
   row "build (bundle)" ok "$(( $(date +%s) - start ))s"
-elif make -j"$(nproc)" CUDA_ARCHS=90a tests-build build/bench_kernels > "$OUT/build.log" 2>&1; then
+elif make -j"$(nproc)" CUDA_ARCHS=90a tests-build build/bench_kernels build/bench_attention > "$OUT/build.log" 2>&1; then
   row build ok "$(( $(date +%s) - start ))s"
 else
   row build FAIL "see build.log"; tail -30 "$OUT/build.log"
@@ -70,14 +70,17 @@ else
   row compute-sanitizer SKIP "not installed"
 fi
 
-# The whole model against transformers' fixtures, in bf16.
+# The whole model against transformers' fixtures, in bf16, with each
+# attention implementation.
 for fx in tests/fixtures/qwen3_tiny tests/fixtures/gpt2_tiny; do
-  name=check_$(basename "$fx")
-  if timeout 120 build/polaris_check "$fx" --backend cuda > "$OUT/$name.log" 2>&1; then
-    row "polaris_check $(basename "$fx")" ok "$(grep -E 'logits' "$OUT/$name.log" | head -1 | sed 's/^ *//')"
-  else
-    row "polaris_check $(basename "$fx")" FAIL "see $name.log"
-  fi
+  for attn in flash cudnn simple; do
+    name=check_$(basename "$fx")_$attn
+    if timeout 120 build/polaris_check "$fx" --backend cuda --attention "$attn" > "$OUT/$name.log" 2>&1; then
+      row "polaris_check $(basename "$fx") $attn" ok "$(grep -E 'logits' "$OUT/$name.log" | head -1 | sed 's/^ *//')"
+    else
+      row "polaris_check $(basename "$fx") $attn" FAIL "see $name.log"
+    fi
+  done
 done
 
 # 50 steps of the tiny preset on both backends: the curves must agree.
@@ -101,6 +104,12 @@ else row "50-step curve cpu vs cuda" FAIL "$(tail -1 "$OUT/curve_compare.txt")";
 
 # Speed: every kernel against the H100 roofline, then training beside
 # PyTorch/transformers on the same shapes (run/bench_train.sh --quick).
+if timeout 120 build/bench_attention > "$OUT/bench_attention.txt" 2>&1; then
+  row bench_attention ok "see bench_attention.txt"
+else
+  row bench_attention FAIL "see bench_attention.txt"
+fi
+python3 run/bench_attention.py > "$OUT/bench_attention_pytorch.txt" 2>&1 || true
 if timeout 180 build/bench_kernels > "$OUT/bench_kernels.txt" 2>&1; then
   row bench_kernels ok "$(grep -c . "$OUT/bench_kernels.txt") lines, see bench_kernels.txt"
 else

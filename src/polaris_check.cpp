@@ -14,6 +14,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "data/json_input.h"
 #include "model/hf_import.h"
 #include "model/safetensors.h"
 #include "model/sampler.h"
@@ -43,10 +44,8 @@ struct Expected {
 };
 
 Expected read_expected(const std::string& path, int vocab_size) {
-  std::ifstream stream(path);
-  require(bool(stream), path + ": cannot open");
-  nlohmann::json json = nlohmann::json::parse(stream, nullptr, /*allow_exceptions=*/false);
-  require(!json.is_discarded(), path + ": not valid JSON");
+  // Bounded (data/json_input.h): size and nesting limits named in the error.
+  nlohmann::json json = read_json_file(path, kJsonConfigMaxBytes, "an expected.json", "not valid JSON");
   require(json.is_object(), path + ": want a JSON object");
   Expected expected;
   require(json.contains("loss") && json["loss"].is_number() &&
@@ -83,7 +82,7 @@ double max_abs_difference(const float* a, const float* b, size_t n) {
   return worst;
 }
 
-int check(const std::string& dir, const std::string& backend) {
+int check(const std::string& dir, const std::string& backend, const std::string& attention) {
   const Tolerance tol = tolerance_for(backend);
   LoadedModel hf = read_hf_dir(dir + "/hf_model");
   SafetensorsFile forward_file(dir + "/forward.safetensors");
@@ -103,7 +102,7 @@ int check(const std::string& dir, const std::string& backend) {
       hf_named_tensors_to_flat(hf.config, HfTensors(dir + "/grads.safetensors"));
   const Expected expected = read_expected(dir + "/expected.json", hf.config.vocab_size);
 
-  std::unique_ptr<Ops> ops = make_ops(backend);
+  std::unique_ptr<Ops> ops = make_ops(backend, attention);
   Transformer model(hf.config, *ops);
   model.set_params(hf.params);
   std::printf("%s: %s, %zu parameters, B=%d T=%d, backend %s\n", dir.c_str(),
@@ -177,14 +176,16 @@ int check(const std::string& dir, const std::string& backend) {
 
 int main(int argc, char** argv) {
   return run_main([&] {
-    Flags flags(argc, argv, {"backend"}, {"help"});
-    const char* usage = "usage: polaris_check FIXTURE_DIR [--backend cpu|cuda]";
+    Flags flags(argc, argv, {"backend", "attention"}, {"help"});
+    const char* usage =
+        "usage: polaris_check FIXTURE_DIR [--backend auto|cpu|cuda] [--attention flash|cudnn|simple]";
     if (flags.has("help")) {
       std::printf("%s\n  FIXTURE_DIR holds hf_model/, forward.safetensors, grads.safetensors and "
                   "expected.json (tests/fixtures/README.md); exit 1 past tolerance\n", usage);
       return 0;
     }
     require(flags.positional().size() == 1, usage);
-    return check(flags.positional()[0], resolve_backend(flags.get("backend", "auto")));
+    return check(flags.positional()[0], resolve_backend(flags.get("backend", "auto")),
+                 flags.get("attention", "flash"));
   });
 }

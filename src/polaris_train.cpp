@@ -24,7 +24,7 @@ optimizer: --lr X  --lr-schedule cosine|linear|constant  --warmup-steps N  --min
            --weight-decay W  --beta2 B  --grad-clip C
 run:       --seed S  --log FILE.jsonl  --print-every N  --out MODEL.bin
            --val-every N  --val-batches N  --skip-bad
-device:    --backend auto|cpu|cuda  --recompute none|mlp|layer
+device:    --backend auto|cpu|cuda  --recompute none|mlp|layer  --attention flash|cudnn|simple
            --profile (3 warm-up + 5 captured steps for Nsight; run/profile.sh)
 parallel:  mpirun -np N polaris_train ... [--zero 0|1|2] [--comm mpi]
 resume:    --checkpoint-dir DIR  --checkpoint-every K  --keep-last N  --resume

@@ -37,6 +37,14 @@
 namespace polaris {
 namespace {
 
+// These tests hold the simple fused kernels (cuda/attention.cu) to fp32-level
+// tolerances; the flash path has its own tests (test_ops_flash_attention.cpp).
+void use_simple_attention(Ops& gpu) {
+#ifdef POLARIS_HAVE_CUDA
+  dynamic_cast<CudaOps&>(gpu).set_attention("simple");
+#endif
+}
+
 using test::bitwise_equal;
 using test::DeviceBuffer;
 using test::DeviceInts;
@@ -276,6 +284,7 @@ void check_case(Ops& gpu, const Case& c) {
 
 TEST(OpsAttention, ForwardBackwardMatchesCpu) {
   POLARIS_GPU_OPS_OR_SKIP(gpu);
+  use_simple_attention(*gpu);
   uint32_t seed = 100;
   for (int D : {64, 128, 48, 96})
     for (int group : {1, 2, 4})
@@ -295,6 +304,7 @@ TEST(OpsAttention, ForwardBackwardMatchesCpu) {
 
 TEST(OpsAttention, HeadDim256AndLongRow) {
   POLARIS_GPU_OPS_OR_SKIP(gpu);
+  use_simple_attention(*gpu);
   Case c;  // the largest head-dim bucket
   c.T = 127;
   c.H = 4;
@@ -332,6 +342,7 @@ std::vector<int32_t> docs_from_starts(int T, const std::vector<int>& starts, int
 
 TEST(OpsAttention, DocumentEdgesAtTileEdges) {
   POLARIS_GPU_OPS_OR_SKIP(gpu);
+  use_simple_attention(*gpu);
   Case c;
   c.B = 2;
   c.T = 100;
@@ -350,6 +361,7 @@ TEST(OpsAttention, DocumentEdgesAtTileEdges) {
 // odd (an output pair straddles the end of the head).
 TEST(OpsAttention, OddAndSmallHeadDims) {
   POLARIS_GPU_OPS_OR_SKIP(gpu);
+  use_simple_attention(*gpu);
   uint32_t seed = 40;
   for (int D : {33, 8, 20})
     for (bool docs : {false, true}) {
@@ -368,6 +380,7 @@ TEST(OpsAttention, OddAndSmallHeadDims) {
 // fused qkv); dq, dk, dv written into one fused buffer with the same strides.
 TEST(OpsAttention, FusedQkvStrides) {
   POLARIS_GPU_OPS_OR_SKIP(gpu);
+  use_simple_attention(*gpu);
   struct S { int T, H, KVH, D; bool docs; };
   // D = 64: 16-byte staging with strides; D = 36: row stride 288 but head dim
   // not a multiple of 8 (scalar path); D = 96 with GQA 4 and documents.
@@ -389,6 +402,7 @@ TEST(OpsAttention, FusedQkvStrides) {
 // bits for what is asked, and a forward without lse gives the same out.
 TEST(OpsAttention, NullOutputs) {
   POLARIS_GPU_OPS_OR_SKIP(gpu);
+  use_simple_attention(*gpu);
   Case c;
   c.T = 70;
   c.H = 4;
@@ -432,6 +446,7 @@ TEST(OpsAttention, NullOutputs) {
 // problem, before anything is launched.
 TEST(OpsAttention, BadInputsThrow) {
   POLARIS_GPU_OPS_OR_SKIP(gpu);
+  use_simple_attention(*gpu);
   DeviceBuffer a(*gpu, 4096, DType::bf16), f32(*gpu, 4096, DType::f32),
       lse(*gpu, 64, DType::f32);
   auto forward_error = [&](const AttentionShape& s, CBuf q) -> std::string {
@@ -462,6 +477,7 @@ TEST(OpsAttention, BadInputsThrow) {
 // sequence's query is row lengths[s] - 1 of its q columns.
 TEST(OpsAttention, DecodeMatchesCpuAndForward) {
   POLARIS_GPU_OPS_OR_SKIP(gpu);
+  use_simple_attention(*gpu);
   CpuOps cpu;
   struct S { int H, KVH, D; };
   for (const S& s : {S{4, 2, 64}, S{8, 2, 96}, S{4, 4, 128}, S{2, 1, 33}, S{4, 2, 256}}) {

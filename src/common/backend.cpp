@@ -32,14 +32,20 @@ std::string resolve_backend(const std::string& backend) {
   return "cpu";
 }
 
-std::unique_ptr<Ops> make_ops(const std::string& name) {
+std::unique_ptr<Ops> make_ops(const std::string& name, const std::string& attention) {
+  require(attention == "flash" || attention == "cudnn" || attention == "simple",
+          "--attention must be flash, cudnn or simple, got '" + attention + "'");
   const std::string backend = resolve_backend(name);
   if (backend == "cpu") return std::unique_ptr<Ops>(new CpuOps());
   if (backend == "cuda") {
 #ifdef POLARIS_HAVE_CUDA
     std::string why_none;
     std::vector<CudaDevice> devices = cuda_devices(&why_none);
-    if (!devices.empty()) return std::unique_ptr<Ops>(new CudaOps(local_device(devices.size())));
+    if (!devices.empty()) {
+      std::unique_ptr<CudaOps> ops(new CudaOps(local_device(devices.size())));
+      ops->set_attention(attention);
+      return ops;
+    }
     throw Error("--backend cuda: no usable GPU here (" + why_none + "); use --backend cpu");
 #else
     throw Error("--backend cuda: this build was made without the CUDA toolkit (nvcc, cudart, "

@@ -11,7 +11,9 @@ namespace polaris {
 // (cuda/cuda_ops.h) on the node-local rank's GPU, or an Error naming
 // --backend and what to do. "auto" (the default): cuda when a GPU is
 // visible, else cpu.
-std::unique_ptr<Ops> make_ops(const std::string& backend);
+// `attention` (--attention flash|cudnn|simple) picks the CUDA backend's
+// attention kernels; the CPU has one reference and ignores it.
+std::unique_ptr<Ops> make_ops(const std::string& backend, const std::string& attention = "flash");
 // "auto" -> "cuda" when a GPU is visible to this build, else "cpu"; other
 // names unchanged.
 std::string resolve_backend(const std::string& backend);

@@ -714,7 +714,7 @@ int run_grpo(const TrainOptions& options) {
           std::to_string(grpo.group_size) + " --minibatches " + std::to_string(grpo.minibatches) +
           " with rollouts of up to " + std::to_string(longest_rollout) + " tokens");
   LoadedModel start = starting_model(options);
-  std::unique_ptr<Ops> ops = make_ops(options.backend);
+  std::unique_ptr<Ops> ops = make_ops(options.backend, options.attention);
   Transformer policy(start.config, *ops);
   start_run(options, policy);
   policy.set_params(start.params);

@@ -20,7 +20,7 @@ const std::set<std::string> kValueFlags = {
     // every mode
     "data", "val-data", "steps", "batch", "seq", "grad-accum", "lr", "lr-schedule",
     "warmup-steps", "min-lr-fraction", "weight-decay", "grad-clip", "beta2", "seed", "backend",
-    "recompute",
+    "recompute", "attention",
     "log", "mode", "init", "out", "val-every", "val-batches", "print-every", "tokenizer",
     // built-in synthetic tasks (src/train/synthetic_environment.h)
     "task", "task-slip-rate", "train-examples",
@@ -137,6 +137,7 @@ TrainOptions parse_train_options(int argc, char** argv) {
   o.tokenizer = flags->get("tokenizer", "");
   o.backend = resolve_backend(flags->get("backend", "auto"));
   o.recompute = parse_recompute(flags->get("recompute", "none"));
+  o.attention = flags->get("attention", "flash");
   o.log_path = flags->get("log", "");
   o.out_path = flags->get("out", "");
   o.steps = flags->get_positive_int("steps", 100);

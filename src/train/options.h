@@ -21,6 +21,7 @@ struct TrainOptions {
   std::string tokenizer;       // tokenizer.json (sft, grpo)
   std::string backend = "cpu";      // resolved: "cpu" or "cuda" (--backend auto picks)
   Recompute recompute = Recompute::none;
+  std::string attention = "flash";  // --attention: the CUDA backend's kernels
   std::string log_path, out_path;
   int steps = 100, batch = 8, seq = 256, grad_accum = 1;
   int val_every = 100, val_batches = 8, print_every = 1;

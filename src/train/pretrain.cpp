@@ -28,7 +28,7 @@ void finish_run(const TrainOptions& options, const Transformer& model) {
 int run_pretrain(const TrainOptions& options) {
   require(!options.data.empty(), "--mode pretrain needs --data PATTERN (token shard files)");
   LoadedModel start = starting_row_model(options);
-  std::unique_ptr<Ops> ops = make_ops(options.backend);
+  std::unique_ptr<Ops> ops = make_ops(options.backend, options.attention);
   Transformer model(start.config, *ops);
   start_run(options, model);
   model.set_params(start.params);

@@ -72,7 +72,7 @@ int run_sft(const TrainOptions& options) {
               "--data: token id " + std::to_string(id) + " is outside the model's vocabulary of " +
                   std::to_string(start.config.vocab_size) + " (wrong --tokenizer for this model?)");
 
-  std::unique_ptr<Ops> ops = make_ops(options.backend);
+  std::unique_ptr<Ops> ops = make_ops(options.backend, options.attention);
   Transformer model(start.config, *ops);
   start_run(options, model);
   model.set_params(start.params);
