@@ -1,15 +1,17 @@
 // polaris_eval: evaluate a model on verifiable problems, and rejection-sample.
 //
 //   polaris_eval MODEL.bin --data problems.jsonl --tokenizer tokenizer.json
-//       [--samples K=4] [--temperature 0.6] [--top-p 1.0] [--top-k 0]
-//       [--max-response 512] [--seed S=1] [--backend cpu] [--batch 256]
+//       [--samples K=4] [--temperature 0.6] [--top-p 1.0] [--top-k 0] [--min-p 0]
+//       [--stop TEXT] [--max-response 512] [--seed S=1] [--backend cpu] [--batch 256]
 //       [--system-prompt TEXT] [--no-thinking] [--limit N] [--skip-bad]
 //       [--out per_problem.jsonl] [--pass-rates FILE] [--keep-correct FILE]
 //
 // Every problem (data/rl_dataset.h: "problem"/"prompt" plus "answer", or
 // Countdown's "numbers" + "target") is shown in the chat format and sampled K
 // times; each response is scored by the verifier (src/train/jsonl_environment.h).
-// All problems x K samples are decoded together, --batch sequences at a time;
+// --stop TEXT also ends a response once its text contains TEXT (the token
+// that completes it is the response's last). All problems x K samples are
+// decoded together, --batch sequences at a time;
 // sample j of problem p always draws from random stream p*K + j, so results do
 // not depend on --batch.
 //
@@ -52,7 +54,8 @@ namespace {
 
 const char* kUsage =
     "usage: polaris_eval MODEL.bin --data problems.jsonl --tokenizer tokenizer.json "
-    "[--samples K] [--temperature T] [--top-p P] [--top-k K] [--max-response N] [--seed S] "
+    "[--samples K] [--temperature T] [--top-p P] [--top-k K] [--min-p P] [--stop TEXT] "
+    "[--max-response N] [--seed S] "
     "[--backend cpu|cuda] [--batch N] [--system-prompt TEXT] [--no-thinking] [--limit N] "
     "[--skip-bad] [--out FILE] [--pass-rates FILE] [--keep-correct FILE]";
 
@@ -118,9 +121,9 @@ struct Sample {
 
 int run(int argc, char** argv) {
   Flags flags(argc, argv,
-              {"data", "tokenizer", "samples", "temperature", "top-p", "top-k", "max-response",
-               "seed", "backend", "batch", "out", "pass-rates", "keep-correct", "system-prompt",
-               "limit"},
+              {"data", "tokenizer", "samples", "temperature", "top-p", "top-k", "min-p", "stop",
+               "max-response", "seed", "backend", "batch", "out", "pass-rates", "keep-correct",
+               "system-prompt", "limit"},
               {"skip-bad", "no-thinking", "help"});
   if (flags.has("help")) {
     std::printf("%s\n", kUsage);
@@ -139,6 +142,9 @@ int run(int argc, char** argv) {
   const double top_p = flags.get_double("top-p", 1.0);
   require(top_p > 0 && top_p <= 1, "flag --top-p must be in (0, 1]");
   const int top_k = int_flag(flags, "top-k", 0, 0);
+  const double min_p = flags.get_double("min-p", 0.0);
+  require(min_p >= 0 && min_p <= 1, "flag --min-p must be in [0, 1]");
+  require(!flags.has("stop") || !flags.get("stop", "").empty(), "flag --stop is empty");
   const int max_response = int_flag(flags, "max-response", 512, 1);
   const int seed = int_flag(flags, "seed", 1, 0);
   const int batch = int_flag(flags, "batch", 256, 1);
@@ -187,6 +193,16 @@ int run(int argc, char** argv) {
   sp.temperature = float(temperature);
   sp.top_p = float(top_p);
   sp.top_k = top_k;
+  sp.min_p = float(min_p);
+  if (flags.has("stop")) {
+    sp.stop_strings.push_back(flags.get("stop", ""));
+    // ids the tokenizer has no token for (a model's padded vocabulary) add no text
+    sp.token_bytes = [&tokenizer](int32_t id) {
+      return id < tokenizer.vocab_size() && !tokenizer.id_to_token(id).empty()
+                 ? tokenizer.token_bytes(id)
+                 : std::string();
+    };
+  }
   sp.max_new_tokens = max_response;
   sp.seed = uint64_t(seed);
   sp.max_batch = batch;

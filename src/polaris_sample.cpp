@@ -2,7 +2,8 @@
 // Usage: kUsage below (polaris_sample --help).
 //
 // Sampling (model/sampler.h): --temperature 0 is greedy; otherwise
-// softmax(logits / T) cut by --top-k and --top-p. --samples N draws N
+// softmax(logits / T) cut by --top-k, --top-p and --min-p; --stop TEXT ends a
+// completion once its text contains TEXT (needs --tokenizer). --samples N draws N
 // completions of the prompt from independent streams of --seed.
 #include <cstdio>
 #include <sstream>
@@ -25,10 +26,13 @@ flags:
   --temperature T     0 = greedy; default 1
   --top-k K           keep the K likeliest tokens (0 = all; default)
   --top-p P           keep the smallest set of tokens with probability >= P (default 1)
+  --min-p P           keep the tokens at least P times as likely as the likeliest (default 0)
   --max-new-tokens N  default 64
   --samples N         N completions of the prompt, each from its own stream (default 1)
   --seed S            default 0
   --stop-id ID        also stop at this token id (the tokenizer's end-of-text always stops)
+  --stop TEXT         also stop once the generated text contains TEXT (needs --tokenizer;
+                      the token that completes it is the last printed)
   --chat              wrap --prompt as a ChatML user turn and stop at <|im_end|>
   --print-ids         print token ids, not text
   --backend cpu       cuda needs the CUDA ops (not in this build)
@@ -96,6 +100,7 @@ int sample(const Flags& flags) {
   params.temperature = float(flags.get_double("temperature", 1.0));
   params.top_p = float(flags.get_double("top-p", 1.0));
   params.top_k = flags.get_int32("top-k", 0);
+  params.min_p = float(flags.get_double("min-p", 0.0));
   params.max_new_tokens = flags.get_int32("max-new-tokens", 64);
   const long long seed = flags.get_int("seed", 0);
   require(seed >= 0, "--seed must be >= 0");
@@ -103,6 +108,19 @@ int sample(const Flags& flags) {
   require(params.temperature >= 0, "--temperature must be >= 0 (0: greedy)");
   require(params.top_p > 0 && params.top_p <= 1, "--top-p must be in (0, 1]");
   require(params.top_k >= 0, "--top-k must be >= 0 (0: no cut)");
+  require(params.min_p >= 0 && params.min_p <= 1, "--min-p must be in [0, 1]");
+  if (flags.has("stop")) {
+    require(flags.has("tokenizer"), "--stop needs --tokenizer (to read the generated text)");
+    const std::string stop = flags.get("stop", "");
+    require(!stop.empty(), "--stop is empty");
+    params.stop_strings.push_back(stop);
+    // ids the tokenizer has no token for (a model's padded vocabulary) add no text
+    params.token_bytes = [&tokenizer](int32_t id) {
+      return id < tokenizer.vocab_size() && !tokenizer.id_to_token(id).empty()
+                 ? tokenizer.token_bytes(id)
+                 : std::string();
+    };
+  }
   require(params.max_new_tokens > 0, "--max-new-tokens must be positive");
   // The last sampled token is never fed back, hence the - 1 (as in the sampler).
   require(prompt.size() + size_t(params.max_new_tokens) - 1 <= size_t(loaded.config.max_positions),
@@ -135,8 +153,8 @@ int sample(const Flags& flags) {
 int main(int argc, char** argv) {
   return run_main([&] {
     Flags flags(argc, argv,
-                {"prompt-ids", "prompt", "tokenizer", "temperature", "top-p", "top-k",
-                 "max-new-tokens", "seed", "samples", "backend", "stop-id"},
+                {"prompt-ids", "prompt", "tokenizer", "temperature", "top-p", "top-k", "min-p",
+                 "max-new-tokens", "seed", "samples", "backend", "stop-id", "stop"},
                 {"print-ids", "chat", "help"});
     if (flags.has("help")) {
       std::fputs(kUsage, stdout);
