@@ -30,7 +30,8 @@ parallel:  mpirun -np N polaris_train ... [--zero 0|1|2] [--comm mpi]
 resume:    --checkpoint-dir DIR  --checkpoint-every K  --keep-last N  --resume
 grpo:      --prompts-per-step P  --group-size G  --minibatches M  --clip-low/--clip-high
            --kl-coef B  --entropy-coef C  --dynamic-sampling  --no-std-normalize
-           --temperature[-schedule]  --max-response[-schedule]  --pass-rates FILE
+           --temperature[-schedule]  --max-response[-schedule]  --top-p P  --top-k K  --min-p M
+           --pass-rates FILE
            --eval-data FILE  --eval-samples K  --eval-every N
 README.md "polaris_train" explains every flag.
 )";

@@ -93,6 +93,10 @@ GrpoOptions GrpoOptions::from_flags(const Flags& flags) {
     require(stage.second >= 1, "--max-response must be at least 1");
   o.top_p = float(flags.get_double("top-p", 1.0));
   require(o.top_p > 0 && o.top_p <= 1, "--top-p must be in (0, 1]");
+  o.top_k = flags.get_int32("top-k", 0);
+  require(o.top_k >= 0, "--top-k must be >= 0 (0: no cut)");
+  o.min_p = float(flags.get_double("min-p", 0.0));
+  require(o.min_p >= 0 && o.min_p <= 1, "--min-p must be in [0, 1] (0: no cut)");
   o.eval_temperature = float(flags.get_double("eval-temperature", 1.0));
   require(o.eval_temperature >= 0, "--eval-temperature must be >= 0 (0: greedy)");
   o.eval_samples = flags.get_positive_int("eval-samples", o.eval_samples);
@@ -326,6 +330,8 @@ class GrpoRun {
     SamplingParams p;
     p.temperature = float(temperature);
     p.top_p = grpo_.top_p;
+    p.top_k = grpo_.top_k;
+    p.min_p = grpo_.min_p;
     p.max_new_tokens = max_response;
     p.stop_tokens = env_.stop_tokens();
     p.max_batch = std::max(64, grpo_.prompts_per_step * grpo_.group_size);

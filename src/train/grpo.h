@@ -52,6 +52,8 @@ struct GrpoOptions {
   StagedValue temperature = StagedValue::constant(1.0);
   StagedValue max_response = StagedValue::constant(256);
   float top_p = 1.f;
+  int top_k = 0;       // --top-k (0: no cut)
+  float min_p = 0.f;   // --min-p (0: no cut)
   float eval_temperature = 1.f;
   int eval_samples = 4;          // k of avg@k
   int eval_every = 0;            // 0: before and after only

@@ -29,7 +29,7 @@ const std::set<std::string> kValueFlags = {
     // GRPO (src/train/grpo.cpp)
     "prompts-per-step", "group-size", "minibatches", "clip-low", "clip-high", "kl-coef",
     "entropy-coef", "temperature", "temperature-schedule", "max-response",
-    "max-response-schedule", "top-p", "pass-rates", "eval-data", "eval-every",
+    "max-response-schedule", "top-p", "top-k", "min-p", "pass-rates", "eval-data", "eval-every",
     "eval-samples", "max-refills", "max-prompt", "eval-temperature", "eval-problems",
     "system-prompt",
 };
@@ -41,7 +41,7 @@ const std::set<std::string> kSwitchFlags = {"resume", "profile", "no-std-normali
 const std::set<std::string> kGrpoOnly = {
     "prompts-per-step", "group-size", "minibatches", "clip-low", "clip-high", "kl-coef",
     "entropy-coef", "temperature", "temperature-schedule", "max-response",
-    "max-response-schedule", "top-p", "pass-rates", "eval-data", "eval-every",
+    "max-response-schedule", "top-p", "top-k", "min-p", "pass-rates", "eval-data", "eval-every",
     "eval-samples", "max-refills", "max-prompt", "eval-temperature", "eval-problems",
     "system-prompt", "dynamic-sampling", "no-std-normalize"};
 // GRPO packs its rollouts itself (--batch rows per micro-batch, no --seq or

@@ -20,7 +20,7 @@ const char* const kMustMatch[] = {
     "min-lr-fraction", "weight-decay", "beta2", "grad-clip", "seed", "task", "task-slip-rate",
     "train-examples", "data", "tokenizer", "skip-bad", "prompts-per-step", "group-size",
     "minibatches", "clip-low", "clip-high", "kl-coef", "entropy-coef", "temperature",
-    "temperature-schedule", "max-response", "max-response-schedule", "top-p", "max-refills",
+    "temperature-schedule", "max-response", "max-response-schedule", "top-p", "top-k", "min-p", "max-refills",
     "pass-rates", "eval-data", "system-prompt", "max-prompt", "dynamic-sampling",
     "no-std-normalize"};
 
