@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cerrno>
 #include <cstdint>
 #include <cstring>
@@ -16,6 +17,7 @@
 #include <mutex>
 #include <sstream>
 
+#include "data/json_input.h"
 #include "model/params.h"
 #include "model/safetensors.h"
 #include "src/common/error.h"
@@ -240,6 +242,8 @@ std::vector<int64_t> read_ints(hid_t obj, const std::string& name, const std::st
               H5Aclose);
   Handle space(check(H5Aget_space(attr.get()), file, "H5Aget_space (" + name + ")"), H5Sclose);
   hssize_t count = check(H5Sget_simple_extent_npoints(space.get()), file, "H5Sget_simple_extent_npoints");
+  require(count <= 64, file + ": attribute '" + name + "' has " + std::to_string(count) +
+                           " values (at most 64)");
   std::vector<int64_t> values(static_cast<size_t>(count));
   if (count > 0) check(H5Aread(attr.get(), H5T_NATIVE_INT64, values.data()), file, "H5Aread (" + name + ")");
   return values;
@@ -262,6 +266,12 @@ std::vector<float> read_floats(hid_t loc, const std::string& name, const std::st
   require(expected == kAbsent || n == expected,
           file + ": dataset '" + name + "' has " + std::to_string(n) + " values, expected " +
               std::to_string(expected) + why);
+  // The extent is only a number in the file: its data must really be stored
+  // (uncompressed fp32) before a buffer of that size is allocated.
+  const hsize_t stored = H5Dget_storage_size(set.get());
+  require(n <= (hsize_t(1) << 60) && stored >= n * 4,
+          file + ": dataset '" + name + "' claims " + std::to_string(n) + " values but stores " +
+              std::to_string(stored) + " bytes (truncated or corrupt)");
   std::vector<float> data(n);
   if (n) check(H5Dread(set.get(), H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, data.data()),
                file, "H5Dread (" + name + ") (truncated or corrupt?)");
@@ -285,6 +295,53 @@ std::vector<std::string> link_names(hid_t loc, const std::string& file) {
     names.push_back(name);
   }
   return names;
+}
+
+// state.json's shape: an object whose run fields, where present, have their
+// types and ranges (the training loop reads them as ints and counters; a
+// negative or 64-bit value would wrap there). Presence is the loop's check.
+void check_state(const nlohmann::json& state, const std::string& file) {
+  require(state.is_object(), file + ": expected a JSON object, got " +
+                                 std::string(state.type_name()));
+  auto integer_in = [&](const nlohmann::json& obj, const char* key, const std::string& name,
+                        int64_t lo, int64_t hi) {
+    if (!obj.contains(key)) return;
+    const nlohmann::json& v = obj[key];
+    const bool ok = (v.is_number_unsigned() && v.get<uint64_t>() <= uint64_t(hi) &&
+                     int64_t(v.get<uint64_t>()) >= lo) ||
+                    (v.is_number_integer() && !v.is_number_unsigned() &&
+                     v.get<int64_t>() >= lo && v.get<int64_t>() <= hi);
+    require(ok, file + ": \"" + name + "\" must be an integer in [" + std::to_string(lo) + ", " +
+                    std::to_string(hi) + "], got " + v.dump());
+  };
+  integer_in(state, "step", "step", 0, INT32_MAX);
+  integer_in(state, "world_size", "world_size", 1, 1 << 20);
+  integer_in(state, "zero", "zero", 0, 2);
+  for (const char* key : {"flags", "loop"})
+    if (state.contains(key))
+      require(state[key].is_object(), file + ": \"" + std::string(key) + "\" must be an object, got " +
+                                          std::string(state[key].type_name()));
+  if (!state.contains("loop")) return;
+  const nlohmann::json& loop = state["loop"];
+  // Counters the loops restore (pretrain, SFT, GRPO): non-negative integers
+  // that a double holds exactly.
+  const int64_t kMaxCounter = int64_t(1) << 53;
+  for (const char* key : {"data_epoch", "data_cursor", "rows_taken", "epoch"})
+    integer_in(loop, key, std::string("loop.") + key, 0, kMaxCounter);
+  if (loop.contains("eval_before"))
+    require(loop["eval_before"].is_number(),
+            file + ": \"loop.eval_before\" must be a number, got " + loop["eval_before"].dump());
+  if (loop.contains("ranks")) {
+    const nlohmann::json& ranks = loop["ranks"];
+    require(ranks.is_array(), file + ": \"loop.ranks\" must be an array");
+    for (const nlohmann::json& v : ranks) {
+      const bool ok = (v.is_number_unsigned() && v.get<uint64_t>() <= uint64_t(kMaxCounter)) ||
+                      (v.is_number_integer() && v.get<int64_t>() >= 0 && v.get<int64_t>() <= kMaxCounter) ||
+                      (v.is_number_float() && v.get<double>() >= 0 && v.get<double>() <= double(kMaxCounter) &&
+                       v.get<double>() == std::floor(v.get<double>()));
+      require(ok, file + ": \"loop.ranks\" holds " + v.dump() + ", not a non-negative counter");
+    }
+  }
 }
 
 void read_model(const std::string& file, Checkpoint& c) {
@@ -336,6 +393,7 @@ void read_model(const std::string& file, Checkpoint& c) {
                 std::to_string(t.offset) + " shape " + shape_string(t.shape));
   }
   c.params = read_floats(root, "params", file, layout.total, " (the config's layout)");
+  require_finite_params(layout, c.params, file);
 }
 
 void read_optimizer(const std::string& file, size_t total, Checkpoint& c) {
@@ -358,6 +416,10 @@ void read_optimizer(const std::string& file, size_t total, Checkpoint& c) {
     s.step = int(step);
     s.m = read_floats(g.get(), "m", file, s.end - s.begin, " (" + name + "'s range)");
     s.v = read_floats(g.get(), "v", file, s.end - s.begin, " (" + name + "'s range)");
+    for (size_t k = 0; k < s.m.size(); ++k)
+      require(std::isfinite(s.m[k]) && std::isfinite(s.v[k]) && s.v[k] >= 0.f,
+              file + ": " + name + " holds a non-finite moment (or a negative second moment) at element " +
+                  std::to_string(s.begin + k));
     c.optimizer.push_back(std::move(s));
   }
 }
@@ -515,15 +577,9 @@ Checkpoint read_checkpoint(const std::string& path) {
   read_extra(path + "/extra.h5", c);
 
   const std::string file = path + "/state.json";
-  std::ifstream in(file);
-  require(bool(in), file + ": missing");
-  std::stringstream text;
-  text << in.rdbuf();
-  try {
-    c.state = nlohmann::json::parse(text.str());
-  } catch (const nlohmann::json::exception& e) {
-    throw Error(file + ": not valid JSON: " + one_line(e.what()));
-  }
+  require(fs::exists(file), file + ": missing");
+  c.state = read_json_file(file, kJsonStateMaxBytes, "a state.json", "not valid JSON");
+  check_state(c.state, file);
   return c;
 }
 

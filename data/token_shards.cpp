@@ -84,6 +84,10 @@ std::vector<uint32_t> read_token_shard(const std::string& path) {
   require(version == 1 || version == 2,
           path + ": unknown token shard version " + std::to_string(version) + " (expected 1 or 2)");
   require(header[2] >= 0, path + ": negative token count " + std::to_string(header[2]));
+  // Every writer (write_token_shard, run/make_token_shard.py) zeroes the rest.
+  for (int i = 3; i < kTokenShardHeaderInts; ++i)
+    require(header[i] == 0, path + ": reserved header word " + std::to_string(i) + " is " +
+                                std::to_string(header[i]) + ", expected 0 (corrupt or not a token shard)");
   const size_t count = static_cast<size_t>(header[2]);
   const size_t token_bytes = version == 1 ? 2 : 4;
 

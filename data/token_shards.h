@@ -20,7 +20,8 @@ constexpr int kTokenShardHeaderInts = 256;
 // Throws Error if a token is >= vocab_size.
 void write_token_shard(const std::string& path, const std::vector<uint32_t>& tokens, int vocab_size);
 
-// Throws Error naming the path: missing file, wrong magic, unknown version, truncated.
+// Throws Error naming the path: missing file, wrong magic, unknown version,
+// non-zero reserved header words, truncated or trailing bytes.
 std::vector<uint32_t> read_token_shard(const std::string& path);
 
 // The files matching a glob(3) pattern, sorted; Error naming the pattern if none.

@@ -33,6 +33,7 @@
 #include <thread>
 #include <unordered_map>
 
+#include "data/json_input.h"
 #include "src/common/error.h"
 
 namespace polaris {
@@ -503,6 +504,9 @@ struct Tokenizer::State {
   AddedTokenMatcher raw_matcher;         // tokens with normalized=false, matched on raw text
   AddedTokenMatcher normalized_matcher;  // tokens with normalized=true, matched after normalizing
   std::string end_of_text;
+  // Ids must be below this (set while loading): bounds the id tables a
+  // hostile id would otherwise size (an id near 2^31 would ask for gigabytes).
+  int64_t id_limit = 0;
 
   mutable WordCache cache;
 
@@ -925,9 +929,19 @@ bool decoder_is_byte_level(const json& j) {
 std::string find_end_of_text(const Tokenizer::State& s) {
   if (s.token_to_id.count("<|endoftext|>")) return "<|endoftext|>";
   std::string dir = s.path.substr(0, s.path.find_last_of('/') + 1);
-  std::ifstream config_file(dir + "tokenizer_config.json");
-  if (!config_file) return "";
-  json config = json::parse(config_file, nullptr, /*allow_exceptions=*/false);
+  const std::string config_path = dir + "tokenizer_config.json";
+  std::error_code ignored;
+  if (!std::filesystem::is_regular_file(config_path, ignored)) return "";
+  // Bounded (data/json_input.h); a malformed file is ignored as before, an
+  // over-limit one is an error naming it.
+  json config;
+  std::string problem;
+  if (!parse_json_bounded(read_text_file_bounded(config_path, kJsonConfigMaxBytes,
+                                                 "a tokenizer_config.json"),
+                          &config, &problem)) {
+    if (problem == json_depth_problem()) throw Error(config_path + ": " + problem);
+    return "";
+  }
   if (!config.is_object() || !config.contains("eos_token")) return "";
   const json& eos = config["eos_token"];
   std::string name;
@@ -937,11 +951,14 @@ std::string find_end_of_text(const Tokenizer::State& s) {
   return s.token_to_id.count(name) ? name : "";
 }
 
-void set_token(Tokenizer::State& s, int32_t id, const std::string& token) {
+void set_token(Tokenizer::State& s, int64_t id, const std::string& token) {
   if (id < 0) s.fail("token '" + token + "' has negative id " + std::to_string(id));
+  if (id >= s.id_limit)
+    s.fail("token '" + token + "' has id " + std::to_string(id) + ", over the limit of " +
+           std::to_string(s.id_limit) + " (ids must be below min(2^24, the number of tokens + 2^20))");
   if (static_cast<size_t>(id) >= s.id_to_token.size()) {
-    s.id_to_token.resize(id + 1);
-    s.id_present.resize(id + 1, 0);
+    s.id_to_token.resize(static_cast<size_t>(id) + 1);
+    s.id_present.resize(static_cast<size_t>(id) + 1, 0);
   }
   s.id_to_token[id] = token;
   s.id_present[id] = 1;
@@ -990,6 +1007,7 @@ class TokenizerJsonReader : public nlohmann::json_sax<json> {
     return true;
   }
   bool start_object(std::size_t) override {
+    if (!enter()) return false;
     if (mode_ == None && key_ == "vocab" && in_model()) {
       mode_ = Vocab;
       depth_ = 1;
@@ -1004,6 +1022,7 @@ class TokenizerJsonReader : public nlohmann::json_sax<json> {
     return open(json::object());
   }
   bool end_object() override {
+    --nesting_;
     if (mode_ != None) {
       if (--depth_ == 0) mode_ = None;
       return true;
@@ -1012,6 +1031,7 @@ class TokenizerJsonReader : public nlohmann::json_sax<json> {
     return true;
   }
   bool start_array(std::size_t) override {
+    if (!enter()) return false;
     if (mode_ == None && key_ == "merges" && in_model()) {
       mode_ = Merges;
       depth_ = 1;
@@ -1027,6 +1047,7 @@ class TokenizerJsonReader : public nlohmann::json_sax<json> {
     return open(json::array());
   }
   bool end_array() override {
+    --nesting_;
     if (mode_ != None) {
       if (mode_ == Merges && depth_ == 2) {
         if (pair_parts_.size() == 2)
@@ -1048,6 +1069,12 @@ class TokenizerJsonReader : public nlohmann::json_sax<json> {
  private:
   enum Mode { None, Vocab, Merges };
 
+  // One more level of nesting; false (ending the parse) beyond kJsonMaxDepth.
+  bool enter() {
+    if (++nesting_ <= kJsonMaxDepth) return true;
+    error = json_depth_problem();
+    return false;
+  }
   // Directly inside the top-level "model" object?
   bool in_model() const { return stack_.size() == 2 && model_ == stack_.back(); }
   void note(const std::string& problem) {
@@ -1096,6 +1123,7 @@ class TokenizerJsonReader : public nlohmann::json_sax<json> {
   std::string key_;
   Mode mode_ = None;
   int depth_ = 0;
+  int nesting_ = 0;  // open arrays and objects
   std::vector<std::string> pair_parts_;
 };
 
@@ -1117,13 +1145,14 @@ void parse_model(Tokenizer::State& s, const json& model, LargeParts& large) {
   s.token_to_id.reserve(large.vocab.size() * 2);
   s.id_to_token.reserve(large.vocab.size() + 1024);
   for (const auto& entry : large.vocab) {
-    if (entry.second < 0 || entry.second > (1 << 30))
-      s.fail("model vocab id " + std::to_string(entry.second) + " of '" + entry.first + "' is out of range");
+    if (entry.second < 0 || entry.second >= s.id_limit)
+      s.fail("model vocab id " + std::to_string(entry.second) + " of '" + entry.first +
+             "' is out of range (ids must be below " + std::to_string(s.id_limit) + ")");
     const size_t id = static_cast<size_t>(entry.second);
     if (id < s.id_present.size() && s.id_present[id])
       s.fail("model vocab id " + std::to_string(id) + " belongs to both '" + s.id_to_token[id] + "' and '" +
              entry.first + "'");
-    set_token(s, static_cast<int32_t>(entry.second), entry.first);
+    set_token(s, entry.second, entry.first);
   }
 
   if (model.contains("unk_token") && model["unk_token"].is_string()) {
@@ -1155,7 +1184,11 @@ void parse_added_tokens(Tokenizer::State& s, const json& list) {
   if (list.is_null()) return;
   for (const json& j : list) {
     AddedToken token;
-    token.id = j.at("id").get<int32_t>();
+    const json& id = j.at("id");
+    if (!id.is_number_integer() || id.get<int64_t>() < 0 || id.get<int64_t>() >= s.id_limit)
+      s.fail("added token id " + id.dump() + " is not an integer in [0, " +
+             std::to_string(s.id_limit) + ")");
+    token.id = static_cast<int32_t>(id.get<int64_t>());
     token.content = j.at("content").get<std::string>();
     if (token.content.empty()) s.fail("added token " + std::to_string(token.id) + " has empty content");
     token.special = j.value("special", false);
@@ -1188,16 +1221,25 @@ Tokenizer Tokenizer::load(const std::string& path) {
   std::error_code ignored;
   if (std::filesystem::is_directory(path, ignored))
     throw Error(path + ": is a directory (expected a tokenizer.json file)");
-  std::ifstream file(path, std::ios::binary);
-  if (!file) throw Error(path + ": cannot open tokenizer file");
-  std::stringstream buffer;
-  buffer << file.rdbuf();
-  const std::string text = buffer.str();
+  {
+    std::ifstream probe(path, std::ios::binary);
+    if (!probe) throw Error(path + ": cannot open tokenizer file");
+  }
+  const std::string text = read_text_file_bounded(path, kJsonTokenizerMaxBytes, "a tokenizer.json");
   LargeParts large;
   TokenizerJsonReader reader(&large);
   bool parsed = json::sax_parse(text, &reader);
+  if (!parsed && reader.error == json_depth_problem()) s.fail(reader.error);
   if (!parsed) s.fail("malformed JSON: " + reader.error);
   const json& root = reader.root;
+  // Ids are dense in practice (vocab, then added tokens): allow a gap of 2^20
+  // over the number of tokens listed, and never beyond the model vocab bound.
+  {
+    size_t listed = large.vocab.size();
+    if (root.is_object() && root.contains("added_tokens") && root["added_tokens"].is_array())
+      listed += root["added_tokens"].size();
+    s.id_limit = std::min<int64_t>(int64_t(1) << 24, int64_t(listed) + (int64_t(1) << 20));
+  }
   try {
     if (!root.is_object()) s.fail("not a tokenizer.json (top level is not an object)");
     if (!root.contains("model")) s.fail("no 'model' section");

@@ -39,6 +39,20 @@ void ModelConfig::validate(const std::string& source) const {
   fits(vocab_size, hidden_size, "the embedding");
   fits(hidden_size, intermediate_size, "the MLP");
   fits(hidden_size, (long long)num_heads * head_dim, "the attention projection");
+  // Sane upper bounds, far above any published model: a corrupt or hostile
+  // header must fail here, before layouts are built or buffers allocated.
+  auto at_most = [&](int value, int limit, const char* field) {
+    require(value <= limit, source + ": config field " + field + " = " + std::to_string(value) +
+                                " is over the limit of " + std::to_string(limit));
+  };
+  at_most(vocab_size, kMaxVocabSize, "vocab_size");
+  at_most(hidden_size, kMaxHiddenSize, "hidden_size");
+  at_most(num_layers, kMaxLayers, "num_layers");
+  at_most(num_heads, kMaxHeads, "num_heads");
+  at_most(num_kv_heads, num_heads, "num_kv_heads (at most num_heads)");
+  at_most(head_dim, kMaxHeadDim, "head_dim");
+  at_most(intermediate_size, kMaxIntermediateSize, "intermediate_size");
+  at_most(max_positions, kMaxPositions, "max_positions");
   if (is_gpt2()) {
     fits(max_positions, hidden_size, "the position table");  // only GPT-2 learns one
     require(num_kv_heads == num_heads, source + ": GPT-2 has num_kv_heads == num_heads");

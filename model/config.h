@@ -15,6 +15,17 @@ namespace polaris {
 
 enum class Family : int32_t { GPT2 = 1, Qwen3 = 2 };
 
+// Upper bounds ModelConfig::validate enforces on every config read from a
+// file (model.bin, config.json, checkpoints): far above any published model,
+// low enough that the sizes derived from them cannot overflow 64 bits.
+constexpr int kMaxVocabSize = 1 << 24;
+constexpr int kMaxHiddenSize = 1 << 16;
+constexpr int kMaxLayers = 1024;
+constexpr int kMaxHeads = 1024;
+constexpr int kMaxHeadDim = 1024;
+constexpr int kMaxIntermediateSize = 1 << 20;
+constexpr int kMaxPositions = 1 << 30;  // Qwen3 has no position table
+
 struct ModelConfig {
   Family family = Family::Qwen3;
   int vocab_size = 0;
@@ -34,7 +45,8 @@ struct ModelConfig {
   int q_dim() const { return num_heads * head_dim; }
   int kv_dim() const { return num_kv_heads * head_dim; }
 
-  // Throws Error naming `source` (a file or preset) when a field is impossible.
+  // Throws Error naming `source` (a file or preset) when a field is impossible
+  // or over the bounds above.
   void validate(const std::string& source) const;
   std::string family_name() const { return is_gpt2() ? "gpt2" : "qwen3"; }
   std::string describe() const;  // one line: family, layers, width, heads, vocab

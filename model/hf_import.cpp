@@ -12,6 +12,7 @@
 #include <set>
 #include <sstream>
 
+#include "data/json_input.h"
 #include "model/params.h"
 #include "src/common/error.h"
 
@@ -21,16 +22,9 @@ namespace {
 
 using json = nlohmann::json;
 
+// config.json and model.safetensors.index.json: bounded (data/json_input.h).
 json read_json_file(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw Error(path + ": cannot open: " + errno_text());
-  std::stringstream ss;
-  ss << in.rdbuf();
-  try {
-    return json::parse(ss.str());
-  } catch (const json::exception& e) {
-    throw Error(path + ": malformed JSON: " + one_line(e.what()));
-  }
+  return polaris::read_json_file(path, kJsonConfigMaxBytes, "a JSON model file");
 }
 
 bool is_dir(const std::string& path) {
@@ -427,15 +421,21 @@ std::vector<float> hf_named_tensors_to_flat(const ModelConfig& config, const HfT
   const std::string prefix =
       config.is_gpt2() && tensors.has("transformer.wte.weight") ? "transformer." : "";
   const std::vector<Mapping> maps = build_mappings(config, layout, prefix);
-  std::vector<float> flat(layout.total);
-  std::vector<float> tmp;
-  std::set<std::string> used;
+  // Every tensor the config needs must be there with its shape before the
+  // flat buffer is allocated: the files' sizes, checked against their headers,
+  // then bound what a config.json with absurd sizes can make us allocate.
   for (const Mapping& m : maps) {
     const SafetensorsEntry& e = tensors.entry(m.hf_name);
     if (e.shape != m.hf_shape)
       throw Error(tensors.file_of(m.hf_name) + ": tensor " + m.hf_name + " has shape " +
                   shape_string(e.shape) + ", the config (" + config.describe() + ") needs " +
                   shape_string(m.hf_shape));
+  }
+  std::vector<float> flat(layout.total);
+  std::vector<float> tmp;
+  std::set<std::string> used;
+  for (const Mapping& m : maps) {
+    const SafetensorsEntry& e = tensors.entry(m.hf_name);
     used.insert(m.hf_name);
     if (!m.conv1d && m.dst.size() == 1) {
       tensors.read_f32(m.hf_name, flat.data() + m.dst[0]);

@@ -48,6 +48,10 @@ Header read_header(const std::string& path, FilePtr* f) {
     throw Error(path + ": unknown parameter dtype " + std::to_string(w[3]) + " (0 fp32, 1 bf16)");
   if (w[12] != 0 && w[12] != 1)
     throw Error(path + ": tied_embeddings flag must be 0 or 1, got " + std::to_string(w[12]));
+  for (int i = 17; i < kModelBinHeaderWords; ++i)
+    if (w[i] != 0)
+      throw Error(path + ": reserved header word " + std::to_string(i) + " is " +
+                  std::to_string(w[i]) + ", expected 0 (corrupt or not a model.bin)");
   ModelConfig& c = h.config;
   c.family = Family(w[2]);
   c.vocab_size = w[4];
@@ -61,7 +65,7 @@ Header read_header(const std::string& path, FilePtr* f) {
   c.tied_embeddings = w[12] == 1;
   c.rope_theta = bits_float(uint32_t(w[13]));
   c.norm_eps = bits_float(uint32_t(w[14]));
-  c.validate(path);
+  c.validate(path);  // bounded sizes: the layout below cannot overflow or take long
   h.bf16 = w[3] == 1;
   h.count = uint64_t(uint32_t(w[15])) | (uint64_t(uint32_t(w[16])) << 32);
   const uint64_t expected = build_param_layout(c).total;

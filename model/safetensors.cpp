@@ -12,6 +12,7 @@
 #include <nlohmann/json.hpp>
 #include <set>
 
+#include "data/json_input.h"
 #include "src/common/error.h"
 
 namespace polaris {
@@ -179,8 +180,11 @@ uint64_t file_size(std::FILE* f, const std::string& path) {
   return uint64_t(st.st_size);
 }
 
+constexpr size_t kMaxSafetensorsRank = 16;
+
 int64_t json_uint(const nlohmann::json& v, bool* ok) {
-  if (v.is_number_unsigned()) return int64_t(v.get<uint64_t>());
+  if (v.is_number_unsigned() && v.get<uint64_t>() <= uint64_t(INT64_MAX))
+    return int64_t(v.get<uint64_t>());
   if (v.is_number_integer() && v.get<int64_t>() >= 0) return v.get<int64_t>();
   *ok = false;
   return 0;
@@ -200,18 +204,16 @@ SafetensorsFile::SafetensorsFile(const std::string& path) : path_(path) {
   if (header_len > size - 8)
     throw Error(path + ": header length " + std::to_string(header_len) +
                 " is beyond the end of the file (" + std::to_string(size) + " bytes)");
+  if (header_len > kJsonSafetensorsHeaderMaxBytes)
+    throw Error(path + ": header length " +
+                json_size_problem(header_len, kJsonSafetensorsHeaderMaxBytes, "a safetensors header"));
   std::string header(header_len, '\0');
   if (header_len && std::fread(&header[0], 1, header_len, f.get()) != header_len)
     throw Error(path + ": cannot read the header: " + errno_text());
   data_start_ = 8 + header_len;
   const uint64_t data_size = size - data_start_;
 
-  nlohmann::json j;
-  try {
-    j = nlohmann::json::parse(header);
-  } catch (const nlohmann::json::exception& e) {
-    throw Error(path + ": malformed header JSON: " + one_line(e.what()));
-  }
+  const nlohmann::json j = parse_json_or_throw(header, path, "malformed header JSON");
   require(j.is_object(), path + ": malformed header: expected a JSON object");
 
   for (auto it = j.begin(); it != j.end(); ++it) {
@@ -237,15 +239,29 @@ SafetensorsFile::SafetensorsFile(const std::string& path) : path_(path) {
       throw Error(where + " has unsupported dtype '" + dt + "' (F32, F16, BF16, I32, I64)");
     const nlohmann::json& shape = v["shape"];
     require(shape.is_array(), where + ": shape must be an array");
-    e.numel = 1;
+    require(shape.size() <= kMaxSafetensorsRank,
+            where + ": shape has " + std::to_string(shape.size()) + " dimensions (at most " +
+                std::to_string(kMaxSafetensorsRank) + ")");
     bool ok = true;
     for (const auto& d : shape) {
       int64_t dim = json_uint(d, &ok);
       require(ok, where + ": shape " + shape.dump() + " must hold non-negative integers");
       e.shape.push_back(dim);
-      require(dim == 0 || e.numel <= (uint64_t(1) << 62) / uint64_t(dim),
-              where + ": shape " + shape.dump() + " is too large");
-      e.numel *= size_t(dim);
+    }
+    // The element count, overflow-checked: a zero dimension makes it 0 whatever
+    // the others are; otherwise its size in bytes must fit 64 bits (the offsets
+    // below then tie it to the data section).
+    const uint64_t max_numel = std::numeric_limits<uint64_t>::max() / dtype_size(e.dtype);
+    e.numel = 1;
+    if (std::find(e.shape.begin(), e.shape.end(), int64_t(0)) != e.shape.end()) {
+      e.numel = 0;
+    } else {
+      for (int64_t dim : e.shape) {
+        require(uint64_t(e.numel) <= max_numel / uint64_t(dim),
+                where + ": shape " + shape.dump() + " has an element count whose size in " +
+                    "bytes overflows 64 bits");
+        e.numel *= size_t(dim);
+      }
     }
     const nlohmann::json& off = v["data_offsets"];
     require(off.is_array() && off.size() == 2, where + ": data_offsets must be [begin, end]");
