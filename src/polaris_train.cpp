@@ -19,6 +19,7 @@ const char* kUsage = R"(usage:
   polaris_train MODEL.bin | --init PRESET|config.json  --mode pretrain|sft|grpo  [flags]
 
 data:      --data PATTERN|FILE  --val-data ...  --tokenizer tokenizer.json  --task NAME
+           --task-slip-rate R  --train-examples N  --system-prompt TEXT  --max-prompt N
 shape:     --steps N  --batch B  --seq T  --grad-accum K
 optimizer: --lr X  --lr-schedule cosine|linear|constant  --warmup-steps N  --min-lr-fraction F
            --weight-decay W  --beta2 B  --grad-clip C
@@ -31,8 +32,8 @@ resume:    --checkpoint-dir DIR  --checkpoint-every K  --keep-last N  --resume
 grpo:      --prompts-per-step P  --group-size G  --minibatches M  --clip-low/--clip-high
            --kl-coef B  --entropy-coef C  --dynamic-sampling  --no-std-normalize
            --temperature[-schedule]  --max-response[-schedule]  --top-p P  --top-k K  --min-p M
-           --pass-rates FILE
-           --eval-data FILE  --eval-samples K  --eval-every N
+           --pass-rates FILE  --max-refills N
+           --eval-data FILE  --eval-samples K  --eval-every N  --eval-temperature T  --eval-problems N
 README.md "polaris_train" explains every flag.
 )";
 
