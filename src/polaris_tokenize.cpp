@@ -26,6 +26,7 @@
 #include <string>
 #include <vector>
 
+#include "data/json_input.h"
 #include "data/token_shards.h"
 #include "data/tokenizer.h"
 #include "src/common/cli.h"
@@ -66,8 +67,12 @@ json parse_line(const std::string& line, std::string* problem) {
     *problem = "invalid UTF-8 at byte " + std::to_string(bad_byte + 1);
     return json(json::value_t::discarded);
   }
-  json record = json::parse(line, nullptr, /*allow_exceptions=*/false);
-  if (record.is_discarded()) *problem = "malformed JSON";
+  json record;
+  std::string why;
+  if (!parse_json_bounded(line, &record, &why)) {  // depth-bounded: no stack overflow
+    *problem = "malformed JSON (" + why + ")";
+    return json(json::value_t::discarded);
+  }
   return record;
 }
 

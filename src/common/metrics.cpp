@@ -6,6 +6,7 @@
 #include <cstring>
 #include <fstream>
 
+#include "data/json_input.h"
 #include "src/common/error.h"
 
 namespace polaris {
@@ -34,8 +35,9 @@ void MetricsLog::drop_records_after(int step, bool events_at_step) {
   std::ifstream in(path_);
   std::string kept, line;
   while (std::getline(in, line)) {
-    nlohmann::json record = nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false);
-    if (record.is_discarded() || !record.is_object()) continue;  // torn by a crash
+    nlohmann::json record;
+    std::string why;
+    if (!parse_json_bounded(line, &record, &why) || !record.is_object()) continue;  // torn by a crash
     if (record.contains("step") && record["step"].is_number()) {
       const double at = record["step"].get<double>();
       if (at > step || (events_at_step && at == step && record.contains("event"))) continue;
