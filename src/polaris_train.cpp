@@ -29,7 +29,7 @@ device:    --backend auto|cpu|cuda  --recompute none|mlp|layer  --attention flas
            --profile (3 warm-up + 5 captured steps for Nsight; run/profile.sh)
 parallel:  mpirun -np N polaris_train ... [--zero 0|1|2] [--comm mpi]
 resume:    --checkpoint-dir DIR  --checkpoint-every K  --keep-last N  --resume
-grpo:      --prompts-per-step P  --group-size G  --minibatches M  --clip-low/--clip-high
+grpo:      --prompts-per-step P  --group-size G  --minibatches M  --clip-low/--clip-high  --clip-ratio-c C
            --kl-coef B  --entropy-coef C  --dynamic-sampling  --no-std-normalize
            --temperature[-schedule]  --max-response[-schedule]  --top-p P  --top-k K  --min-p M
            --pass-rates FILE  --max-refills N

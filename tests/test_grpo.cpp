@@ -197,6 +197,28 @@ TEST(PolicyTokenTerms, NegativeAdvantageBelowLowBoundIsClipped) {
   EXPECT_NEAR(t.weight, 0.82 * A, 1e-5);
 }
 
+// Dual clip: for A < 0 the objective is at least c A, so a ratio that ran
+// far above 1 on a bad answer adds no gradient; positive advantages and
+// ratios below c are untouched.
+TEST(PolicyTokenTerms, DualClipBoundsNegativeAdvantages) {
+  GrpoOptions o;
+  o.clip_ratio_c = 3.f;
+  const double A = -1.0;
+  PolicyTokenTerms t = policy_token_terms(float(std::log(5.0)), 0.f, A, nullptr, o);  // ratio 5
+  EXPECT_TRUE(t.clipped);
+  EXPECT_EQ(t.weight, 0.f);
+  EXPECT_NEAR(t.objective, 3.0 * A, 1e-12);
+  t = policy_token_terms(float(std::log(2.0)), 0.f, A, nullptr, o);  // ratio 2 < c
+  EXPECT_FALSE(t.clipped);
+  EXPECT_NEAR(t.weight, 2.0 * A, 1e-5);
+  t = policy_token_terms(float(std::log(5.0)), 0.f, 1.0, nullptr, o);  // A > 0: upper clip only
+  EXPECT_NEAR(t.objective, 1.28, 1e-6);
+  o.clip_ratio_c = 0.f;  // off: the plain clipped objective, r A
+  t = policy_token_terms(float(std::log(5.0)), 0.f, A, nullptr, o);
+  EXPECT_FALSE(t.clipped);
+  EXPECT_NEAR(t.objective, 5.0 * A, 1e-5);
+}
+
 TEST(PolicyTokenTerms, MinPicksUnclippedOnTheOtherSide) {
   const GrpoOptions o;
   // A > 0 with ratio < 1 - clip_low: r A < clip(r) A, the min keeps r A and

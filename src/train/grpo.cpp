@@ -71,6 +71,9 @@ GrpoOptions GrpoOptions::from_flags(const Flags& flags) {
   o.clip_high = float(flags.get_double("clip-high", o.clip_high));
   require(o.clip_low > 0 && o.clip_low < 1 && o.clip_high > 0,
           "--clip-low must be in (0, 1) and --clip-high positive");
+  o.clip_ratio_c = float(flags.get_double("clip-ratio-c", 0));
+  require(o.clip_ratio_c == 0 || o.clip_ratio_c > 1 + o.clip_high,
+          "--clip-ratio-c must be 0 (off) or above 1 + --clip-high (Polaris uses 3)");
   o.kl_coef = float(flags.get_double("kl-coef", 0));
   o.entropy_coef = float(flags.get_double("entropy-coef", 0));
   require(o.kl_coef >= 0, "--kl-coef must be >= 0");
@@ -140,6 +143,10 @@ PolicyTokenTerms policy_token_terms(float logprob, float old_logprob, double adv
   const double unclipped = ratio * advantage, clipped = clipped_ratio * advantage;
   t.objective = std::min(unclipped, clipped);
   t.clipped = clipped < unclipped;
+  if (o.clip_ratio_c > 0 && advantage < 0 && o.clip_ratio_c * advantage > t.objective) {
+    t.objective = o.clip_ratio_c * advantage;  // dual clip: constant, so no gradient
+    t.clipped = true;
+  }
   double weight = t.clipped ? 0.0 : ratio * advantage;
   if (ref_logprob && o.kl_coef > 0) {
     const double log_ratio = double(*ref_logprob) - double(logprob);

@@ -10,6 +10,9 @@
 //   4. update   over M mini-batches, the clipped importance-ratio objective
 //               per completion token t (ratio r_t = exp(logp_t - logp_old_t)):
 //                 J_t = min(r_t A, clip(r_t, 1 - eps_low, 1 + eps_high) A)
+//               and, with dual clip (--clip-ratio-c c > 1, Polaris uses 3),
+//               for A < 0 also J_t = max(J_t, c A): a token whose ratio ran
+//               far above 1 on a bad answer cannot dominate the update;
 //               loss = mean_t [ -J_t + beta * k3_t ] - entropy_coef * mean_t H_t
 //               with k3_t = exp(ref_t - logp_t) - (ref_t - logp_t) - 1 against
 //               a frozen reference model.
@@ -44,6 +47,7 @@ struct GrpoOptions {
   int group_size = 8;            // G
   int minibatches = 2;           // optimizer steps per rollout batch
   float clip_low = 0.2f, clip_high = 0.28f;
+  float clip_ratio_c = 0.f;      // dual clip for A < 0; 0: off
   float kl_coef = 0.f;           // beta; 0: no reference model
   float entropy_coef = 0.f;
   bool std_normalize = true;

@@ -27,7 +27,7 @@ const std::set<std::string> kValueFlags = {
     // data parallel (optim/comm.h) and checkpoints (src/train/run_checkpoint.h)
     "zero", "comm", "checkpoint-dir", "checkpoint-every", "keep-last",
     // GRPO (src/train/grpo.cpp)
-    "prompts-per-step", "group-size", "minibatches", "clip-low", "clip-high", "kl-coef",
+    "prompts-per-step", "group-size", "minibatches", "clip-low", "clip-high", "clip-ratio-c", "kl-coef",
     "entropy-coef", "temperature", "temperature-schedule", "max-response",
     "max-response-schedule", "top-p", "top-k", "min-p", "pass-rates", "eval-data", "eval-every",
     "eval-samples", "max-refills", "max-prompt", "eval-temperature", "eval-problems",
@@ -39,7 +39,7 @@ const std::set<std::string> kSwitchFlags = {"resume", "profile", "no-std-normali
 // One flag set serves every mode, so a flag that the chosen mode (or data
 // source) never reads is rejected rather than silently ignored.
 const std::set<std::string> kGrpoOnly = {
-    "prompts-per-step", "group-size", "minibatches", "clip-low", "clip-high", "kl-coef",
+    "prompts-per-step", "group-size", "minibatches", "clip-low", "clip-high", "clip-ratio-c", "kl-coef",
     "entropy-coef", "temperature", "temperature-schedule", "max-response",
     "max-response-schedule", "top-p", "top-k", "min-p", "pass-rates", "eval-data", "eval-every",
     "eval-samples", "max-refills", "max-prompt", "eval-temperature", "eval-problems",

@@ -19,7 +19,7 @@ const char* const kMustMatch[] = {
     "mode", "global-batch", "seq", "grad-accum", "lr", "lr-schedule", "warmup-steps",
     "min-lr-fraction", "weight-decay", "beta2", "grad-clip", "seed", "task", "task-slip-rate",
     "train-examples", "data", "tokenizer", "skip-bad", "prompts-per-step", "group-size",
-    "minibatches", "clip-low", "clip-high", "kl-coef", "entropy-coef", "temperature",
+    "minibatches", "clip-low", "clip-high", "clip-ratio-c", "kl-coef", "entropy-coef", "temperature",
     "temperature-schedule", "max-response", "max-response-schedule", "top-p", "top-k", "min-p", "max-refills",
     "pass-rates", "eval-data", "system-prompt", "max-prompt", "dynamic-sampling",
     "no-std-normalize"};
