@@ -160,11 +160,7 @@ bench: deps
 
 # Per-kernel registers, shared memory and spills as ptxas reports them.
 cuda-report:
-	@for f in $(CUDA_SRCS); do \
-	  $(NVCC) $(filter-out -MMD -MP,$(NVCCFLAGS)) -Xptxas -v -c $$f -o /dev/null 2>&1 \
-	    | grep -E "Compiling entry|Used [0-9]+ registers|spill" \
-	    | sed -E 's/ptxas info *: //; s/Compiling entry function .(_Z[0-9]+)?([A-Za-z_0-9]+).*for .(sm_[0-9a]+)./\3 \2/'; \
-	done
+	@bash run/cuda_report.sh "$(NVCC)" "$(filter-out -MMD -MP,$(NVCCFLAGS))" $(CUDA_SRCS)
 
 clean:
 	rm -rf $(BUILD)
