@@ -9,14 +9,17 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <cerrno>
 #include <cstdint>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <future>
 #include <mutex>
 #include <sstream>
 
+#include "checkpoint/sha256.h"
 #include "data/json_input.h"
 #include "model/params.h"
 #include "model/safetensors.h"
@@ -29,6 +32,9 @@ namespace {
 
 constexpr int kFormatVersion = 1;
 const char* const kFiles[] = {"model.h5", "optimizer.h5", "state.json", "extra.h5"};
+const char* const kManifest = "manifest.json";
+constexpr int kManifestVersion = 1;
+constexpr uint64_t kManifestMaxBytes = uint64_t(1) << 20;
 
 void quiet_hdf5() {
   static std::once_flag once;
@@ -193,6 +199,135 @@ void validate(const std::string& dir, const Checkpoint& c, const ParamLayout& la
   for (const auto& [name, values] : c.extra_tensors)
     require(!name.empty() && name.find('/') == std::string::npos && name != ".",
             what + "extra tensor name '" + name + "' is empty or contains '/'");
+}
+
+// ---- the manifest ----------------------------------------------------------
+
+// One listed file: its name in the step directory, size and SHA-256 (hex).
+struct ManifestEntry {
+  std::string name, sha256;
+  uint64_t size = 0;
+};
+
+bool is_hex64(const std::string& s) {
+  if (s.size() != 64) return false;
+  for (char ch : s)
+    if (!((ch >= '0' && ch <= '9') || (ch >= 'a' && ch <= 'f'))) return false;
+  return true;
+}
+
+// Parses and checks the shape of PATH/manifest.json (bounded read, no file
+// outside it is touched). Each problem is one Error naming manifest.json.
+std::vector<ManifestEntry> read_manifest(const std::string& path) {
+  const std::string file = path + "/" + kManifest;
+  const nlohmann::json m = parse_json_or_throw(
+      read_text_file_bounded(file, kManifestMaxBytes, "a manifest.json"), file, "not valid JSON");
+  require(m.is_object() && m.contains("files") && m["files"].is_array(),
+          file + ": expected an object with a \"files\" array (corrupt)");
+  require(m.contains("version") && m["version"].is_number_integer() &&
+              m["version"].get<int64_t>() == kManifestVersion,
+          file + ": \"version\" must be " + std::to_string(kManifestVersion) + " (corrupt, or "
+                 "written by a newer build)");
+  std::vector<ManifestEntry> entries;
+  std::map<std::string, int> seen;
+  for (const nlohmann::json& e : m["files"]) {
+    const std::string at = file + ": files[" + std::to_string(entries.size()) + "] ";
+    require(e.is_object() && e.contains("name") && e["name"].is_string() && e.contains("size") &&
+                e["size"].is_number_unsigned() && e.contains("sha256") && e["sha256"].is_string(),
+            at + "needs a string \"name\", a non-negative integer \"size\" and a string "
+                 "\"sha256\" (corrupt)");
+    ManifestEntry entry;
+    entry.name = e["name"].get<std::string>();
+    entry.size = e["size"].get<uint64_t>();
+    entry.sha256 = e["sha256"].get<std::string>();
+    require(!entry.name.empty() && entry.name != "." && entry.name != ".." &&
+                entry.name.find('/') == std::string::npos && entry.name.find('\0') == std::string::npos &&
+                entry.name != kManifest,
+            at + "names '" + entry.name + "', not a file of the step directory (corrupt)");
+    require(seen[entry.name]++ == 0, at + "lists '" + entry.name + "' twice (corrupt)");
+    require(is_hex64(entry.sha256),
+            at + "sha256 of '" + entry.name + "' is not 64 lowercase hex digits (corrupt)");
+    entries.push_back(std::move(entry));
+  }
+  return entries;
+}
+
+// A file's SHA-256 (hex) and the number of bytes hashed.
+struct Digest {
+  std::string hex;
+  uint64_t bytes = 0;
+};
+
+// The digest of each named file of PATH, one thread per file (a checkpoint
+// has a few files, the big ones of similar size: hashing is ~250 MB/s a core).
+std::vector<Digest> sha256_files(const std::string& path, const std::vector<std::string>& names) {
+  std::vector<std::future<Digest>> jobs;
+  for (const std::string& name : names)
+    jobs.push_back(std::async(std::launch::async, [file = path + "/" + name] {
+      Digest d;
+      d.hex = sha256_file(file, &d.bytes);
+      return d;
+    }));
+  std::vector<Digest> out;
+  for (auto& job : jobs) out.push_back(job.get());  // rethrows a job's Error
+  return out;
+}
+
+// Verifies PATH against its manifest.json: every file in the directory is
+// listed, every listed file exists with its size and SHA-256. Returns false
+// (checking nothing) when there is no manifest.json (a checkpoint written by
+// an older build). Uses only file-system calls and reads: no HDF5.
+bool verify_manifest(const std::string& path) {
+  require(fs::is_directory(path), path + ": no such checkpoint directory");
+  const std::string file = path + "/" + kManifest;
+  std::error_code ec;
+  if (!fs::exists(fs::symlink_status(file, ec))) return false;
+  const std::vector<ManifestEntry> entries = read_manifest(path);
+  std::map<std::string, const ManifestEntry*> listed;
+  for (const ManifestEntry& e : entries) listed[e.name] = &e;
+
+  std::vector<std::string> present;
+  for (const auto& entry : fs::directory_iterator(path, ec)) present.push_back(entry.path().filename());
+  require(!ec, path + ": cannot list: " + ec.message());
+  std::sort(present.begin(), present.end());
+  for (const std::string& name : present)
+    require(name == kManifest || listed.count(name),
+            path + "/" + name + ": not listed in manifest.json (a stray file, or a corrupt manifest)");
+  // Sizes first (cheap: catches truncation before any hashing), then contents.
+  for (const ManifestEntry& e : entries) {
+    const std::string p = path + "/" + e.name;
+    require(fs::is_regular_file(fs::symlink_status(p, ec)),
+            p + ": missing (listed in manifest.json) or not a regular file");
+    const uint64_t size = fs::file_size(p, ec);
+    require(!ec, p + ": cannot stat: " + ec.message());
+    require(size == e.size, p + ": " + std::to_string(size) + " bytes, manifest.json says " +
+                                std::to_string(e.size) + " (truncated or corrupt)");
+  }
+  std::vector<std::string> names;
+  for (const ManifestEntry& e : entries) names.push_back(e.name);
+  const std::vector<Digest> digests = sha256_files(path, names);
+  for (size_t i = 0; i < entries.size(); ++i) {
+    const ManifestEntry& e = entries[i];
+    const std::string p = path + "/" + e.name;
+    const uint64_t bytes = digests[i].bytes;
+    const std::string& hex = digests[i].hex;
+    require(bytes == e.size, p + ": read " + std::to_string(bytes) + " bytes, manifest.json says " +
+                                 std::to_string(e.size) + " (changed while being verified?)");
+    require(hex == e.sha256, p + ": SHA-256 " + hex.substr(0, 16) + "... does not match manifest.json's " +
+                                 e.sha256.substr(0, 16) + "... (the file, or manifest.json, is corrupt)");
+  }
+  return true;
+}
+
+// verify_manifest, warning about a checkpoint without one: one line on stdout,
+// with the programs' other progress lines (stderr is kept to the one error line).
+void verify_or_warn(const std::string& path) {
+  if (!verify_manifest(path)) {
+    std::printf("warning: %s: no manifest.json (written by an older build): its files are not "
+                "checksummed\n",
+                path.c_str());
+    std::fflush(stdout);
+  }
 }
 
 // ---- reading -------------------------------------------------------------
@@ -501,6 +636,9 @@ void write_checkpoint(const std::string& dir, int step, const Checkpoint& c, int
     state.write(text.data(), text.size());
     state.commit();
     for (const char* file : {"model.h5", "optimizer.h5", "extra.h5"}) fsync_path(tmp + "/" + file);
+    // The manifest last, over the files as they are on disk; the rename below
+    // makes the step directory visible only with it in place.
+    write_checkpoint_manifest(tmp);
     fsync_path(tmp);
   } catch (...) {
     fs::remove_all(tmp, ec);  // nothing half-written stays behind
@@ -568,9 +706,83 @@ std::string latest_checkpoint(const std::string& dir) {
   return newest_complete(dir);
 }
 
-Checkpoint read_checkpoint(const std::string& path) {
+void write_checkpoint_manifest(const std::string& path) {
+  std::vector<std::string> names;
+  std::error_code ec;
+  for (const auto& entry : fs::directory_iterator(path, ec)) {
+    const std::string name = entry.path().filename();
+    if (name == kManifest) continue;
+    require(entry.is_regular_file() && !entry.is_symlink(),
+            path + "/" + name + ": not a regular file, cannot be listed in manifest.json");
+    names.push_back(name);
+  }
+  require(!ec, path + ": cannot list: " + ec.message());
+  std::sort(names.begin(), names.end());
+  const std::vector<Digest> digests = sha256_files(path, names);
+  nlohmann::json files = nlohmann::json::array();
+  for (size_t i = 0; i < names.size(); ++i)
+    files.push_back({{"name", names[i]}, {"size", digests[i].bytes}, {"sha256", digests[i].hex}});
+  const nlohmann::json manifest = {{"version", kManifestVersion}, {"files", files}};
+  AtomicFile out(path + "/" + kManifest);
+  const std::string text = manifest.dump(2) + "\n";
+  out.write(text.data(), text.size());
+  out.commit();
+}
+
+bool verify_checkpoint(const std::string& path) { return verify_manifest(path); }
+
+std::string latest_verified_checkpoint(const std::string& dir, std::vector<std::string>* skipped) {
+  std::string newest, why;
+  try {
+    newest = latest_checkpoint(dir);
+  } catch (const Error& e) {
+    // DIR/latest names a step directory that exists but lacks a file (deleted
+    // or lost since): passed over like one that fails verification.
+    std::ifstream in(dir + "/latest");
+    std::string name;
+    if (!(in >> name) || step_of(name) < 0 || !fs::is_directory(dir + "/" + name)) throw;
+    newest = dir + "/" + name;
+    why = e.what();
+  }
+  if (newest.empty()) return "";
+  if (why.empty()) {
+    try {
+      verify_or_warn(newest);
+      return newest;
+    } catch (const Error& e) {
+      why = e.what();
+    }
+  }
+  std::string name = fs::path(newest).filename();
+  if (name.size() > 4 && name.compare(name.size() - 4, 4, ".old") == 0)
+    name.resize(name.size() - 4);
+  const long long newest_step = step_of(name);
+  if (skipped) skipped->push_back(name + ": " + why);
+  const std::vector<std::pair<long long, std::string>> steps = step_dirs(dir);
+  for (auto it = steps.rbegin(); it != steps.rend(); ++it) {
+    if (it->first >= newest_step) continue;
+    const std::string path = dir + "/" + it->second;
+    const std::string missing = incomplete(path);
+    if (!missing.empty()) {
+      if (skipped) skipped->push_back(it->second + ": " + path + " is " + missing);
+      continue;
+    }
+    try {
+      verify_or_warn(path);
+      return path;
+    } catch (const Error& e) {
+      if (skipped) skipped->push_back(it->second + ": " + e.what());
+    }
+  }
+  throw Error(why + "; no older checkpoint in " + dir + " verifies either");
+}
+
+Checkpoint read_checkpoint(const std::string& path, bool verify) {
   quiet_hdf5();
   require(fs::is_directory(path), path + ": no such checkpoint directory");
+  // Sizes and checksums before HDF5 opens anything: a flipped byte in HDF5's
+  // metadata can crash the library itself.
+  if (verify) verify_or_warn(path);
   Checkpoint c;
   read_model(path + "/model.h5", c);
   read_optimizer(path + "/optimizer.h5", c.params.size(), c);

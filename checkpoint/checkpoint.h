@@ -6,13 +6,16 @@
 //   DIR/step_00000123/optimizer.h5  "shard_<i>" groups {begin, end, step} with m, v
 //   DIR/step_00000123/state.json    the run state (human-readable)
 //   DIR/step_00000123/extra.h5      one fp32 dataset per extra tensor
+//   DIR/step_00000123/manifest.json every other file's name, size and SHA-256,
+//                                   written last; verified before HDF5 opens any file
 //   DIR/latest                      "step_00000123\n", the newest complete one
 //
 // Writes are crash-safe: everything goes into DIR/step_00000123.tmp/, each file
-// is fsynced, the directory is renamed into place, and only then is DIR/latest
-// replaced (tmp + rename). A crash leaves at worst a *.tmp directory, which
-// readers ignore and the next write removes (or, while an existing step is
-// being rewritten, its *.old copy, which latest_checkpoint falls back to).
+// is fsynced, manifest.json is written over them, the directory is renamed into
+// place, and only then is DIR/latest replaced (tmp + rename). A crash leaves at
+// worst a *.tmp directory, which readers ignore and the next write removes (or,
+// while an existing step is being rewritten, its *.old copy, which
+// latest_checkpoint falls back to).
 // See checkpoint/README.md.
 #pragma once
 #include <cstddef>
@@ -60,11 +63,33 @@ void write_checkpoint(const std::string& dir, int step, const Checkpoint& checkp
 // one with neither fallback.
 std::string latest_checkpoint(const std::string& dir);
 
-// Reads and checks a step directory. Each problem is one Error line naming the
-// file: missing file, unreadable/truncated HDF5, missing dataset or attribute,
-// wrong shape or dtype, config inconsistent with the params or tensor table,
-// shard outside the buffer, invalid JSON.
-Checkpoint read_checkpoint(const std::string& path);
+// Verifies a step directory against its manifest.json before anything else
+// reads it: every file in the directory is listed, every listed file exists
+// with the listed size and SHA-256. Only file reads, never HDF5 (a corrupt
+// HDF5 file can crash the library). Error naming the file on a mismatch;
+// false (nothing checked) when there is no manifest.json (an older build's
+// checkpoint, which readers accept with a one-line warning on stdout).
+bool verify_checkpoint(const std::string& path);
+
+// Writes PATH/manifest.json over the other files of PATH (write_checkpoint
+// does this last, before the atomic rename). Exposed for tests and tools.
+void write_checkpoint_manifest(const std::string& path);
+
+// latest_checkpoint(dir), verified; when it fails verification (or DIR/latest
+// names a step directory that lacks a file), the newest older step directory
+// that is complete and verifies. Each checkpoint passed over is appended to
+// *skipped (when given) as "step_N: <why>". "" when dir holds no checkpoint;
+// Error (the newest one's problem) when none verifies.
+std::string latest_verified_checkpoint(const std::string& dir, std::vector<std::string>* skipped);
+
+// Reads and checks a step directory. With verify (the default), the manifest
+// first (verify_checkpoint; a checkpoint without one is read after a warning).
+// Each problem is one Error line naming the file: size or checksum mismatch,
+// file not listed or listed but missing, missing file, unreadable/truncated
+// HDF5, missing dataset or attribute, wrong shape or dtype, config
+// inconsistent with the params or tensor table, shard outside the buffer,
+// non-finite weights (naming the tensor), invalid JSON.
+Checkpoint read_checkpoint(const std::string& path, bool verify = true);
 
 // Re-partitions optimizer shards onto new contiguous ranges (e.g. a run saved
 // with 2 ZeRO ranks resumed on 3). `from` must tile one contiguous span (any

@@ -59,7 +59,20 @@ bool bits_equal(const std::vector<float>& a, const std::vector<float>& b) {
   return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0;
 }
 
-// Overwrites the integer attribute `name` of object `object` ("." = the root) of an HDF5 file.
+// Re-writes the manifest of the step directory holding `file`, after a test
+// edited the file by hand: the checks behind the manifest then see the edit.
+void reseal(const std::string& file) {
+  write_checkpoint_manifest(fs::path(file).parent_path().string());
+}
+
+// Restores `file` from `backup` and reseals its step directory.
+void restore(const std::string& backup, const std::string& file) {
+  fs::copy_file(backup, file, fs::copy_options::overwrite_existing);
+  reseal(file);
+}
+
+// Overwrites the integer attribute `name` of object `object` ("." = the root) of
+// an HDF5 file (and reseals the checkpoint's manifest).
 void set_int_attribute(const std::string& file, const char* name, int64_t value,
                        const char* object = ".") {
   hid_t f = H5Fopen(file.c_str(), H5F_ACC_RDWR, H5P_DEFAULT);
@@ -73,6 +86,7 @@ void set_int_attribute(const std::string& file, const char* name, int64_t value,
   H5Aclose(a);
   H5Oclose(o);
   H5Fclose(f);
+  reseal(file);
 }
 
 }  // namespace
@@ -222,7 +236,7 @@ TEST(Checkpoint, OutOfRangeIntegersAreOneLineErrors) {
   EXPECT_ERROR(read_checkpoint(path), model, "hidden_size", "int32");
   set_int_attribute(model, "vocab_size", -(int64_t(1) << 40));
   EXPECT_ERROR(read_checkpoint(path), model, "int32");
-  fs::copy_file(dir.path + "/model.h5.bak", model, fs::copy_options::overwrite_existing);
+  restore(dir.path + "/model.h5.bak", model);
   EXPECT_NO_THROW(read_checkpoint(path));
   set_int_attribute(opt, "step", -1, "shard_0");
   EXPECT_ERROR(read_checkpoint(path), opt, "shard_0", "step");
@@ -237,10 +251,14 @@ TEST(Checkpoint, CorruptOrMissingFilesAreOneLineErrors) {
   const auto size = fs::file_size(model);
   fs::copy_file(model, dir.path + "/model.h5.bak");
   fs::resize_file(model, size / 2);
-  EXPECT_ERROR(read_checkpoint(path), model, "truncated or corrupt");
+  EXPECT_ERROR(read_checkpoint(path), model, "truncated or corrupt");  // the manifest's size
+  reseal(model);
+  EXPECT_ERROR(read_checkpoint(path), model, "truncated or corrupt");  // HDF5's own check
   std::ofstream(model, std::ios::trunc) << "not hdf5 at all";
   EXPECT_ERROR(read_checkpoint(path), model, "truncated or corrupt");
-  fs::copy_file(dir.path + "/model.h5.bak", model, fs::copy_options::overwrite_existing);
+  reseal(model);
+  EXPECT_ERROR(read_checkpoint(path), model, "truncated or corrupt");
+  restore(dir.path + "/model.h5.bak", model);
   EXPECT_NO_THROW(read_checkpoint(path));
 
   const std::string opt = path + "/optimizer.h5";
@@ -250,6 +268,7 @@ TEST(Checkpoint, CorruptOrMissingFilesAreOneLineErrors) {
 
   const std::string state = path + "/state.json";
   std::ofstream(state, std::ios::trunc) << "{\"step\": ";
+  reseal(state);
   EXPECT_ERROR(read_checkpoint(path), state, "not valid JSON");
   fs::remove(state);
   EXPECT_ERROR(read_checkpoint(path), state, "missing");
@@ -265,10 +284,10 @@ TEST(Checkpoint, ConfigMismatchIsAnError) {
 
   set_int_attribute(model, "num_layers", 3);  // the tensor table has 2 layers' tensors
   EXPECT_ERROR(read_checkpoint(path), model, "tensor table");
-  fs::copy_file(dir.path + "/model.h5.bak", model, fs::copy_options::overwrite_existing);
+  restore(dir.path + "/model.h5.bak", model);
   set_int_attribute(model, "vocab_size", 600);  // offsets and params size no longer fit
   EXPECT_ERROR(read_checkpoint(path), model, "offset");
-  fs::copy_file(dir.path + "/model.h5.bak", model, fs::copy_options::overwrite_existing);
+  restore(dir.path + "/model.h5.bak", model);
   set_int_attribute(model, "num_heads", 0);  // an impossible config
   EXPECT_ERROR(read_checkpoint(path), model);
 

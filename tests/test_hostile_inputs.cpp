@@ -174,6 +174,7 @@ TEST(HostileJson, DeepStateJson) {
   write_checkpoint(tmp.path, 3, tiny_checkpoint(), 0);
   const std::string step = tmp / "step_00000003";
   write_text(step + "/state.json", deep_array(100000));
+  write_checkpoint_manifest(step);  // past the checksum, to the JSON reader
   EXPECT_ERROR(read_checkpoint(step), "state.json: nested deeper than 64");
 }
 
@@ -376,10 +377,12 @@ TEST(HostileStructure, StateJsonTypeAndRanges) {
   };
   for (const Case& c : cases) {
     write_text(state, c.text);
+    write_checkpoint_manifest(step);  // past the checksum, to the structure checks
     EXPECT_ERROR(read_checkpoint(step), state + ": " + c.expect);
   }
   // GRPO writes its per-rank counters as doubles: still accepted.
   write_text(state, "{\"step\": 2, \"loop\": {\"ranks\": [1.0, 4.0, 9.0], \"eval_before\": 0.5}}");
+  write_checkpoint_manifest(step);
   EXPECT_EQ(read_checkpoint(step).state["step"], 2);
 }
 

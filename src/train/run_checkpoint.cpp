@@ -154,18 +154,24 @@ void RunCheckpoints::save(int step, const Transformer& model, Trainer& trainer,
 
 std::optional<ResumedRun> RunCheckpoints::resume(Transformer& model, Trainer& trainer) {
   if (!enabled()) return std::nullopt;
-  const std::string path = latest_checkpoint(dir_);
   if (!resume_) {
+    const std::string path = latest_checkpoint(dir_);
     require(path.empty(), "--checkpoint-dir " + dir_ +
                               " already holds a run: add --resume to continue it, or choose "
                               "another directory");
     return std::nullopt;
   }
+  // The newest checkpoint that verifies against its manifest; one line for
+  // each newer one passed over (corrupt, truncated, incomplete).
+  std::vector<std::string> skipped;
+  const std::string path = latest_verified_checkpoint(dir_, &skipped);
+  for (const std::string& why : skipped)
+    std::printf("--resume: skipping %s\n", why.c_str());
   if (path.empty()) {
     std::printf("--resume: no checkpoint in %s yet, starting from the beginning\n", dir_.c_str());
     return std::nullopt;
   }
-  Checkpoint c = read_checkpoint(path);
+  Checkpoint c = read_checkpoint(path, /*verify=*/false);  // just verified
   require(c.params.size() == model.num_params() &&
               c.config.describe() == model.config().describe(),
           path + ": the checkpoint's model (" + c.config.describe() +
