@@ -5,6 +5,7 @@
 //       [--stop TEXT] [--max-response 512] [--seed S=1] [--backend cpu] [--batch 256]
 //       [--system-prompt TEXT] [--no-thinking] [--limit N] [--skip-bad]
 //       [--out per_problem.jsonl] [--pass-rates FILE] [--keep-correct FILE]
+//       [--drop-above X --kept-problems FILE]
 //
 // Every problem (data/rl_dataset.h: "problem"/"prompt" plus "answer", or
 // Countdown's "numbers" + "target") is shown in the chat format and sampled K
@@ -27,9 +28,14 @@
 //                   "majority_answer", "majority_correct"}
 //   --pass-rates    one line per problem {"line": L, "pass_rate": c/K}, L its line in
 //                   --data: what polaris_train --mode grpo --pass-rates reads
+//   --kept-problems with --drop-above X: the --data lines (verbatim) of the
+//                   evaluated problems whose pass rate is at most X — Polaris's
+//                   drop-easy step between training stages
 //   --keep-correct  every verifier-approved sample as SFT JSONL
 //                   {"prompt", "response"} (plus "system" with --system-prompt), the
 //                   format --mode sft reads (data/sft_dataset.h): best-of-N data
+#include <algorithm>
+#include <fstream>
 #include <chrono>
 #include <cstdio>
 #include <memory>
@@ -57,7 +63,8 @@ const char* kUsage =
     "[--samples K] [--temperature T] [--top-p P] [--top-k K] [--min-p P] [--stop TEXT] "
     "[--max-response N] [--seed S] "
     "[--backend cpu|cuda] [--batch N] [--system-prompt TEXT] [--no-thinking] [--limit N] "
-    "[--skip-bad] [--out FILE] [--pass-rates FILE] [--keep-correct FILE]";
+    "[--skip-bad] [--out FILE] [--pass-rates FILE] [--keep-correct FILE] "
+    "[--drop-above X --kept-problems FILE]";
 
 using Clock = std::chrono::steady_clock;
 
@@ -78,8 +85,9 @@ class AtomicFile {
   }
   AtomicFile(const AtomicFile&) = delete;
   AtomicFile& operator=(const AtomicFile&) = delete;
-  void line(const json& j) {
-    const std::string s = j.dump(-1, ' ', false, json::error_handler_t::replace) + "\n";
+  void line(const json& j) { raw_line(j.dump(-1, ' ', false, json::error_handler_t::replace)); }
+  void raw_line(const std::string& text) {
+    const std::string s = text + "\n";
     require(std::fwrite(s.data(), 1, s.size(), file_) == s.size(), path_ + ": write failed");
   }
   // Closes and checks the temporary file (rename() is separate, so every file is
@@ -123,7 +131,7 @@ int run(int argc, char** argv) {
   Flags flags(argc, argv,
               {"data", "tokenizer", "samples", "temperature", "top-p", "top-k", "min-p", "stop",
                "max-response", "seed", "backend", "batch", "out", "pass-rates", "keep-correct",
-               "system-prompt", "limit"},
+               "system-prompt", "limit", "drop-above", "kept-problems"},
               {"skip-bad", "no-thinking", "help"});
   if (flags.has("help")) {
     std::printf("%s\n", kUsage);
@@ -152,12 +160,20 @@ int run(int argc, char** argv) {
   const std::string out_path = flags.get("out", "");
   const std::string pass_rates_path = flags.get("pass-rates", "");
   const std::string keep_path = flags.get("keep-correct", "");
+  const std::string kept_problems_path = flags.get("kept-problems", "");
+  require(flags.has("drop-above") == !kept_problems_path.empty(),
+          "flag --drop-above and --kept-problems go together (the pass-rate cut and the file "
+          "the remaining problems go to)");
+  const double drop_above = flags.get_double("drop-above", 1.0);
+  require(drop_above >= 0 && drop_above <= 1, "flag --drop-above must be in [0, 1]");
 
   // Open the outputs first: a bad path fails before any sampling.
-  std::unique_ptr<AtomicFile> out_file, rates_file, keep_file;
+  std::unique_ptr<AtomicFile> out_file, rates_file, keep_file, kept_problems_file;
   if (!out_path.empty()) out_file = std::make_unique<AtomicFile>(out_path);
   if (!pass_rates_path.empty()) rates_file = std::make_unique<AtomicFile>(pass_rates_path);
   if (!keep_path.empty()) keep_file = std::make_unique<AtomicFile>(keep_path);
+  if (!kept_problems_path.empty())
+    kept_problems_file = std::make_unique<AtomicFile>(kept_problems_path);
 
   std::unique_ptr<Ops> ops = make_ops(flags.get("backend", "auto"));
   Tokenizer tokenizer = Tokenizer::load(tokenizer_path);
@@ -244,6 +260,7 @@ int run(int argc, char** argv) {
   // Metrics and per-problem records.
   double sum_correct = 0, sum_pass1 = 0, sum_passk = 0, sum_maj = 0, sum_len = 0;
   size_t stopped = 0, format_ok = 0, kept = 0;
+  std::vector<size_t> kept_lines;  // --kept-problems: --data lines to keep
   for (size_t p = 0; p < P; ++p) {
     const RlExample& ex = env.example(Split::Train, p);
     int c = 0;
@@ -290,10 +307,23 @@ int run(int argc, char** argv) {
                       {"majority_answer", m >= 0 ? samples[p * K + size_t(m)].score.answer : ""},
                       {"majority_correct", maj_correct}});
     if (rates_file) rates_file->line({{"line", ex.line}, {"pass_rate", rate}});
+    if (kept_problems_file && rate <= drop_above) kept_lines.push_back(ex.line);
+  }
+  if (kept_problems_file) {  // the kept problems' lines, verbatim, in file order
+    std::ifstream data(data_path);
+    std::string text;
+    size_t at = 0, next = 0;
+    std::sort(kept_lines.begin(), kept_lines.end());
+    while (next < kept_lines.size() && std::getline(data, text))
+      if (++at == kept_lines[next]) {
+        kept_problems_file->raw_line(text);
+        ++next;
+      }
+    require(next == kept_lines.size(), data_path + ": changed while it was being evaluated");
   }
 
   std::vector<AtomicFile*> files;
-  for (auto* f : {out_file.get(), rates_file.get(), keep_file.get()})
+  for (auto* f : {out_file.get(), rates_file.get(), keep_file.get(), kept_problems_file.get()})
     if (f) files.push_back(f);
   for (auto* f : files) f->close();
   for (auto* f : files) f->rename();
@@ -311,6 +341,9 @@ int run(int argc, char** argv) {
   if (out_file) std::printf("wrote %s (%zu problems)\n", out_path.c_str(), P);
   if (rates_file) std::printf("wrote %s (%zu pass rates)\n", pass_rates_path.c_str(), P);
   if (keep_file) std::printf("wrote %s (%zu correct samples)\n", keep_path.c_str(), kept);
+  if (kept_problems_file)
+    std::printf("wrote %s (%zu of %zu problems with pass rate <= %g)\n",
+                kept_problems_path.c_str(), kept_lines.size(), P, drop_above);
   return 0;
 }
 

@@ -108,7 +108,8 @@ done
 # --- greedy zero-logit model: "7777" solves the Countdown problem ------------
 $EVAL "$TMP/zero.bin" --data "$TMP/p.jsonl" --tokenizer "$TMP/tokenizer.json" --samples 3 \
   --max-response 4 --temperature 0 --out "$TMP/zout.jsonl" --pass-rates "$TMP/zrates.jsonl" \
-  --keep-correct "$TMP/zkeep.jsonl" --system-prompt "Be brief." >"$TMP/zstdout" 2>"$TMP/zstderr" \
+  --keep-correct "$TMP/zkeep.jsonl" --system-prompt "Be brief." \
+  --drop-above 0.9 --kept-problems "$TMP/zkept.jsonl" >"$TMP/zstdout" 2>"$TMP/zstderr" \
   || { cat "$TMP/zstderr"; fail "eval on the zero-logit model"; }
 grep -q "^avg@3 *0.3333" "$TMP/zstdout" || fail "avg@3: $(cat "$TMP/zstdout")"
 grep -q "^pass@3 *0.3333" "$TMP/zstdout" || fail "pass@3: $(cat "$TMP/zstdout")"
@@ -124,7 +125,12 @@ assert rates == [{"line": 1, "pass_rate": 0.0}, {"line": 3, "pass_rate": 0.0},
 out = [json.loads(l) for l in open(d + "/zout.jsonl")]
 assert out[2]["majority_answer"] == "7777" and out[2]["majority_correct"] is True, out[2]
 assert out[0]["samples"][0]["response"] == "7777"
+# drop-easy: the problems at or below pass rate 0.9 (lines 1 and 3), verbatim
+data = open(d + "/p.jsonl").read().split("\n")
+assert open(d + "/zkept.jsonl").read() == data[0] + "\n" + data[2] + "\n", open(d + "/zkept.jsonl").read()
 PY
+grep -q "wrote .*zkept.jsonl (2 of 3 problems with pass rate <= 0.9)" "$TMP/zstdout" \
+  || fail "--kept-problems summary: $(cat "$TMP/zstdout")"
 
 # --- bad inputs: one "error:" line naming the file or flag, exit 1, no files --
 printf '{"problem": "ok", "answer": 1}\n{"problem": "no answer"}\n' >"$TMP/bad.jsonl"
@@ -145,6 +151,8 @@ expect_error "too long" "--max-response" $EVAL "$TMP/m.bin" --data "$TMP/p.jsonl
 expect_error "missing model" "$TMP/nope.bin" $EVAL "$TMP/nope.bin" --data "$TMP/p.jsonl" $T $O
 expect_error "bad backend" "--backend" $EVAL "$TMP/m.bin" --data "$TMP/p.jsonl" $T --backend tpu $O
 expect_error "unwritable --out" "$TMP/no/dir/o.jsonl" $EVAL "$TMP/m.bin" --data "$TMP/p.jsonl" $T --out "$TMP/no/dir/o.jsonl"
+expect_error "--drop-above alone" "--kept-problems" $EVAL "$TMP/m.bin" --data "$TMP/p.jsonl" $T --drop-above 0.5
+expect_error "bad --drop-above" "--drop-above" $EVAL "$TMP/m.bin" --data "$TMP/p.jsonl" $T --drop-above 2 --kept-problems "$TMP/k.jsonl"
 # --skip-bad skips the malformed line and evaluates the rest.
 $EVAL "$TMP/m.bin" --data "$TMP/malformed.jsonl" $T --skip-bad --samples 1 --max-response 2 \
   --pass-rates "$TMP/skip_rates.jsonl" >"$TMP/skip.out" 2>&1 || fail "--skip-bad: $(cat "$TMP/skip.out")"
