@@ -144,6 +144,20 @@ __device__ __forceinline__ float4 load4(const float* p) {
   return *reinterpret_cast<const float4*>(p);
 }
 
+// acc[r] += cols[d][r] * row[d] + cols[d + 1][r] * row[d + 1] for a warp's 4
+// rows r (cols laid out [d][4] in fp32, row a bf16 tile row): the step, and
+// the fma order, of every dot product in this file.
+static_assert(kRowsPerWarp == 4, "dot4_step reads a warp's rows as one float4");
+__device__ __forceinline__ void dot4_step(float acc[4], const bf16* row, const float* cols, int d) {
+  const float2 x = pair_f32(row + d);
+  const float4 a = load4(cols + d * 4);
+  const float4 b = load4(cols + (d + 1) * 4);
+  acc[0] = fmaf(a.x, x.x, fmaf(b.x, x.y, acc[0]));
+  acc[1] = fmaf(a.y, x.x, fmaf(b.y, x.y, acc[1]));
+  acc[2] = fmaf(a.z, x.x, fmaf(b.z, x.y, acc[2]));
+  acc[3] = fmaf(a.w, x.x, fmaf(b.w, x.y, acc[3]));
+}
+
 // Stages rows [0, rows) x columns [0, D) of a bf16 matrix with row stride ld
 // into a [kTile][DB + 2] shared tile; rows >= `rows` and columns >= D become
 // zeros (so masked or padded entries are exact zeros, never NaN garbage).
@@ -298,15 +312,7 @@ __global__ void __launch_bounds__(kThreads, kMinBlocksFwd)
     float sc[kRowsPerWarp] = {0.f, 0.f, 0.f, 0.f};
     const bf16* krow = ktile + lane * TS;
 #pragma unroll 8
-    for (int d = 0; d < DB; d += 2) {
-      const float2 kk = pair_f32(krow + d);
-      const float4 qa = load4(my_cols + d * kRowsPerWarp);
-      const float4 qb = load4(my_cols + (d + 1) * kRowsPerWarp);
-      sc[0] = fmaf(qa.x, kk.x, fmaf(qb.x, kk.y, sc[0]));
-      sc[1] = fmaf(qa.y, kk.x, fmaf(qb.y, kk.y, sc[1]));
-      sc[2] = fmaf(qa.z, kk.x, fmaf(qb.z, kk.y, sc[2]));
-      sc[3] = fmaf(qa.w, kk.x, fmaf(qb.w, kk.y, sc[3]));
-    }
+    for (int d = 0; d < DB; d += 2) dot4_step(sc, krow, my_cols, d);
     // (2) online softmax, per query.
     const int s = k0 + lane;
 #pragma unroll
@@ -477,20 +483,8 @@ __global__ void __launch_bounds__(kThreads, kMinBlocksFwd)
     const bf16* vrow = vtile + lane * TS;
 #pragma unroll 8
     for (int d = 0; d < DB; d += 2) {
-      const float2 kk = pair_f32(krow + d);
-      const float2 vv = pair_f32(vrow + d);
-      const float4 qa = load4(my_q + d * kRowsPerWarp);
-      const float4 qb = load4(my_q + (d + 1) * kRowsPerWarp);
-      const float4 ga = load4(my_g + d * kRowsPerWarp);
-      const float4 gb = load4(my_g + (d + 1) * kRowsPerWarp);
-      sc[0] = fmaf(qa.x, kk.x, fmaf(qb.x, kk.y, sc[0]));
-      sc[1] = fmaf(qa.y, kk.x, fmaf(qb.y, kk.y, sc[1]));
-      sc[2] = fmaf(qa.z, kk.x, fmaf(qb.z, kk.y, sc[2]));
-      sc[3] = fmaf(qa.w, kk.x, fmaf(qb.w, kk.y, sc[3]));
-      dp[0] = fmaf(ga.x, vv.x, fmaf(gb.x, vv.y, dp[0]));
-      dp[1] = fmaf(ga.y, vv.x, fmaf(gb.y, vv.y, dp[1]));
-      dp[2] = fmaf(ga.z, vv.x, fmaf(gb.z, vv.y, dp[2]));
-      dp[3] = fmaf(ga.w, vv.x, fmaf(gb.w, vv.y, dp[3]));
+      dot4_step(sc, krow, my_q, d);
+      dot4_step(dp, vrow, my_g, d);
     }
     const int s = k0 + lane;
 #pragma unroll
@@ -618,20 +612,8 @@ __global__ void __launch_bounds__(kThreads, kMinBlocksDkdv)
       const bf16* grow = gtile + lane * TS;
 #pragma unroll 8
       for (int d = 0; d < DB; d += 2) {
-        const float2 qq = pair_f32(qrow + d);
-        const float2 gg = pair_f32(grow + d);
-        const float4 ka = load4(my_k + d * kRowsPerWarp);
-        const float4 kb = load4(my_k + (d + 1) * kRowsPerWarp);
-        const float4 va = load4(my_v + d * kRowsPerWarp);
-        const float4 vb = load4(my_v + (d + 1) * kRowsPerWarp);
-        sc[0] = fmaf(ka.x, qq.x, fmaf(kb.x, qq.y, sc[0]));
-        sc[1] = fmaf(ka.y, qq.x, fmaf(kb.y, qq.y, sc[1]));
-        sc[2] = fmaf(ka.z, qq.x, fmaf(kb.z, qq.y, sc[2]));
-        sc[3] = fmaf(ka.w, qq.x, fmaf(kb.w, qq.y, sc[3]));
-        dp[0] = fmaf(va.x, gg.x, fmaf(vb.x, gg.y, dp[0]));
-        dp[1] = fmaf(va.y, gg.x, fmaf(vb.y, gg.y, dp[1]));
-        dp[2] = fmaf(va.z, gg.x, fmaf(vb.z, gg.y, dp[2]));
-        dp[3] = fmaf(va.w, gg.x, fmaf(vb.w, gg.y, dp[3]));
+        dot4_step(sc, qrow, my_k, d);
+        dot4_step(dp, grow, my_v, d);
       }
       const int t = t0 + lane;
       const float my_lse2 = q_lse2[lane], my_delta = q_delta[lane];

@@ -50,9 +50,7 @@ using rows::load_bf16;
 using rows::load_bf16_or;
 using rows::store_bf16;
 
-// Threads (= columns) per block of the parameter-gradient kernels.
-constexpr int kColThreads = 256;
-static_assert(kColThreads % 32 == 0, "whole warps");
+using rows::kColThreads;
 
 // One block per row. ADD: row = bf16(a + b), stored to residual; else row = a.
 template <int VEC, bool ADD>
@@ -70,16 +68,8 @@ __global__ void __launch_bounds__(kRowThreads)
   float sum = 0.f;
   for (int g = threadIdx.x; g < groups; g += blockDim.x) {
     float v[VEC];
-    if constexpr (ADD) {
-      float u[VEC];
-      load_bf16<VEC>(a + base + size_t(g) * VEC, v);
-      load_bf16<VEC>(b + base + size_t(g) * VEC, u);
-#pragma unroll
-      for (int k = 0; k < VEC; ++k) v[k] = rows::round_to_bf16(v[k] + u[k]);
-      store_bf16<VEC>(residual + base + size_t(g) * VEC, v);  // exact: v is bf16
-    } else {
-      load_bf16<VEC>(x + size_t(g) * VEC, v);
-    }
+    rows::load_norm_input<VEC, ADD>(v, ADD ? residual + base : nullptr, a + base,
+                                    ADD ? b + base : nullptr, g);
 #pragma unroll
     for (int k = 0; k < VEC; ++k) sum += v[k];
   }
@@ -178,16 +168,6 @@ __global__ void __launch_bounds__(kColThreads)
   if (dbias_part) dbias_part[out_at] = db;
 }
 
-// Kernel 2: dst[c] += sum over chunks, in chunk order, of partials[chunk, c].
-__global__ void __launch_bounds__(kColThreads)
-    layernorm_sum_partials_kernel(float* dst, const float* partials, int chunks, int C) {
-  const int c = blockIdx.x * blockDim.x + threadIdx.x;
-  if (c >= C) return;
-  float s = 0.f;
-  for (int k = 0; k < chunks; ++k) s += partials[size_t(k) * size_t(C) + size_t(c)];
-  dst[c] += s;
-}
-
 // Launches the forward (plain: residual, b null; fused: ADD).
 template <bool ADD>
 void launch_layernorm_forward(CudaContext& ctx, const char* op, bf16* out, float* mean,
@@ -269,13 +249,13 @@ void CudaOps::layernorm_backward(Buf din, float* dweight, float* dbias, CBuf dou
                  shape_str("N", N, "C", C, "chunks", rc.chunks));
     const unsigned cols = grid_for(size_t(C), kColThreads);
     if (dweight) {
-      layernorm_sum_partials_kernel<<<cols, kColThreads, 0, ctx.stream>>>(dweight, dw_part,
+      rows::sum_column_partials_kernel<<<cols, kColThreads, 0, ctx.stream>>>(dweight, dw_part,
                                                                           rc.chunks, C);
       check_launch("layernorm_backward (dweight sum)",
                    shape_str("N", N, "C", C, "chunks", rc.chunks));
     }
     if (dbias) {
-      layernorm_sum_partials_kernel<<<cols, kColThreads, 0, ctx.stream>>>(dbias, db_part,
+      rows::sum_column_partials_kernel<<<cols, kColThreads, 0, ctx.stream>>>(dbias, db_part,
                                                                           rc.chunks, C);
       check_launch("layernorm_backward (dbias sum)",
                    shape_str("N", N, "C", C, "chunks", rc.chunks));

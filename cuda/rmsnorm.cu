@@ -42,8 +42,7 @@ using rows::load_bf16;
 using rows::store_bf16;
 
 // Threads (= columns) per block of the weight-gradient kernels.
-constexpr int kColThreads = 256;
-static_assert(kColThreads % 32 == 0, "whole warps");
+using rows::kColThreads;
 
 // One block per row. ADD: row = bf16(a + b), stored to residual; else row = a.
 template <int VEC, bool ADD>
@@ -58,16 +57,8 @@ __global__ void __launch_bounds__(kRowThreads)
   float sq = 0.f;
   for (int g = threadIdx.x; g < groups; g += blockDim.x) {
     float v[VEC];
-    if constexpr (ADD) {
-      float u[VEC];
-      load_bf16<VEC>(a + base + size_t(g) * VEC, v);
-      load_bf16<VEC>(b + base + size_t(g) * VEC, u);
-#pragma unroll
-      for (int k = 0; k < VEC; ++k) v[k] = rows::round_to_bf16(v[k] + u[k]);
-      store_bf16<VEC>(residual + base + size_t(g) * VEC, v);  // exact: v is bf16
-    } else {
-      load_bf16<VEC>(x + size_t(g) * VEC, v);
-    }
+    rows::load_norm_input<VEC, ADD>(v, ADD ? residual + base : nullptr, a + base,
+                                    ADD ? b + base : nullptr, g);
 #pragma unroll
     for (int k = 0; k < VEC; ++k) sq += v[k] * v[k];
   }
@@ -133,16 +124,6 @@ __global__ void __launch_bounds__(kColThreads)
     dw += to_f32(dout[at]) * (to_f32(in[at]) * rstd[i]);
   }
   dweight_part[size_t(chunk) * size_t(C) + size_t(c)] = dw;
-}
-
-// Kernel 2: dst[c] += sum over chunks, in chunk order, of partials[chunk, c].
-__global__ void __launch_bounds__(kColThreads)
-    rmsnorm_sum_partials_kernel(float* dst, const float* partials, int chunks, int C) {
-  const int c = blockIdx.x * blockDim.x + threadIdx.x;
-  if (c >= C) return;
-  float s = 0.f;
-  for (int k = 0; k < chunks; ++k) s += partials[size_t(k) * size_t(C) + size_t(c)];
-  dst[c] += s;
 }
 
 template <bool ADD>
@@ -216,7 +197,7 @@ void CudaOps::rmsnorm_backward(Buf din, float* dweight, CBuf dout, CBuf in, CBuf
         partials, d, x, rstd, N, C, rc.rows_per_chunk);
     check_launch("rmsnorm_backward (dweight partials)",
                  shape_str("N", N, "C", C, "chunks", rc.chunks));
-    rmsnorm_sum_partials_kernel<<<grid_for(size_t(C), kColThreads), kColThreads, 0,
+    rows::sum_column_partials_kernel<<<grid_for(size_t(C), kColThreads), kColThreads, 0,
                                   ctx.stream>>>(dweight, partials, rc.chunks, C);
     check_launch("rmsnorm_backward (dweight sum)",
                  shape_str("N", N, "C", C, "chunks", rc.chunks));

@@ -21,6 +21,9 @@ namespace rows {
 // Threads of a one-block-per-row kernel (the __launch_bounds__ of them all).
 constexpr int kRowThreads = 512;
 static_assert(kRowThreads % 32 == 0 && kRowThreads <= 1024, "block_sum needs whole warps");
+// Threads of the column kernels (a norm's weight gradient: one column each).
+constexpr int kColThreads = 256;
+static_assert(kColThreads % 32 == 0, "whole warps");
 // The wide access: 8 bf16 = 16 bytes.
 constexpr int kWideVec = 8;
 
@@ -71,6 +74,36 @@ __device__ __forceinline__ void load_bf16_or(const bf16* p, float (&v)[VEC], flo
 
 // x rounded to bf16 and back: the value a bf16 buffer will hold.
 __device__ __forceinline__ float round_to_bf16(float x) { return to_f32(to_bf16(x)); }
+
+// Vector group g of a norm's input row, on the first pass over it. ADD (the
+// fused residual join): v = bf16(a + b), also stored to the residual row —
+// later passes read it back from there, each thread only its own groups.
+// Otherwise v = a. Row pointers (a, b, residual) start at the row.
+template <int VEC, bool ADD>
+__device__ __forceinline__ void load_norm_input(float (&v)[VEC], bf16* residual, const bf16* a,
+                                                const bf16* b, int g) {
+  const size_t at = size_t(g) * VEC;
+  load_bf16<VEC>(a + at, v);
+  if constexpr (ADD) {
+    float u[VEC];
+    load_bf16<VEC>(b + at, u);
+#pragma unroll
+    for (int k = 0; k < VEC; ++k) v[k] = round_to_bf16(v[k] + u[k]);
+    store_bf16<VEC>(residual + at, v);  // exact: v is bf16
+  }
+}
+
+// Kernel 2 of a norm's weight (or bias) gradient: dst[c] += the sum over row
+// chunks, in chunk order, of partials[chunk, c]. One column per thread.
+// (static: each norm's file launches its own copy.)
+static __global__ void __launch_bounds__(kColThreads)
+    sum_column_partials_kernel(float* dst, const float* partials, int chunks, int C) {
+  const int c = blockIdx.x * blockDim.x + threadIdx.x;
+  if (c >= C) return;
+  float s = 0.f;
+  for (int k = 0; k < chunks; ++k) s += partials[size_t(k) * size_t(C) + size_t(c)];
+  dst[c] += s;
+}
 
 // ---- host: launch shapes ----------------------------------------------------
 
