@@ -75,6 +75,8 @@ expect_error "unknown switch" "--no-such-switch" "$BIN" "${INIT[@]}" --data "$DA
 expect_error "--mode bogus" "--mode" "$BIN" "${INIT[@]}" --data "$DATA" "${RUN[@]}" --mode bogus
 expect_error "--comm nccl" "--comm nccl" "$BIN" "${INIT[@]}" --data "$DATA" "${RUN[@]}" --comm nccl
 expect_error "--recompute bogus" "--recompute" "$BIN" "${INIT[@]}" --data "$DATA" "${RUN[@]}" --recompute some
+expect_error "--attention bogus" "--attention" "$BIN" "${INIT[@]}" --data "$DATA" "${RUN[@]}" --attention fast
+expect_error "--profile with --resume" "--profile" "$BIN" "${INIT[@]}" --data "$DATA" "${RUN[@]}" --profile --resume
 expect_error "--backend bogus" "--backend" "$BIN" "${INIT[@]}" --data "$DATA" "${RUN[@]}" --backend tpu
 if ! nvidia-smi >/dev/null 2>&1; then  # no GPU: one line saying why, not a crash
   expect_error "--backend cuda without a GPU" "--backend cuda" "$BIN" "${INIT[@]}" --data "$DATA" "${RUN[@]}" --backend cuda
