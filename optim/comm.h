@@ -13,10 +13,16 @@
 // Large buffers go in chunks of 2^28 elements (MPI counts are ints), and the
 // ZeRO collectives use no displacements, so models past 2^31 parameters work.
 //
-// Failure: a rank that throws ends the whole job. MpiComm registers a fatal
-// hook with run_main (src/common/cli.h) that calls MPI_Abort after the error
-// line is printed, so the other ranks, blocked in a collective, are killed by
-// mpirun within seconds instead of hanging.
+// Failure: MpiComm registers run_main's fatal reporter (src/common/cli.h).
+// A failing rank waits up to 5 s for the others to fail too (over a
+// communicator of its own, so it never meets a collective the healthy ranks
+// are blocked in). When every rank failed with the same line (a bad flag, a
+// missing file), rank 0 prints it once and the job exits 1 without an abort;
+// different lines are printed once per rank, each naming it. When only some
+// ranks failed, each prints "error: rank R: ..." and calls MPI_Abort, so
+// the others, maybe blocked in a collective, are ended instead of hanging.
+// (mpirun itself still adds a note that a process exited non-zero unless
+// started with -q.)
 #pragma once
 #include <cstddef>
 #include <cstdint>
@@ -58,10 +64,13 @@ class Comm {
                               const std::vector<ShardRange>& ranges) = 0;
   virtual void barrier() = 0;
 
-  // Throws Error "ranks disagree on <what> (rank 0: a, rank 1: b)" on EVERY
-  // rank when the ranks passed different values (a config check: --batch, ...).
-  virtual void require_same(const std::string& what, uint64_t value) = 0;
-  void require_same_double(const std::string& what, double value);  // bit-exact
+  // Throws Error "ranks disagree on <what> (rank 0: 'a', rank 1: 'b')" on
+  // EVERY rank, the same line, when the ranks passed different values (a
+  // config check: --batch, ...).
+  virtual void require_same(const std::string& what, const std::string& value) = 0;
+  void require_same(const std::string& what, uint64_t value) {
+    require_same(what, std::to_string(value));
+  }
 };
 
 class SingleProcessComm : public Comm {
@@ -78,7 +87,7 @@ class SingleProcessComm : public Comm {
   void gather_to_root(const float* shard, float* full,
                       const std::vector<ShardRange>& ranges) override;
   void barrier() override {}
-  void require_same(const std::string&, uint64_t) override {}
+  void require_same(const std::string&, const std::string&) override {}
 };
 
 // True when this process was started by mpirun (OMPI_COMM_WORLD_SIZE or
