@@ -69,6 +69,7 @@ namespace {
 // one line, not one per rank. With flags that do not parse, or a --comm that
 // cannot be made, the default comm reports the error.
 std::shared_ptr<Comm> first_comm(const Flags* flags) {
+  set_fatal_reporter(report_fatal_error_across_ranks);
   const std::string fallback = launched_by_mpirun() ? "mpi" : "none";
   const std::string chosen = flags && flags->has("comm") ? flags->text("comm") : fallback;
   try {
