@@ -388,9 +388,9 @@ std::vector<Completion> generate(Transformer& model,
     }
     // The last sampled token is never fed back, so it needs no position.
     const int max_len = int(longest) + params.max_new_tokens - 1;
-    require(max_len <= model.config().max_positions,
+    require(max_len <= model.config().context_limit(),
             "sampling: prompt plus max new tokens (" + std::to_string(max_len) +
-                ") exceeds the model's " + std::to_string(model.config().max_positions) +
+                ") exceeds the model's " + std::to_string(model.config().context_limit()) +
                 " positions");
     if (model.kv_cache_max_len() < max_len || model.kv_cache_slots() < S)
       model.reserve_kv_cache(S, max_len);

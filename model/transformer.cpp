@@ -355,7 +355,7 @@ void Transformer::qkv_forward(Activations& a, int slot, int layer, const int32_t
   ops_.qk_norm_rope_forward(l.q_rotated, l.k_rotated, l.q_rstd, l.k_rstd, l.qkv,
                             CBuf(l.qkv) + Q, QKV, param(w.q_norm_weight),
                             param(w.k_norm_weight), positions, N, c.num_heads, c.num_kv_heads,
-                            c.head_dim, c.norm_eps, c.rope_theta);
+                            c.head_dim, c.norm_eps, c.rope());
   *q_out = l.q_rotated;
   *k_out = l.k_rotated;
   *q_stride = Q;
@@ -421,7 +421,7 @@ void Transformer::recompute_layer(Activations& a, int li, const int32_t* doc_ids
 
 LossOutputs Transformer::run(const Batch& batch, bool backward, float loss_scale,
                              float* logits_out) {
-  batch.validate(config_.vocab_size, config_.max_positions);
+  batch.validate(config_.vocab_size, config_.context_limit());
   ensure_activations(batch.B, batch.T);
   Activations& a = *acts_;
   const ModelConfig& c = config_;
@@ -560,7 +560,7 @@ LossOutputs Transformer::run(const Batch& batch, bool backward, float loss_scale
                                  grad(w.k_norm_weight), a.d_q_rotated, a.d_k_rotated, l.qkv,
                                  CBuf(l.qkv) + size_t(Q), QKV, param(w.q_norm_weight),
                                  param(w.k_norm_weight), l.q_rstd, l.k_rstd, a.positions, N,
-                                 c.num_heads, c.num_kv_heads, D, c.rope_theta);
+                                 c.num_heads, c.num_kv_heads, D, c.rope());
     } else {
       shape.q_stride = shape.k_stride = QKV;
       ops_.attention_backward(a.d_qkv, a.d_qkv + size_t(Q), dv, a.d_attention, l.qkv,
@@ -582,9 +582,9 @@ LossOutputs Transformer::run(const Batch& batch, bool backward, float loss_scale
 
 void Transformer::reserve_kv_cache(int slots, int max_len) {
   require(slots > 0 && max_len > 0, "kv cache: slots and max_len must be positive");
-  require(max_len <= config_.max_positions,
+  require(max_len <= config_.context_limit(),
           "kv cache: max length " + std::to_string(max_len) + " is beyond the model's " +
-              std::to_string(config_.max_positions) + " positions");
+              std::to_string(config_.context_limit()) + " positions");
   if (slots == cache_slots_ && max_len == cache_max_len_) return;
   for (Buf p : key_cache_) ops_.release(p.ptr);
   for (Buf p : value_cache_) ops_.release(p.ptr);

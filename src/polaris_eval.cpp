@@ -6,6 +6,7 @@
 //       [--system-prompt TEXT] [--no-thinking] [--limit N] [--skip-bad]
 //       [--out per_problem.jsonl] [--pass-rates FILE] [--keep-correct FILE]
 //       [--drop-above X --kept-problems FILE]
+//       [--temperature-sweep LO:HI:STEP [--sweep-tolerance 0.02] [--sweep-out FILE]]
 //
 // Every problem (data/rl_dataset.h: "problem"/"prompt" plus "answer", or
 // Countdown's "numbers" + "target") is shown in the chat format and sampled K
@@ -34,6 +35,15 @@
 //   --keep-correct  every verifier-approved sample as SFT JSONL
 //                   {"prompt", "response"} (plus "system" with --system-prompt), the
 //                   format --mode sft reads (data/sft_dataset.h): best-of-N data
+//
+// --temperature-sweep LO:HI:STEP (src/train/temperature_sweep.h) instead
+// samples every problem K times at each temperature (the same random streams
+// at each) and prints per temperature the accuracy (avg@K) and the diversity
+// (distinct 4-grams across each problem's K completions), then the
+// recommended temperature: the most diverse one whose accuracy is within
+// --sweep-tolerance of the best. --sweep-out FILE gets the same as JSONL:
+// {"temperature", "accuracy", "diversity", "response_len", "samples"} per
+// temperature, then {"recommended_temperature", "tolerance", "rule"}.
 #include <algorithm>
 #include <fstream>
 #include <chrono>
@@ -52,6 +62,7 @@
 #include "src/common/metrics.h"
 #include "src/train/eval_metrics.h"
 #include "src/train/jsonl_environment.h"
+#include "src/train/temperature_sweep.h"
 
 using namespace polaris;
 using json = nlohmann::json;
@@ -64,7 +75,8 @@ const char* kUsage =
     "[--max-response N] [--seed S] "
     "[--backend cpu|cuda] [--batch N] [--system-prompt TEXT] [--no-thinking] [--limit N] "
     "[--skip-bad] [--out FILE] [--pass-rates FILE] [--keep-correct FILE] "
-    "[--drop-above X --kept-problems FILE]";
+    "[--drop-above X --kept-problems FILE] "
+    "[--temperature-sweep LO:HI:STEP [--sweep-tolerance X] [--sweep-out FILE]]";
 
 using Clock = std::chrono::steady_clock;
 
@@ -127,11 +139,63 @@ struct Sample {
   std::string text;
 };
 
+// --temperature-sweep: accuracy and diversity of P problems x K samples at
+// each temperature (sp's other settings), the table on stdout, JSONL in `out`.
+void temperature_sweep(Transformer& model, JsonlEnvironment& env, SamplingParams sp, size_t P,
+                       int K, int batch, const std::vector<double>& temperatures,
+                       double tolerance, AtomicFile* out) {
+  std::vector<SweepPoint> points;
+  std::printf("temperature  accuracy  diversity  response_len\n");
+  for (double t : temperatures) {
+    sp.temperature = float(t);
+    const size_t total = P * size_t(K);
+    std::vector<std::vector<int32_t>> responses(total);
+    double correct = 0, length = 0;
+    for (size_t begin = 0; begin < total; begin += size_t(batch)) {  // as in run()
+      const size_t end = std::min(total, begin + size_t(batch));
+      std::vector<std::vector<int32_t>> prompts;
+      for (size_t s = begin; s < end; ++s) prompts.push_back(env.prompt(Split::Train, s / K));
+      std::vector<Completion> done = generate(model, prompts, sp, /*first_index=*/begin);
+      for (size_t s = begin; s < end; ++s) {
+        responses[s] = std::move(done[s - begin].tokens);
+        correct += env.score(Split::Train, s / K, responses[s]).correct ? 1 : 0;
+        length += double(responses[s].size());
+      }
+    }
+    double diversity = 0;
+    for (size_t p = 0; p < P; ++p)
+      diversity += distinct_ngram_ratio(
+          std::vector<std::vector<int32_t>>(responses.begin() + long(p * K),
+                                            responses.begin() + long((p + 1) * K)),
+          kSweepNgram);
+    SweepPoint point{t, correct / double(total), diversity / double(P)};
+    points.push_back(point);
+    std::printf("%-11.4g  %-8.4f  %-9.4f  %.1f\n", t, point.accuracy, point.diversity,
+                length / double(total));
+    std::fflush(stdout);
+    if (out)
+      out->line({{"temperature", t},
+                 {"accuracy", point.accuracy},
+                 {"diversity", point.diversity},
+                 {"response_len", length / double(total)},
+                 {"samples", total}});
+  }
+  const SweepPoint& pick = points[recommend_temperature(points, tolerance)];
+  std::printf("recommended temperature %g (accuracy %.4f, diversity %.4f: the most diverse "
+              "within %g of the best accuracy)\n",
+              pick.temperature, pick.accuracy, pick.diversity, tolerance);
+  if (out)
+    out->line({{"recommended_temperature", pick.temperature},
+               {"tolerance", tolerance},
+               {"rule", "highest diversity with accuracy >= best - tolerance"}});
+}
+
 int run(int argc, char** argv) {
   Flags flags(argc, argv,
               {"data", "tokenizer", "samples", "temperature", "top-p", "top-k", "min-p", "stop",
                "max-response", "seed", "backend", "batch", "out", "pass-rates", "keep-correct",
-               "system-prompt", "limit", "drop-above", "kept-problems"},
+               "system-prompt", "limit", "drop-above", "kept-problems", "temperature-sweep",
+               "sweep-tolerance", "sweep-out"},
               {"skip-bad", "no-thinking", "help"});
   if (flags.has("help")) {
     std::printf("%s\n", kUsage);
@@ -166,6 +230,20 @@ int run(int argc, char** argv) {
           "the remaining problems go to)");
   const double drop_above = flags.get_double("drop-above", 1.0);
   require(drop_above >= 0 && drop_above <= 1, "flag --drop-above must be in [0, 1]");
+  std::vector<double> sweep;  // --temperature-sweep: its temperatures
+  if (flags.has("temperature-sweep")) {
+    sweep = parse_temperature_sweep("temperature-sweep", flags.get("temperature-sweep", ""));
+    for (const char* other : {"temperature", "out", "pass-rates", "keep-correct", "drop-above"})
+      require(!flags.has(other), std::string("flag --") + other +
+                                     " does not apply to --temperature-sweep");
+  } else {
+    for (const char* sweep_only : {"sweep-tolerance", "sweep-out"})
+      require(!flags.has(sweep_only),
+              std::string("flag --") + sweep_only + " needs --temperature-sweep");
+  }
+  const double sweep_tolerance = flags.get_double("sweep-tolerance", 0.02);
+  require(sweep_tolerance >= 0 && sweep_tolerance <= 1, "flag --sweep-tolerance must be in [0, 1]");
+  const std::string sweep_out_path = flags.get("sweep-out", "");
 
   // Open the outputs first: a bad path fails before any sampling.
   std::unique_ptr<AtomicFile> out_file, rates_file, keep_file, kept_problems_file;
@@ -174,6 +252,8 @@ int run(int argc, char** argv) {
   if (!keep_path.empty()) keep_file = std::make_unique<AtomicFile>(keep_path);
   if (!kept_problems_path.empty())
     kept_problems_file = std::make_unique<AtomicFile>(kept_problems_path);
+  std::unique_ptr<AtomicFile> sweep_file;
+  if (!sweep_out_path.empty()) sweep_file = std::make_unique<AtomicFile>(sweep_out_path);
 
   std::unique_ptr<Ops> ops = make_ops(flags.get("backend", "auto"));
   Tokenizer tokenizer = Tokenizer::load(tokenizer_path);
@@ -196,10 +276,10 @@ int run(int argc, char** argv) {
                           std::to_string(id) + " is outside the model's vocabulary of " +
                           std::to_string(V) + " (" + tokenizer_path + " does not match " +
                           model_path + ")");
-    require(int(ids.size()) + max_response <= config.max_positions,
+    require(int(ids.size()) + max_response <= config.context_limit(),
             data_path + ":" + std::to_string(line) + ": prompt of " + std::to_string(ids.size()) +
                 " tokens plus --max-response " + std::to_string(max_response) +
-                " exceeds the model's " + std::to_string(config.max_positions) + " positions");
+                " exceeds the model's " + std::to_string(config.context_limit()) + " positions");
   }
   Transformer model(config, *ops);
   model.set_params(loaded.params);
@@ -230,6 +310,15 @@ int run(int argc, char** argv) {
               model_path.c_str(), data_path.c_str(), P, K, temperature, top_p, max_response,
               config.describe().c_str());
   std::fflush(stdout);
+  if (!sweep.empty()) {
+    temperature_sweep(model, env, sp, P, K, batch, sweep, sweep_tolerance, sweep_file.get());
+    if (sweep_file) {
+      sweep_file->close();
+      sweep_file->rename();
+      std::printf("wrote %s (%zu temperatures)\n", sweep_out_path.c_str(), sweep.size());
+    }
+    return 0;
+  }
 
   // Sample j of problem p is sequence p*K + j everywhere: the random stream too.
   const size_t total = P * size_t(K);

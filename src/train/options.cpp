@@ -31,7 +31,7 @@ const std::set<std::string> kValueFlags = {
     "entropy-coef", "temperature", "temperature-schedule", "max-response",
     "max-response-schedule", "top-p", "top-k", "min-p", "pass-rates", "eval-data", "eval-every",
     "eval-samples", "max-refills", "max-prompt", "eval-temperature", "eval-problems",
-    "system-prompt",
+    "system-prompt", "dynamic-sampling-mode",
 };
 const std::set<std::string> kSwitchFlags = {"resume", "profile", "no-std-normalize", "dynamic-sampling",
                                             "skip-bad"};
@@ -43,7 +43,7 @@ const std::set<std::string> kGrpoOnly = {
     "entropy-coef", "temperature", "temperature-schedule", "max-response",
     "max-response-schedule", "top-p", "top-k", "min-p", "pass-rates", "eval-data", "eval-every",
     "eval-samples", "max-refills", "max-prompt", "eval-temperature", "eval-problems",
-    "system-prompt", "dynamic-sampling", "no-std-normalize"};
+    "system-prompt", "dynamic-sampling", "dynamic-sampling-mode", "no-std-normalize"};
 // GRPO packs its rollouts itself (--batch rows per micro-batch, no --seq or
 // --grad-accum), evaluates with --eval-* instead of a validation loss, and
 // samples built-in problems without slips.

@@ -14,7 +14,9 @@ namespace polaris {
 namespace {
 
 // Flags whose change would make the resumed run a different computation.
-// (--batch is per rank: the global batch, --batch x ranks, must match.)
+// (--batch is per rank: the global batch, --batch x ranks, must match —
+// except in GRPO, whose --batch only cuts the rollouts into micro-batches of
+// one summed gradient, so a GRPO run resumes on any number of ranks.)
 const char* const kMustMatch[] = {
     "mode", "global-batch", "seq", "grad-accum", "lr", "lr-schedule", "warmup-steps",
     "min-lr-fraction", "weight-decay", "beta2", "grad-clip", "seed", "task", "task-slip-rate",
@@ -22,7 +24,7 @@ const char* const kMustMatch[] = {
     "minibatches", "clip-low", "clip-high", "clip-ratio-c", "kl-coef", "entropy-coef", "temperature",
     "temperature-schedule", "max-response", "max-response-schedule", "top-p", "top-k", "min-p", "max-refills",
     "pass-rates", "eval-data", "system-prompt", "max-prompt", "dynamic-sampling",
-    "no-std-normalize"};
+    "dynamic-sampling-mode", "no-std-normalize"};
 
 bool is_switch(const std::string& name) {
   return name == "skip-bad" || name == "dynamic-sampling" || name == "no-std-normalize";
@@ -186,6 +188,7 @@ std::optional<ResumedRun> RunCheckpoints::resume(Transformer& model, Trainer& tr
   const nlohmann::json& saved = c.state["flags"];
   const nlohmann::json now = run_flags(options_);
   for (const char* name : kMustMatch) {
+    if (options_.mode == "grpo" && std::string(name) == "global-batch") continue;
     auto value = [](const nlohmann::json& flags, const char* key) {
       return flags.contains(key) && flags[key].is_string() ? flags[key].get<std::string>() : "";
     };
