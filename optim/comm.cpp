@@ -15,7 +15,6 @@
 #include <thread>
 
 #include "optim/zero.h"
-#include "src/common/cli.h"
 #include "src/common/error.h"
 
 namespace polaris {
@@ -77,13 +76,14 @@ std::string with_rank(const std::string& line, int rank) {
                                                     : tag + line;
 }
 
-// run_main's fatal reporter under mpirun (src/common/cli.h). Every failing
-// rank offers a hash of its error line; if all ranks offer one within
-// kAgreeSeconds, the job ends cleanly: one line from rank 0 when the lines
-// are the same, else one line per rank naming it. Otherwise only some ranks
-// failed, and this one prints its line with its rank and aborts the job, so
-// the others, maybe blocked in a collective, do not hang.
-void report_fatal_error(const std::string& line) {
+}  // namespace
+
+// Every failing rank offers a hash of its error line; if all ranks offer one
+// within kAgreeSeconds, the job ends cleanly: one line from rank 0 when the
+// lines are the same, else one line per rank naming it. Otherwise only some
+// ranks failed, and this one prints its line with its rank and aborts the
+// job, so the others, maybe blocked in a collective, do not hang.
+void report_fatal_error_across_ranks(const std::string& line) {
   int initialized = 0, finalized = 0, rank = 0, world = 1;
   MPI_Initialized(&initialized);
   MPI_Finalized(&finalized);
@@ -127,6 +127,8 @@ void report_fatal_error(const std::string& line) {
   MPI_Abort(MPI_COMM_WORLD, 1);
 }
 
+namespace {
+
 class MpiComm : public Comm {
  public:
   MpiComm() {
@@ -143,7 +145,6 @@ class MpiComm : public Comm {
     check_mpi(MPI_Comm_size(MPI_COMM_WORLD, &world_), "MPI_Comm_size");
     check_mpi(MPI_Comm_dup(MPI_COMM_WORLD, &g_error_comm), "MPI_Comm_dup");
     active_ = true;
-    set_fatal_reporter(report_fatal_error);
   }
 
   int rank() const override { return rank_; }

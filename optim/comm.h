@@ -13,7 +13,8 @@
 // Large buffers go in chunks of 2^28 elements (MPI counts are ints), and the
 // ZeRO collectives use no displacements, so models past 2^31 parameters work.
 //
-// Failure: MpiComm registers run_main's fatal reporter (src/common/cli.h).
+// Failure: report_fatal_error_across_ranks (below) is the programs' fatal
+// reporter (polaris_train registers it with run_main, src/common/cli.h).
 // A failing rank waits up to 5 s for the others to fail too (over a
 // communicator of its own, so it never meets a collective the healthy ranks
 // are blocked in). When every rank failed with the same line (a bad flag, a
@@ -89,6 +90,10 @@ class SingleProcessComm : public Comm {
   void barrier() override {}
   void require_same(const std::string&, const std::string&) override {}
 };
+
+// Prints a fatal error line as described above ("Failure"); without an MPI
+// job of 2 or more ranks, simply prints it on stderr.
+void report_fatal_error_across_ranks(const std::string& line);
 
 // True when this process was started by mpirun (OMPI_COMM_WORLD_SIZE or
 // PMI_SIZE is set in the environment).

@@ -31,6 +31,7 @@
 #include "data/token_shards.h"
 #include "data/tokenizer.h"
 #include "src/common/cli.h"
+#include "src/common/threads.h"
 
 using namespace polaris;
 using json = nlohmann::json;
@@ -757,6 +758,7 @@ flags:
 }  // namespace
 
 int main(int argc, char** argv) {
+  polaris::configure_openmp(argv);  // first: before the OpenMP runtime reads its settings
   return run_main([&]() {
     if (wants_help(argc, argv)) {
       std::fputs(usage().c_str(), stdout);

@@ -69,6 +69,7 @@ namespace {
 // one line, not one per rank. With flags that do not parse, or a --comm that
 // cannot be made, the default comm reports the error.
 std::shared_ptr<Comm> first_comm(const Flags* flags) {
+  set_fatal_reporter(report_fatal_error_across_ranks);
   const std::string fallback = launched_by_mpirun() ? "mpi" : "none";
   const std::string chosen = flags && flags->has("comm") ? flags->text("comm") : fallback;
   try {
@@ -177,9 +178,11 @@ TrainOptions parse_train_options(int argc, char** argv) {
       o.comm->require_same("--" + std::string(spec.name), flags.canonical(spec.name));
     if (spec.checks & kSameOnResume) o.resume_identity[spec.name] = flags.canonical(spec.name);
   }
-  // --batch is per rank: the global batch is what a resumed run must keep;
-  // the warmup's default depends on --steps, which a resumed run may raise.
-  o.resume_identity["global-batch"] = std::to_string(o.batch * o.world_size());
+  // --batch is per rank: the global batch is what a resumed run must keep —
+  // except in GRPO, whose --batch only cuts the rollouts into micro-batches
+  // of one summed gradient, so a GRPO run resumes on any number of ranks.
+  // The warmup's default depends on --steps, which a resumed run may raise.
+  if (o.mode != "grpo") o.resume_identity["global-batch"] = std::to_string(o.batch * o.world_size());
   o.resume_identity["warmup-steps"] = std::to_string(o.trainer.schedule.warmup_steps);
   if (o.comm->world_size() > 1 && o.comm->rank() != 0) {
     // Only rank 0 prints and writes: the others' console goes nowhere
