@@ -1,10 +1,12 @@
 #include "src/common/cli.h"
 
+#include <chrono>
 #include <cstdint>
 #include <cstdio>
 #include <cerrno>
 #include <cmath>
 #include <cstdlib>
+#include <thread>
 
 namespace polaris {
 
@@ -96,14 +98,33 @@ void (*g_fatal_hook)() = nullptr;
 
 void set_fatal_hook(void (*hook)()) { g_fatal_hook = hook; }
 
+namespace {
+
+// This process's rank under mpirun or srun, 0 without one.
+int launcher_rank() {
+  for (const char* name : {"OMPI_COMM_WORLD_RANK", "PMI_RANK", "SLURM_PROCID"})
+    if (const char* value = std::getenv(name)) return std::atoi(value);
+  return 0;
+}
+
+}  // namespace
+
 int run_main(const std::function<int()>& body) {
+  std::string line;
   try {
     return body();
   } catch (const Error& e) {
-    std::fprintf(stderr, "error: %s\n", e.what());
+    line = std::string("error: ") + e.what();
   } catch (const std::exception& e) {
-    std::fprintf(stderr, "error: internal: %s\n", e.what());
+    line = std::string("error: internal: ") + e.what();
   }
+  // Under mpirun, a rank other than 0 waits before printing: an error every
+  // rank hits (a missing flag, a model file that is not there) then ends
+  // the job through rank 0 (its abort, or its exit status, makes mpirun end
+  // this rank meanwhile), so `mpirun -np 8` prints it once, not eight times.
+  // An error of this rank alone is printed after the wait.
+  if (launcher_rank() > 0) std::this_thread::sleep_for(std::chrono::seconds(2));
+  std::fprintf(stderr, "%s\n", line.c_str());
   if (g_fatal_hook) g_fatal_hook();
   return 1;
 }

@@ -42,6 +42,8 @@ class Flags {
 
 // Runs body, printing "error: <message>" and returning 1 on polaris::Error
 // (and on any other std::exception, which would be a bug, with "internal").
+// Under mpirun, ranks other than 0 print 2 s late, so an error every rank
+// hits is printed once (rank 0's failure ends the job meanwhile).
 int run_main(const std::function<int()>& body);
 
 // A function run_main calls after printing a fatal error, before returning 1.

@@ -117,6 +117,12 @@ void require_out_is_not_an_input(const TrainOptions& o) {
 
 }  // namespace
 
+void silence_other_ranks(const Comm& comm) {
+  if (comm.rank() == 0) return;
+  require(std::freopen("/dev/null", "w", stdout) != nullptr,
+          "rank " + std::to_string(comm.rank()) + ": cannot redirect stdout to /dev/null");
+}
+
 TrainOptions parse_train_options(int argc, char** argv) {
   auto flags = std::make_shared<Flags>(argc, argv, kValueFlags, kSwitchFlags);
   TrainOptions o;
@@ -180,13 +186,16 @@ TrainOptions parse_train_options(int argc, char** argv) {
   require(zero == "0" || zero == "1" || zero == "2", "--zero must be 0, 1 or 2, got '" + zero + "'");
   o.trainer.zero_stage = zero[0] - '0';
 
-  // Data parallel: one Comm per process, made once, here.
-  o.comm = std::shared_ptr<Comm>(
-      make_comm(flags->get("comm", launched_by_mpirun() ? "mpi" : "none")).release());
+  // Data parallel: one Comm per process, made once, here. Under mpirun the
+  // default is NCCL for GPUs (one rank per GPU), MPI for the CPU.
+  const char* default_comm = !launched_by_mpirun()                       ? "none"
+                             : o.backend == "cuda" && nccl_available() ? "nccl"
+                                                                       : "mpi";
+  o.comm = std::shared_ptr<Comm>(make_comm(flags->get("comm", default_comm)).release());
   o.trainer.comm = o.comm.get();
   if (o.comm->world_size() > 1) {
-    // With --backend cuda the MPI comm stages device buffers through the host
-    // (src/train/trainer.cpp), so several ranks can share one GPU.
+    // With --backend cuda --comm mpi the device buffers are staged through
+    // the host (src/train/trainer.cpp), so several ranks can share one GPU.
     Comm& comm = *o.comm;
     comm.require_same("--steps", uint64_t(o.steps));
     comm.require_same("--batch", uint64_t(o.batch));
@@ -196,11 +205,12 @@ TrainOptions parse_train_options(int argc, char** argv) {
     comm.require_same("--zero", uint64_t(o.trainer.zero_stage));
     comm.require_same("--seed", o.seed);
     comm.require_same("--mode", std::hash<std::string>()(o.mode));
+    comm.require_same("--backend", std::hash<std::string>()(o.backend));
+    comm.require_same("--comm", std::hash<std::string>()(o.comm->name()));
+    comm.require_same_double("--grad-clip", double(o.trainer.grad_clip));
+    // Only rank 0 prints and writes: the others write no --log or --out.
+    silence_other_ranks(comm);
     if (comm.rank() != 0) {
-      // Only rank 0 prints and writes: the others' console goes nowhere
-      // (errors still reach stderr) and they write no --log or --out.
-      require(std::freopen("/dev/null", "w", stdout) != nullptr,
-              "rank " + std::to_string(comm.rank()) + ": cannot redirect stdout to /dev/null");
       o.log_path.clear();
       o.out_path.clear();
     }

@@ -36,8 +36,7 @@ struct TrainOptions {
 };
 
 // Parses argv (after the program name). Throws Error on an unknown flag or
-// a bad value; --comm nccl (which needs the CUDA backend, not in this build)
-// ends in a line saying so.
+// a bad value.
 //
 // One flag set serves every mode, so once --mode is known a flag the run
 // would ignore is an error naming it ("--group-size does not apply to --mode
@@ -49,12 +48,15 @@ struct TrainOptions {
 // --max-prompt do not apply; without one, --task-slip-rate, --train-examples
 // and --eval-problems do not.
 //
-// It also sets up data parallelism: --comm (default mpi when started by
-// mpirun, none otherwise) makes the Comm (MPI_Init happens here), checks that
-// every rank was given the same --steps, --batch, --seq, --grad-accum, --lr,
-// --zero and --seed, and on ranks other than 0 sends stdout to /dev/null and
-// drops --log and --out: only rank 0 prints and writes files.
+// It also sets up data parallelism: --comm (default under mpirun: nccl with
+// --backend cuda in a build with NCCL, else mpi; none otherwise) makes the
+// Comm (MPI_Init happens here), checks that every rank was given the same
+// --steps, --batch, --seq, --grad-accum, --lr, --grad-clip, --zero, --seed,
+// --mode, --backend and --comm, and on ranks other than 0 sends stdout to
+// /dev/null and drops --log and --out: only rank 0 prints and writes files.
 TrainOptions parse_train_options(int argc, char** argv);
+// On ranks other than 0: stdout to /dev/null (errors still reach stderr).
+void silence_other_ranks(const Comm& comm);
 
 // The model a run starts from: model.bin, or --init PRESET|config.json with
 // --seed. starting_config reads only its shape (model.bin's header), so a run
