@@ -24,7 +24,7 @@
 #include <vector>
 
 #include "model/cpu_ops.h"
-#include "model/sampler.h"
+#include "model/scheduler.h"
 #include "model/transformer.h"
 #include "src/common/error.h"
 #include "src/common/mix.h"
