@@ -71,14 +71,21 @@ if kill -0 $job 2>/dev/null; then kill $job; fail "rank 0 still runs 15 s after 
 wait $job && fail "the job with a killed rank exited 0"
 echo "ok  rank 1 killed: the job ended in $(( $(date +%s) - start )) s"
 
-# 5. Different models on the two ranks (qwen3-tiny, and a one-layer model).
-cat >"$TMP/one_layer.json" <<'JSON'
-{"model_type": "qwen3", "hidden_size": 128, "num_hidden_layers": 1, "num_attention_heads": 4,
+# 5. Different models behind the same flags: "--init config.json" read in
+# a different working directory on each rank (as the same path on two nodes
+# can hold different files): qwen3-tiny's shape, and a one-layer one.
+mkdir -p "$TMP/a" "$TMP/b"
+for layers in 2 1; do
+  dir=$([ $layers = 2 ] && echo a || echo b)
+  cat >"$TMP/$dir/config.json" <<JSON
+{"model_type": "qwen3", "hidden_size": 128, "num_hidden_layers": $layers, "num_attention_heads": 4,
  "num_key_value_heads": 2, "head_dim": 32, "intermediate_size": 256, "vocab_size": 512,
  "max_position_embeddings": 256, "tie_word_embeddings": true}
 JSON
-timeout 30 "${MPIRUN[@]}" -np 1 "$BIN" "${RUN[@]}" --batch 2 : -np 1 "$BIN" --init "$TMP/one_layer.json" \
-  --data "$TMP/shard_000.bin" --steps 50 --seq 32 --zero 1 --batch 2 >"$TMP/model.log" 2>&1
+done
+SAME=(--init config.json --data "$TMP/shard_000.bin" --steps 50 --seq 32 --zero 1 --batch 2)
+timeout 30 "${MPIRUN[@]}" -np 1 -wdir "$TMP/a" "$PWD/$BIN" "${SAME[@]}" : \
+  -np 1 -wdir "$TMP/b" "$PWD/$BIN" "${SAME[@]}" >"$TMP/model.log" 2>&1
 status=$?
 [ $status -ne 0 ] && [ $status -ne 124 ] || fail "ranks on different models: exit $status"
 grep -q "error: ranks disagree on the model" "$TMP/model.log" \
