@@ -173,7 +173,8 @@ class NcclComm : public Comm {
   void broadcast_bytes(void* data, size_t n, int root) override {
     host_->broadcast_bytes(data, n, root);
   }
-  void require_same(const std::string& what, uint64_t value) override {
+  using Comm::require_same;  // the uint64_t overload, kept visible beside the override
+  void require_same(const std::string& what, const std::string& value) override {
     host_->require_same(what, value);
   }
 

@@ -47,9 +47,9 @@ class Scheduler {
     for (const auto& p : prompts) longest = std::max(longest, int(p.size()));
     // The last sampled token is never fed back, so it needs no position.
     const int full = longest + params.max_new_tokens - 1;
-    require(full <= model.config().max_positions,
+    require(full <= model.config().context_limit(),
             "sampling: prompt plus max new tokens (" + std::to_string(full) +
-                ") exceeds the model's " + std::to_string(model.config().max_positions) +
+                ") exceeds the model's " + std::to_string(model.config().context_limit()) +
                 " positions");
     max_batch_ = std::max(1, params.max_batch);
     share_ = engine.share_prefix && !engine.lockstep && G > 1;
@@ -168,7 +168,7 @@ class Scheduler {
         if (!prefill->empty() && n > budget) break;
         // Keep a block spare for the running sequences' next step.
         const int spare = had_running || !prefill->empty() ? 1 : 0;
-        if (blocks + need + spare > cache_->available()) {
+        if (!cache_->ensure_free(blocks + need + spare)) {
           if (had_running || !prefill->empty() || !forks->empty() || !drop_saved_prompts())
             break;
           continue;  // nothing runs: the cached prompts gave their blocks back

@@ -15,10 +15,17 @@
 // Large buffers go in chunks of 2^28 elements (MPI counts are ints), and the
 // ZeRO collectives use no displacements, so models past 2^31 parameters work.
 //
-// Failure: a rank that throws ends the whole job. MpiComm registers a fatal
-// hook with run_main (src/common/cli.h) that calls MPI_Abort after the error
-// line is printed, so the other ranks, blocked in a collective, are killed by
-// mpirun within seconds instead of hanging.
+// Failure: report_fatal_error_across_ranks (below) is the programs' fatal
+// reporter (polaris_train registers it with run_main, src/common/cli.h).
+// A failing rank waits up to 5 s for the others to fail too (over a
+// communicator of its own, so it never meets a collective the healthy ranks
+// are blocked in). When every rank failed with the same line (a bad flag, a
+// missing file), rank 0 prints it once and the job exits 1 without an abort;
+// different lines are printed once per rank, each naming it. When only some
+// ranks failed, each prints "error: rank R: ..." and calls MPI_Abort, so
+// the others, maybe blocked in a collective, are ended instead of hanging.
+// (mpirun itself still adds a note that a process exited non-zero unless
+// started with -q.)
 #pragma once
 #include <cstddef>
 #include <cstdint>
@@ -83,10 +90,13 @@ class Comm {
   // against). Every rank must call it.
   virtual void attach(Ops&) {}
 
-  // Throws Error "ranks disagree on <what> (rank 0: a, rank 1: b)" on EVERY
-  // rank when the ranks passed different values (a config check: --batch, ...).
-  virtual void require_same(const std::string& what, uint64_t value) = 0;
-  void require_same_double(const std::string& what, double value);  // bit-exact
+  // Throws Error "ranks disagree on <what> (rank 0: 'a', rank 1: 'b')" on
+  // EVERY rank, the same line, when the ranks passed different values (a
+  // config check: --batch, ...).
+  virtual void require_same(const std::string& what, const std::string& value) = 0;
+  void require_same(const std::string& what, uint64_t value) {
+    require_same(what, std::to_string(value));
+  }
 };
 
 class SingleProcessComm : public Comm {
@@ -103,8 +113,12 @@ class SingleProcessComm : public Comm {
   void barrier() override {}
   void broadcast_bytes(void*, size_t, int) override {}
   void reduce_add_to(const float* in, float* root_accum, size_t n, int root) override;
-  void require_same(const std::string&, uint64_t) override {}
+  void require_same(const std::string&, const std::string&) override {}
 };
+
+// Prints a fatal error line as described above ("Failure"); without an MPI
+// job of 2 or more ranks, simply prints it on stderr.
+void report_fatal_error_across_ranks(const std::string& line);
 
 // True when this process was started by mpirun or srun (OMPI_COMM_WORLD_SIZE,
 // PMI_SIZE or SLURM_STEP_NUM_TASKS is set in the environment).

@@ -14,6 +14,7 @@
 #include "model/scheduler.h"
 #include "src/common/backend.h"
 #include "src/common/cli.h"
+#include "src/common/threads.h"
 
 using namespace polaris;
 
@@ -137,10 +138,10 @@ int sample(const Flags& flags) {
     };
   }
   // The last sampled token is never fed back, hence the - 1 (as in the sampler).
-  require(prompt.size() + size_t(params.max_new_tokens) - 1 <= size_t(loaded.config.max_positions),
+  require(prompt.size() + size_t(params.max_new_tokens) - 1 <= size_t(loaded.config.context_limit()),
           "--max-new-tokens " + std::to_string(params.max_new_tokens) + ": the prompt (" +
               std::to_string(prompt.size()) + " tokens) plus that many, less one, exceeds the "
-              "model's " + std::to_string(loaded.config.max_positions) + " positions");
+              "model's " + std::to_string(loaded.config.context_limit()) + " positions");
   const int samples = flags.count("samples");
   require(samples <= 4096, "--samples must be in 1..4096");
 
@@ -165,6 +166,7 @@ int sample(const Flags& flags) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  polaris::configure_openmp(argv);  // first: before the OpenMP runtime reads its settings
   return run_main([&] {
     if (wants_help(argc, argv)) {
       std::fputs(usage().c_str(), stdout);

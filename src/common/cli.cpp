@@ -1,14 +1,12 @@
 #include "src/common/cli.h"
 
 #include <cerrno>
-#include <chrono>
 #include <climits>
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
-#include <thread>
 
 namespace polaris {
 
@@ -150,21 +148,10 @@ std::string describe_flags(const std::vector<FlagSpec>& table,
 }
 
 namespace {
-void (*g_fatal_hook)() = nullptr;
+void (*g_fatal_reporter)(const std::string&) = nullptr;
 }  // namespace
 
-void set_fatal_hook(void (*hook)()) { g_fatal_hook = hook; }
-
-namespace {
-
-// This process's rank under mpirun or srun, 0 without one.
-int launcher_rank() {
-  for (const char* name : {"OMPI_COMM_WORLD_RANK", "PMI_RANK", "SLURM_PROCID"})
-    if (const char* value = std::getenv(name)) return std::atoi(value);
-  return 0;
-}
-
-}  // namespace
+void set_fatal_reporter(void (*reporter)(const std::string& line)) { g_fatal_reporter = reporter; }
 
 int run_main(const std::function<int()>& body) {
   std::string line;
@@ -175,14 +162,10 @@ int run_main(const std::function<int()>& body) {
   } catch (const std::exception& e) {
     line = std::string("error: internal: ") + e.what();
   }
-  // Under mpirun, a rank other than 0 waits before printing: an error every
-  // rank hits (a missing flag, a model file that is not there) then ends
-  // the job through rank 0 (its abort, or its exit status, makes mpirun end
-  // this rank meanwhile), so `mpirun -np 8` prints it once, not eight times.
-  // An error of this rank alone is printed after the wait.
-  if (launcher_rank() > 0) std::this_thread::sleep_for(std::chrono::seconds(2));
-  std::fprintf(stderr, "%s\n", line.c_str());
-  if (g_fatal_hook) g_fatal_hook();
+  if (g_fatal_reporter)
+    g_fatal_reporter(line);
+  else
+    std::fprintf(stderr, "%s\n", line.c_str());
   return 1;
 }
 

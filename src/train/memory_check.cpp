@@ -45,8 +45,7 @@ void require_step_fits_in_memory(const TrainOptions& options, const ModelConfig&
   const ZeroMemory zero =
       zero_memory_per_rank(parameters, options.world_size(), options.trainer.zero_stage);
   const double state = 4.0 * parameters * 2 + double(zero.grads) + double(zero.moments);
-  const std::string model = options.model_path.empty() ? "--init " + options.init_preset
-                                                        : options.model_path;
+  const std::string model = starting_model_name(options);
   require(state * ranks <= available,
           model + ": " + std::to_string(parameters) + " parameters need " + format_bytes(state) +
               " for weights, gradients and Adam moments (ZeRO-" +
@@ -67,9 +66,9 @@ void require_step_fits_in_memory(const TrainOptions& options, const ModelConfig&
 
 LoadedModel starting_row_model(const TrainOptions& options) {
   const ModelConfig config = starting_config(options);
-  require(options.seq <= config.max_positions,
+  require(options.seq <= config.context_limit(),
           "--seq " + std::to_string(options.seq) + " is longer than the model's " +
-              std::to_string(config.max_positions) + " positions");
+              std::to_string(config.context_limit()) + " positions");
   require_step_fits_in_memory(
       options, config, size_t(options.batch) * options.seq,
       "--batch " + std::to_string(options.batch) + " --seq " + std::to_string(options.seq) +

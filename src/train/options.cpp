@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <exception>
 #include <cstdio>
 
 #include "model/hf_import.h"
@@ -67,9 +68,53 @@ void silence_other_ranks(const Comm& comm) {
           "rank " + std::to_string(comm.rank()) + ": cannot redirect stdout to /dev/null");
 }
 
+namespace {
+
+// The Comm, made before anything else can fail: under mpirun the ranks
+// agree on a fatal error through MPI (optim/comm.h), so even a bad flag is
+// one line, not one per rank. With flags that do not parse, or a --comm that
+// cannot be made, the default comm reports the error.
+//
+// Under mpirun the default is NCCL when the run is on GPUs (one rank per
+// GPU) and this build has it, MPI otherwise.
+std::string default_comm(const Flags* flags) {
+  if (!launched_by_mpirun()) return "none";
+  if (!nccl_available()) return "mpi";
+  const std::string backend = flags && flags->has("backend") ? flags->text("backend") : "auto";
+  return resolve_backend(backend) == "cuda" ? "nccl" : "mpi";
+}
+
+std::shared_ptr<Comm> first_comm(const Flags* flags) {
+  set_fatal_reporter(report_fatal_error_across_ranks);
+  const std::string fallback = launched_by_mpirun() ? "mpi" : "none";
+  bool fallback_failed = false;
+  try {
+    const std::string chosen = flags && flags->has("comm") ? flags->text("comm") : default_comm(flags);
+    fallback_failed = chosen == fallback;
+    return std::shared_ptr<Comm>(make_comm(chosen).release());
+  } catch (const Error&) {
+    // Kept until exit: it reports the error.
+    static std::unique_ptr<Comm> reporter;
+    if (!fallback_failed) reporter = make_comm(fallback);
+    throw;
+  }
+}
+
+}  // namespace
+
 TrainOptions parse_train_options(int argc, char** argv) {
-  const Flags flags(argc, argv, train_flag_table());
+  std::unique_ptr<Flags> parsed;
+  std::exception_ptr bad_flags;
+  try {
+    parsed.reset(new Flags(argc, argv, train_flag_table()));
+  } catch (const Error&) {
+    bad_flags = std::current_exception();
+  }
   TrainOptions o;
+  o.comm = first_comm(parsed.get());
+  o.trainer.comm = o.comm.get();
+  if (bad_flags) std::rethrow_exception(bad_flags);
+  const Flags& flags = *parsed;
   require(flags.positional().size() <= 1,
           "polaris_train takes at most one model file, got '" +
               (flags.positional().size() > 1 ? flags.positional()[1] : std::string()) + "'");
@@ -146,28 +191,21 @@ TrainOptions parse_train_options(int argc, char** argv) {
   o.keep_last = flags.integer("keep-last");
   o.resume = flags.has("resume");
 
-  // Data parallel: one Comm per process, made once, here. Under mpirun the
-  // default is NCCL for GPUs (one rank per GPU), MPI for the CPU.
-  const std::string comm = flags.has("comm")                          ? flags.text("comm")
-                           : !launched_by_mpirun()                    ? "none"
-                           : o.backend == "cuda" && nccl_available() ? "nccl"
-                                                                      : "mpi";
-  o.comm = std::shared_ptr<Comm>(make_comm(comm).release());
-  o.trainer.comm = o.comm.get();
   for (const FlagSpec& spec : flags.table()) {
     if (spec.checks & kSameOnRanks)
-      o.comm->require_same("--" + std::string(spec.name),
-                           std::hash<std::string>()(flags.canonical(spec.name)));
+      o.comm->require_same("--" + std::string(spec.name), flags.canonical(spec.name));
     if (spec.checks & kSameOnResume) o.resume_identity[spec.name] = flags.canonical(spec.name);
   }
-  // --batch is per rank: the global batch is what a resumed run must keep;
-  // the warmup's default depends on --steps, which a resumed run may raise.
-  o.resume_identity["global-batch"] = std::to_string(o.batch * o.world_size());
+  // --batch is per rank: the global batch is what a resumed run must keep —
+  // except in GRPO, whose --batch only cuts the rollouts into micro-batches
+  // of one summed gradient, so a GRPO run resumes on any number of ranks.
+  // The warmup's default depends on --steps, which a resumed run may raise.
+  if (o.mode != "grpo") o.resume_identity["global-batch"] = std::to_string(o.batch * o.world_size());
   o.resume_identity["warmup-steps"] = std::to_string(o.trainer.schedule.warmup_steps);
   // What --backend auto and the default --comm resolved to must agree too
   // (a node without a GPU among nodes with one).
-  o.comm->require_same("--backend", std::hash<std::string>()(o.backend));
-  o.comm->require_same("--comm", std::hash<std::string>()(o.comm->name()));
+  o.comm->require_same("--backend", o.backend);
+  o.comm->require_same("--comm", o.comm->name());
   if (o.comm->world_size() > 1) {
     // Only rank 0 prints and writes: the others write no --log or --out.
     silence_other_ranks(*o.comm);
@@ -193,6 +231,20 @@ ModelConfig starting_config(const TrainOptions& options) {
   const std::string& init = options.init_preset;
   const bool is_json = init.size() > 5 && init.compare(init.size() - 5, 5, ".json") == 0;
   return is_json ? read_hf_config(init) : config_from_preset(init);
+}
+
+std::string starting_model_name(const TrainOptions& options) {
+  return options.model_path.empty() ? "--init " + options.init_preset : options.model_path;
+}
+
+std::string outside_vocabulary(const TrainOptions& options, const std::string& where, int64_t id,
+                               int vocab_size) {
+  std::string line = where + ": token id " + std::to_string(id) + " is outside the vocabulary of " +
+                     starting_model_name(options) + " (" + std::to_string(vocab_size) + " ids)";
+  if (!options.tokenizer.empty())
+    line += ": --tokenizer " + options.tokenizer +
+            " is not this model's (a model's vocabulary must cover its tokenizer's)";
+  return line;
 }
 
 LoadedModel starting_model(const TrainOptions& options) {
