@@ -73,7 +73,8 @@ const std::vector<FlagSpec> kTrainFlags = {
      kAnyMode},
     {"profile", T::toggle, "", "", "3 warm-up + 5 steps in the profiler's capture range "
      "(run/profile.sh)", kAnyMode},
-    {"comm", T::text, "mpi|none", "", "data parallel ranks (default mpi under mpirun, else none)",
+    {"comm", T::text, "nccl|mpi|none", "",
+     "data parallel ranks (under mpirun: nccl with --backend cuda, else mpi; none otherwise)",
      kAnyMode},
     {"zero", T::text, "0|1|2", "0", "ZeRO stage: shard the Adam moments (1), and the gradient (2)",
      kAnyMode, kSameOnRanks},
