@@ -550,8 +550,9 @@ TEST(OpsAttention, DecodeMatchesCpuAndForward) {
         }
       }
     for (size_t c = 0; c < pool; ++c) {
-      if (!written[c])
+      if (!written[c]) {
         ASSERT_TRUE(std::isnan(kc[c * KV]) && std::isnan(vc[c * KV])) << "scatter_rows wrote " << c;
+      }
     }
     DeviceBuffer gq(*gpu, qdec, DType::bf16), gout(*gpu, size_t(nseq) * Q, DType::bf16);
     gout.poison();
