@@ -11,6 +11,7 @@
 #include <cstdlib>
 #include <cstring>
 
+#include "optim/watchdog.h"
 #include "optim/zero.h"
 #include "src/common/cli.h"
 #include "src/common/error.h"
@@ -84,7 +85,10 @@ class MpiComm : public Comm {
     int initialized = 0;
     check_mpi(MPI_Initialized(&initialized), "MPI_Initialized");
     require(!initialized, "MPI is already initialised in this process (make_comm called twice)");
-    check_mpi(MPI_Init(nullptr, nullptr), "MPI_Init");
+    // MPI_THREAD_MULTIPLE: the watchdog's heartbeat thread (optim/watchdog.h)
+    // calls MPI while the training thread is inside a collective.
+    int provided = 0;
+    check_mpi(MPI_Init_thread(nullptr, nullptr, MPI_THREAD_MULTIPLE, &provided), "MPI_Init_thread");
     std::atexit(finalize_mpi_at_exit);
     // Return codes instead of aborting inside MPI, so every failure is an Error.
     check_mpi(MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN),
@@ -111,6 +115,7 @@ class MpiComm : public Comm {
   void reduce_scatter_sum(const float* in, float* out_shard,
                           const std::vector<ShardRange>& ranges) override {
     check_ranges(ranges, "reduce_scatter_sum");
+    CollectiveWait wait;
     if (!active_) {
       std::copy(in + ranges[0].begin, in + ranges[0].end, out_shard);
       return;
@@ -131,6 +136,7 @@ class MpiComm : public Comm {
   // int displacements (MPI_Allgatherv's overflow past 2^31 parameters).
   void all_gather(float* buffer, const std::vector<ShardRange>& ranges) override {
     check_ranges(ranges, "all_gather");
+    CollectiveWait wait;
     if (!active_) return;
     for (int r = 0; r < world_; ++r) {
       const ShardRange& range = ranges[size_t(r)];
@@ -145,6 +151,7 @@ class MpiComm : public Comm {
   void gather_to_root(const float* shard, float* full,
                       const std::vector<ShardRange>& ranges) override {
     check_ranges(ranges, "gather_to_root");
+    CollectiveWait wait;
     if (rank_ == 0)
       std::copy(shard, shard + ranges[0].size(), full + ranges[0].begin);
     if (!active_) return;
@@ -163,11 +170,13 @@ class MpiComm : public Comm {
   }
 
   void barrier() override {
+    CollectiveWait wait;
     if (active_) check_mpi(MPI_Barrier(MPI_COMM_WORLD), "MPI_Barrier");
   }
 
   void require_same(const std::string& what, uint64_t value) override {
     if (!active_) return;
+    CollectiveWait wait;
     std::vector<uint64_t> all(size_t(world_), 0);
     check_mpi(MPI_Allgather(&value, 1, MPI_UINT64_T, all.data(), 1, MPI_UINT64_T, MPI_COMM_WORLD),
               "MPI_Allgather");
@@ -183,6 +192,7 @@ class MpiComm : public Comm {
 
   void all_reduce(void* data, size_t n, MPI_Datatype type, MPI_Op op) {
     if (!active_) return;
+    CollectiveWait wait;
     int type_size = 0;
     check_mpi(MPI_Type_size(type, &type_size), "MPI_Type_size");
     char* bytes = static_cast<char*>(data);

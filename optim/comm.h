@@ -16,7 +16,10 @@
 // Failure: a rank that throws ends the whole job. MpiComm registers a fatal
 // hook with run_main (src/common/cli.h) that calls MPI_Abort after the error
 // line is printed, so the other ranks, blocked in a collective, are killed by
-// mpirun within seconds instead of hanging.
+// mpirun within seconds instead of hanging. A rank that hangs instead of
+// throwing is the watchdog's (optim/watchdog.h): every MPI collective here is
+// marked as a wait (CollectiveWait), and MPI is initialised with
+// MPI_THREAD_MULTIPLE for its heartbeat thread.
 #pragma once
 #include <cstddef>
 #include <cstdint>

@@ -9,6 +9,7 @@
 #include <cstdio>
 #include <cstring>
 
+#include "optim/watchdog.h"
 #include "src/common/cli.h"
 #include "src/train/loops.h"
 
@@ -27,7 +28,7 @@ run:       --seed S  --log FILE.jsonl  --print-every N  --out MODEL.bin
            --val-every N  --val-batches N  --skip-bad
 device:    --backend auto|cpu|cuda  --recompute none|mlp|layer  --attention flash|cudnn|simple
            --profile (3 warm-up + 5 captured steps for Nsight; run/profile.sh)
-parallel:  mpirun -np N polaris_train ... [--zero 0|1|2] [--comm mpi]
+parallel:  mpirun -np N polaris_train ... [--zero 0|1|2] [--comm mpi] [--rank-timeout SECONDS]
 resume:    --checkpoint-dir DIR  --checkpoint-every K  --keep-last N  --resume
 grpo:      --prompts-per-step P  --group-size G  --minibatches M  --clip-low/--clip-high  --clip-ratio-c C
            --kl-coef B  --entropy-coef C  --dynamic-sampling  --no-std-normalize
@@ -48,6 +49,7 @@ int main(int argc, char** argv) {
   return polaris::run_main([&] {
     if (argc == 1) return polaris::run_builtin_demo();
     polaris::TrainOptions options = polaris::parse_train_options(argc, argv);
+    polaris::Watchdog watchdog(options.rank_timeout);
     if (options.mode == "sft") return polaris::run_sft(options);
     if (options.mode == "grpo") return polaris::run_grpo(options);
     return polaris::run_pretrain(options);

@@ -11,6 +11,7 @@
 
 #include "data/row_sampler.h"
 #include "model/sampler.h"
+#include "optim/watchdog.h"
 #include "src/common/backend.h"
 #include "src/train/jsonl_environment.h"
 #include "src/train/loops.h"
@@ -279,6 +280,7 @@ class GrpoRun {
   // Ranks take contiguous blocks of the problems; the random streams are
   // numbered globally, so the samples are those one process would draw.
   double evaluate(int step) {
+    WatchdogPhase phase("evaluation");
     const size_t problems = env_.size(Split::Eval);
     const size_t first = problems * size_t(rank_) / size_t(world_);
     const size_t last = problems * size_t(rank_ + 1) / size_t(world_);
@@ -319,6 +321,7 @@ class GrpoRun {
       before = evaluate(0);
     }
     for (int step = first_step; step < options_.steps; ++step) {
+      WatchdogStep watched(step + 1);
       one_step(step);
       if (grpo_.eval_every > 0 && (step + 1) % grpo_.eval_every == 0 && step + 1 < options_.steps)
         evaluate(step + 1);
@@ -347,6 +350,7 @@ class GrpoRun {
 
   // Samples `groups` new prompt groups at this step's temperature and length.
   std::vector<Rollout> sample_groups(int step, int groups) {
+    WatchdogPhase phase("rollouts");
     std::vector<std::vector<int32_t>> prompts;
     std::vector<size_t> problems;
     for (int g = 0; g < groups; ++g) {
@@ -590,6 +594,7 @@ class GrpoRun {
   std::vector<std::vector<float>> completion_logprobs(Transformer& model,
                                                       const std::vector<const Rollout*>& rollouts,
                                                       int T) {
+    WatchdogPhase phase("log-probs");
     std::vector<Placement> places;
     std::vector<PackedRow> rows = pack_rollouts(rollouts, T, places);
     std::vector<std::vector<float>> row_logprobs(rows.size());
@@ -597,6 +602,7 @@ class GrpoRun {
       std::vector<size_t> indices;
       for (size_t i = first; i < std::min(rows.size(), first + size_t(options_.batch)); ++i)
         indices.push_back(i);
+      watchdog_tick();
       LossOutputs out = model.forward(batch_from_packed_rows(rows, indices));
       for (size_t k = 0; k < indices.size(); ++k)
         row_logprobs[indices[k]].assign(out.logprobs.begin() + k * T,

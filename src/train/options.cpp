@@ -5,8 +5,10 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstdio>
 
+#include "data/input_fingerprint.h"
 #include "model/hf_import.h"
 #include "model/params.h"
 #include "model/transformer.h"
@@ -25,7 +27,7 @@ const std::set<std::string> kValueFlags = {
     // built-in synthetic tasks (src/train/synthetic_environment.h)
     "task", "task-slip-rate", "train-examples",
     // data parallel (optim/comm.h) and checkpoints (src/train/run_checkpoint.h)
-    "zero", "comm", "checkpoint-dir", "checkpoint-every", "keep-last",
+    "zero", "comm", "rank-timeout", "checkpoint-dir", "checkpoint-every", "keep-last",
     // GRPO (src/train/grpo.cpp)
     "prompts-per-step", "group-size", "minibatches", "clip-low", "clip-high", "clip-ratio-c", "kl-coef",
     "entropy-coef", "temperature", "temperature-schedule", "max-response",
@@ -115,6 +117,19 @@ void require_out_is_not_an_input(const TrainOptions& o) {
   }
 }
 
+// Ranks given different inputs would train silently on different things:
+// every input's fingerprint (data/input_fingerprint.h: the files' sizes and
+// contents, or the value itself when it names no file) must agree.
+void require_same_inputs(Comm& comm, const TrainOptions& o) {
+  const std::string what = ": a fingerprint of its files' contents, or of its value";
+  if (!o.model_path.empty())
+    comm.require_same("the model file" + what, input_fingerprint(o.model_path));
+  for (const char* flag : {"init", "data", "val-data", "tokenizer", "eval-data", "pass-rates",
+                           "task", "system-prompt"})
+    if (o.flags->has(flag))
+      comm.require_same(std::string("--") + flag + what, input_fingerprint(o.flags->get(flag, "")));
+}
+
 }  // namespace
 
 TrainOptions parse_train_options(int argc, char** argv) {
@@ -176,6 +191,11 @@ TrainOptions parse_train_options(int argc, char** argv) {
   require(o.trainer.grad_clip >= 0, "flag --grad-clip must be >= 0 (0: no clipping), got " +
                                         flags->get("grad-clip", ""));
 
+  o.rank_timeout = flags->get_double("rank-timeout", 600);
+  require(std::isfinite(o.rank_timeout) && o.rank_timeout >= 0,
+          "flag --rank-timeout must be a number of seconds >= 0 (0: no watchdog), got " +
+              flags->get("rank-timeout", ""));
+
   const std::string zero = flags->get("zero", "0");
   require(zero == "0" || zero == "1" || zero == "2", "--zero must be 0, 1 or 2, got '" + zero + "'");
   o.trainer.zero_stage = zero[0] - '0';
@@ -195,7 +215,9 @@ TrainOptions parse_train_options(int argc, char** argv) {
     comm.require_same_double("--lr", double(o.trainer.schedule.max_lr));
     comm.require_same("--zero", uint64_t(o.trainer.zero_stage));
     comm.require_same("--seed", o.seed);
+    comm.require_same_double("--rank-timeout", o.rank_timeout);
     comm.require_same("--mode", std::hash<std::string>()(o.mode));
+    require_same_inputs(comm, o);
     if (comm.rank() != 0) {
       // Only rank 0 prints and writes: the others' console goes nowhere
       // (errors still reach stderr) and they write no --log or --out.

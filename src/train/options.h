@@ -26,6 +26,9 @@ struct TrainOptions {
   int steps = 100, batch = 8, seq = 256, grad_accum = 1;
   int val_every = 100, val_batches = 8, print_every = 1;
   uint64_t seed = 1337;
+  // --rank-timeout: seconds without progress on every rank before the
+  // watchdog ends a multi-rank job (optim/watchdog.h); 0 disables it.
+  double rank_timeout = 600;
   TrainerOptions trainer;
   // Every flag as given, for the mode-specific ones (SFT and GRPO read theirs).
   std::shared_ptr<const Flags> flags;
@@ -52,7 +55,10 @@ struct TrainOptions {
 // It also sets up data parallelism: --comm (default mpi when started by
 // mpirun, none otherwise) makes the Comm (MPI_Init happens here), checks that
 // every rank was given the same --steps, --batch, --seq, --grad-accum, --lr,
-// --zero and --seed, and on ranks other than 0 sends stdout to /dev/null and
+// --zero, --seed and --rank-timeout, and the same inputs (the model file,
+// --init, --data, --val-data, --tokenizer, --eval-data, --pass-rates, --task,
+// --system-prompt: a fingerprint of their contents, data/input_fingerprint.h),
+// and on ranks other than 0 sends stdout to /dev/null and
 // drops --log and --out: only rank 0 prints and writes files.
 TrainOptions parse_train_options(int argc, char** argv);
 

@@ -3,6 +3,7 @@
 #include <cstdio>
 
 #include "data/token_loader.h"
+#include "optim/watchdog.h"
 #include "src/common/backend.h"
 #include "src/train/loops.h"
 #include "src/train/memory_check.h"
@@ -52,8 +53,10 @@ int run_pretrain(const TrainOptions& options) {
   StepReporter reporter(options.steps, options.print_every, options.log_path,
                         options.flags->has("resume"));
   auto validate = [&](int step) {
+    WatchdogPhase phase("validation");
     double loss = 0, weight = 0;
     for (int i = 0; i < options.val_batches; ++i) {
+      watchdog_tick();
       LossOutputs out = model.forward(val->batch_at(i, options.batch));
       loss += out.loss_sum;
       weight += out.weight_sum;
@@ -72,8 +75,12 @@ int run_pretrain(const TrainOptions& options) {
   }
   reporter.resume_at(resumed ? resumed->step : -1);
   for (int step = first_step; step < options.steps; ++step) {
+    WatchdogStep watched(step + 1);
     std::vector<Batch> micro;
-    for (int k = 0; k < options.grad_accum; ++k) micro.push_back(train.next_batch(options.batch));
+    {
+      WatchdogPhase phase("data");
+      for (int k = 0; k < options.grad_accum; ++k) micro.push_back(train.next_batch(options.batch));
+    }
     StepStats stats = trainer.step(micro, global_sum(comm, total_target_weight(micro)));
     reporter.report(stats);
     if (val && (stats.step % options.val_every == 0 || stats.step == options.steps))
