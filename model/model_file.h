@@ -11,7 +11,9 @@
 //     [10] intermediate_size   [11] max_positions      [12] tied_embeddings (0/1)
 //     [13] rope_theta (fp32 bit pattern)                [14] norm_eps (fp32 bit pattern)
 //     [15] parameter count, low 32 bits                 [16] high 32 bits
-//     [17..255] zero (reserved)
+//     [17..25] the tokenizer the model was converted or trained with
+//              (data/tokenizer_id.h; all zero when none was recorded)
+//     [26..255] zero (reserved)
 //   then the flat parameters in the layout of model/params.h (build_param_layout
 //   of the header's config): count * 4 bytes (fp32) or count * 2 bytes (bf16,
 //   rounded to nearest even when written, widened exactly when read).
@@ -26,6 +28,7 @@
 #include <string>
 #include <vector>
 
+#include "data/tokenizer_id.h"
 #include "model/config.h"
 
 namespace polaris {
@@ -39,14 +42,17 @@ constexpr int kModelBinHeaderWords = 256;
 struct LoadedModel {
   ModelConfig config;
   std::vector<float> params;  // fp32, build_param_layout(config).total values
+  TokenizerId tokenizer;      // the recorded tokenizer (unrecorded: none)
 };
 
 // bf16 = false: fp32 parameters; true: bf16 (half the size, ~3 significant digits).
 void write_model_bin(const std::string& path, const ModelConfig& config,
-                     const std::vector<float>& params, bool bf16);
+                     const std::vector<float>& params, bool bf16,
+                     const TokenizerId& tokenizer = TokenizerId());
 LoadedModel read_model_bin(const std::string& path);
 // Only the header: config and stored dtype (for --info without loading weights).
 // Checks everything read_model_bin does except reading the parameters.
-ModelConfig read_model_bin_config(const std::string& path, bool* bf16 = nullptr);
+ModelConfig read_model_bin_config(const std::string& path, bool* bf16 = nullptr,
+                                  TokenizerId* tokenizer = nullptr);
 
 }  // namespace polaris

@@ -9,6 +9,7 @@
 #include <cstdio>
 
 #include "data/input_fingerprint.h"
+#include "data/tokenizer.h"
 #include "model/hf_import.h"
 #include "model/params.h"
 #include "model/transformer.h"
@@ -52,8 +53,9 @@ const std::set<std::string> kGrpoOnly = {
 const std::set<std::string> kNotGrpo = {"seq", "grad-accum", "val-data", "val-every",
                                         "val-batches", "task-slip-rate"};
 // Pretraining reads token shards only.
+// (--tokenizer applies: the shards' recorded tokenizer must be it.)
 const std::set<std::string> kNotPretrain = {"task", "task-slip-rate", "train-examples",
-                                            "tokenizer", "skip-bad"};
+                                            "skip-bad"};
 // A built-in --task brings its own problems, vocabulary and held-out split.
 const std::set<std::string> kNotWithTask = {"data", "tokenizer", "val-data", "skip-bad",
                                             "eval-data", "system-prompt", "max-prompt"};
@@ -117,6 +119,23 @@ void require_out_is_not_an_input(const TrainOptions& o) {
   }
 }
 
+// The tokenizer the run's ids must come from: --tokenizer's, else the one
+// the model file records; when both exist they must be the same.
+void resolve_tokenizer(TrainOptions& o) {
+  TokenizerId from_model;
+  if (!o.model_path.empty()) read_model_bin_config(o.model_path, nullptr, &from_model);
+  if (o.tokenizer.empty()) {
+    o.tokenizer_id = from_model;
+    o.tokenizer_source = "the model file " + o.model_path + "'s tokenizer";
+    return;
+  }
+  o.tokenizer_id = tokenizer_id(o.tokenizer, Tokenizer::load(o.tokenizer).vocab_size());
+  o.tokenizer_source = "--tokenizer " + o.tokenizer;
+  require(!from_model.recorded() || from_model == o.tokenizer_id,
+          "--tokenizer " + o.tokenizer + " is " + o.tokenizer_id.describe() +
+              ", but the model file " + o.model_path + " was made with " + from_model.describe());
+}
+
 // Ranks given different inputs would train silently on different things:
 // every input's fingerprint (data/input_fingerprint.h: the files' sizes and
 // contents, or the value itself when it names no file) must agree.
@@ -150,6 +169,7 @@ TrainOptions parse_train_options(int argc, char** argv) {
   o.data = flags->get("data", "");
   o.val_data = flags->get("val-data", "");
   o.tokenizer = flags->get("tokenizer", "");
+  resolve_tokenizer(o);
   o.backend = resolve_backend(flags->get("backend", "auto"));
   o.recompute = parse_recompute(flags->get("recompute", "none"));
   o.attention = flags->get("attention", "flash");

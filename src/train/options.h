@@ -18,7 +18,12 @@ struct TrainOptions {
   std::string init_preset;     // --init PRESET: a fresh random model
   std::string mode = "pretrain";
   std::string data, val_data;  // token shard patterns (pretrain) or JSONL (sft, grpo)
-  std::string tokenizer;       // tokenizer.json (sft, grpo)
+  std::string tokenizer;       // tokenizer.json (sft, grpo; pretrain: checked against the shards)
+  // The tokenizer the run's token ids must come from (data/tokenizer_id.h):
+  // --tokenizer's, else the one the model file records (unrecorded: neither).
+  // Checked against the shards' record, and written into --out.
+  TokenizerId tokenizer_id;
+  std::string tokenizer_source;  // "--tokenizer PATH" or "the model file PATH's tokenizer"
   std::string backend = "cpu";      // resolved: "cpu" or "cuda" (--backend auto picks)
   Recompute recompute = Recompute::none;
   std::string attention = "flash";  // --attention: the CUDA backend's kernels
@@ -46,8 +51,9 @@ struct TrainOptions {
 // would ignore is an error naming it ("--group-size does not apply to --mode
 // sft"): the GRPO flags (--prompts-per-step ... --no-std-normalize) outside
 // grpo; --seq, --grad-accum, --val-data, --val-every, --val-batches and
-// --task-slip-rate in grpo; --task, --task-slip-rate, --train-examples,
-// --tokenizer and --skip-bad in pretrain. With a built-in --task, --data,
+// --task-slip-rate in grpo; --task, --task-slip-rate, --train-examples
+// and --skip-bad in pretrain. --tokenizer must be the tokenizer the model
+// file records, when it records one. With a built-in --task, --data,
 // --tokenizer, --val-data, --skip-bad, --eval-data, --system-prompt and
 // --max-prompt do not apply; without one, --task-slip-rate, --train-examples
 // and --eval-problems do not.

@@ -22,7 +22,8 @@ void finish_run(const TrainOptions& options, const Transformer& model) {
   if (const size_t peak = model.ops().peak_memory_bytes())
     std::printf("peak device memory: %.2f GiB\n", double(peak) / (1024.0 * 1024.0 * 1024.0));
   if (options.out_path.empty()) return;
-  write_model_bin(options.out_path, model.config(), model.get_params(), false);
+  write_model_bin(options.out_path, model.config(), model.get_params(), false,
+                  options.tokenizer_id);
   std::printf("saved %s\n", options.out_path.c_str());
 }
 
@@ -45,6 +46,9 @@ int run_pretrain(const TrainOptions& options) {
     val.reset(new TokenRowLoader("--val-data", options.val_data, options.seq,
                                  start.config.vocab_size, options.seed, options.rank(),
                                  options.world_size()));
+  // Shards made with another tokenizer would train silently while their ids fit.
+  train.require_tokenizer(options.tokenizer_id, options.tokenizer_source);
+  if (val) val->require_tokenizer(options.tokenizer_id, options.tokenizer_source);
   std::printf("model: %s, %zu parameters | data: %zu tokens | backend %s\n",
               start.config.describe().c_str(), model.num_params(), train.num_tokens(),
               ops->name().c_str());
