@@ -415,6 +415,7 @@ std::vector<Completion> generate(Transformer& model,
       }
       if (who.empty()) break;
       std::vector<float> logits = model.decode_step(tokens, positions, slots);
+      if (params.on_step) params.on_step();
       // Rows are independent (each its own stream): sampled in parallel,
       // the same on any thread count.
       const int rows = int(who.size());

@@ -50,6 +50,9 @@ struct SamplingParams {
   std::function<std::string(int32_t)> token_bytes;
   uint64_t seed = 0;
   int max_batch = 256;                 // sequences decoded together
+  // Called after each decoding step: progress for a caller's watchdog
+  // (polaris_train's GRPO passes watchdog_tick, optim/watchdog.h).
+  std::function<void()> on_step;
 };
 
 struct Completion {

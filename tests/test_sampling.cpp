@@ -552,3 +552,20 @@ TEST(SamplingGenerate, SequencesIndependentOfBatchAndThreads) {
   bad.top_k = -1;
   EXPECT_THROW(generate(*m.model, prompts, bad), Error);
 }
+
+// on_step (the watchdog's progress hook) runs once per decoding step, and
+// changes nothing: prompts are fed one token per step, so 4 prompts of at
+// most 5 tokens and 9 new tokens each take 5 + 9 - 1 = 13 steps together.
+TEST(SamplingGenerate, OnStepRunsOncePerDecodingStep) {
+  Model m;
+  const std::vector<std::vector<int32_t>> prompts = {{1, 2, 3}, {7}, {4, 4, 9, 12, 0}, {22, 5}};
+  SamplingParams sp;
+  sp.max_new_tokens = 9;
+  sp.seed = 5;
+  const std::vector<Completion> plain = generate(*m.model, prompts, sp);
+  int calls = 0;
+  sp.on_step = [&] { ++calls; };
+  const std::vector<Completion> hooked = generate(*m.model, prompts, sp);
+  EXPECT_EQ(calls, 13);
+  for (size_t p = 0; p < prompts.size(); ++p) EXPECT_EQ(hooked[p].tokens, plain[p].tokens) << p;
+}

@@ -345,6 +345,7 @@ class GrpoRun {
     p.max_new_tokens = max_response;
     p.stop_tokens = env_.stop_tokens();
     p.max_batch = std::max(64, grpo_.prompts_per_step * grpo_.group_size);
+    p.on_step = watchdog_tick;  // one decoding step is progress
     return p;
   }
 
