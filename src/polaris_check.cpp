@@ -172,20 +172,28 @@ int check(const std::string& dir, const std::string& backend, const std::string&
   return ok ? 0 : 1;
 }
 
+// Each flag once (README.md's polaris_check table lists the same ones).
+const std::vector<FlagSpec> kFlags = {
+    {"backend", FlagType::text, "auto|cpu|cuda", "auto", "the ops to check"},
+    {"attention", FlagType::text, "flash|cudnn|simple", "flash", "the CUDA backend's attention"},
+};
+
 }  // namespace
 
 int main(int argc, char** argv) {
   return run_main([&] {
-    Flags flags(argc, argv, {"backend", "attention"}, {"help"});
-    const char* usage =
-        "usage: polaris_check FIXTURE_DIR [--backend auto|cpu|cuda] [--attention flash|cudnn|simple]";
-    if (flags.has("help")) {
-      std::printf("%s\n  FIXTURE_DIR holds hf_model/, forward.safetensors, grads.safetensors and "
-                  "expected.json (tests/fixtures/README.md); exit 1 past tolerance\n", usage);
+    const std::string usage =
+        "usage: polaris_check FIXTURE_DIR [flags]\n"
+        "  FIXTURE_DIR holds hf_model/, forward.safetensors, grads.safetensors and expected.json\n"
+        "  (tests/fixtures/README.md); exit 1 past tolerance\n\nflags:\n" +
+        describe_flags(kFlags);
+    if (wants_help(argc, argv)) {
+      std::fputs(usage.c_str(), stdout);
       return 0;
     }
-    require(flags.positional().size() == 1, usage);
-    return check(flags.positional()[0], resolve_backend(flags.get("backend", "auto")),
-                 flags.get("attention", "flash"));
+    const Flags flags(argc, argv, kFlags);
+    require(flags.positional().size() == 1, "give one FIXTURE_DIR (usage: polaris_check --help)");
+    return check(flags.positional()[0], resolve_backend(flags.text("backend")),
+                 flags.text("attention"));
   });
 }

@@ -1,10 +1,6 @@
 // polaris_convert: move models between Hugging Face directories and model.bin.
 //
-//   polaris_convert --from-hf DIR --out MODEL.bin [--dtype fp32|bf16]
-//   polaris_convert MODEL.bin --to-hf DIR [--dtype fp32|bf16|fp16]
-//   polaris_convert --from-checkpoint DIR[/step_N] --out MODEL.bin [--dtype fp32|bf16]
-//       a training checkpoint's weights (DIR: its newest step)
-//   polaris_convert --info MODEL.bin|DIR      config and parameter count
+//   usage() and kFlags below (polaris_convert --help)
 //
 // HF -> model.bin -> HF is bit-identical in fp32 (Conv1D weights are transposed
 // on the way in and back on the way out). Bad input: one line, exit 1.
@@ -23,11 +19,32 @@ using namespace polaris;
 
 namespace {
 
-const char* kUsage =
-    "usage: polaris_convert --from-hf DIR --out MODEL.bin [--dtype fp32|bf16] | "
-    "polaris_convert --from-checkpoint DIR[/step_N] --out MODEL.bin [--dtype fp32|bf16] | "
-    "polaris_convert MODEL.bin --to-hf DIR [--dtype fp32|bf16|fp16] | "
-    "polaris_convert --info MODEL.bin|DIR";
+using T = FlagType;
+// FlagSpec::scope: the conversions that read a flag.
+enum Conversion : unsigned { kFromHf = 1, kFromCheckpoint = 2, kToHf = 4, kInfo = 8 };
+
+// Each flag once (README.md's polaris_convert table lists the same ones).
+const std::vector<FlagSpec> kFlags = {
+    {"from-hf", T::text, "DIR", "", "a transformers directory (config.json + safetensors) to "
+     "model.bin", kFromHf},
+    {"from-checkpoint", T::text, "DIR[/step_N]", "",
+     "a training checkpoint's weights (DIR: its newest step) to model.bin", kFromCheckpoint},
+    {"out", T::text, "MODEL.bin", "", "the model.bin to write", kFromHf | kFromCheckpoint},
+    {"to-hf", T::text, "DIR", "", "MODEL.bin (the one argument) to a transformers directory",
+     kToHf},
+    {"dtype", T::text, "fp32|bf16|fp16", "fp32", "the weights' type (fp16: --to-hf only)",
+     kFromHf | kFromCheckpoint | kToHf},
+    {"info", T::text, "MODEL.bin|DIR", "", "print the config and parameter count", kInfo},
+};
+
+std::string usage() {
+  return "usage:\n"
+         "  polaris_convert --from-hf DIR --out MODEL.bin [--dtype fp32|bf16]\n"
+         "  polaris_convert --from-checkpoint DIR[/step_N] --out MODEL.bin [--dtype fp32|bf16]\n"
+         "  polaris_convert MODEL.bin --to-hf DIR [--dtype fp32|bf16|fp16]\n"
+         "  polaris_convert --info MODEL.bin|DIR\n\n"
+         "flags:\n" + describe_flags(kFlags);
+}
 
 std::string with_commas(size_t n) {
   std::string s = std::to_string(n), out;
@@ -70,27 +87,34 @@ bool is_directory(const std::string& path) {
 
 int main(int argc, char** argv) {
   return run_main([&]() {
-    Flags flags(argc, argv, {"from-hf", "from-checkpoint", "out", "to-hf", "dtype", "info"},
-                {"help"});
-    if (flags.has("help")) {
-      std::printf("%s\n", kUsage);
+    if (wants_help(argc, argv)) {
+      std::fputs(usage().c_str(), stdout);
       return 0;
     }
+    const Flags flags(argc, argv, kFlags);
     const auto& pos = flags.positional();
     const int modes = int(flags.has("from-hf")) + int(flags.has("from-checkpoint")) +
                       int(flags.has("to-hf")) + int(flags.has("info"));
-    require(modes == 1, std::string(modes == 0 ? "nothing to do: "
+    require(modes == 1, std::string(modes == 0 ? "nothing to do"
                                                : "choose one of --from-hf, --from-checkpoint, "
-                                                 "--to-hf, --info: ") +
-                            kUsage);
-    const std::string dtype = flags.get("dtype", "fp32");
+                                                 "--to-hf, --info") +
+                            " (usage: polaris_convert --help)");
+    const unsigned conversion = flags.has("from-hf")           ? kFromHf
+                                : flags.has("from-checkpoint") ? kFromCheckpoint
+                                : flags.has("to-hf")           ? kToHf
+                                                               : kInfo;
+    const std::string mode = conversion == kFromHf           ? "--from-hf"
+                             : conversion == kFromCheckpoint ? "--from-checkpoint"
+                             : conversion == kToHf           ? "--to-hf"
+                                                             : "--info";
+    for (const FlagSpec& spec : kFlags)
+      require(!flags.has(spec.name) || (spec.scope & conversion),
+              std::string("flag --") + spec.name + " does not apply to " + mode);
+    const std::string dtype = flags.text("dtype");
 
     if (flags.has("info")) {
       if (!pos.empty()) throw Error("unexpected argument '" + pos[0] + "' with --info");
-      for (const char* name : {"dtype", "out"})
-        require(!flags.has(name), std::string("flag --") + name +
-                                      " does not apply to --info (it only reads the model)");
-      const std::string path = flags.get_required("info");
+      const std::string path = flags.text("info");
       if (is_directory(path)) {
         ModelConfig c = read_hf_config(path + "/config.json");
         print_config(path, c, "hf");
@@ -105,14 +129,13 @@ int main(int argc, char** argv) {
     }
 
     if (flags.has("from-hf") || flags.has("from-checkpoint")) {
-      const std::string mode = flags.has("from-hf") ? "--from-hf" : "--from-checkpoint";
       if (!pos.empty()) throw Error("unexpected argument '" + pos[0] + "' with " + mode);
       require(dtype == "fp32" || dtype == "bf16",
               "flag --dtype: model.bin stores fp32 or bf16, got '" + dtype + "'");
-      const std::string out = flags.get_required("out");
+      const std::string out = flags.required_text("out");
       LoadedModel m;
       if (flags.has("from-hf")) {
-        const std::string dir = flags.get_required("from-hf");
+        const std::string dir = flags.text("from-hf");
         m = read_hf_dir(dir);
         // The directory's tokenizer, recorded in model.bin so that training
         // can refuse token shards made with another (data/tokenizer_id.h).
@@ -123,7 +146,7 @@ int main(int argc, char** argv) {
         }
       } else {
         // A run's directory (its newest checkpoint) or one step directory.
-        std::string path = flags.get_required("from-checkpoint");
+        std::string path = flags.text("from-checkpoint");
         if (!file_exists(path + "/model.h5")) {
           const std::string newest = latest_checkpoint(path);
           require(!newest.empty(), "--from-checkpoint " + path + ": no checkpoint in it");
@@ -142,14 +165,13 @@ int main(int argc, char** argv) {
     }
 
     // --to-hf
-    require(!flags.has("out"), "flag --out goes with --from-hf; --to-hf names the output directory");
-    require(pos.size() == 1, std::string("--to-hf needs exactly one MODEL.bin argument: ") + kUsage);
+    require(pos.size() == 1, "--to-hf needs exactly one MODEL.bin argument (polaris_convert --help)");
     FileDType dt;
     if (dtype == "fp32") dt = FileDType::F32;
     else if (dtype == "bf16") dt = FileDType::BF16;
     else if (dtype == "fp16") dt = FileDType::F16;
     else throw Error("flag --dtype wants fp32, bf16 or fp16, got '" + dtype + "'");
-    const std::string dir = flags.get_required("to-hf");
+    const std::string dir = flags.text("to-hf");
     LoadedModel m = read_model_bin(pos[0]);
     write_hf_dir(dir, m.config, m.params, dt);
     std::printf("wrote %s: %s, %s parameters (%s)\n", dir.c_str(), m.config.describe().c_str(),

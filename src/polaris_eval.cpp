@@ -1,11 +1,7 @@
 // polaris_eval: evaluate a model on verifiable problems, and rejection-sample.
 //
-//   polaris_eval MODEL.bin --data problems.jsonl --tokenizer tokenizer.json
-//       [--samples K=4] [--temperature 0.6] [--top-p 1.0] [--top-k 0] [--min-p 0]
-//       [--stop TEXT] [--max-response 512] [--seed S=1] [--backend cpu] [--batch 256]
-//       [--system-prompt TEXT] [--no-thinking] [--limit N] [--skip-bad]
-//       [--out per_problem.jsonl] [--pass-rates FILE] [--keep-correct FILE]
-//       [--drop-above X --kept-problems FILE]
+//   polaris_eval MODEL.bin --data problems.jsonl --tokenizer tokenizer.json [flags]
+// (the flags: kFlags below, printed by --help)
 //
 // Every problem (data/rl_dataset.h: "problem"/"prompt" plus "answer", or
 // Countdown's "numbers" + "target") is shown in the chat format and sampled K
@@ -58,13 +54,36 @@ using json = nlohmann::json;
 
 namespace {
 
-const char* kUsage =
-    "usage: polaris_eval MODEL.bin --data problems.jsonl --tokenizer tokenizer.json "
-    "[--samples K] [--temperature T] [--top-p P] [--top-k K] [--min-p P] [--stop TEXT] "
-    "[--max-response N] [--seed S] "
-    "[--backend cpu|cuda] [--batch N] [--system-prompt TEXT] [--no-thinking] [--limit N] "
-    "[--skip-bad] [--out FILE] [--pass-rates FILE] [--keep-correct FILE] "
-    "[--drop-above X --kept-problems FILE]";
+using T = FlagType;
+// Each flag once (README.md's polaris_eval table lists the same ones).
+const std::vector<FlagSpec> kFlags = {
+    {"data", T::text, "FILE", "", "problems JSONL (required)"},
+    {"tokenizer", T::text, "FILE", "", "tokenizer.json matching the model (required)"},
+    {"samples", T::count, "K", "4", "answers sampled per problem"},
+    {"temperature", T::number, "T", "0.6", "sampling temperature (0: greedy)"},
+    {"top-p", T::number, "P", "1", "nucleus sampling (1: no cut)"},
+    {"top-k", T::integer, "K", "0", "keep the K likeliest tokens (0: no cut)"},
+    {"min-p", T::number, "P", "0", "keep tokens at least P times as likely as the likeliest"},
+    {"stop", T::text, "TEXT", "", "also end an answer once its text contains TEXT"},
+    {"max-response", T::count, "N", "512", "tokens per answer"},
+    {"seed", T::integer, "S", "1", "sample j of problem p draws from stream p*K + j"},
+    {"batch", T::count, "N", "256", "sequences decoded together"},
+    {"system-prompt", T::text, "TEXT", "", "a system message before each problem"},
+    {"no-thinking", T::toggle, "", "", "the prompt pre-closes an empty think block"},
+    {"limit", T::count, "N", "", "only the first N problems (default all)"},
+    {"skip-bad", T::toggle, "", "", "skip and count malformed JSONL lines"},
+    {"out", T::text, "FILE", "", "one JSON line per problem (answers, correctness)"},
+    {"pass-rates", T::text, "FILE", "", "each problem's pass rate (for polaris_train --pass-rates)"},
+    {"keep-correct", T::text, "FILE", "", "the verifier-approved answers as SFT JSONL"},
+    {"drop-above", T::number, "X", "", "with --kept-problems: the pass-rate cut"},
+    {"kept-problems", T::text, "FILE", "", "the --data lines of problems with pass rate <= X"},
+    {"backend", T::text, "auto|cpu|cuda", "auto", "the ops"},
+};
+
+std::string usage() {
+  return "usage: polaris_eval MODEL.bin --data problems.jsonl --tokenizer tokenizer.json [flags]\n\n"
+         "flags:\n" + describe_flags(kFlags);
+}
 
 using Clock = std::chrono::steady_clock;
 
@@ -108,13 +127,6 @@ class AtomicFile {
   bool committed_ = false;
 };
 
-int int_flag(const Flags& flags, const std::string& name, long long fallback, long long lo) {
-  const long long v = flags.get_int(name, fallback);
-  require(v >= lo && v < (1ll << 31), "flag --" + name + " must be an integer >= " +
-                                          std::to_string(lo) + ", got " + std::to_string(v));
-  return int(v);
-}
-
 std::string fmt(const char* format, double v) {
   char buf[64];
   std::snprintf(buf, sizeof(buf), format, v);
@@ -128,43 +140,42 @@ struct Sample {
 };
 
 int run(int argc, char** argv) {
-  Flags flags(argc, argv,
-              {"data", "tokenizer", "samples", "temperature", "top-p", "top-k", "min-p", "stop",
-               "max-response", "seed", "backend", "batch", "out", "pass-rates", "keep-correct",
-               "system-prompt", "limit", "drop-above", "kept-problems"},
-              {"skip-bad", "no-thinking", "help"});
-  if (flags.has("help")) {
-    std::printf("%s\n", kUsage);
+  if (wants_help(argc, argv)) {
+    std::fputs(usage().c_str(), stdout);
     return 0;
   }
+  const Flags flags(argc, argv, kFlags);
   const auto& pos = flags.positional();
-  require(!pos.empty(), std::string("no model file: ") + kUsage);
+  require(!pos.empty(), "no model file (usage: polaris_eval MODEL.bin --data problems.jsonl "
+                        "--tokenizer tokenizer.json; --help lists the flags)");
   require(pos.size() == 1, "polaris_eval takes one model file, got also '" +
                                (pos.size() > 1 ? pos[1] : std::string()) + "'");
   const std::string model_path = pos[0];
-  const std::string data_path = flags.get_required("data");
-  const std::string tokenizer_path = flags.get_required("tokenizer");
-  const int K = int_flag(flags, "samples", 4, 1);
-  const double temperature = flags.get_double("temperature", 0.6);
+  const std::string data_path = flags.required_text("data");
+  const std::string tokenizer_path = flags.required_text("tokenizer");
+  const int K = flags.count("samples");
+  const double temperature = flags.number("temperature");
   require(temperature >= 0, "flag --temperature must be >= 0");
-  const double top_p = flags.get_double("top-p", 1.0);
+  const double top_p = flags.number("top-p");
   require(top_p > 0 && top_p <= 1, "flag --top-p must be in (0, 1]");
-  const int top_k = int_flag(flags, "top-k", 0, 0);
-  const double min_p = flags.get_double("min-p", 0.0);
+  const int top_k = flags.integer("top-k");
+  require(top_k >= 0, "flag --top-k must be >= 0 (0: no cut)");
+  const double min_p = flags.number("min-p");
   require(min_p >= 0 && min_p <= 1, "flag --min-p must be in [0, 1]");
-  require(!flags.has("stop") || !flags.get("stop", "").empty(), "flag --stop is empty");
-  const int max_response = int_flag(flags, "max-response", 512, 1);
-  const int seed = int_flag(flags, "seed", 1, 0);
-  const int batch = int_flag(flags, "batch", 256, 1);
-  const int limit = flags.has("limit") ? int_flag(flags, "limit", 0, 1) : 0;  // 0: all
-  const std::string out_path = flags.get("out", "");
-  const std::string pass_rates_path = flags.get("pass-rates", "");
-  const std::string keep_path = flags.get("keep-correct", "");
-  const std::string kept_problems_path = flags.get("kept-problems", "");
+  require(!flags.has("stop") || !flags.text("stop").empty(), "flag --stop is empty");
+  const int max_response = flags.count("max-response");
+  const int seed = flags.integer("seed");
+  require(seed >= 0, "flag --seed must be >= 0");
+  const int batch = flags.count("batch");
+  const int limit = flags.has("limit") ? flags.count("limit") : 0;  // 0: all
+  const std::string out_path = flags.text("out");
+  const std::string pass_rates_path = flags.text("pass-rates");
+  const std::string keep_path = flags.text("keep-correct");
+  const std::string kept_problems_path = flags.text("kept-problems");
   require(flags.has("drop-above") == !kept_problems_path.empty(),
           "flag --drop-above and --kept-problems go together (the pass-rate cut and the file "
           "the remaining problems go to)");
-  const double drop_above = flags.get_double("drop-above", 1.0);
+  const double drop_above = flags.has("drop-above") ? flags.number("drop-above") : 1.0;
   require(drop_above >= 0 && drop_above <= 1, "flag --drop-above must be in [0, 1]");
 
   // Open the outputs first: a bad path fails before any sampling.
@@ -175,10 +186,10 @@ int run(int argc, char** argv) {
   if (!kept_problems_path.empty())
     kept_problems_file = std::make_unique<AtomicFile>(kept_problems_path);
 
-  std::unique_ptr<Ops> ops = make_ops(flags.get("backend", "auto"));
+  std::unique_ptr<Ops> ops = make_ops(flags.text("backend"));
   Tokenizer tokenizer = Tokenizer::load(tokenizer_path);
   JsonlEnvironmentOptions env_options;
-  env_options.system_prompt = flags.get("system-prompt", "");
+  env_options.system_prompt = flags.text("system-prompt");
   env_options.enable_thinking = !flags.has("no-thinking");
   env_options.skip_bad = flags.has("skip-bad");
   JsonlEnvironment env(tokenizer, data_path, "", env_options);
@@ -211,7 +222,7 @@ int run(int argc, char** argv) {
   sp.top_k = top_k;
   sp.min_p = float(min_p);
   if (flags.has("stop")) {
-    sp.stop_strings.push_back(flags.get("stop", ""));
+    sp.stop_strings.push_back(flags.text("stop"));
     // ids the tokenizer has no token for (a model's padded vocabulary) add no text
     sp.token_bytes = [&tokenizer](int32_t id) {
       return id < tokenizer.vocab_size() && !tokenizer.id_to_token(id).empty()

@@ -1,5 +1,5 @@
 // polaris_sample: generate text (or token ids) from a model.bin.
-// Usage: kUsage below (polaris_sample --help).
+// Usage: kFlags below (polaris_sample --help).
 //
 // Sampling (model/sampler.h): --temperature 0 is greedy; otherwise
 // softmax(logits / T) cut by --top-k, --top-p and --min-p; --stop TEXT ends a
@@ -19,24 +19,33 @@ using namespace polaris;
 
 namespace {
 
-const char* kUsage = R"(usage:
-  polaris_sample MODEL.bin --prompt-ids 1,2,3 [--print-ids] [flags]
-  polaris_sample MODEL.bin --tokenizer tokenizer.json --prompt TEXT [--chat] [flags]
-flags:
-  --temperature T     0 = greedy; default 1
-  --top-k K           keep the K likeliest tokens (0 = all; default)
-  --top-p P           keep the smallest set of tokens with probability >= P (default 1)
-  --min-p P           keep the tokens at least P times as likely as the likeliest (default 0)
-  --max-new-tokens N  default 64
-  --samples N         N completions of the prompt, each from its own stream (default 1)
-  --seed S            default 0
-  --stop-id ID        also stop at this token id (the tokenizer's end-of-text always stops)
-  --stop TEXT         also stop once the generated text contains TEXT (needs --tokenizer;
-                      the token that completes it is the last printed)
-  --chat              wrap --prompt as a ChatML user turn and stop at <|im_end|>
-  --print-ids         print token ids, not text
-  --backend cpu       cuda needs the CUDA ops (not in this build)
-)";
+using T = FlagType;
+// Each flag once (README.md's polaris_sample table lists the same ones).
+const std::vector<FlagSpec> kFlags = {
+    {"prompt-ids", T::text, "1,2,3", "", "the prompt as token ids (no tokenizer needed)"},
+    {"prompt", T::text, "TEXT", "", "the prompt as text (needs --tokenizer)"},
+    {"tokenizer", T::text, "FILE", "", "tokenizer.json matching the model"},
+    {"chat", T::toggle, "", "", "wrap --prompt as a ChatML user turn and stop at <|im_end|>"},
+    {"temperature", T::number, "T", "1", "sampling temperature (0: greedy)"},
+    {"top-k", T::integer, "K", "0", "keep the K likeliest tokens (0: all)"},
+    {"top-p", T::number, "P", "1", "keep the smallest set of tokens with probability >= P"},
+    {"min-p", T::number, "P", "0", "keep the tokens at least P times as likely as the likeliest"},
+    {"max-new-tokens", T::count, "N", "64", "tokens generated per completion"},
+    {"samples", T::count, "N", "1", "completions of the prompt, each from its own stream"},
+    {"seed", T::integer, "S", "0", "the random streams"},
+    {"stop-id", T::integer, "ID", "", "also stop at this token id (end-of-text always stops)"},
+    {"stop", T::text, "TEXT", "",
+     "also stop once the text contains TEXT (needs --tokenizer; that token is printed last)"},
+    {"print-ids", T::toggle, "", "", "print token ids, not text"},
+    {"backend", T::text, "auto|cpu|cuda", "auto", "the ops"},
+};
+
+std::string usage() {
+  return "usage:\n"
+         "  polaris_sample MODEL.bin --prompt-ids 1,2,3 [--print-ids] [flags]\n"
+         "  polaris_sample MODEL.bin --tokenizer tokenizer.json --prompt TEXT [--chat] [flags]\n"
+         "flags:\n" + describe_flags(kFlags);
+}
 
 std::vector<int32_t> parse_ids(const std::string& text) {
   std::vector<int32_t> ids;
@@ -69,15 +78,15 @@ int sample(const Flags& flags) {
   Tokenizer tokenizer;
   std::vector<int32_t> prompt;
   SamplingParams params;
-  if (flags.has("tokenizer")) tokenizer = Tokenizer::load(flags.get("tokenizer", ""));
+  if (flags.has("tokenizer")) tokenizer = Tokenizer::load(flags.text("tokenizer"));
   if (flags.has("prompt-ids")) {
-    prompt = parse_ids(flags.get("prompt-ids", ""));
+    prompt = parse_ids(flags.text("prompt-ids"));
   } else if (flags.has("chat")) {
-    prompt = render_generation_prompt(tokenizer, {{"user", flags.get("prompt", ""), {}}});
+    prompt = render_generation_prompt(tokenizer, {{"user", flags.text("prompt"), {}}});
     int32_t end = tokenizer.token_to_id("<|im_end|>");
     if (end >= 0) params.stop_tokens.push_back(end);
   } else {
-    prompt = tokenizer.encode(flags.get("prompt", ""));
+    prompt = tokenizer.encode(flags.text("prompt"));
     require(!prompt.empty(), "--prompt is empty");
   }
   if (flags.has("tokenizer")) {
@@ -85,24 +94,30 @@ int sample(const Flags& flags) {
     const int32_t end = end_text.empty() ? -1 : tokenizer.token_to_id(end_text);
     if (end >= 0) params.stop_tokens.push_back(end);
   }
+  // Ids beyond the model's vocabulary: ids typed for another model, or a
+  // tokenizer that is not the model's.
+  const std::string source = flags.has("prompt-ids")
+                                 ? std::string("--prompt-ids")
+                                 : "--prompt (tokenized by " + flags.text("tokenizer") + ")";
   for (int32_t id : prompt)
     require(id < loaded.config.vocab_size,
-            "prompt token id " + std::to_string(id) + " is outside the model's vocabulary of " +
-                std::to_string(loaded.config.vocab_size));
+            source + ": token id " + std::to_string(id) + " is outside the vocabulary of " +
+                flags.positional()[0] + " (" + std::to_string(loaded.config.vocab_size) +
+                " ids)" + (flags.has("prompt") ? ": is the tokenizer this model's?" : ""));
   if (flags.has("stop-id")) {
-    const long long stop = flags.get_int("stop-id", 0);
+    const long long stop = flags.integer("stop-id");
     require(stop >= 0 && stop < loaded.config.vocab_size,
             "--stop-id " + std::to_string(stop) + " is outside the model's vocabulary of " +
                 std::to_string(loaded.config.vocab_size));
     params.stop_tokens.push_back(int32_t(stop));
   }
 
-  params.temperature = float(flags.get_double("temperature", 1.0));
-  params.top_p = float(flags.get_double("top-p", 1.0));
-  params.top_k = flags.get_int32("top-k", 0);
-  params.min_p = float(flags.get_double("min-p", 0.0));
-  params.max_new_tokens = flags.get_int32("max-new-tokens", 64);
-  const long long seed = flags.get_int("seed", 0);
+  params.temperature = float(flags.number("temperature"));
+  params.top_p = float(flags.number("top-p"));
+  params.top_k = flags.integer("top-k");
+  params.min_p = float(flags.number("min-p"));
+  params.max_new_tokens = flags.count("max-new-tokens");
+  const long long seed = flags.integer("seed");
   require(seed >= 0, "--seed must be >= 0");
   params.seed = uint64_t(seed);
   require(params.temperature >= 0, "--temperature must be >= 0 (0: greedy)");
@@ -111,7 +126,7 @@ int sample(const Flags& flags) {
   require(params.min_p >= 0 && params.min_p <= 1, "--min-p must be in [0, 1]");
   if (flags.has("stop")) {
     require(flags.has("tokenizer"), "--stop needs --tokenizer (to read the generated text)");
-    const std::string stop = flags.get("stop", "");
+    const std::string stop = flags.text("stop");
     require(!stop.empty(), "--stop is empty");
     params.stop_strings.push_back(stop);
     // ids the tokenizer has no token for (a model's padded vocabulary) add no text
@@ -121,16 +136,15 @@ int sample(const Flags& flags) {
                  : std::string();
     };
   }
-  require(params.max_new_tokens > 0, "--max-new-tokens must be positive");
   // The last sampled token is never fed back, hence the - 1 (as in the sampler).
   require(prompt.size() + size_t(params.max_new_tokens) - 1 <= size_t(loaded.config.max_positions),
           "--max-new-tokens " + std::to_string(params.max_new_tokens) + ": the prompt (" +
               std::to_string(prompt.size()) + " tokens) plus that many, less one, exceeds the "
               "model's " + std::to_string(loaded.config.max_positions) + " positions");
-  const long long samples = flags.get_int("samples", 1);
-  require(samples > 0 && samples <= 4096, "--samples must be in 1..4096");
+  const int samples = flags.count("samples");
+  require(samples <= 4096, "--samples must be in 1..4096");
 
-  std::unique_ptr<Ops> ops = make_ops(flags.get("backend", "auto"));
+  std::unique_ptr<Ops> ops = make_ops(flags.text("backend"));
   Transformer model(loaded.config, *ops);
   model.set_params(loaded.params);
   std::vector<std::vector<int32_t>> prompts(size_t(samples), prompt);
@@ -152,14 +166,11 @@ int sample(const Flags& flags) {
 
 int main(int argc, char** argv) {
   return run_main([&] {
-    Flags flags(argc, argv,
-                {"prompt-ids", "prompt", "tokenizer", "temperature", "top-p", "top-k", "min-p",
-                 "max-new-tokens", "seed", "samples", "backend", "stop-id", "stop"},
-                {"print-ids", "chat", "help"});
-    if (flags.has("help")) {
-      std::fputs(kUsage, stdout);
+    if (wants_help(argc, argv)) {
+      std::fputs(usage().c_str(), stdout);
       return 0;
     }
+    const Flags flags(argc, argv, kFlags);
     return sample(flags);
   });
 }

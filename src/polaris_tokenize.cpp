@@ -1,5 +1,5 @@
 // polaris_tokenize: text <-> token ids, and text corpora -> token shard files.
-// Usage: kUsage below (polaris_tokenize --help).
+// Usage: usage() and kFlags below (polaris_tokenize --help).
 //
 // Blank input lines are skipped. A malformed line is an error "FILE:LINE: problem";
 // with --skip-bad it is skipped and counted instead. Validation documents are
@@ -394,28 +394,25 @@ struct ShardOptions {
 };
 
 int threads_flag(const Flags& flags) {
-  const long long threads = flags.get_int("threads", 0);
+  const long long threads = flags.integer("threads");
   require(threads >= 0 && threads <= 65536, "--threads must be >= 0 (0: every core), got " + std::to_string(threads));
   return static_cast<int>(threads);
 }
 
 // Checked before the tokenizer loads, so a bad flag fails at once.
 ShardOptions parse_shard_options(const Flags& flags, const std::vector<std::string>& files) {
-  const std::string prefix = flags.get_required("out");
+  const std::string prefix = flags.required_text("out");
   // Shards are named PREFIX_train_000000.bin: an empty prefix or a directory
   // ("x/") would give nameless files such as x/_train_000000.bin.
   require(!prefix.empty() && prefix.back() != '/',
           "--out wants a path prefix with a file name part, such as data/corpus (got '" + prefix + "')");
-  const double val_fraction = flags.get_double("val-fraction", 0.01);
+  const double val_fraction = flags.number("val-fraction");
   require(val_fraction >= 0 && val_fraction < 1,
-          "flag --val-fraction wants a number in [0, 1), got " + flags.get("val-fraction", ""));
-  const long long shard_tokens = flags.get_int("shard-tokens", 100000000);
-  require(shard_tokens > 0 && shard_tokens <= 2147483647,
-          "flag --shard-tokens wants a count in [1, 2^31-1], got " + std::to_string(shard_tokens));
-  const std::string key = flags.get("jsonl-key", "text");
-  const bool skip_bad = flags.get_switch("skip-bad");
-  const long long piece_bytes = flags.get_int("chunk-bytes", 1 << 20);
-  require(piece_bytes > 0, "flag --chunk-bytes wants a positive byte count, got " + std::to_string(piece_bytes));
+          "flag --val-fraction wants a number in [0, 1), got " + flags.text("val-fraction"));
+  const long long shard_tokens = flags.count("shard-tokens");
+  const std::string key = flags.text("jsonl-key");
+  const bool skip_bad = flags.has("skip-bad");
+  const long long piece_bytes = flags.count("chunk-bytes");
   require(!files.empty(),
           "shards: no input FILES given (polaris_tokenize shards --tokenizer PATH --out PREFIX FILES...)");
   return {prefix, val_fraction, shard_tokens, key, skip_bad, threads_flag(flags), static_cast<size_t>(piece_bytes)};
@@ -616,15 +613,35 @@ int run_shards(const Tokenizer& tokenizer, const TokenizerId& tokenizer_id, cons
   return 0;
 }
 
-const char* kUsage = R"(usage:
-  polaris_tokenize encode --tokenizer PATH [--jsonl-key text] [--threads N] [--skip-bad]
+using T = FlagType;
+// FlagSpec::scope: the commands that read a flag.
+enum Command : unsigned { kEncode = 1, kDecode = 2, kShards = 4 };
+
+// Each flag once (README.md's polaris_tokenize table lists the same ones).
+const std::vector<FlagSpec> kFlags = {
+    {"tokenizer", T::text, "FILE", "", "tokenizer.json (required)", kEncode | kDecode | kShards},
+    {"jsonl-key", T::text, "KEY", "text", "the JSONL field holding each document's text",
+     kEncode | kShards},
+    {"threads", T::integer, "N", "0", "encoding threads (0: every core)", kEncode | kShards},
+    {"skip-bad", T::toggle, "", "",
+     "skip and count malformed lines (encode and decode write {\"error\": ...} in their place)",
+     kEncode | kDecode | kShards},
+    {"out", T::text, "PREFIX", "", "shards: write PREFIX_train_*.bin and PREFIX_val_*.bin",
+     kShards},
+    {"val-fraction", T::number, "F", "0.01", "the share held out for validation", kShards},
+    {"shard-tokens", T::count, "N", "100000000", "tokens per shard file", kShards},
+    {"chunk-bytes", T::count, "N", "1048576",
+     "plain-text files are encoded in pieces of about N bytes cut at line starts", kShards},
+};
+
+std::string usage() {
+  return R"(usage:
+  polaris_tokenize encode --tokenizer PATH [flags]
       stdin: JSONL {"text": "..."}      stdout: {"ids": [...]} per line
-  polaris_tokenize decode --tokenizer PATH [--skip-bad]
+  polaris_tokenize decode --tokenizer PATH [flags]
       stdin: JSONL {"ids": [...]}       stdout: {"text": "..."} per line
       Blank input lines are skipped; each other line gets one output line.
-  polaris_tokenize shards --tokenizer PATH --out PREFIX [--val-fraction 0.01]
-      [--shard-tokens 100000000] [--jsonl-key text] [--threads N] [--skip-bad]
-      [--chunk-bytes 1048576] FILES...
+  polaris_tokenize shards --tokenizer PATH --out PREFIX [flags] FILES...
       Each non-blank line of a .jsonl file is a document (its --jsonl-key field);
       any other file is one document of plain text, read and encoded in pieces
       of about --chunk-bytes cut at line starts (the ids are those of the whole
@@ -633,46 +650,47 @@ const char* kUsage = R"(usage:
       the tokenizer's end-of-text token after every document; uint32 tokens when
       the vocabulary has more than 65,535 ids. An input that is a directory or
       holds no document is an error.
-  --threads N   encoding threads (default 0: every core)
-  --skip-bad    skip and count malformed lines instead of stopping at the first;
-                encode and decode write {"error": "<stdin>:LINE: problem"} in
-                place of each, so output line k answers non-blank input line k
-)";
+
+flags:
+)" + describe_flags(kFlags, [](const FlagSpec& spec) {
+           std::string commands;
+           for (auto [bit, name] : {std::pair<unsigned, const char*>{kEncode, "encode"},
+                                    {kDecode, "decode"}, {kShards, "shards"}})
+             if (spec.scope & bit) commands += (commands.empty() ? "" : ", ") + std::string(name);
+           return commands;
+         });
+}
 
 }  // namespace
 
 int main(int argc, char** argv) {
   return run_main([&]() {
-    Flags flags(argc, argv, {"tokenizer", "out", "val-fraction", "shard-tokens", "jsonl-key", "threads",
-                             "chunk-bytes"},
-                {"skip-bad", "help"});
-    if (flags.has("help")) {
-      std::fputs(kUsage, stdout);
+    if (wants_help(argc, argv)) {
+      std::fputs(usage().c_str(), stdout);
       return 0;
     }
+    const Flags flags(argc, argv, kFlags);
     const std::vector<std::string>& args = flags.positional();
     require(!args.empty(), "missing command: polaris_tokenize encode|decode|shards --tokenizer PATH ...");
     const std::string& command = args[0];
     require(command == "encode" || command == "decode" || command == "shards",
             "unknown command '" + command + "' (expected encode, decode or shards)");
-    if (command != "shards") {
+    if (command != "shards")
       require(args.size() == 1, command + ": unexpected argument '" + args[1] + "' (input is read from stdin)");
-      for (const char* name : {"out", "val-fraction", "shard-tokens", "chunk-bytes"})
-        require(!flags.has(name), std::string("--") + name + " applies only to `shards`");
-    }
-    if (command == "decode")
-      for (const char* name : {"jsonl-key", "threads"})
-        require(!flags.has(name), std::string("--") + name + " does not apply to `decode`");
+    const unsigned command_bit = command == "encode" ? kEncode : command == "decode" ? kDecode : kShards;
+    for (const FlagSpec& spec : kFlags)
+      require(!flags.has(spec.name) || (spec.scope & command_bit),
+              std::string("--") + spec.name + " does not apply to `" + command + "`");
     const std::vector<std::string> files(args.begin() + 1, args.end());
     ShardOptions shard_options;
     if (command == "shards") shard_options = parse_shard_options(flags, files);
     const int threads = threads_flag(flags);
-    const std::string tokenizer_path = flags.get_required("tokenizer");
+    const std::string tokenizer_path = flags.required_text("tokenizer");
     Tokenizer tokenizer = Tokenizer::load(tokenizer_path);
     std::ios::sync_with_stdio(false);
     if (command == "encode")
-      return run_encode(tokenizer, flags.get("jsonl-key", "text"), flags.get_switch("skip-bad"), threads);
-    if (command == "decode") return run_decode(tokenizer, flags.get_switch("skip-bad"));
+      return run_encode(tokenizer, flags.text("jsonl-key"), flags.has("skip-bad"), threads);
+    if (command == "decode") return run_decode(tokenizer, flags.has("skip-bad"));
     return run_shards(tokenizer, tokenizer_id(tokenizer_path, tokenizer.vocab_size()), shard_options,
                       files);
   });

@@ -29,6 +29,7 @@
 #include "src/common/cli.h"
 #include "src/common/error.h"
 #include "src/train/grpo.h"
+#include "src/train/train_flags.h"
 #include "tests/test_util.h"
 
 using namespace polaris;
@@ -133,7 +134,7 @@ TEST(ZeroVarianceGroup, DetectsEqualRewards) {
 // policy_token_terms
 
 GrpoOptions options_with(float clip_low, float clip_high, float kl = 0.f) {
-  GrpoOptions o;
+  GrpoOptions o = GrpoOptions::defaults();
   o.clip_low = clip_low;
   o.clip_high = clip_high;
   o.kl_coef = kl;
@@ -141,14 +142,14 @@ GrpoOptions options_with(float clip_low, float clip_high, float kl = 0.f) {
 }
 
 TEST(PolicyTokenTerms, DefaultBoundsAreAsymmetric) {
-  GrpoOptions o;
+  GrpoOptions o = GrpoOptions::defaults();
   EXPECT_FLOAT_EQ(o.clip_low, 0.2f);
   EXPECT_FLOAT_EQ(o.clip_high, 0.28f);
   EXPECT_EQ(o.kl_coef, 0.f);
 }
 
 TEST(PolicyTokenTerms, InsideClipRangeIsUnclipped) {
-  const GrpoOptions o;
+  const GrpoOptions o = GrpoOptions::defaults();
   for (double A : {1.5, -0.7}) {
     const float lp = -1.0f, old = -1.1f;  // ratio exp(0.1) = 1.105
     const double ratio = std::exp(double(lp) - double(old));
@@ -166,7 +167,7 @@ TEST(PolicyTokenTerms, InsideClipRangeIsUnclipped) {
 }
 
 TEST(PolicyTokenTerms, PositiveAdvantageAboveHighBoundIsClipped) {
-  const GrpoOptions o;  // 0.2 / 0.28
+  const GrpoOptions o = GrpoOptions::defaults();  // 0.2 / 0.28
   const double A = 2.0;
   // ratio exp(0.3) = 1.35 > 1.28
   PolicyTokenTerms t = policy_token_terms(-0.7f, -1.0f, A, nullptr, o);
@@ -184,7 +185,7 @@ TEST(PolicyTokenTerms, PositiveAdvantageAboveHighBoundIsClipped) {
 }
 
 TEST(PolicyTokenTerms, NegativeAdvantageBelowLowBoundIsClipped) {
-  const GrpoOptions o;
+  const GrpoOptions o = GrpoOptions::defaults();
   const double A = -1.5;
   // ratio exp(-0.4) = 0.67 < 0.8
   PolicyTokenTerms t = policy_token_terms(-1.4f, -1.0f, A, nullptr, o);
@@ -201,7 +202,7 @@ TEST(PolicyTokenTerms, NegativeAdvantageBelowLowBoundIsClipped) {
 // far above 1 on a bad answer adds no gradient; positive advantages and
 // ratios below c are untouched.
 TEST(PolicyTokenTerms, DualClipBoundsNegativeAdvantages) {
-  GrpoOptions o;
+  GrpoOptions o = GrpoOptions::defaults();
   o.clip_ratio_c = 3.f;
   const double A = -1.0;
   PolicyTokenTerms t = policy_token_terms(float(std::log(5.0)), 0.f, A, nullptr, o);  // ratio 5
@@ -220,7 +221,7 @@ TEST(PolicyTokenTerms, DualClipBoundsNegativeAdvantages) {
 }
 
 TEST(PolicyTokenTerms, MinPicksUnclippedOnTheOtherSide) {
-  const GrpoOptions o;
+  const GrpoOptions o = GrpoOptions::defaults();
   // A > 0 with ratio < 1 - clip_low: r A < clip(r) A, the min keeps r A and
   // its gradient (the policy may still raise a token it lowered too far).
   const double ratio = std::exp(-0.5);  // 0.607
@@ -237,7 +238,7 @@ TEST(PolicyTokenTerms, MinPicksUnclippedOnTheOtherSide) {
 }
 
 TEST(PolicyTokenTerms, ZeroAdvantage) {
-  PolicyTokenTerms t = policy_token_terms(-0.2f, -1.0f, 0.0, nullptr, GrpoOptions());
+  PolicyTokenTerms t = policy_token_terms(-0.2f, -1.0f, 0.0, nullptr, GrpoOptions::defaults());
   EXPECT_FALSE(t.clipped);
   EXPECT_EQ(t.weight, 0.f);
   EXPECT_EQ(t.objective, 0.0);
@@ -473,7 +474,7 @@ class GrpoGradient : public ::testing::Test {
   std::vector<float> params_;
   RolloutBatch rb_;
   std::vector<float> old_lp_, ref_lp_;
-  GrpoOptions options_;
+  GrpoOptions options_ = GrpoOptions::defaults();
   std::vector<bool> clipped_at_start_;
 };
 
@@ -563,17 +564,10 @@ TEST(StagedValue, ErrorsNameTheFlag) {
 // GrpoOptions::from_flags
 
 GrpoOptions options_from(std::vector<std::string> args) {
-  static const std::set<std::string> kValue = {
-      "prompts-per-step", "group-size", "minibatches", "clip-low", "clip-high", "kl-coef",
-      "entropy-coef", "temperature", "temperature-schedule", "max-response",
-      "max-response-schedule", "top-p", "eval-samples", "eval-every", "max-refills",
-      "pass-rates", "eval-temperature"};
-  static const std::set<std::string> kSwitch = {"no-std-normalize", "dynamic-sampling"};
   args.insert(args.begin(), "polaris_train");
   std::vector<char*> argv;
   for (auto& a : args) argv.push_back(&a[0]);
-  Flags flags(int(argv.size()), argv.data(), kValue, kSwitch);
-  return GrpoOptions::from_flags(flags);
+  return GrpoOptions::from_flags(Flags(int(argv.size()), argv.data(), train_flag_table()));
 }
 
 TEST(GrpoOptions, Defaults) {

@@ -226,12 +226,15 @@ std::string write_corpus(const std::vector<std::string>& docs) {
 
 int main(int argc, char** argv) {
   return polaris::run_main([&]() {
-    polaris::Flags flags(argc, argv, {"reference-modules"}, {});
+    static const std::vector<polaris::FlagSpec> kFlags = {
+        {"reference-modules", polaris::FlagType::text, "DIR", "build/npm/node_modules",
+         "where the reference tokenizer's npm modules are"}};
+    const polaris::Flags flags(argc, argv, kFlags);
     std::vector<std::string> paths = {"tests/fixtures/qwen3_tokenizer/tokenizer.json",
                                       "tests/fixtures/deepseek_v3_tokenizer/tokenizer.json"};
     for (size_t i = 0; i < flags.positional().size() && i < paths.size(); ++i)
       paths[i] = flags.positional()[i];
-    const std::string node_modules = flags.get("reference-modules", "build/npm/node_modules");
+    const std::string node_modules = flags.text("reference-modules");
     std::vector<std::string> docs = generate_documents(4 << 20);
     size_t bytes = 0;
     for (const std::string& d : docs) bytes += d.size();

@@ -1,13 +1,17 @@
 // Command-line helpers shared by every program.
 //
-// Flags are "--name value" or "--name" (boolean). A program declares what it
-// accepts; anything else ends in one line naming the flag ("unknown flag
-// --foo"). run_main turns a thrown polaris::Error into "error: <line>" on
-// stderr and exit status 1, so no program crashes on bad input.
+// Flags are "--name value" or "--name" (a switch). A program declares each
+// flag it accepts once, in a table of FlagSpec rows: the name, the value's
+// type, its default, the help line, and program-defined scope and check
+// bits (polaris_train: the modes a flag applies to, whether ranks and a
+// resumed run must agree on it). Parsing, the typed getters' defaults and
+// --help all read that table, so adding a flag is adding a row. Anything
+// not in the table ends in one line naming the flag ("unknown flag --foo").
+// run_main turns a thrown polaris::Error into "error: <line>" on stderr and
+// exit status 1, so no program crashes on bad input.
 #pragma once
 #include <functional>
 #include <map>
-#include <set>
 #include <string>
 #include <vector>
 
@@ -15,30 +19,61 @@
 
 namespace polaris {
 
+enum class FlagType {
+  text,     // any string
+  integer,  // a whole number that fits an int
+  count,    // a whole number >= 1
+  number,   // a finite floating-point number
+  toggle,   // a switch: present or not, no value
+};
+
+struct FlagSpec {
+  const char* name;          // without the leading "--"
+  FlagType type;
+  const char* value_name;    // the value in --help ("N", "FILE"); "" for a toggle
+  const char* fallback;      // the default, read exactly as a given value; "" = none
+  const char* help;          // one line; a computed default is described here
+  unsigned scope = 0;        // program-defined (polaris_train: modes, task, validation)
+  unsigned checks = 0;       // program-defined (polaris_train: same on ranks, on resume)
+};
+
 class Flags {
  public:
-  // value_flags take one argument; switch_flags take none.
-  Flags(int argc, char** argv, const std::set<std::string>& value_flags,
-        const std::set<std::string>& switch_flags);
+  // Every argument that starts with "--" must name a row of `table`, which
+  // must outlive the Flags.
+  Flags(int argc, char** argv, const std::vector<FlagSpec>& table);
 
+  // Given on the command line (a toggle: present).
   bool has(const std::string& name) const;
-  std::string get(const std::string& name, const std::string& fallback) const;
-  std::string get_required(const std::string& name) const;
-  long long get_int(const std::string& name, long long fallback) const;
-  // get_int for flags stored in an int: a value beyond its range is an error,
-  // not a silent wrap (--warmup-steps 4294967296 must not become 0).
-  int get_int32(const std::string& name, int fallback) const;
-  // get_int32 for counts and sizes: anything below 1 is an error too.
-  int get_positive_int(const std::string& name, int fallback) const;
-  double get_double(const std::string& name, double fallback) const;
-  bool get_switch(const std::string& name) const { return has(name); }
+  // The value given, else the table's default ("" when none). Each getter
+  // checks the type and names the flag in its error.
+  std::string text(const std::string& name) const;
+  std::string required_text(const std::string& name) const;  // Error when not given
+  int integer(const std::string& name) const;
+  int count(const std::string& name) const;
+  double number(const std::string& name) const;
+  // The value in one spelling per meaning ("3e-4", "0.0003" -> "0.0003"; a
+  // toggle "on"/"off"), so two runs can compare what they were given.
+  std::string canonical(const std::string& name) const;
+  const FlagSpec& spec(const std::string& name) const;
+  const std::vector<FlagSpec>& table() const { return *table_; }
   // Arguments that are not flags, in order.
   const std::vector<std::string>& positional() const { return positional_; }
 
  private:
+  const std::vector<FlagSpec>* table_;
   std::map<std::string, std::string> values_;
   std::vector<std::string> positional_;
 };
+
+// True when argv holds --help or -h (checked before parsing, so --help
+// works whatever else was given).
+bool wants_help(int argc, char** argv);
+
+// One "  --name VALUE  help (default: X)" line per row, with `note(spec)`
+// (e.g. the modes) appended when it returns text.
+std::string describe_flags(const std::vector<FlagSpec>& table,
+                           const std::function<std::string(const FlagSpec&)>& note = nullptr);
 
 // Runs body, printing "error: <message>" and returning 1 on polaris::Error
 // (and on any other std::exception, which would be a bug, with "internal").

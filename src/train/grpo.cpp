@@ -20,6 +20,7 @@
 #include "src/train/run_checkpoint.h"
 #include "src/train/step_report.h"
 #include "src/train/synthetic_environment.h"
+#include "src/train/train_flags.h"
 
 namespace polaris {
 
@@ -64,50 +65,54 @@ StagedValue StagedValue::parse(const std::string& flag, const std::string& text)
 
 GrpoOptions GrpoOptions::from_flags(const Flags& flags) {
   GrpoOptions o;
-  o.prompts_per_step = flags.get_positive_int("prompts-per-step", o.prompts_per_step);
-  o.group_size = flags.get_positive_int("group-size", o.group_size);
+  o.prompts_per_step = flags.count("prompts-per-step");
+  o.group_size = flags.count("group-size");
   require(o.group_size >= 2, "--group-size must be at least 2 (advantages are group-relative)");
-  o.minibatches = flags.get_positive_int("minibatches", o.minibatches);
-  o.clip_low = float(flags.get_double("clip-low", o.clip_low));
-  o.clip_high = float(flags.get_double("clip-high", o.clip_high));
+  o.minibatches = flags.count("minibatches");
+  o.clip_low = float(flags.number("clip-low"));
+  o.clip_high = float(flags.number("clip-high"));
   require(o.clip_low > 0 && o.clip_low < 1 && o.clip_high > 0,
           "--clip-low must be in (0, 1) and --clip-high positive");
-  o.clip_ratio_c = float(flags.get_double("clip-ratio-c", 0));
+  o.clip_ratio_c = float(flags.number("clip-ratio-c"));
   require(o.clip_ratio_c == 0 || o.clip_ratio_c > 1 + o.clip_high,
           "--clip-ratio-c must be 0 (off) or above 1 + --clip-high (Polaris uses 3)");
-  o.kl_coef = float(flags.get_double("kl-coef", 0));
-  o.entropy_coef = float(flags.get_double("entropy-coef", 0));
+  o.kl_coef = float(flags.number("kl-coef"));
+  o.entropy_coef = float(flags.number("entropy-coef"));
   require(o.kl_coef >= 0, "--kl-coef must be >= 0");
   o.std_normalize = !flags.has("no-std-normalize");
   o.dynamic_sampling = flags.has("dynamic-sampling");
-  o.max_refills = flags.get_int32("max-refills", o.max_refills);
+  o.max_refills = flags.integer("max-refills");
   require(o.max_refills >= 0, "--max-refills must be >= 0");
-  if (flags.has("temperature-schedule"))
-    o.temperature = StagedValue::parse("temperature-schedule", flags.get("temperature-schedule", ""));
-  else
-    o.temperature = StagedValue::constant(flags.get_double("temperature", 1.0));
-  if (flags.has("max-response-schedule"))
-    o.max_response =
-        StagedValue::parse("max-response-schedule", flags.get("max-response-schedule", ""));
-  else
-    o.max_response = StagedValue::constant(double(flags.get_positive_int("max-response", 256)));
+  o.temperature = flags.has("temperature-schedule")
+                      ? StagedValue::parse("temperature-schedule", flags.text("temperature-schedule"))
+                      : StagedValue::constant(flags.number("temperature"));
+  o.max_response =
+      flags.has("max-response-schedule")
+          ? StagedValue::parse("max-response-schedule", flags.text("max-response-schedule"))
+          : StagedValue::constant(double(flags.count("max-response")));
   for (auto& stage : o.temperature.stages)
     require(stage.second > 0, "--temperature must be positive for GRPO rollouts");
   for (auto& stage : o.max_response.stages)
     require(stage.second >= 1, "--max-response must be at least 1");
-  o.top_p = float(flags.get_double("top-p", 1.0));
+  o.top_p = float(flags.number("top-p"));
   require(o.top_p > 0 && o.top_p <= 1, "--top-p must be in (0, 1]");
-  o.top_k = flags.get_int32("top-k", 0);
+  o.top_k = flags.integer("top-k");
   require(o.top_k >= 0, "--top-k must be >= 0 (0: no cut)");
-  o.min_p = float(flags.get_double("min-p", 0.0));
+  o.min_p = float(flags.number("min-p"));
   require(o.min_p >= 0 && o.min_p <= 1, "--min-p must be in [0, 1] (0: no cut)");
-  o.eval_temperature = float(flags.get_double("eval-temperature", 1.0));
+  o.eval_temperature = float(flags.number("eval-temperature"));
   require(o.eval_temperature >= 0, "--eval-temperature must be >= 0 (0: greedy)");
-  o.eval_samples = flags.get_positive_int("eval-samples", o.eval_samples);
-  o.eval_every = flags.get_int32("eval-every", 0);
+  o.eval_samples = flags.count("eval-samples");
+  o.eval_every = flags.integer("eval-every");
   require(o.eval_every >= 0, "--eval-every must be >= 0 (0: before and after only)");
-  o.pass_rates_path = flags.get("pass-rates", "");
+  o.pass_rates_path = flags.text("pass-rates");
   return o;
+}
+
+GrpoOptions GrpoOptions::defaults() {
+  char program[] = "polaris_train";
+  char* argv[] = {program};
+  return from_flags(Flags(1, argv, train_flag_table()));
 }
 
 std::vector<double> group_advantages(const std::vector<double>& rewards, int group_size,
@@ -242,7 +247,7 @@ class GrpoRun {
       : options_(options), grpo_(grpo), env_(env), policy_(policy), reference_(reference),
         trainer_(policy, options.trainer),
         reporter_(options.steps, options.print_every, options.log_path,
-                  options.flags->has("resume")) {
+                  options.resume) {
     require(env.size(Split::Train) > 0 && env.size(Split::Eval) > 0,
             "--mode grpo: no training or evaluation problems (see --train-examples, "
             "--eval-problems, --data, --eval-data)");
@@ -662,23 +667,20 @@ class GrpoRun {
   int local_prompts_ = 0;  // this rank's prompts per step
 };
 
-std::unique_ptr<RlEnvironment> grpo_environment(const TrainOptions& options,
-                                                const GrpoOptions& grpo) {
-  const Flags& flags = *options.flags;
-  if (flags.has("task"))
-    return make_synthetic_environment(flags.get("task", ""),
-                                      size_t(flags.get_positive_int("train-examples", 4096)),
-                                      size_t(flags.get_positive_int("eval-problems", 64)), options.seed);
+std::unique_ptr<RlEnvironment> grpo_environment(const TrainOptions& options) {
+  if (!options.task.empty())
+    return make_synthetic_environment(options.task, size_t(options.train_examples),
+                                      size_t(options.eval_problems), options.seed);
   require(!options.data.empty(), "--mode grpo needs --data problems.jsonl (with --tokenizer) "
                                  "or a built-in --task");
   require(!options.tokenizer.empty(), "--mode grpo with JSONL data needs --tokenizer tokenizer.json");
   JsonlEnvironmentOptions env_options;
-  env_options.skip_bad = flags.has("skip-bad");
-  env_options.pass_rates_path = grpo.pass_rates_path;
-  env_options.system_prompt = flags.get("system-prompt", "");
-  env_options.max_prompt_tokens = flags.get_int32("max-prompt", 0);
+  env_options.skip_bad = options.skip_bad;
+  env_options.pass_rates_path = options.grpo.pass_rates_path;
+  env_options.system_prompt = options.system_prompt;
+  env_options.max_prompt_tokens = options.max_prompt;
   return make_jsonl_environment(Tokenizer::load(options.tokenizer), options.data,
-                                flags.get("eval-data", ""), env_options);
+                                options.eval_data, env_options);
 }
 
 // Every prompt's ids are in the model's vocabulary, and the longest prompt
@@ -712,8 +714,8 @@ size_t check_fits_model(const RlEnvironment& env, const GrpoOptions& grpo,
 }  // namespace
 
 int run_grpo(const TrainOptions& options) {
-  GrpoOptions grpo = GrpoOptions::from_flags(*options.flags);
-  std::unique_ptr<RlEnvironment> env = grpo_environment(options, grpo);
+  const GrpoOptions& grpo = options.grpo;
+  std::unique_ptr<RlEnvironment> env = grpo_environment(options);
   // The schedule advances once per optimizer step: M of them per GRPO step.
   TrainOptions run_options = options;
   const LrSchedule& given = options.trainer.schedule;
@@ -753,7 +755,7 @@ int run_grpo(const TrainOptions& options) {
   finish_run(options, policy);
   // The run's last line. Without --eval-data a JSONL run evaluates on its
   // training problems: say so.
-  const bool held_out = options.flags->has("task") || options.flags->has("eval-data");
+  const bool held_out = !options.task.empty() || !options.eval_data.empty();
   std::printf("%s avg@%d before %.3f after %.3f\n", held_out ? "held-out" : "training-set",
               grpo.eval_samples, result.first, result.second);
   return 0;

@@ -42,28 +42,31 @@ struct StagedValue {
   static StagedValue constant(double value) { return {{{0, value}}}; }
 };
 
+// The defaults are the flag table's (src/train/train_flags.cpp).
 struct GrpoOptions {
-  int prompts_per_step = 8;      // P
-  int group_size = 8;            // G
-  int minibatches = 2;           // optimizer steps per rollout batch
-  float clip_low = 0.2f, clip_high = 0.28f;
-  float clip_ratio_c = 0.f;      // dual clip for A < 0; 0: off
-  float kl_coef = 0.f;           // beta; 0: no reference model
-  float entropy_coef = 0.f;
+  int prompts_per_step = 0;      // P
+  int group_size = 0;            // G
+  int minibatches = 0;           // optimizer steps per rollout batch
+  float clip_low = 0, clip_high = 0;
+  float clip_ratio_c = 0;        // dual clip for A < 0; 0: off
+  float kl_coef = 0;             // beta; 0: no reference model
+  float entropy_coef = 0;
   bool std_normalize = true;
   bool dynamic_sampling = false;
-  int max_refills = 4;           // extra sampling rounds to refill dropped groups
-  StagedValue temperature = StagedValue::constant(1.0);
-  StagedValue max_response = StagedValue::constant(256);
-  float top_p = 1.f;
+  int max_refills = 0;           // extra sampling rounds to refill dropped groups
+  StagedValue temperature, max_response;
+  float top_p = 0;
   int top_k = 0;       // --top-k (0: no cut)
-  float min_p = 0.f;   // --min-p (0: no cut)
-  float eval_temperature = 1.f;
-  int eval_samples = 4;          // k of avg@k
+  float min_p = 0;     // --min-p (0: no cut)
+  float eval_temperature = 0;
+  int eval_samples = 0;          // k of avg@k
   int eval_every = 0;            // 0: before and after only
   std::string pass_rates_path;   // polaris_eval --pass-rates output: difficulty filter
 
+  // Reads the GRPO rows of polaris_train's flag table; Error naming the flag.
   static GrpoOptions from_flags(const Flags& flags);
+  // Every GRPO flag at its default.
+  static GrpoOptions defaults();
 };
 
 // Group-normalised advantages of rewards laid out group after group.

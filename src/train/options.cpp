@@ -5,7 +5,6 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <cmath>
 #include <cstdio>
 
 #include "data/input_fingerprint.h"
@@ -14,71 +13,11 @@
 #include "model/params.h"
 #include "model/transformer.h"
 #include "src/common/backend.h"
+#include "src/train/train_flags.h"
 
 namespace polaris {
 
 namespace {
-
-const std::set<std::string> kValueFlags = {
-    // every mode
-    "data", "val-data", "steps", "batch", "seq", "grad-accum", "lr", "lr-schedule",
-    "warmup-steps", "min-lr-fraction", "weight-decay", "grad-clip", "beta2", "seed", "backend",
-    "recompute", "attention",
-    "log", "mode", "init", "out", "val-every", "val-batches", "print-every", "tokenizer",
-    // built-in synthetic tasks (src/train/synthetic_environment.h)
-    "task", "task-slip-rate", "train-examples",
-    // data parallel (optim/comm.h) and checkpoints (src/train/run_checkpoint.h)
-    "zero", "comm", "rank-timeout", "checkpoint-dir", "checkpoint-every", "keep-last",
-    // GRPO (src/train/grpo.cpp)
-    "prompts-per-step", "group-size", "minibatches", "clip-low", "clip-high", "clip-ratio-c", "kl-coef",
-    "entropy-coef", "temperature", "temperature-schedule", "max-response",
-    "max-response-schedule", "top-p", "top-k", "min-p", "pass-rates", "eval-data", "eval-every",
-    "eval-samples", "max-refills", "max-prompt", "eval-temperature", "eval-problems",
-    "system-prompt",
-};
-const std::set<std::string> kSwitchFlags = {"resume", "profile", "no-std-normalize", "dynamic-sampling",
-                                            "skip-bad"};
-
-// One flag set serves every mode, so a flag that the chosen mode (or data
-// source) never reads is rejected rather than silently ignored.
-const std::set<std::string> kGrpoOnly = {
-    "prompts-per-step", "group-size", "minibatches", "clip-low", "clip-high", "clip-ratio-c", "kl-coef",
-    "entropy-coef", "temperature", "temperature-schedule", "max-response",
-    "max-response-schedule", "top-p", "top-k", "min-p", "pass-rates", "eval-data", "eval-every",
-    "eval-samples", "max-refills", "max-prompt", "eval-temperature", "eval-problems",
-    "system-prompt", "dynamic-sampling", "no-std-normalize"};
-// GRPO packs its rollouts itself (--batch rows per micro-batch, no --seq or
-// --grad-accum), evaluates with --eval-* instead of a validation loss, and
-// samples built-in problems without slips.
-const std::set<std::string> kNotGrpo = {"seq", "grad-accum", "val-data", "val-every",
-                                        "val-batches", "task-slip-rate"};
-// Pretraining reads token shards only.
-// (--tokenizer applies: the shards' recorded tokenizer must be it.)
-const std::set<std::string> kNotPretrain = {"task", "task-slip-rate", "train-examples",
-                                            "skip-bad"};
-// A built-in --task brings its own problems, vocabulary and held-out split.
-const std::set<std::string> kNotWithTask = {"data", "tokenizer", "val-data", "skip-bad",
-                                            "eval-data", "system-prompt", "max-prompt"};
-// Only a built-in --task reads these.
-const std::set<std::string> kTaskOnly = {"task-slip-rate", "train-examples", "eval-problems"};
-
-void reject_foreign_flags(const Flags& flags, const std::string& mode) {
-  auto reject = [&](const std::set<std::string>& names, const std::string& why) {
-    for (const std::string& name : names)
-      require(!flags.has(name), "--" + name + " " + why);
-  };
-  const std::string not_for_mode = "does not apply to --mode " + mode;
-  if (mode != "grpo") reject(kGrpoOnly, not_for_mode);
-  if (mode == "grpo") reject(kNotGrpo, not_for_mode);
-  if (mode == "pretrain") reject(kNotPretrain, not_for_mode);
-  if (flags.has("task"))
-    reject(kNotWithTask, "does not apply with --task (the built-in task is the data)");
-  else
-    reject(kTaskOnly, "applies only with a built-in --task");
-  // Validation runs on --val-data, or on an SFT task's held-out problems.
-  if (mode != "grpo" && !flags.has("val-data") && !(mode == "sft" && flags.has("task")))
-    reject({"val-every", "val-batches"}, "applies only with --val-data (a validation set)");
-}
 
 // --out is written after the last step: a path that cannot be written must
 // fail before the first one, not after hours of training.
@@ -99,8 +38,10 @@ void require_writable_file_path(const std::string& flag, const std::string& path
 void require_out_is_not_an_input(const TrainOptions& o) {
   struct stat out;
   if (::stat(o.out_path.c_str(), &out) != 0) return;  // a new file: nothing to overwrite
-  for (const char* flag : {"data", "val-data", "eval-data", "tokenizer", "pass-rates"}) {
-    const std::string what = std::string("--") + flag, pattern = o.flags->get(flag, "");
+  const std::pair<const char*, std::string> inputs[] = {
+      {"--data", o.data}, {"--val-data", o.val_data}, {"--eval-data", o.eval_data},
+      {"--tokenizer", o.tokenizer}, {"--pass-rates", o.grpo.pass_rates_path}};
+  for (const auto& [what, pattern] : inputs) {
     if (pattern.empty()) continue;
     glob_t matches;
     if (::glob(pattern.c_str(), 0, nullptr, &matches) != 0) continue;
@@ -111,7 +52,8 @@ void require_out_is_not_an_input(const TrainOptions& o) {
       const std::string path = matches.gl_pathv[i];
       if (same) {
         globfree(&matches);
-        throw Error("--out " + o.out_path + " is " + path + ", an input of this run (" + what +
+        throw Error("--out " + o.out_path + " is " + path + ", an input of this run (" +
+                    std::string(what) +
                     "): it would be overwritten");
       }
     }
@@ -137,115 +79,127 @@ void resolve_tokenizer(TrainOptions& o) {
 }
 
 // Ranks given different inputs would train silently on different things:
-// every input's fingerprint (data/input_fingerprint.h: the files' sizes and
-// contents, or the value itself when it names no file) must agree.
-void require_same_inputs(Comm& comm, const TrainOptions& o) {
+// the model file's and every kSameInput flag's fingerprint
+// (data/input_fingerprint.h: the files' sizes and contents, or the value
+// itself when it names no file) must agree.
+void require_same_inputs(Comm& comm, const TrainOptions& o, const Flags& flags) {
   const std::string what = ": a fingerprint of its files' contents, or of its value";
   if (!o.model_path.empty())
     comm.require_same("the model file" + what, input_fingerprint(o.model_path));
-  for (const char* flag : {"init", "data", "val-data", "tokenizer", "eval-data", "pass-rates",
-                           "task", "system-prompt"})
-    if (o.flags->has(flag))
-      comm.require_same(std::string("--") + flag + what, input_fingerprint(o.flags->get(flag, "")));
+  for (const FlagSpec& spec : flags.table())
+    if (spec.checks & kSameInput)
+      comm.require_same("--" + std::string(spec.name) + what,
+                        input_fingerprint(flags.canonical(spec.name)));
 }
 
 }  // namespace
 
 TrainOptions parse_train_options(int argc, char** argv) {
-  auto flags = std::make_shared<Flags>(argc, argv, kValueFlags, kSwitchFlags);
+  const Flags flags(argc, argv, train_flag_table());
   TrainOptions o;
-  o.flags = flags;
-  require(flags->positional().size() <= 1,
+  require(flags.positional().size() <= 1,
           "polaris_train takes at most one model file, got '" +
-              (flags->positional().size() > 1 ? flags->positional()[1] : std::string()) + "'");
-  if (!flags->positional().empty()) o.model_path = flags->positional()[0];
-  o.init_preset = flags->get("init", "");
+              (flags.positional().size() > 1 ? flags.positional()[1] : std::string()) + "'");
+  if (!flags.positional().empty()) o.model_path = flags.positional()[0];
+  o.init_preset = flags.text("init");
   require(o.model_path.empty() || o.init_preset.empty(),
           "--init starts from a fresh model: give either a model file or --init, not both");
-  o.mode = flags->get("mode", "pretrain");
+  o.mode = flags.text("mode");
   require(o.mode == "pretrain" || o.mode == "sft" || o.mode == "grpo",
           "--mode must be pretrain, sft or grpo, got '" + o.mode + "'");
-  reject_foreign_flags(*flags, o.mode);
-  o.data = flags->get("data", "");
-  o.val_data = flags->get("val-data", "");
-  o.tokenizer = flags->get("tokenizer", "");
+  reject_foreign_flags(flags, o.mode);
+  o.data = flags.text("data");
+  o.val_data = flags.text("val-data");
+  o.tokenizer = flags.text("tokenizer");
   resolve_tokenizer(o);
-  o.backend = resolve_backend(flags->get("backend", "auto"));
-  o.recompute = parse_recompute(flags->get("recompute", "none"));
-  o.attention = flags->get("attention", "flash");
-  o.log_path = flags->get("log", "");
-  o.out_path = flags->get("out", "");
-  o.steps = flags->get_positive_int("steps", 100);
-  if (flags->has("profile")) {
+  o.task = flags.text("task");
+  // The one default that depends on the mode: SFT demonstrations are cheap
+  // and many help; GRPO problems are sampled a few per step.
+  o.train_examples = flags.has("train-examples") ? flags.count("train-examples")
+                                                 : (o.mode == "sft" ? 20000 : 4096);
+  o.eval_problems = flags.count("eval-problems");
+  o.task_slip_rate = flags.number("task-slip-rate");
+  o.skip_bad = flags.has("skip-bad");
+  o.system_prompt = flags.text("system-prompt");
+  o.max_prompt = flags.integer("max-prompt");
+  o.eval_data = flags.text("eval-data");
+  o.backend = resolve_backend(flags.text("backend"));
+  o.recompute = parse_recompute(flags.text("recompute"));
+  o.attention = flags.text("attention");
+  o.log_path = flags.text("log");
+  o.out_path = flags.text("out");
+  o.steps = flags.count("steps");
+  if (flags.has("profile")) {
     // A short run for Nsight: warm-up steps, then the captured ones
     // (cudaProfilerStart/Stop; see run/profile.sh).
-    require(!flags->has("resume"), "--profile starts a fresh short run: drop --resume");
+    require(!flags.has("resume"), "--profile starts a fresh short run: drop --resume");
     o.trainer.profile_warmup = 3;
     o.trainer.profile_steps = 5;
     o.steps = o.trainer.profile_warmup + o.trainer.profile_steps;
     std::printf("--profile: %d warm-up steps, then %d steps inside the profiler's capture range\n",
                 o.trainer.profile_warmup, o.trainer.profile_steps);
   }
-  o.batch = flags->get_positive_int("batch", 8);
-  o.seq = flags->get_positive_int("seq", 256);
-  o.grad_accum = flags->get_positive_int("grad-accum", 1);
-  o.val_every = flags->get_positive_int("val-every", 100);
-  o.val_batches = flags->get_positive_int("val-batches", 8);
-  o.print_every = flags->get_positive_int("print-every", 1);
-  long long seed = flags->get_int("seed", 1337);
+  o.batch = flags.count("batch");
+  o.seq = flags.count("seq");
+  o.grad_accum = flags.count("grad-accum");
+  o.val_every = flags.count("val-every");
+  o.val_batches = flags.count("val-batches");
+  o.print_every = flags.count("print-every");
+  const int seed = flags.integer("seed");
   require(seed >= 0, "flag --seed must be >= 0");
   o.seed = uint64_t(seed);
 
-  o.trainer.schedule = make_schedule(
-      flags->get("lr-schedule", "cosine"), float(flags->get_double("lr", 3e-4)),
-      float(flags->get_double("min-lr-fraction", 0.1)),
-      flags->get_int32("warmup-steps", std::min(100, o.steps / 10)), o.steps);
-  o.trainer.adamw.weight_decay = float(flags->get_double("weight-decay", 0.1));
-  o.trainer.adamw.beta2 = float(flags->get_double("beta2", 0.95));
+  const int warmup = flags.has("warmup-steps") ? flags.integer("warmup-steps")
+                                               : std::min(100, o.steps / 10);
+  o.trainer.schedule = make_schedule(flags.text("lr-schedule"), float(flags.number("lr")),
+                                     float(flags.number("min-lr-fraction")), warmup, o.steps);
+  o.trainer.adamw.weight_decay = float(flags.number("weight-decay"));
+  o.trainer.adamw.beta2 = float(flags.number("beta2"));
   require(o.trainer.adamw.weight_decay >= 0 && o.trainer.adamw.weight_decay <= 1,
           "flag --weight-decay must be in [0, 1] (a fraction of lr per step), got " +
-              flags->get("weight-decay", ""));
+              flags.text("weight-decay"));
   require(o.trainer.adamw.beta2 >= 0 && o.trainer.adamw.beta2 < 1,
-          "flag --beta2 must be in [0, 1), got " + flags->get("beta2", ""));
-  o.trainer.grad_clip = float(flags->get_double("grad-clip", 1.0));
-  require(o.trainer.grad_clip >= 0, "flag --grad-clip must be >= 0 (0: no clipping), got " +
-                                        flags->get("grad-clip", ""));
+          "flag --beta2 must be in [0, 1), got " + flags.text("beta2"));
+  o.trainer.grad_clip = float(flags.number("grad-clip"));
+  require(o.trainer.grad_clip >= 0,
+          "flag --grad-clip must be >= 0 (0: no clipping), got " + flags.text("grad-clip"));
 
-  o.rank_timeout = flags->get_double("rank-timeout", 600);
-  require(std::isfinite(o.rank_timeout) && o.rank_timeout >= 0,
-          "flag --rank-timeout must be a number of seconds >= 0 (0: no watchdog), got " +
-              flags->get("rank-timeout", ""));
-
-  const std::string zero = flags->get("zero", "0");
+  const std::string zero = flags.text("zero");
   require(zero == "0" || zero == "1" || zero == "2", "--zero must be 0, 1 or 2, got '" + zero + "'");
   o.trainer.zero_stage = zero[0] - '0';
+  o.rank_timeout = flags.number("rank-timeout");
+  require(o.rank_timeout >= 0, "flag --rank-timeout must be a number of seconds >= 0 (0: no "
+                               "watchdog), got " + flags.text("rank-timeout"));
+  if (o.mode == "grpo") o.grpo = GrpoOptions::from_flags(flags);
+
+  o.checkpoint_dir = flags.text("checkpoint-dir");
+  o.checkpoint_every = flags.integer("checkpoint-every");
+  o.keep_last = flags.integer("keep-last");
+  o.resume = flags.has("resume");
 
   // Data parallel: one Comm per process, made once, here.
-  o.comm = std::shared_ptr<Comm>(
-      make_comm(flags->get("comm", launched_by_mpirun() ? "mpi" : "none")).release());
+  const std::string comm = flags.has("comm") ? flags.text("comm")
+                                             : (launched_by_mpirun() ? "mpi" : "none");
+  o.comm = std::shared_ptr<Comm>(make_comm(comm).release());
   o.trainer.comm = o.comm.get();
-  if (o.comm->world_size() > 1) {
-    // With --backend cuda the MPI comm stages device buffers through the host
-    // (src/train/trainer.cpp), so several ranks can share one GPU.
-    Comm& comm = *o.comm;
-    comm.require_same("--steps", uint64_t(o.steps));
-    comm.require_same("--batch", uint64_t(o.batch));
-    comm.require_same("--seq", uint64_t(o.seq));
-    comm.require_same("--grad-accum", uint64_t(o.grad_accum));
-    comm.require_same_double("--lr", double(o.trainer.schedule.max_lr));
-    comm.require_same("--zero", uint64_t(o.trainer.zero_stage));
-    comm.require_same("--seed", o.seed);
-    comm.require_same_double("--rank-timeout", o.rank_timeout);
-    comm.require_same("--mode", std::hash<std::string>()(o.mode));
-    require_same_inputs(comm, o);
-    if (comm.rank() != 0) {
-      // Only rank 0 prints and writes: the others' console goes nowhere
-      // (errors still reach stderr) and they write no --log or --out.
-      require(std::freopen("/dev/null", "w", stdout) != nullptr,
-              "rank " + std::to_string(comm.rank()) + ": cannot redirect stdout to /dev/null");
-      o.log_path.clear();
-      o.out_path.clear();
-    }
+  for (const FlagSpec& spec : flags.table()) {
+    if (spec.checks & kSameOnRanks)
+      o.comm->require_same("--" + std::string(spec.name),
+                           std::hash<std::string>()(flags.canonical(spec.name)));
+    if (spec.checks & kSameOnResume) o.resume_identity[spec.name] = flags.canonical(spec.name);
+  }
+  if (o.comm->world_size() > 1) require_same_inputs(*o.comm, o, flags);
+  // --batch is per rank: the global batch is what a resumed run must keep;
+  // the warmup's default depends on --steps, which a resumed run may raise.
+  o.resume_identity["global-batch"] = std::to_string(o.batch * o.world_size());
+  o.resume_identity["warmup-steps"] = std::to_string(o.trainer.schedule.warmup_steps);
+  if (o.comm->world_size() > 1 && o.comm->rank() != 0) {
+    // Only rank 0 prints and writes: the others' console goes nowhere
+    // (errors still reach stderr) and they write no --log or --out.
+    require(std::freopen("/dev/null", "w", stdout) != nullptr,
+            "rank " + std::to_string(o.comm->rank()) + ": cannot redirect stdout to /dev/null");
+    o.log_path.clear();
+    o.out_path.clear();
   }
   if (!o.out_path.empty()) {
     require_writable_file_path("--out", o.out_path);

@@ -1,22 +1,27 @@
-// polaris_train's options: every flag, its default, and the checks that
-// turn a bad value into one line naming the flag.
+// polaris_train's options: the typed settings a run reads, parsed from the
+// flag table (src/train/train_flags.h), with the checks that turn a bad
+// value into one line naming the flag.
 #pragma once
 #include "model/transformer.h"
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <string>
 
 #include "model/model_file.h"
 #include "optim/comm.h"
 #include "src/common/cli.h"
+#include "src/train/grpo.h"
 #include "src/train/trainer.h"
 
 namespace polaris {
 
+// The run's settings, typed. Defaults live in the flag table
+// (src/train/train_flags.cpp), not here: parse_train_options fills every field.
 struct TrainOptions {
   std::string model_path;      // positional model.bin (or empty with --init)
   std::string init_preset;     // --init PRESET: a fresh random model
-  std::string mode = "pretrain";
+  std::string mode;
   std::string data, val_data;  // token shard patterns (pretrain) or JSONL (sft, grpo)
   std::string tokenizer;       // tokenizer.json (sft, grpo; pretrain: checked against the shards)
   // The tokenizer the run's token ids must come from (data/tokenizer_id.h):
@@ -24,48 +29,54 @@ struct TrainOptions {
   // Checked against the shards' record, and written into --out.
   TokenizerId tokenizer_id;
   std::string tokenizer_source;  // "--tokenizer PATH" or "the model file PATH's tokenizer"
-  std::string backend = "cpu";      // resolved: "cpu" or "cuda" (--backend auto picks)
+  // A built-in --task instead of --data (sft, grpo) and its sizes.
+  std::string task;
+  int train_examples = 0, eval_problems = 0;
+  double task_slip_rate = 0;
+  bool skip_bad = false;
+  std::string system_prompt, eval_data;  // grpo with JSONL
+  int max_prompt = 0;
+  std::string backend;         // resolved: "cpu" or "cuda" (--backend auto picks)
   Recompute recompute = Recompute::none;
-  std::string attention = "flash";  // --attention: the CUDA backend's kernels
+  std::string attention;       // --attention: the CUDA backend's kernels
   std::string log_path, out_path;
-  int steps = 100, batch = 8, seq = 256, grad_accum = 1;
-  int val_every = 100, val_batches = 8, print_every = 1;
-  uint64_t seed = 1337;
+  int steps = 0, batch = 0, seq = 0, grad_accum = 0;
+  int val_every = 0, val_batches = 0, print_every = 0;
+  uint64_t seed = 0;
   // --rank-timeout: seconds without progress on every rank before the
   // watchdog ends a multi-rank job (optim/watchdog.h); 0 disables it.
-  double rank_timeout = 600;
+  double rank_timeout = 0;
   TrainerOptions trainer;
-  // Every flag as given, for the mode-specific ones (SFT and GRPO read theirs).
-  std::shared_ptr<const Flags> flags;
+  GrpoOptions grpo;            // --mode grpo
+  // Checkpoints (src/train/run_checkpoint.h).
+  std::string checkpoint_dir;
+  int checkpoint_every = 0, keep_last = 0;
+  bool resume = false;
+  // The value of each flag a resumed run must share with its checkpoint
+  // (kSameOnResume), in Flags::canonical spelling, plus "global-batch"
+  // (--batch x ranks) and the effective --warmup-steps.
+  std::map<std::string, std::string> resume_identity;
   // Data-parallel ranks (--comm; never null). trainer.comm points at it.
   std::shared_ptr<Comm> comm;
   int rank() const { return comm ? comm->rank() : 0; }
   int world_size() const { return comm ? comm->world_size() : 1; }
 };
 
-// Parses argv (after the program name). Throws Error on an unknown flag or
-// a bad value; --comm nccl (which needs the CUDA backend, not in this build)
-// ends in a line saying so.
-//
-// One flag set serves every mode, so once --mode is known a flag the run
-// would ignore is an error naming it ("--group-size does not apply to --mode
-// sft"): the GRPO flags (--prompts-per-step ... --no-std-normalize) outside
-// grpo; --seq, --grad-accum, --val-data, --val-every, --val-batches and
-// --task-slip-rate in grpo; --task, --task-slip-rate, --train-examples
-// and --skip-bad in pretrain. --tokenizer must be the tokenizer the model
-// file records, when it records one. With a built-in --task, --data,
-// --tokenizer, --val-data, --skip-bad, --eval-data, --system-prompt and
-// --max-prompt do not apply; without one, --task-slip-rate, --train-examples
-// and --eval-problems do not.
+// Parses argv (after the program name) against train_flag_table()
+// (src/train/train_flags.h). Throws Error on an unknown flag, a bad value,
+// or a flag the run would ignore ("--group-size does not apply to --mode
+// sft"); --comm nccl (which needs the CUDA backend, not in this build) ends
+// in a line saying so. --tokenizer must be the tokenizer the model file
+// records, when it records one.
 //
 // It also sets up data parallelism: --comm (default mpi when started by
 // mpirun, none otherwise) makes the Comm (MPI_Init happens here), checks that
-// every rank was given the same --steps, --batch, --seq, --grad-accum, --lr,
-// --zero, --seed and --rank-timeout, and the same inputs (the model file,
-// --init, --data, --val-data, --tokenizer, --eval-data, --pass-rates, --task,
-// --system-prompt: a fingerprint of their contents, data/input_fingerprint.h),
-// and on ranks other than 0 sends stdout to /dev/null and
-// drops --log and --out: only rank 0 prints and writes files.
+// every rank was given the same value of each kSameOnRanks flag and the same
+// inputs (the model file, --init, --data, --val-data, --tokenizer,
+// --eval-data, --pass-rates, --task, --system-prompt: a fingerprint of their
+// contents, data/input_fingerprint.h), and on ranks other than 0 sends
+// stdout to /dev/null and drops --log and --out: only rank 0 prints and
+// writes files.
 TrainOptions parse_train_options(int argc, char** argv);
 
 // The model a run starts from: model.bin, or --init PRESET|config.json with

@@ -55,7 +55,7 @@ int run_pretrain(const TrainOptions& options) {
 
   Trainer trainer(model, options.trainer);
   StepReporter reporter(options.steps, options.print_every, options.log_path,
-                        options.flags->has("resume"));
+                        options.resume);
   auto validate = [&](int step) {
     WatchdogPhase phase("validation");
     double loss = 0, weight = 0;

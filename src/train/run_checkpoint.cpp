@@ -14,52 +14,6 @@ namespace polaris {
 
 namespace {
 
-// Flags whose change would make the resumed run a different computation.
-// (--batch is per rank: the global batch, --batch x ranks, must match.)
-const char* const kMustMatch[] = {
-    "mode", "global-batch", "seq", "grad-accum", "lr", "lr-schedule", "warmup-steps",
-    "min-lr-fraction", "weight-decay", "beta2", "grad-clip", "seed", "task", "task-slip-rate",
-    "train-examples", "data", "tokenizer", "skip-bad", "prompts-per-step", "group-size",
-    "minibatches", "clip-low", "clip-high", "clip-ratio-c", "kl-coef", "entropy-coef", "temperature",
-    "temperature-schedule", "max-response", "max-response-schedule", "top-p", "top-k", "min-p", "max-refills",
-    "pass-rates", "eval-data", "system-prompt", "max-prompt", "dynamic-sampling",
-    "no-std-normalize"};
-
-bool is_switch(const std::string& name) {
-  return name == "skip-bad" || name == "dynamic-sampling" || name == "no-std-normalize";
-}
-
-// A float flag's value as text (7 significant digits, a float's precision),
-// so "3e-4", "0.0003" and an absent flag whose default is 3e-4 all read the same.
-std::string number_text(double value) {
-  char text[32];
-  std::snprintf(text, sizeof(text), "%.7g", value);
-  return text;
-}
-
-nlohmann::json run_flags(const TrainOptions& o) {
-  nlohmann::json flags = nlohmann::json::object();
-  for (const char* name : kMustMatch)
-    if (o.flags->has(name)) flags[name] = is_switch(name) ? "given" : o.flags->get(name, "");
-  // The optimizer's effective values rather than the text typed: a flag left
-  // at its default and one given as that default are the same run, and the
-  // warmup's default (which depends on --steps) cannot shift silently.
-  const LrSchedule& schedule = o.trainer.schedule;
-  flags["mode"] = o.mode;
-  flags["global-batch"] = std::to_string(o.batch * o.world_size());
-  flags["seq"] = std::to_string(o.seq);
-  flags["grad-accum"] = std::to_string(o.grad_accum);
-  flags["seed"] = std::to_string(o.seed);
-  flags["lr"] = number_text(schedule.max_lr);
-  flags["lr-schedule"] = schedule.kind;
-  flags["warmup-steps"] = std::to_string(schedule.warmup_steps);
-  flags["min-lr-fraction"] = number_text(schedule.min_lr_fraction);
-  flags["weight-decay"] = number_text(o.trainer.adamw.weight_decay);
-  flags["beta2"] = number_text(o.trainer.adamw.beta2);
-  flags["grad-clip"] = number_text(o.trainer.grad_clip);
-  return flags;
-}
-
 // Every rank's optimizer range: the whole buffer at stage 0 (each rank holds
 // all moments), ZeRO shards otherwise.
 std::vector<ShardRange> optimizer_ranges(size_t total, int world, int stage) {
@@ -77,10 +31,10 @@ double ResumedRun::number(const std::string& key) const {
 
 RunCheckpoints::RunCheckpoints(const TrainOptions& options)
     : options_(options),
-      dir_(options.flags->get("checkpoint-dir", "")),
-      every_(options.flags->get_int32("checkpoint-every", 0)),
-      keep_last_(options.flags->get_int32("keep-last", 3)),
-      resume_(options.flags->has("resume")) {
+      dir_(options.checkpoint_dir),
+      every_(options.checkpoint_every),
+      keep_last_(options.keep_last),
+      resume_(options.resume) {
   require(dir_.empty() || every_ > 0 || resume_,
           "--checkpoint-dir needs --checkpoint-every K (steps between checkpoints)");
   require(every_ >= 0, "--checkpoint-every must be positive");
@@ -141,7 +95,7 @@ void RunCheckpoints::save(int step, const Transformer& model, Trainer& trainer,
     c.state = {{"step", step},
                {"world_size", world},
                {"zero", options_.trainer.zero_stage},
-               {"flags", run_flags(options_)},
+               {"flags", options_.resume_identity},
                {"loop", loop_state}};
     c.extra_tensors = extra_tensors;
     write_checkpoint(dir_, step, c, keep_last_);
@@ -187,16 +141,13 @@ std::optional<ResumedRun> RunCheckpoints::resume(Transformer& model, Trainer& tr
     require(c.state.contains(key) && c.state[key].is_number_integer(),
             state_file + ": missing integer \"" + std::string(key) + "\"");
   const nlohmann::json& saved = c.state["flags"];
-  const nlohmann::json now = run_flags(options_);
-  for (const char* name : kMustMatch) {
-    auto value = [](const nlohmann::json& flags, const char* key) {
-      return flags.contains(key) && flags[key].is_string() ? flags[key].get<std::string>() : "";
-    };
-    const std::string before = value(saved, name), after = value(now, name);
-    const std::string flag =
-        std::string(name) == "global-batch" ? "batch x ranks" : "--" + std::string(name);
-    require(before == after, "--resume: " + flag + " was '" + before + "' in " + path +
-                                 ", now '" + after + "'; resume with the same value");
+  for (const auto& [name, now] : options_.resume_identity) {
+    const std::string before = saved.contains(name) && saved[name].is_string()
+                                   ? saved[name].get<std::string>()
+                                   : "(not recorded)";
+    const std::string flag = name == "global-batch" ? "batch x ranks" : "--" + name;
+    require(before == now, "--resume: " + flag + " was '" + before + "' in " + path + ", now '" +
+                               now + "'; resume with the same value");
   }
   ResumedRun run;
   run.path = path;

@@ -27,19 +27,16 @@ constexpr size_t kTaskValidationExamples = 512;
 // JSONL (--data or --val-data) with --tokenizer.
 std::vector<PackSequence> sft_documents(const TrainOptions& o, const std::string& jsonl,
                                         bool validation, uint64_t seed) {
-  const Flags& flags = *o.flags;
-  if (flags.has("task")) {
+  if (!o.task.empty()) {
     if (validation)
-      return synthetic_sft_sequences(flags.get("task", ""), kTaskValidationExamples,
-                                     /*held_out=*/true, 0.0, seed);
-    return synthetic_sft_sequences(flags.get("task", ""),
-                                   size_t(flags.get_positive_int("train-examples", 20000)),
-                                   /*held_out=*/false, flags.get_double("task-slip-rate", 0.0),
-                                   seed);
+      return synthetic_sft_sequences(o.task, kTaskValidationExamples, /*held_out=*/true, 0.0,
+                                     seed);
+    return synthetic_sft_sequences(o.task, size_t(o.train_examples), /*held_out=*/false,
+                                   o.task_slip_rate, seed);
   }
   require(!o.tokenizer.empty(), "--mode sft with JSONL data needs --tokenizer tokenizer.json");
   Tokenizer tokenizer = Tokenizer::load(o.tokenizer);
-  SftDataset dataset = SftDataset::load(jsonl, flags.has("skip-bad"));
+  SftDataset dataset = SftDataset::load(jsonl, o.skip_bad);
   if (dataset.skipped_lines)
     std::printf("%s: skipped %zu bad lines (--skip-bad)\n", jsonl.c_str(), dataset.skipped_lines);
   return tokenize_sft(tokenizer, dataset);
@@ -57,14 +54,13 @@ std::vector<PackedRow> pack(const std::vector<PackSequence>& documents, int T, c
 }  // namespace
 
 int run_sft(const TrainOptions& options) {
-  const Flags& flags = *options.flags;
-  require(flags.has("task") || !options.data.empty(),
+  require(!options.task.empty() || !options.data.empty(),
           "--mode sft needs --data chat.jsonl (with --tokenizer) or a built-in --task");
   LoadedModel start = starting_row_model(options);
   std::vector<PackedRow> rows =
       pack(sft_documents(options, options.data, false, options.seed), options.seq, "train");
   std::vector<PackedRow> val_rows;
-  if (!options.val_data.empty() || flags.has("task"))
+  if (!options.val_data.empty() || !options.task.empty())
     val_rows = pack(sft_documents(options, options.val_data, true, options.seed + 1),
                     options.seq, "validation");
   for (const PackedRow& row : rows)
@@ -81,7 +77,7 @@ int run_sft(const TrainOptions& options) {
               model.num_params(), ops->name().c_str());
   Trainer trainer(model, options.trainer);
   StepReporter reporter(options.steps, options.print_every, options.log_path,
-                        options.flags->has("resume"));
+                        options.resume);
   // Data parallel: rank r takes entries r, r + W, ... of each epoch's order
   // (data/row_sampler.h), so one micro-batch over all ranks covers the same
   // rows as one process's micro-batch at --batch W * B; the loss normaliser

@@ -34,7 +34,7 @@ echo "ok  sampling is reproducible from --seed"
 
 expect_error "no prompt" "exactly one of --prompt-ids" build/polaris_sample "$TMP/qwen3_tiny.bin"
 expect_error "bad id" "--prompt-ids: 'x'" build/polaris_sample "$TMP/qwen3_tiny.bin" --prompt-ids 1,x
-expect_error "id out of vocabulary" "outside the model's vocabulary" \
+expect_error "id out of vocabulary" "--prompt-ids: token id 99999 is outside the vocabulary of $TMP/qwen3_tiny.bin" \
   build/polaris_sample "$TMP/qwen3_tiny.bin" --prompt-ids 1,99999
 expect_error "trailing comma" "ends with a comma" build/polaris_sample "$TMP/qwen3_tiny.bin" --prompt-ids 1,2,
 expect_error "too many new tokens" "--max-new-tokens 300" build/polaris_sample "$TMP/qwen3_tiny.bin" --prompt-ids 1,2 --max-new-tokens 300

@@ -49,8 +49,8 @@ expect_error "--out directory/" "--out wants a path prefix with a file name part
 compgen -G "_*.bin" >/dev/null && fail "--out= wrote $(ls _*.bin)"
 expect_error "shards --threads -3" "--threads must be >= 0" "${SHARDS[@]}" --threads -3 "$TMP/good.jsonl"
 expect_error "encode --threads -3" "--threads must be >= 0" "$BIN" encode --tokenizer "$QWEN" --threads -3 </dev/null
-expect_error "--chunk-bytes 0" "--chunk-bytes wants a positive byte count" "${SHARDS[@]}" --chunk-bytes 0 "$TMP/good.jsonl"
-expect_error "encode --chunk-bytes" "--chunk-bytes applies only to \`shards\`" \
+expect_error "--chunk-bytes 0" "--chunk-bytes must be a positive integer" "${SHARDS[@]}" --chunk-bytes 0 "$TMP/good.jsonl"
+expect_error "encode --chunk-bytes" "--chunk-bytes does not apply to \`encode\`" \
   "$BIN" encode --tokenizer "$QWEN" --chunk-bytes 10 </dev/null
 expect_error "tokenizer directory" "tests/fixtures/qwen3_tokenizer: is a directory" \
   "${SHARDS[@]/$QWEN/tests/fixtures/qwen3_tokenizer}" "$TMP/good.jsonl"

@@ -84,11 +84,11 @@ expect_error "bad encode input" 'error: <stdin>:2: no string field "text"' \
 expect_error "unknown flag" "no-such-flag" "$BIN" encode --tokenizer "$TOKENIZER" --no-such-flag < /dev/null
 expect_error "missing tokenizer" "$TMP/missing.json" "$BIN" encode --tokenizer "$TMP/missing.json" < /dev/null
 # shards-only flags are not silently ignored by encode / decode.
-expect_error "encode --out" "--out applies only to \`shards\`" \
+expect_error "encode --out" "--out does not apply to \`encode\`" \
   "$BIN" encode --tokenizer "$TOKENIZER" --out "$TMP/x" < /dev/null
-expect_error "decode --val-fraction" "--val-fraction applies only to \`shards\`" \
+expect_error "decode --val-fraction" "--val-fraction does not apply to \`decode\`" \
   "$BIN" decode --tokenizer "$TOKENIZER" --val-fraction 0.1 < /dev/null
-expect_error "encode --shard-tokens" "--shard-tokens applies only to \`shards\`" \
+expect_error "encode --shard-tokens" "--shard-tokens does not apply to \`encode\`" \
   "$BIN" encode --tokenizer "$TOKENIZER" --shard-tokens 100 < /dev/null
 expect_error "decode --jsonl-key" "--jsonl-key does not apply to \`decode\`" \
   "$BIN" decode --tokenizer "$TOKENIZER" --jsonl-key body < /dev/null
