@@ -6,6 +6,11 @@
 #   make demo-rl  pre-train a tiny model on a verifiable task, then GRPO it
 #   make bench    CPU benchmarks (tokenizer, ops)
 #   make deps     apt-get the Debian packages the build needs, when missing
+#   make fuzz     libFuzzer + ASan + UBSan on every parser, FUZZ_SECONDS (600) each
+#                 (FUZZ_TARGETS="model_bin verifiers" for some); builds into
+#                 build/fuzz/ with clang, leaving the normal build alone. What it
+#                 finds goes, minimised, into tests/fuzz_corpus/<target>/, which
+#                 make test replays with g++ (fuzz/README.md)
 #
 # Conventions (add a file, the Makefile finds it):
 #   model/ optim/ data/ checkpoint/ src/common/ src/train/ *.cpp -> build/libpolaris.a
@@ -14,6 +19,8 @@
 #   src/bench/bench_*.cpp                          -> build/bench_*
 #   tests/test_*.cpp                               -> build/tests/test_* (GoogleTest)
 #   tests/cli/*.sh                                 -> shell tests run by tests/run_tests.sh
+#   fuzz/fuzz_*.cpp                                -> build/fuzz/fuzz_* (make fuzz), and into
+#                                                     build/tests/test_fuzz_corpus (replay)
 
 CXX      ?= g++
 NVCC     ?= $(shell command -v nvcc 2>/dev/null || ls /usr/local/cuda/bin/nvcc 2>/dev/null)
@@ -43,6 +50,8 @@ BENCH_SRCS:= $(wildcard src/bench/bench_*.cpp)
 BENCHES   := $(BENCH_SRCS:src/bench/%.cpp=$(BUILD)/%)
 TEST_SRCS := $(wildcard tests/test_*.cpp)
 TESTS     := $(TEST_SRCS:tests/%.cpp=$(BUILD)/tests/%)
+# Fuzz targets (fuzz/fuzz_<name>.cpp) and their shared part (fuzz/target.cpp).
+FUZZ_SRCS := $(wildcard fuzz/fuzz_*.cpp) fuzz/target.cpp
 
 # CUDA: compiled whenever nvcc exists so CI proves the kernels build; the
 # programs link it only when the CUDA runtime library is found too
@@ -121,18 +130,24 @@ $(BUILD)/tests/test_%: $(BUILD)/obj/tests/test_%.o $(CUDA_LIB) $(BUILD)/libpolar
 	@echo "  LINK $@"
 	$(Q)$(CXX) $(CXXFLAGS) $(LINK_INPUTS) -o $@ -lgtest_main -lgtest $(LDLIBS)
 
+# The corpus replay and the verifiers' cost test run the fuzz targets
+# themselves, compiled by g++.
+$(BUILD)/tests/test_fuzz_corpus $(BUILD)/tests/test_verifier_cost: $(FUZZ_SRCS:%.cpp=$(BUILD)/obj/%.o)
+
 tests-build: $(TESTS) $(PROGS) $(CUDA_KERNELS)
 
 # Debian packages the build and tests need; installed only when one is missing.
 DEB_PACKAGES := g++ make libopenmpi-dev openmpi-bin libhdf5-dev nlohmann-json3-dev \
                 libpcre2-dev libutf8proc-dev libgtest-dev python3
-deps:
-	@missing=$$(for p in $(DEB_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+# $(call apt-install-missing,PACKAGES): a recipe line installing those not installed.
+apt-install-missing = @missing=$$(for p in $(1); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
 	if [ -n "$$missing" ]; then \
 	  echo "installing:" $$missing; \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing >/dev/null; \
 	fi
+deps:
+	$(call apt-install-missing,$(DEB_PACKAGES))
 
 test: deps
 	@$(MAKE) --no-print-directory -j$(JOBS) tests-build
@@ -158,6 +173,44 @@ bench: deps
 	fi
 	@for b in $(BENCHES); do echo "== $$b"; $$b || exit 1; done
 
+# ---- make fuzz ----
+# The parsers' library (data/, model/, checkpoint/) compiled again by clang
+# with coverage for libFuzzer, AddressSanitizer and UndefinedBehaviorSanitizer
+# (any UB report aborts), one binary per fuzz/fuzz_<name>.cpp. The verifiers'
+# cost bound is scaled by POLARIS_FUZZ_SLOWDOWN for the sanitizers' overhead.
+FUZZ_CXX      ?= clang++
+FUZZ_SECONDS  ?= 600
+FUZZ_BUILD    := $(BUILD)/fuzz
+FUZZ_NAMES    := $(patsubst fuzz/fuzz_%.cpp,%,$(wildcard fuzz/fuzz_*.cpp))
+FUZZ_TARGETS  ?= $(FUZZ_NAMES)
+FUZZ_SANITIZE := -fsanitize=address,undefined -fno-sanitize-recover=all
+FUZZ_CXXFLAGS := -O1 -g -fno-omit-frame-pointer $(FUZZ_SANITIZE) -std=c++17 -fopenmp -I. \
+                 -I/usr/include/hdf5/serial -MMD -MP -DPOLARIS_LIBFUZZER -DPOLARIS_FUZZ_SLOWDOWN=5
+FUZZ_LDLIBS   := -lpcre2-8 -lutf8proc -lpthread -L/usr/lib/x86_64-linux-gnu/hdf5/serial -lhdf5
+FUZZ_LIB_OBJS := $(patsubst %.cpp,$(FUZZ_BUILD)/obj/%.o,\
+                   $(wildcard data/*.cpp model/*.cpp model/ops/*.cpp checkpoint/*.cpp))
+FUZZ_DEB_PACKAGES := clang libclang-rt-dev libomp-dev
+
+$(FUZZ_BUILD)/obj/%.o: %.cpp
+	@mkdir -p $(@D)
+	@echo "  FUZZ $<"
+	$(Q)$(FUZZ_CXX) $(FUZZ_CXXFLAGS) -fsanitize=fuzzer-no-link -c $< -o $@
+
+$(FUZZ_BUILD)/libpolaris_fuzz.a: $(FUZZ_LIB_OBJS)
+	@echo "  AR   $@"
+	$(Q)rm -f $@ && ar rcs $@ $^
+
+$(FUZZ_BUILD)/fuzz_%: $(FUZZ_BUILD)/obj/fuzz/fuzz_%.o $(FUZZ_BUILD)/obj/fuzz/target.o $(FUZZ_BUILD)/libpolaris_fuzz.a
+	@echo "  LINK $@"
+	$(Q)$(FUZZ_CXX) $(FUZZ_CXXFLAGS) -fsanitize=fuzzer $^ -o $@ $(FUZZ_LDLIBS)
+
+fuzz-deps:
+	$(call apt-install-missing,$(FUZZ_DEB_PACKAGES))
+
+fuzz: deps fuzz-deps
+	@$(MAKE) --no-print-directory -j$(JOBS) $(FUZZ_TARGETS:%=$(FUZZ_BUILD)/fuzz_%)
+	@bash fuzz/run_fuzzers.sh $(FUZZ_BUILD) $(FUZZ_SECONDS) $(FUZZ_TARGETS)
+
 # Per-kernel registers, shared memory and spills as ptxas reports them.
 cuda-report:
 	@bash run/cuda_report.sh "$(NVCC)" "$(filter-out -MMD -MP,$(NVCCFLAGS))" $(CUDA_SRCS)
@@ -165,8 +218,8 @@ cuda-report:
 clean:
 	rm -rf $(BUILD)
 
-.PHONY: all deps test demo demo-rl bench clean tests-build cuda-report
+.PHONY: all deps test demo demo-rl bench clean tests-build cuda-report fuzz fuzz-deps
 .SECONDARY:
 
 # Header dependencies (-MMD -MP) of both the C++ and the nvcc objects.
--include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)
+-include $(shell find $(BUILD)/obj $(FUZZ_BUILD)/obj -name '*.d' 2>/dev/null)

@@ -788,11 +788,15 @@ Checkpoint read_checkpoint(const std::string& path, bool verify) {
   read_optimizer(path + "/optimizer.h5", c.params.size(), c);
   read_extra(path + "/extra.h5", c);
 
-  const std::string file = path + "/state.json";
-  require(fs::exists(file), file + ": missing");
-  c.state = read_json_file(file, kJsonStateMaxBytes, "a state.json", "not valid JSON");
-  check_state(c.state, file);
+  c.state = read_checkpoint_state(path + "/state.json");
   return c;
+}
+
+nlohmann::json read_checkpoint_state(const std::string& file) {
+  require(fs::exists(file), file + ": missing");
+  nlohmann::json state = read_json_file(file, kJsonStateMaxBytes, "a state.json", "not valid JSON");
+  check_state(state, file);
+  return state;
 }
 
 std::vector<OptimizerShard> reshard(const std::vector<OptimizerShard>& from,

@@ -91,6 +91,10 @@ std::string latest_verified_checkpoint(const std::string& dir, std::vector<std::
 // non-finite weights (naming the tensor), invalid JSON.
 Checkpoint read_checkpoint(const std::string& path, bool verify = true);
 
+// A step directory's state.json (read_checkpoint's last part): bounded JSON,
+// an object whose run fields have their types and ranges. Error naming the file.
+nlohmann::json read_checkpoint_state(const std::string& file);
+
 // Re-partitions optimizer shards onto new contiguous ranges (e.g. a run saved
 // with 2 ZeRO ranks resumed on 3). `from` must tile one contiguous span (any
 // order), every target range must lie inside it, and all steps must agree.

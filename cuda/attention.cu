@@ -1,4 +1,4 @@
-// Causal attention (training forward and backward) and KV-cache decoding for
+// Causal attention (training forward and backward) and KV-cache row writes for
 // CudaOps: a simple fused attention on CUDA cores (no tensor cores yet; the
 // tensor-core flash attention is a later step).
 //
@@ -48,10 +48,8 @@
 //         tiles of 32 from the keys onward (q and dout staged), lane j scores
 //         query j against the warp's keys, then every lane accumulates its
 //         dims of dk and dv; written once at the end with k's/v's row stride.
-//   - decode: a block per (query head, sequence), 8 warps; warp w takes keys
-//     in groups of 8 (w*8, w*8 + 64, ...), lanes own dims lane + 32e, a key's
-//     score is a warp_sum; each warp keeps its own (m, l, acc) and the block
-//     merges the 8 partial softmaxes in warp order (deterministic).
+//   - scatter_rows writes new keys/values into the paged KV cache; decode
+//     attention over it is cuda/paged_attention.cu.
 //
 //   Flops and bytes. Forward, causal: QK^T and PV are each 2*D flops per
 //   (t, s) pair and there are ~T^2/2 pairs: 4*B*H*T^2*D/2 = 2*B*H*T^2*D flops.
@@ -70,9 +68,6 @@
 //   load latency — expect ~15-25 TFLOP/s, i.e. 0.5-0.9 ms for that forward,
 //   some 40x from the tensor-core roofline. K/V tiles are re-read once per
 //   16-query block (T/16 times per head, from L2), ~T^2*D/8 bytes per head.
-//   Decode reads its L cached rows of K and V once (4*L*D bytes a head, from
-//   HBM; the other query heads of a GQA group hit L2): memory and latency
-//   bound, a handful of flops per byte.
 #include <algorithm>
 #include <climits>
 #include <cmath>
@@ -93,8 +88,6 @@ constexpr int kBlockRows = kWarps * kRowsPerWarp;  // 16 rows per block
 constexpr int kTile = 32;                       // staged keys / queries per tile: one per lane
 constexpr int kDocThreads = 1024;               // doc_start scan: one block per row
 constexpr int kDeltaWarps = 4;                  // Delta: a warp per (token, head)
-constexpr int kDecodeWarps = 8;                 // decode: warps per (head, sequence)
-constexpr int kDecodeGroup = 8;                 // decode: keys scored together per warp
 constexpr int kScatterThreads = 256;
 constexpr int kMaxHeadDim = 256;
 constexpr float kLog2e = 1.4426950408889634f;
@@ -690,105 +683,6 @@ __global__ void __launch_bounds__(kScatterThreads)
   }
 }
 
-struct DecodeParams {
-  bf16* out;              // [S, H*D]
-  const bf16* q;          // [S, q_stride]
-  const bf16* k_cache;    // [S, max_len, KVH*D]
-  const bf16* v_cache;
-  const int32_t* lengths; // [S]
-  int max_len, H, KVH, D;
-  long long q_stride;
-  float scale_log2;
-};
-
-template <int DB>
-__global__ void __launch_bounds__(kDecodeWarps * 32)
-    attention_decode_kernel(const DecodeParams p) {
-  constexpr int NE = DB / 32;  // dims per lane: lane + 32e
-  __shared__ float part_m[kDecodeWarps], part_l[kDecodeWarps];
-  __shared__ float part_acc[kDecodeWarps][DB];
-  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
-  const int h = blockIdx.x, s = blockIdx.y, D = p.D;
-  const int kvh = h / (p.H / p.KVH);
-  const int len = min(max(p.lengths[s], 0), p.max_len);
-  const size_t kv_row = size_t(p.KVH) * D;
-  const bf16* kc = p.k_cache + size_t(s) * p.max_len * kv_row + size_t(kvh) * D;
-  const bf16* vc = p.v_cache + size_t(s) * p.max_len * kv_row + size_t(kvh) * D;
-  const bf16* qs = p.q + row_offset(s, p.q_stride) + size_t(h) * D;
-
-  float q[NE], acc[NE];
-#pragma unroll
-  for (int e = 0; e < NE; ++e) {
-    const int d = lane + 32 * e;
-    q[e] = d < D ? to_f32(qs[d]) : 0.f;
-    acc[e] = 0.f;
-  }
-  float m = -INFINITY, l = 0.f;  // uniform over the warp
-  for (int j0 = warp * kDecodeGroup; j0 < len; j0 += kDecodeWarps * kDecodeGroup) {
-    float x[kDecodeGroup];
-#pragma unroll
-    for (int u = 0; u < kDecodeGroup; ++u) {
-      const int j = j0 + u;
-      float part = 0.f;
-      if (j < len) {
-        const bf16* kr = kc + size_t(j) * kv_row;
-#pragma unroll
-        for (int e = 0; e < NE; ++e) {
-          const int d = lane + 32 * e;
-          if (d < D) part = fmaf(q[e], to_f32(kr[d]), part);
-        }
-      }
-      x[u] = part;
-    }
-    float x_max = -INFINITY;
-#pragma unroll
-    for (int u = 0; u < kDecodeGroup; ++u) {
-      x[u] = j0 + u < len ? warp_sum(x[u]) * p.scale_log2 : -INFINITY;
-      x_max = fmaxf(x_max, x[u]);
-    }
-    const float m_new = fmaxf(m, x_max);  // finite: key j0 < len exists
-    const float corr = exp2f(m - m_new);
-    l *= corr;
-#pragma unroll
-    for (int e = 0; e < NE; ++e) acc[e] *= corr;
-#pragma unroll
-    for (int u = 0; u < kDecodeGroup; ++u) {
-      const int j = j0 + u;
-      if (j >= len) break;  // uniform
-      const float pj = exp2f(x[u] - m_new);
-      l += pj;
-      const bf16* vr = vc + size_t(j) * kv_row;
-#pragma unroll
-      for (int e = 0; e < NE; ++e) {
-        const int d = lane + 32 * e;
-        if (d < D) acc[e] = fmaf(pj, to_f32(vr[d]), acc[e]);
-      }
-    }
-    m = m_new;
-  }
-  if (lane == 0) {
-    part_m[warp] = m;
-    part_l[warp] = l;
-  }
-#pragma unroll
-  for (int e = 0; e < NE; ++e) part_acc[warp][lane + 32 * e] = acc[e];
-  __syncthreads();
-  // Merge the warps' partial softmaxes in warp order.
-  float m_all = -INFINITY;
-  for (int w = 0; w < kDecodeWarps; ++w) m_all = fmaxf(m_all, part_m[w]);
-  bf16* o = p.out + size_t(s) * p.H * D + size_t(h) * D;
-  for (int d = threadIdx.x; d < D; d += blockDim.x) {
-    float num = 0.f, den = 0.f;
-    for (int w = 0; w < kDecodeWarps; ++w) {
-      if (part_m[w] == -INFINITY) continue;  // the warp saw no key
-      const float f = exp2f(part_m[w] - m_all);
-      num = fmaf(part_acc[w][d], f, num);
-      den = fmaf(part_l[w], f, den);
-    }
-    o[d] = to_bf16(den > 0.f ? num / den : 0.f);  // no key at all: zeros (as the CPU)
-  }
-}
-
 // ---- host helpers -----------------------------------------------------------------
 
 bool aligned16(const void* p) { return (reinterpret_cast<uintptr_t>(p) & 15u) == 0; }
@@ -990,47 +884,6 @@ void CudaOps::scatter_rows(Buf table, CBuf rows, int rows_stride, const int32_t*
   const unsigned blocks = unsigned(std::min<size_t>(grid_for(total, kScatterThreads), 1u << 16));
   scatter_rows_kernel<<<blocks, kScatterThreads, 0, context().stream>>>(t, r, rows_stride,
                                                                         row_index, n, width);
-  check_launch(op, shape);
-}
-
-void CudaOps::attention_decode(Buf out, CBuf q, int q_stride, CBuf k_cache, CBuf v_cache,
-                               const int32_t* lengths, int S, int max_len, int num_heads,
-                               int num_kv_heads, int head_dim) {
-  const char* op = "attention_decode";
-  const std::string shape = shape_str("S", S, "max_len", max_len, "H", num_heads, "KVH",
-                                      num_kv_heads) +
-                            " " + shape_str("D", head_dim, "q_stride", q_stride);
-  const std::string where = std::string(op) + " (" + shape + "): ";
-  require(S >= 0 && max_len >= 0, where + "negative S or max_len");
-  require(num_heads > 0 && num_kv_heads > 0 && num_heads % num_kv_heads == 0,
-          where + "num_heads must be a positive multiple of num_kv_heads");
-  require(head_dim > 0 && head_dim <= kMaxHeadDim,
-          where + "head_dim must be in 1.." + std::to_string(kMaxHeadDim));
-  const int q_row = q_stride ? q_stride : num_heads * head_dim;
-  require(q_row >= num_heads * head_dim, where + "q_stride is smaller than its heads");
-  require(S <= 65535, where + "S must be <= 65535");
-  if (S == 0) return;
-  DecodeParams p{};
-  p.out = bf16_ptr(out, op);
-  p.q = bf16_ptr(q, op);
-  p.k_cache = bf16_ptr(k_cache, op);
-  p.v_cache = bf16_ptr(v_cache, op);
-  p.lengths = lengths;
-  require(p.out && p.q && p.k_cache && p.v_cache && lengths,
-          where + "out, q, the caches and lengths are required");
-  p.max_len = max_len;
-  p.H = num_heads;
-  p.KVH = num_kv_heads;
-  p.D = head_dim;
-  p.q_stride = q_row;
-  p.scale_log2 = kLog2e / std::sqrt(float(head_dim));
-  CudaContext& c = context();
-  const dim3 grid(num_heads, S);
-  switch (head_bucket(head_dim)) {
-    case 64: attention_decode_kernel<64><<<grid, kDecodeWarps * 32, 0, c.stream>>>(p); break;
-    case 128: attention_decode_kernel<128><<<grid, kDecodeWarps * 32, 0, c.stream>>>(p); break;
-    default: attention_decode_kernel<256><<<grid, kDecodeWarps * 32, 0, c.stream>>>(p); break;
-  }
   check_launch(op, shape);
 }
 

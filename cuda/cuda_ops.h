@@ -14,7 +14,8 @@
 //   cuda/rmsnorm.cu     RMSNorm (and add + RMSNorm) forward/backward
 //   cuda/matmul.cu      cuBLASLt matmuls with bias / GELU / dGELU / bias-grad epilogues
 //   cuda/rope.cu        RoPE, and Qwen3's per-head q/k RMSNorm + RoPE
-//   cuda/attention.cu   fused attention forward/backward, KV-cache decode
+//   cuda/attention.cu   fused attention forward/backward, KV-cache row writes
+//   cuda/paged_attention.cu  decode attention over the paged KV cache
 //   cuda/flash_attention.cu  tensor-core flash attention; attention dispatch
 //   cuda/activation.cu  GELU and SwiGLU
 //   cuda/classifier.cu  fused softmax cross-entropy over bf16 logits
@@ -117,9 +118,8 @@ class CudaOps : public Ops {
   std::string attention() const { return attention_impl_; }
   void scatter_rows(Buf table, CBuf rows, int rows_stride, const int32_t* row_index, int n,
                     int width) override;
-  void attention_decode(Buf out, CBuf q, int q_stride, CBuf k_cache, CBuf v_cache,
-                        const int32_t* lengths, int S, int max_len, int num_heads,
-                        int num_kv_heads, int head_dim) override;
+  void attention_decode(Buf out, CBuf q, int q_stride, const PagedKV& cache, int S,
+                        int num_heads, int num_kv_heads, int head_dim) override;
 
   void gelu_forward(Buf out, CBuf in, size_t n) override;
   void gelu_backward(Buf din, CBuf dout, CBuf in, size_t n) override;

@@ -22,6 +22,7 @@
 // Rewards are 1.0 (correct) or 0.0. With VerifyOptions::require_format, a
 // correct answer in a badly formatted response scores 0 too.
 #pragma once
+#include <cstddef>
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -43,6 +44,12 @@ struct VerifyOptions {
   bool require_format = false;            // reward 0 unless check_format passes
   bool countdown_use_all_numbers = false;  // Countdown: every number exactly once
 };
+
+// The cost bound: GRPO verifies every sampled response, so no response under
+// kVerifierCostBytes may take more than kVerifierCostSeconds of CPU time in
+// any verifier (tests/test_verifier_cost.cpp, fuzz/fuzz_verifiers.cpp).
+constexpr size_t kVerifierCostBytes = 10 * 1024;
+constexpr double kVerifierCostSeconds = 0.2;
 
 // The dispatcher the GRPO loop calls. Throws Error on an unknown kind or a
 // reference of the wrong shape (that is a dataset bug, not a wrong answer).

@@ -85,9 +85,8 @@ class CpuOps : public Ops {
                           const AttentionShape& shape) override;
   void scatter_rows(Buf table, CBuf rows, int rows_stride, const int32_t* row_index, int n,
                     int width) override;
-  void attention_decode(Buf out, CBuf q, int q_stride, CBuf k_cache, CBuf v_cache,
-                        const int32_t* lengths, int S, int max_len, int num_heads,
-                        int num_kv_heads, int head_dim) override;
+  void attention_decode(Buf out, CBuf q, int q_stride, const PagedKV& cache, int S,
+                        int num_heads, int num_kv_heads, int head_dim) override;
 
   void gelu_forward(Buf out, CBuf in, size_t n) override;
   void gelu_backward(Buf din, CBuf dout, CBuf in, size_t n) override;

@@ -109,6 +109,17 @@ struct AttentionShape {
   int v_row() const { return v_stride ? v_stride : num_kv_heads * head_dim; }
 };
 
+// A paged KV cache as attention_decode reads it (one layer): the pools hold
+// num_blocks blocks of block_size rows of num_kv_heads * head_dim; sequence
+// s owns blocks block_table[s * table_width ...] in order (entries past its
+// length are not read) and attends to its first lengths[s] rows.
+struct PagedKV {
+  CBuf keys, values;                  // [num_blocks, block_size, KVH * D]
+  const int32_t* block_table = nullptr;  // [S, table_width] (Ops memory)
+  const int32_t* lengths = nullptr;      // [S] (Ops memory)
+  int table_width = 0, block_size = 0;
+};
+
 // One fused pass of the weighted next-token loss over N rows of V logits.
 //   p = softmax(logits_i);  logprob_i = log p[target_i];  H_i = -sum_j p_j log p_j
 //   loss_i = weight_i * (-logprob_i) - entropy_weight_i * H_i
@@ -275,19 +286,20 @@ class Ops {
                                   CBuf out, const float* lse, const int32_t* doc_ids,
                                   const AttentionShape& shape) = 0;
 
-  // ---- decoding with a KV cache (sampling) ---------------------------------
+  // ---- decoding with a paged KV cache (sampling, model/kv_cache.h) ----------
   // table[row_index[i], :] = rows[i * rows_stride + :width] for i < n (writes
   // new keys/values into the cache; rows of the table are `width` wide).
   virtual void scatter_rows(Buf table, CBuf rows, int rows_stride, const int32_t* row_index,
                             int n, int width) = 0;
-  // One new query per sequence s against its cache:
+  // One new query per sequence s against its cached keys and values, read
+  // through its block table (see PagedKV):
   //   q [S, q_stride] (the heads in the first num_heads*D columns);
-  //   k_cache, v_cache [S, max_len, num_kv_heads*D];
-  //   lengths[s] = cached positions to attend to (the new token's included).
-  //   out[s] = softmax(q_s K_s^T / sqrt(D)) V_s over the first lengths[s] rows.
-  virtual void attention_decode(Buf out, CBuf q, int q_stride, CBuf k_cache, CBuf v_cache,
-                                const int32_t* lengths, int S, int max_len, int num_heads,
-                                int num_kv_heads, int head_dim) = 0;
+  //   key j < lengths[s] of sequence s is row (j % block_size) of block
+  //   block_table[s * table_width + j / block_size] of the pools;
+  //   out[s] = softmax(q_s K_s^T / sqrt(D)) V_s over its lengths[s] keys
+  //   (the new token's included; no key at all: zeros).
+  virtual void attention_decode(Buf out, CBuf q, int q_stride, const PagedKV& cache, int S,
+                                int num_heads, int num_kv_heads, int head_dim) = 0;
 
   // ---- MLP activations ----------------------------------------------------
   // GELU, tanh approximation (GPT-2's "gelu_new"). out may alias in.

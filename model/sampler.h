@@ -1,9 +1,6 @@
-// Sampling: the decode loop over a KV cache.
-//
-// Every prompt gets a cache slot; each step feeds one token per unfinished
-// sequence (a prompt token while the prompt lasts, then the last sampled
-// one) through Transformer::decode_step, so prompts of different lengths
-// share the batch. Token choice per sequence:
+// Sampling: choosing each next token from a row of logits.
+// (The decode loop that feeds the model is the scheduler, model/scheduler.h.)
+// Token choice per sequence:
 //   temperature 0 -> argmax (greedy; ties: the lowest id)
 //   otherwise     -> softmax(logits / temperature) over the tokens in
 //                    decreasing probability (ties: the lower id first), cut
@@ -32,7 +29,6 @@
 #include <string>
 #include <vector>
 
-#include "model/transformer.h"
 
 namespace polaris {
 
@@ -50,7 +46,8 @@ struct SamplingParams {
   std::function<std::string(int32_t)> token_bytes;
   uint64_t seed = 0;
   int max_batch = 256;                 // sequences decoded together
-  // Called after each decoding step: progress for a caller's watchdog
+  // Called after each step of the generation engine (model/scheduler.h: a
+  // prefill and/or a decode): progress for a caller's watchdog
   // (polaris_train's GRPO passes watchdog_tick, optim/watchdog.h).
   std::function<void()> on_step;
 };
@@ -62,13 +59,6 @@ struct Completion {
   bool stopped = false;                // ended on a stop token or stop string (not on the length limit)
   int stop_string = -1;                // index into stop_strings of the match that ended it, or -1
 };
-
-// `first_index` numbers the prompts for the random streams, so splitting one
-// call into several (or over ranks) draws the same samples: prompt k draws
-// from sequence_stream(params.seed, first_index + k).
-std::vector<Completion> generate(Transformer& model,
-                                 const std::vector<std::vector<int32_t>>& prompts,
-                                 const SamplingParams& params, uint64_t first_index = 0);
 
 // Picks a token from one row of logits; counter numbers the draws of a
 // stream. With `logprob`, also writes log p(token) under the model's

@@ -225,8 +225,7 @@ Transformer::Transformer(const ModelConfig& config, Ops& ops)
 Transformer::~Transformer() {
   acts_.reset();
   decode_acts_.reset();
-  for (Buf p : key_cache_) ops_.release(p.ptr);
-  for (Buf p : value_cache_) ops_.release(p.ptr);
+  if (block_tables_) ops_.release(block_tables_);
   if (weights_.ptr != master_) ops_.release(weights_.ptr);
   ops_.release(master_);
   ops_.release(grads_);
@@ -309,7 +308,7 @@ std::vector<float> Transformer::forward_logits(const Batch& batch) {
 }
 
 // ---------------------------------------------------------------------------
-// Forward pieces shared by training (run) and decoding (decode_step).
+// Forward pieces shared by training (run) and generation (cached_forward).
 
 void Transformer::norm_forward(Buf out, float* mean, float* rstd, CBuf in, size_t weight,
                                size_t bias, int N) {
@@ -577,99 +576,149 @@ LossOutputs Transformer::run(const Batch& batch, bool backward, float loss_scale
 }
 
 // ---------------------------------------------------------------------------
-// KV-cache decoding: the same layer math for one token per sequence, with
-// keys and values appended to the cache instead of recomputed.
+// Generation over a paged KV cache: the same layer math, with every token's
+// key and value stored in the cache; prefill attends within its packed
+// sequences (attention_forward), decode to each sequence's cached tokens
+// (attention_decode through the block tables). One layer's scratch serves
+// every layer (nothing is kept for a backward).
 
-void Transformer::reserve_kv_cache(int slots, int max_len) {
-  require(slots > 0 && max_len > 0, "kv cache: slots and max_len must be positive");
-  require(max_len <= config_.max_positions,
-          "kv cache: max length " + std::to_string(max_len) + " is beyond the model's " +
-              std::to_string(config_.max_positions) + " positions");
-  if (slots == cache_slots_ && max_len == cache_max_len_) return;
-  for (Buf p : key_cache_) ops_.release(p.ptr);
-  for (Buf p : value_cache_) ops_.release(p.ptr);
-  key_cache_.clear();
-  value_cache_.clear();
-  const size_t size = size_t(slots) * max_len * config_.kv_dim();
-  for (int l = 0; l < config_.num_layers; ++l) {
-    key_cache_.push_back(ops_.alloc_activations(size));
-    value_cache_.push_back(ops_.alloc_activations(size));
-  }
-  cache_slots_ = slots;
-  cache_max_len_ = max_len;
+std::unique_ptr<KVCache> Transformer::make_kv_cache(int block_size, int initial_blocks,
+                                                    int max_blocks) {
+  return std::unique_ptr<KVCache>(new KVCache(ops_, config_.num_layers, config_.kv_dim(),
+                                              block_size, initial_blocks, max_blocks));
 }
 
-std::vector<float> Transformer::decode_step(const std::vector<int32_t>& tokens,
-                                            const std::vector<int32_t>& positions,
-                                            const std::vector<int32_t>& slots) {
-  const int S = int(tokens.size());
-  require(S > 0 && positions.size() == tokens.size() && slots.size() == tokens.size(),
-          "decode_step: tokens, positions and slots must have one entry per sequence");
-  require(cache_slots_ > 0, "decode_step: reserve_kv_cache first");
+std::vector<float> Transformer::prefill(KVCache& cache, const std::vector<int32_t>& tokens,
+                                        const std::vector<int32_t>& positions,
+                                        const std::vector<int32_t>& doc_ids,
+                                        const std::vector<int32_t>& cache_rows,
+                                        const std::vector<int32_t>& logit_rows) {
+  require(doc_ids.size() == tokens.size(), "prefill: one doc id per token");
+  return cached_forward(cache, tokens, positions, doc_ids, cache_rows, {}, logit_rows);
+}
+
+std::vector<float> Transformer::decode(KVCache& cache, const std::vector<int32_t>& tokens,
+                                       const std::vector<int32_t>& positions,
+                                       const std::vector<int32_t>& cache_rows,
+                                       const std::vector<const BlockTable*>& tables) {
+  require(tables.size() == tokens.size(), "decode: one block table per token");
+  std::vector<int32_t> all(tokens.size());
+  for (size_t i = 0; i < all.size(); ++i) all[i] = int32_t(i);
+  return cached_forward(cache, tokens, positions, {}, cache_rows, tables, all);
+}
+
+std::vector<float> Transformer::cached_forward(KVCache& cache, const std::vector<int32_t>& tokens,
+                                               const std::vector<int32_t>& positions,
+                                               const std::vector<int32_t>& doc_ids,
+                                               const std::vector<int32_t>& cache_rows,
+                                               const std::vector<const BlockTable*>& tables,
+                                               const std::vector<int32_t>& logit_rows) {
   const ModelConfig& c = config_;
+  const int N = int(tokens.size());
+  const bool decoding = !tables.empty();
+  require(N > 0 && positions.size() == tokens.size() && cache_rows.size() == tokens.size(),
+          "generation: tokens, positions and cache rows must have one entry per token");
   const int C = c.hidden_size, Q = c.q_dim(), KV = c.kv_dim(), QKV = Q + 2 * KV;
-  const int V = c.vocab_size, D = c.head_dim, M = cache_max_len_;
-  std::vector<int32_t> cache_rows(S), lengths(S);
-  for (int s = 0; s < S; ++s) {
-    require(tokens[s] >= 0 && tokens[s] < V, "decode_step: token id out of vocabulary");
-    require(slots[s] >= 0 && slots[s] < cache_slots_, "decode_step: cache slot out of range");
-    require(positions[s] >= 0 && positions[s] < M, "decode_step: position " +
-                                                       std::to_string(positions[s]) +
-                                                       " is beyond the cache length");
-    cache_rows[s] = slots[s] * M + positions[s];
-    lengths[s] = positions[s] + 1;
+  const int V = c.vocab_size, D = c.head_dim, bs = cache.block_size();
+  const int64_t pool_rows = int64_t(cache.capacity()) * bs;
+  for (int i = 0; i < N; ++i) {
+    require(tokens[i] >= 0 && tokens[i] < V, "generation: token id out of vocabulary");
+    require(positions[i] >= 0 && positions[i] < c.max_positions,
+            "generation: position " + std::to_string(positions[i]) + " is beyond the model's " +
+                std::to_string(c.max_positions) + " positions");
+    require(cache_rows[i] >= 0 && cache_rows[i] < pool_rows, "generation: cache row out of range");
   }
-  // Decoding reuses one layer's worth of storage (nothing is kept for a backward).
-  if (!decode_acts_ || decode_acts_->capacity < size_t(S)) {
+  for (int32_t r : logit_rows) require(r >= 0 && r < N, "generation: logit row out of range");
+  if (!decode_acts_ || decode_acts_->capacity < size_t(N)) {
     decode_acts_.reset();
     decode_acts_.reset(new Activations(&ops_, ops_.activation_dtype()));
-    decode_acts_->allocate(c, S, 1, /*with_gradients=*/false, Recompute::none);
+    decode_acts_->allocate(c, N, 1, /*with_gradients=*/false, Recompute::none);
   }
   Activations& a = *decode_acts_;
   Activations::Layer& l = a.layers[0];
-  int32_t* rows_d = a.targets;  // reuse an int buffer of size S for the cache rows
-  int32_t* lengths_d = a.doc_ids;
-  ops_.upload_int(a.tokens, tokens.data(), S);
-  ops_.upload_int(a.positions, positions.data(), S);
-  ops_.upload_int(rows_d, cache_rows.data(), S);
-  ops_.upload_int(lengths_d, lengths.data(), S);
+  int32_t* rows_d = a.targets;  // an int buffer of N entries, free here
+  ops_.upload_int(a.tokens, tokens.data(), N);
+  ops_.upload_int(a.positions, positions.data(), N);
+  ops_.upload_int(rows_d, cache_rows.data(), N);
+  PagedKV paged;
+  if (decoding) {
+    // Block tables [N, width] and lengths (in a.doc_ids, unused by decode).
+    int width = 1;
+    std::vector<int32_t> lengths(N);
+    for (int s = 0; s < N; ++s) {
+      const BlockTable& t = *tables[size_t(s)];
+      require(t.length == positions[s] + 1 && int64_t(t.blocks.size()) * bs >= t.length,
+              "decode: a block table does not end at its token's position");
+      lengths[s] = t.length;
+      width = std::max(width, int(t.blocks.size()));
+    }
+    std::vector<int32_t> flat(size_t(N) * width, 0);
+    for (int s = 0; s < N; ++s)
+      std::copy(tables[size_t(s)]->blocks.begin(), tables[size_t(s)]->blocks.end(),
+                flat.begin() + size_t(s) * width);
+    if (block_tables_size_ < flat.size()) {
+      if (block_tables_) ops_.release(block_tables_);
+      block_tables_size_ = std::max(flat.size(), 2 * block_tables_size_);
+      block_tables_ = ops_.alloc_int(block_tables_size_);
+    }
+    ops_.upload_int(block_tables_, flat.data(), flat.size());
+    ops_.upload_int(a.doc_ids, lengths.data(), N);
+    paged.block_table = block_tables_;
+    paged.lengths = a.doc_ids;
+    paged.table_width = width;
+    paged.block_size = bs;
+  } else {
+    ops_.upload_int(a.doc_ids, doc_ids.data(), N);
+  }
 
-  OpsRange decode_range(ops_, "decode step");
+  OpsRange range(ops_, decoding ? "decode step" : "prefill");
   Buf x = a.output;
   ops_.embedding_forward(x, a.tokens, a.positions, param(layout_.embed_tokens),
-                         param(layout_.embed_positions), S, C);
+                         param(layout_.embed_positions), N, C);
   for (int li = 0; li < c.num_layers; ++li) {
     const LayerOffsets& w = layout_.layers[li];
     norm_forward(l.norm1, l.norm1_mean, l.norm1_rstd, x, w.attn_norm_weight, w.attn_norm_bias,
-                 S);
+                 N);
     CBuf q_in, k_in;
-    int q_stride, k_stride;
-    qkv_forward(a, 0, li, a.positions, S, &q_in, &k_in, &q_stride, &k_stride);
-    ops_.scatter_rows(key_cache_[li], k_in, k_stride, rows_d, S, KV);
-    ops_.scatter_rows(value_cache_[li], CBuf(l.qkv) + size_t(Q + KV), QKV, rows_d, S, KV);
-    // attention_decode reads a run of consecutive slots; a sequence's slot
-    // can be anywhere, so each sequence is its own run of one.
-    for (int s = 0; s < S; ++s) {
-      const size_t slot_offset = size_t(slots[s]) * M * KV;
-      ops_.attention_decode(l.attention + size_t(s) * Q, q_in + size_t(s) * q_stride, q_stride,
-                            key_cache_[li] + slot_offset, value_cache_[li] + slot_offset,
-                            lengths_d + s, 1, M, c.num_heads, c.num_kv_heads, D);
+    AttentionShape shape{1, N, c.num_heads, c.num_kv_heads, D};
+    qkv_forward(a, 0, li, a.positions, N, &q_in, &k_in, &shape.q_stride, &shape.k_stride);
+    shape.v_stride = QKV;
+    const CBuf v_in = CBuf(l.qkv) + size_t(Q + KV);
+    ops_.scatter_rows(cache.keys(li), k_in, shape.k_stride, rows_d, N, KV);
+    ops_.scatter_rows(cache.values(li), v_in, QKV, rows_d, N, KV);
+    if (decoding) {
+      paged.keys = cache.keys(li);
+      paged.values = cache.values(li);
+      ops_.attention_decode(l.attention, q_in, shape.q_stride, paged, N, c.num_heads,
+                            c.num_kv_heads, D);
+    } else {
+      ops_.attention_forward(l.attention, l.lse, q_in, k_in, v_in, a.doc_ids, shape);
     }
-    ops_.matmul_forward(a.branch, l.attention, param(w.o_weight), param(w.o_bias), S, Q, C);
+    ops_.matmul_forward(a.branch, l.attention, param(w.o_weight), param(w.o_bias), N, Q, C);
     add_norm_forward(x, l.norm2, l.norm2_mean, l.norm2_rstd, x, a.branch, w.mlp_norm_weight,
-                     w.mlp_norm_bias, S);
-    mlp_up_forward(a, 0, li, S);
-    mlp_down_forward(a, 0, li, S);
-    ops_.add(x, x, a.branch, size_t(S) * C);
+                     w.mlp_norm_bias, N);
+    mlp_up_forward(a, 0, li, N);
+    mlp_down_forward(a, 0, li, N);
+    ops_.add(x, x, a.branch, size_t(N) * C);
   }
-  norm_forward(a.final_norm, a.final_mean, a.final_rstd, x, layout_.final_norm_weight,
-               layout_.final_norm_bias, S);
-  std::vector<float> logits(size_t(S) * V);
-  for (int start = 0; start < S; start += a.logit_rows) {
-    const int rows = std::min(a.logit_rows, S - start);
+  // The final norm and the LM head only for the rows whose logits are wanted
+  // (a prompt's last token), gathered into a.branch.
+  const int R = int(logit_rows.size());
+  if (R == 0) return {};
+  CBuf rows = x;
+  if (!decoding) {
+    for (int r = 0; r < R; ++r)
+      ops_.copy(a.branch + size_t(r) * C, CBuf(x) + size_t(logit_rows[r]) * C, size_t(C));
+    rows = a.branch;
+  }
+  norm_forward(a.final_norm, a.final_mean, a.final_rstd, rows, layout_.final_norm_weight,
+               layout_.final_norm_bias, R);
+  std::vector<float> logits(size_t(R) * V);
+  for (int start = 0; start < R; start += a.logit_rows) {
+    const int n = std::min(a.logit_rows, R - start);
     ops_.matmul_forward(a.logits, CBuf(a.final_norm) + size_t(start) * C, param(layout_.lm_head),
-                        nullptr, rows, C, V);
-    ops_.download(logits.data() + size_t(start) * V, a.logits, size_t(rows) * V);
+                        nullptr, n, C, V);
+    ops_.download(logits.data() + size_t(start) * V, a.logits, size_t(n) * V);
   }
   return logits;
 }

@@ -4,7 +4,8 @@
 //   forward            weighted next-token loss, per-token log-probabilities
 //   forward_backward   the same plus gradients (ADDED into grads())
 //   forward_logits     every position's logits (checks against references)
-//   decode_step        one token per sequence against a KV cache (sampling)
+//   prefill / decode   generation over a paged KV cache (model/kv_cache.h):
+//                      packed prompts, then one token per sequence
 //
 // Per layer (pre-norm):  x += o( attention( rope( qk_norm( qkv(norm(x)) ) ) ) )
 //                        x += mlp( norm(x) )
@@ -31,6 +32,7 @@
 #include <vector>
 
 #include "model/config.h"
+#include "model/kv_cache.h"
 #include "model/ops.h"
 #include "model/params.h"
 
@@ -108,31 +110,48 @@ class Transformer {
   // logits [B*T, V] of every position, on the host.
   std::vector<float> forward_logits(const Batch& batch);
 
-  // ---- KV-cache decoding ----
-  // Reserves a cache of `slots` sequences of up to max_len tokens each.
-  void reserve_kv_cache(int slots, int max_len);
-  int kv_cache_max_len() const { return cache_max_len_; }
-  int kv_cache_slots() const { return cache_slots_; }
-  // Feeds token[s] at position[s] for cache slot slot[s] (s < S) and returns
-  // the next-token logits [S, V] on the host. Positions of a slot must be fed
-  // in order 0, 1, 2, ... (a slot is reused by starting again at 0).
-  std::vector<float> decode_step(const std::vector<int32_t>& tokens,
-                                 const std::vector<int32_t>& positions,
-                                 const std::vector<int32_t>& slots);
+  // ---- generation over a paged KV cache ----
+  // A cache shaped for this model (its layers, kv_dim and dtype).
+  std::unique_ptr<KVCache> make_kv_cache(int block_size, int initial_blocks,
+                                         int max_blocks);
+  // Prefill: the tokens of several whole sequences packed one after another
+  // (doc_ids number them; each a contiguous run with positions from 0). Each
+  // token's key and value go to cache row cache_rows[i] (KVCache::append);
+  // returns the logits [logit_rows.size(), V] of the listed rows, on the host.
+  std::vector<float> prefill(KVCache& cache, const std::vector<int32_t>& tokens,
+                             const std::vector<int32_t>& positions,
+                             const std::vector<int32_t>& doc_ids,
+                             const std::vector<int32_t>& cache_rows,
+                             const std::vector<int32_t>& logit_rows);
+  // Decode: one token per sequence s at positions[s], its key and value
+  // written to cache_rows[s], attending to the tables[s]->length cached
+  // tokens of its block table (the new one included); returns the logits
+  // [S, V] on the host.
+  std::vector<float> decode(KVCache& cache, const std::vector<int32_t>& tokens,
+                            const std::vector<int32_t>& positions,
+                            const std::vector<int32_t>& cache_rows,
+                            const std::vector<const BlockTable*>& tables);
   // Bytes of activation storage a training pass (forward + backward) over
   // `tokens` tokens allocates, without allocating: for memory checks before
   // a run starts.
   static size_t activation_bytes(const ModelConfig& config, size_t tokens,
                                  DType dtype = DType::f32, Recompute mode = Recompute::none);
   // One line per kind of memory this model holds on its backend (weights,
-  // master, gradients, activations for `tokens` tokens, KV cache).
+  // master, gradients, activations for `tokens` tokens).
   std::string memory_report(size_t tokens) const;
 
  private:
   struct Activations;
   LossOutputs run(const Batch& batch, bool backward, float loss_scale, float* logits_out);
   void ensure_activations(int B, int T);
-  // Pieces of a layer shared by the training pass and decode_step.
+  // The forward of prefill (tables empty) and decode (doc_ids empty).
+  std::vector<float> cached_forward(KVCache& cache, const std::vector<int32_t>& tokens,
+                                    const std::vector<int32_t>& positions,
+                                    const std::vector<int32_t>& doc_ids,
+                                    const std::vector<int32_t>& cache_rows,
+                                    const std::vector<const BlockTable*>& tables,
+                                    const std::vector<int32_t>& logit_rows);
+  // Pieces of a layer shared by the training pass and generation.
   CBuf param(size_t offset) const { return offset == kAbsent ? CBuf() : CBuf(weights_ + offset); }
   float* grad(size_t offset) const { return offset == kAbsent ? nullptr : grads_ + offset; }
   // The family's norm (RMSNorm, or LayerNorm with its mean saved).
@@ -172,10 +191,9 @@ class Transformer {
   };
   std::vector<LayerNames> layer_names_;
   std::unique_ptr<Activations> acts_;         // training / scoring
-  std::unique_ptr<Activations> decode_acts_;  // one layer's scratch for decode_step
-  // KV cache: per layer, keys then values, each [slots, max_len, kv_dim].
-  std::vector<Buf> key_cache_, value_cache_;
-  int cache_slots_ = 0, cache_max_len_ = 0;
+  std::unique_ptr<Activations> decode_acts_;  // one layer's scratch for generation
+  int32_t* block_tables_ = nullptr;           // decode's [S, width] tables (Ops memory)
+  size_t block_tables_size_ = 0;
 };
 
 }  // namespace polaris

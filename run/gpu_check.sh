@@ -3,8 +3,9 @@
 # one H100): build for sm_90a, every GPU op test (CudaOps against the CPU
 # reference), compute-sanitizer memcheck + racecheck on the op tests, the
 # fixture checks with --backend cuda, a 50-step tiny-model run whose loss
-# curve must track the CPU backend's, the kernel benchmark and the training
-# benchmark beside PyTorch (run/bench_train.sh --quick).
+# curve must track the CPU backend's, the kernel benchmark, the training
+# benchmark beside PyTorch (run/bench_train.sh --quick) and the generation
+# benchmark beside transformers (run/bench_generate.sh --quick).
 # Full logs go to OUTDIR; a short table is printed last.
 #
 # On the lent machine (no network), carry the four missing Debian packages as
@@ -31,7 +32,7 @@ if [ -f build/gpu_bundle.tar.gz ]; then  # made by run/gpu_bundle.sh on a CPU ma
   tar -xzf build/gpu_bundle.tar.gz
   export LD_LIBRARY_PATH=$PWD/build/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
   row "build (bundle)" ok "$(( $(date +%s) - start ))s"
-elif make -j"$(nproc)" CUDA_ARCHS=90a tests-build build/bench_kernels build/bench_attention > "$OUT/build.log" 2>&1; then
+elif make -j"$(nproc)" CUDA_ARCHS=90a tests-build build/bench_kernels build/bench_attention build/bench_generate > "$OUT/build.log" 2>&1; then
   row build ok "$(( $(date +%s) - start ))s"
 else
   row build FAIL "see build.log"; tail -30 "$OUT/build.log"
@@ -121,8 +122,15 @@ else
   row bench_train FAIL "see bench_train.txt"
 fi
 
+if timeout 420 bash run/bench_generate.sh --quick --out "$OUT/bench_generate" > "$OUT/bench_generate.txt" 2>&1; then
+  row bench_generate ok "see below"
+else
+  row bench_generate FAIL "see bench_generate.txt"
+fi
+
 echo
 echo "== gpu_check summary ($(cat "$OUT/gpu.txt"))"
 printf '%s\n' "${rows[@]}" | tee "$OUT/summary.txt"
 [ -f "$OUT/bench_train/summary.txt" ] && { echo; cat "$OUT/bench_train/summary.txt"; }
+[ -f "$OUT/bench_generate/summary.txt" ] && { echo; cat "$OUT/bench_generate/summary.txt"; }
 ! grep -q " FAIL " "$OUT/summary.txt"

@@ -17,7 +17,7 @@
 #include "data/json_input.h"
 #include "model/hf_import.h"
 #include "model/safetensors.h"
-#include "model/sampler.h"
+#include "model/scheduler.h"
 #include "src/common/backend.h"
 #include "src/common/cli.h"
 

@@ -8,7 +8,8 @@
 // times; each response is scored by the verifier (src/train/jsonl_environment.h).
 // --stop TEXT also ends a response once its text contains TEXT (the token
 // that completes it is the response's last). All problems x K samples are
-// decoded together, --batch sequences at a time;
+// decoded with continuous batching, --batch sequences at a time, the K
+// samples of a problem sharing its prompt's cache (model/scheduler.h);
 // sample j of problem p always draws from random stream p*K + j, so results do
 // not depend on --batch.
 //
@@ -41,7 +42,7 @@
 
 #include "data/verifier.h"
 #include "model/model_file.h"
-#include "model/sampler.h"
+#include "model/scheduler.h"
 #include "model/transformer.h"
 #include "src/common/backend.h"
 #include "src/common/cli.h"
@@ -247,12 +248,14 @@ int run(int argc, char** argv) {
   std::vector<Sample> samples(total);
   const auto start = Clock::now();
   size_t generated_tokens = 0;
-  for (size_t begin = 0; begin < total; begin += size_t(batch)) {
-    const size_t end = std::min(total, begin + size_t(batch));
+  // Whole problems per call: the K samples of a problem share its prompt's
+  // KV-cache blocks (generate_groups); --batch sequences decode at once.
+  const size_t chunk = std::max<size_t>(1, size_t(batch) / size_t(K)) * size_t(K);
+  for (size_t begin = 0; begin < total; begin += chunk) {
+    const size_t end = std::min(total, begin + chunk);
     std::vector<std::vector<int32_t>> prompts;
-    prompts.reserve(end - begin);
-    for (size_t s = begin; s < end; ++s) prompts.push_back(env.prompt(Split::Train, s / K));
-    std::vector<Completion> done = generate(model, prompts, sp, /*first_index=*/begin);
+    for (size_t p = begin / K; p < end / K; ++p) prompts.push_back(env.prompt(Split::Train, p));
+    std::vector<Completion> done = generate_groups(model, prompts, K, sp, /*first_index=*/begin);
     for (size_t s = begin; s < end; ++s) {
       Sample& sample = samples[s];
       sample.completion = std::move(done[s - begin]);

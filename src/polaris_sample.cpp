@@ -11,7 +11,7 @@
 #include "data/chat.h"
 #include "data/tokenizer.h"
 #include "model/model_file.h"
-#include "model/sampler.h"
+#include "model/scheduler.h"
 #include "src/common/backend.h"
 #include "src/common/cli.h"
 
@@ -147,8 +147,8 @@ int sample(const Flags& flags) {
   std::unique_ptr<Ops> ops = make_ops(flags.text("backend"));
   Transformer model(loaded.config, *ops);
   model.set_params(loaded.params);
-  std::vector<std::vector<int32_t>> prompts(size_t(samples), prompt);
-  std::vector<Completion> completions = generate(model, prompts, params);
+  // The samples share the prompt's KV-cache blocks (computed once).
+  std::vector<Completion> completions = generate_groups(model, {prompt}, int(samples), params);
   for (const Completion& c : completions) {
     if (flags.has("print-ids") || !flags.has("tokenizer")) {
       std::string line;

@@ -163,11 +163,13 @@ class Bf16CpuOps : public Ops {
     Scope s(*this);
     cpu_.scatter_rows(s.out(table), s.in(rows), rows_stride, row_index, n, width);
   }
-  void attention_decode(Buf out, CBuf q, int q_stride, CBuf kc, CBuf vc, const int32_t* lengths,
-                        int S, int max_len, int H, int KVH, int D) override {
+  void attention_decode(Buf out, CBuf q, int q_stride, const PagedKV& cache, int S, int H,
+                        int KVH, int D) override {
     Scope s(*this);
-    cpu_.attention_decode(s.out(out), s.in(q), q_stride, s.in(kc), s.in(vc), lengths, S, max_len,
-                          H, KVH, D);
+    PagedKV staged = cache;
+    staged.keys = s.in(cache.keys);
+    staged.values = s.in(cache.values);
+    cpu_.attention_decode(s.out(out), s.in(q), q_stride, staged, S, H, KVH, D);
   }
   void gelu_forward(Buf out, CBuf in, size_t n) override {
     Scope s(*this);

@@ -9,9 +9,12 @@
 //   - the backward runs twice on the GPU and must be bitwise identical, and
 //     a call that asks only for dq (or only dk, dv) gives the same bits;
 //   - bad shapes and a buffer of the wrong dtype end in one Error line;
-//   - decode: caches filled with scatter_rows from a fused buffer (rows past
-//     a sequence's length stay NaN, so reading one fails), attention_decode
-//     against the CPU and against the matching row of a GPU forward.
+//   - decode (cuda/paged_attention.cu): paged caches filled with scatter_rows
+//     from a fused buffer through shuffled block tables (rows past a
+//     sequence's length stay NaN, so reading one fails), attention_decode
+//     against the CPU and against the matching row of a GPU forward; group
+//     sizes 1-16 (one and two head passes) and a 700-key sequence (split
+//     over the sequence, then combined).
 //
 // Inputs are bf16-exact (random_vector), so both backends see the same
 // values. The backward gets the same out (the CPU forward's, rounded to bf16)
@@ -464,34 +467,47 @@ TEST(OpsAttention, BadInputsThrow) {
   EXPECT_NE(forward_error(AttentionShape{1, 4, 2, 2, 8}, f32).find("bf16"), npos);
   std::string decode_error = "no error";
   try {
-    gpu->attention_decode(a, a, 0, a, a, nullptr, 1, 4, 2, 2, 0);
+    PagedKV bad;
+    bad.keys = bad.values = a;
+    bad.table_width = bad.block_size = 1;
+    gpu->attention_decode(a, a, 0, bad, 1, 2, 2, 0);
   } catch (const Error& e) {
     decode_error = e.what();
   }
   EXPECT_NE(decode_error.find("head_dim"), npos) << decode_error;
 }
 
-// KV-cache decoding: the caches are filled by scatter_rows from a fused
-// [S * max_len, Q + 2 KV] buffer, only the first lengths[s] rows of each
-// sequence (the rest stay NaN: reading one would poison the output); each
-// sequence's query is row lengths[s] - 1 of its q columns.
+// Paged KV-cache decoding: keys and values are scattered from a fused
+// [S * max_len, Q + 2 KV] buffer into pools of 16-row blocks, sequence s's
+// position p going to row p % 16 of block table[s][p / 16] (tables use the
+// blocks in a shuffled order); only the first lengths[s] rows of each
+// sequence are written (the rest stay NaN: reading one would poison the
+// output). Each sequence's query is row lengths[s] - 1 of its q columns.
 TEST(OpsAttention, DecodeMatchesCpuAndForward) {
   POLARIS_GPU_OPS_OR_SKIP(gpu);
   use_simple_attention(*gpu);
   CpuOps cpu;
   struct S { int H, KVH, D; };
-  for (const S& s : {S{4, 2, 64}, S{8, 2, 96}, S{4, 4, 128}, S{2, 1, 33}, S{4, 2, 256}}) {
-    const int nseq = 3, max_len = 70;
+  for (const S& s : {S{4, 2, 64}, S{8, 2, 96}, S{4, 4, 128}, S{2, 1, 33}, S{4, 2, 256},
+                     S{6, 2, 64}, S{16, 1, 64}}) {
+    const int nseq = 3, max_len = 700, bs = 16, width = (max_len + bs - 1) / bs;
     const std::vector<int32_t> lengths = {1, 33, max_len};
     const size_t Q = size_t(s.H) * s.D, KV = size_t(s.KVH) * s.D, W = Q + 2 * KV;
     const size_t rows = size_t(nseq) * max_len;
-    const std::string sh = "S=3 max_len=70 H=" + std::to_string(s.H) +
+    const int num_blocks = nseq * width;
+    const std::string sh = "S=3 max_len=700 H=" + std::to_string(s.H) +
                            " KVH=" + std::to_string(s.KVH) + " D=" + std::to_string(s.D);
     SCOPED_TRACE(sh);
     const uint32_t seed = uint32_t(900 + s.D + s.H);
     const Vec hq = random_vector(rows * Q, seed), hk = random_vector(rows * KV, seed + 1),
               hv = random_vector(rows * KV, seed + 2);
     const Vec fused = fuse(hq, hk, hv, rows, Q, KV);
+    // Block tables: a shuffled permutation of the pool's blocks.
+    std::vector<int32_t> table(static_cast<size_t>(num_blocks), 0);
+    for (int b = 0; b < num_blocks; ++b) table[size_t(b)] = int32_t((b * 37 + 11) % num_blocks);
+    auto pool_row = [&](int q, int pos) {
+      return int32_t(table[size_t(q) * width + pos / bs] * bs + pos % bs);
+    };
 
     // Rows to scatter: (s, pos) for pos < lengths[s], from fused row s*max_len + pos.
     std::vector<int32_t> cache_rows;
@@ -499,10 +515,11 @@ TEST(OpsAttention, DecodeMatchesCpuAndForward) {
     for (int q = 0; q < nseq; ++q)
       for (int pos = 0; pos < lengths[q]; ++pos) {
         const size_t r = size_t(q) * max_len + pos;
-        cache_rows.push_back(int32_t(r));
+        cache_rows.push_back(pool_row(q, pos));
         kfused_rows.insert(kfused_rows.end(), fused.begin() + r * W, fused.begin() + (r + 1) * W);
       }
     const int n = int(cache_rows.size());
+    const size_t pool = size_t(num_blocks) * bs;
     // Decode queries: row lengths[s] - 1 of each sequence, as [S, W] rows
     // (q in the first Q columns: q_stride = W).
     Vec qdec(size_t(nseq) * W), qdec_dense(size_t(nseq) * Q);
@@ -514,44 +531,58 @@ TEST(OpsAttention, DecodeMatchesCpuAndForward) {
 
     // ---- GPU: scatter, decode ----
     DeviceBuffer gsrc(*gpu, kfused_rows, DType::bf16);
-    DeviceInts grows(*gpu, cache_rows), glen(*gpu, lengths);
-    DeviceBuffer gk(*gpu, rows * KV, DType::bf16), gv(*gpu, rows * KV, DType::bf16);
+    DeviceInts grows(*gpu, cache_rows), glen(*gpu, lengths), gtable(*gpu, table);
+    DeviceBuffer gk(*gpu, pool * KV, DType::bf16), gv(*gpu, pool * KV, DType::bf16);
     gk.poison();
     gv.poison();
     gpu->scatter_rows(gk, CBuf(gsrc.buf) + Q, int(W), grows.ptr, n, int(KV));
     gpu->scatter_rows(gv, CBuf(gsrc.buf) + Q + KV, int(W), grows.ptr, n, int(KV));
     // scatter_rows: written rows are the k/v values exactly; others untouched.
     const Vec kc = gk.download(), vc = gv.download();
-    for (int q = 0; q < nseq; ++q)
-      for (int pos = 0; pos < max_len; ++pos) {
-        const size_t r = size_t(q) * max_len + pos;
-        for (size_t cidx = 0; cidx < KV; ++cidx) {
-          const float got_k = kc[r * KV + cidx], got_v = vc[r * KV + cidx];
-          if (pos < lengths[q]) {
-            ASSERT_EQ(got_k, hk[r * KV + cidx]) << "scatter_rows k row " << r;
-            ASSERT_EQ(got_v, hv[r * KV + cidx]) << "scatter_rows v row " << r;
-          } else {
-            ASSERT_TRUE(std::isnan(got_k) && std::isnan(got_v)) << "scatter_rows wrote row " << r;
-          }
-        }
-      }
-    DeviceBuffer gq(*gpu, qdec, DType::bf16), gout(*gpu, size_t(nseq) * Q, DType::bf16);
-    gout.poison();
-    gpu->attention_decode(gout, gq, int(W), gk, gv, glen.ptr, nseq, max_len, s.H, s.KVH, s.D);
-    const Vec got = gout.download();
-
-    // ---- CPU: dense caches (zeros past the lengths), dense q ----
-    Vec kdense(rows * KV, 0.f), vdense(rows * KV, 0.f);
+    std::vector<bool> written(pool, false);
     for (int q = 0; q < nseq; ++q)
       for (int pos = 0; pos < lengths[q]; ++pos) {
-        const size_t r = size_t(q) * max_len + pos;
-        std::copy(hk.begin() + r * KV, hk.begin() + (r + 1) * KV, kdense.begin() + r * KV);
-        std::copy(hv.begin() + r * KV, hv.begin() + (r + 1) * KV, vdense.begin() + r * KV);
+        const size_t r = size_t(q) * max_len + pos, c = size_t(pool_row(q, pos));
+        written[c] = true;
+        for (size_t cidx = 0; cidx < KV; ++cidx) {
+          ASSERT_EQ(kc[c * KV + cidx], hk[r * KV + cidx]) << "scatter_rows k row " << r;
+          ASSERT_EQ(vc[c * KV + cidx], hv[r * KV + cidx]) << "scatter_rows v row " << r;
+        }
       }
-    DeviceBuffer ck(cpu, kdense, DType::f32), cv(cpu, vdense, DType::f32),
+    for (size_t c = 0; c < pool; ++c) {
+      if (!written[c])
+        ASSERT_TRUE(std::isnan(kc[c * KV]) && std::isnan(vc[c * KV])) << "scatter_rows wrote " << c;
+    }
+    DeviceBuffer gq(*gpu, qdec, DType::bf16), gout(*gpu, size_t(nseq) * Q, DType::bf16);
+    gout.poison();
+    PagedKV gcache;
+    gcache.keys = gk;
+    gcache.values = gv;
+    gcache.block_table = gtable.ptr;
+    gcache.lengths = glen.ptr;
+    gcache.table_width = width;
+    gcache.block_size = bs;
+    gpu->attention_decode(gout, gq, int(W), gcache, nseq, s.H, s.KVH, s.D);
+    const Vec got = gout.download();
+
+    // ---- CPU: the same pools (zeros where never written), dense q ----
+    Vec kpool(pool * KV, 0.f), vpool(pool * KV, 0.f);
+    for (size_t c = 0; c < pool; ++c) {
+      if (!written[c]) continue;
+      for (size_t cidx = 0; cidx < KV; ++cidx) {
+        kpool[c * KV + cidx] = kc[c * KV + cidx];
+        vpool[c * KV + cidx] = vc[c * KV + cidx];
+      }
+    }
+    DeviceBuffer ck(cpu, kpool, DType::f32), cv(cpu, vpool, DType::f32),
         cq(cpu, qdec_dense, DType::f32), cout_(cpu, size_t(nseq) * Q, DType::f32);
-    DeviceInts clen(cpu, lengths);
-    cpu.attention_decode(cout_, cq, int(Q), ck, cv, clen.ptr, nseq, max_len, s.H, s.KVH, s.D);
+    DeviceInts clen(cpu, lengths), ctable(cpu, table);
+    PagedKV ccache = gcache;
+    ccache.keys = ck;
+    ccache.values = cv;
+    ccache.block_table = ctable.ptr;
+    ccache.lengths = clen.ptr;
+    cpu.attention_decode(cout_, cq, int(Q), ccache, nseq, s.H, s.KVH, s.D);
     expect_close("attention_decode vs cpu", sh, got, cout_.download(), kOutAtol, kOutRtol);
 
     // ---- against the GPU forward: B = S rows of T = max_len tokens, the
@@ -729,33 +760,56 @@ TEST(CpuAttention, FusedQkvStridesMatchDense) {
 }
 
 TEST(CpuAttention, ScatterRowsAndDecodeMatchForward) {
-  // Decoding token t against a cache of keys/values 0..t gives the same bits
-  // as row t of the full causal forward.
+  // Decoding token t against a paged cache of keys/values 0..t (blocks of
+  // 4 rows, the two sequences' blocks interleaved in the pool) gives the
+  // same bits as row t of the full causal forward.
   CpuOps ops;
   const AttentionShape s{2, 9, 4, 2, 16};
   const int N = s.B * s.T, KVW = s.num_kv_heads * s.head_dim, QW = s.num_heads * s.head_dim;
   Vec q = randn(N * QW, 1), k = randn(N * KVW, 2), v = randn(N * KVW, 3);
   Vec out(N * QW), lse(s.B * s.num_heads * s.T);
   ops.attention_forward(out.data(), lse.data(), q.data(), k.data(), v.data(), nullptr, s);
-  const int max_len = 12;
-  Vec kc(s.B * max_len * KVW), vc(kc.size());
-  IVec rows(N);  // row b*T + t of k goes to cache row b*max_len + t
+  const int bs = 4, width = 3;
+  const IVec table = {4, 1, 2, 0, 5, 3};  // sequence b owns table[b * width ...]
+  Vec kc(6 * bs * KVW), vc(kc.size());
+  IVec rows(N);  // row b*T + t of k goes to its block's row
   for (int b = 0; b < s.B; b++)
-    for (int t = 0; t < s.T; t++) rows[b * s.T + t] = b * max_len + t;
+    for (int t = 0; t < s.T; t++) rows[b * s.T + t] = table[b * width + t / bs] * bs + t % bs;
   ops.scatter_rows(kc.data(), k.data(), KVW, rows.data(), N, KVW);
   ops.scatter_rows(vc.data(), v.data(), KVW, rows.data(), N, KVW);
-  for (int b = 0; b < s.B; b++)
-    for (int t = 0; t < s.T; t++)
-      ASSERT_EQ(0, std::memcmp(&kc[(b * max_len + t) * KVW], &k[(b * s.T + t) * KVW], KVW * sizeof(float)));
+  for (int i = 0; i < N; i++)
+    ASSERT_EQ(0, std::memcmp(&kc[rows[i] * KVW], &k[i * KVW], KVW * sizeof(float)));
   for (int t : {0, 4, 8}) {
     Vec qt(s.B * QW), ot(s.B * QW);
     IVec lengths(s.B, t + 1);
     for (int b = 0; b < s.B; b++) std::memcpy(&qt[b * QW], &q[(b * s.T + t) * QW], QW * sizeof(float));
-    ops.attention_decode(ot.data(), qt.data(), QW, kc.data(), vc.data(), lengths.data(), s.B, max_len,
-                         s.num_heads, s.num_kv_heads, s.head_dim);
+    PagedKV cache;
+    cache.keys = kc.data();
+    cache.values = vc.data();
+    cache.block_table = table.data();
+    cache.lengths = lengths.data();
+    cache.table_width = width;
+    cache.block_size = bs;
+    ops.attention_decode(ot.data(), qt.data(), QW, cache, s.B, s.num_heads, s.num_kv_heads,
+                         s.head_dim);
     for (int b = 0; b < s.B; b++)
       EXPECT_EQ(0, std::memcmp(&ot[b * QW], &out[(b * s.T + t) * QW], QW * sizeof(float))) << "t=" << t;
   }
+  // Negative control: a wrong block table reads other rows.
+  IVec lengths(s.B, 8), swapped = table;
+  std::swap(swapped[0], swapped[1]);
+  Vec qt(s.B * QW), ot(s.B * QW);
+  for (int b = 0; b < s.B; b++) std::memcpy(&qt[b * QW], &q[(b * s.T + 7) * QW], QW * sizeof(float));
+  PagedKV cache;
+  cache.keys = kc.data();
+  cache.values = vc.data();
+  cache.block_table = swapped.data();
+  cache.lengths = lengths.data();
+  cache.table_width = width;
+  cache.block_size = bs;
+  ops.attention_decode(ot.data(), qt.data(), QW, cache, s.B, s.num_heads, s.num_kv_heads,
+                       s.head_dim);
+  EXPECT_NE(0, std::memcmp(&ot[0], &out[7 * QW], QW * sizeof(float)));
 }
 
 TEST(CpuAttention, DeterministicAcrossThreadCounts) {

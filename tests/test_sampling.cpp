@@ -24,7 +24,7 @@
 #include <vector>
 
 #include "model/cpu_ops.h"
-#include "model/sampler.h"
+#include "model/scheduler.h"
 #include "model/transformer.h"
 #include "src/common/error.h"
 #include "src/common/mix.h"
@@ -553,10 +553,9 @@ TEST(SamplingGenerate, SequencesIndependentOfBatchAndThreads) {
   EXPECT_THROW(generate(*m.model, prompts, bad), Error);
 }
 
-// on_step (the watchdog's progress hook) runs once per decoding step, and
-// changes nothing: prompts are fed one token per step, so 4 prompts of at
-// most 5 tokens and 9 new tokens each take 5 + 9 - 1 = 13 steps together.
-TEST(SamplingGenerate, OnStepRunsOncePerDecodingStep) {
+// on_step (the watchdog's progress hook) runs once per step of the
+// generation engine (a prefill and/or a decode), and changes nothing.
+TEST(SamplingGenerate, OnStepRunsOncePerEngineStep) {
   Model m;
   const std::vector<std::vector<int32_t>> prompts = {{1, 2, 3}, {7}, {4, 4, 9, 12, 0}, {22, 5}};
   SamplingParams sp;
@@ -565,7 +564,13 @@ TEST(SamplingGenerate, OnStepRunsOncePerDecodingStep) {
   const std::vector<Completion> plain = generate(*m.model, prompts, sp);
   int calls = 0;
   sp.on_step = [&] { ++calls; };
-  const std::vector<Completion> hooked = generate(*m.model, prompts, sp);
-  EXPECT_EQ(calls, 13);
+  GenerationStats stats;
+  EngineOptions engine;
+  engine.stats = &stats;
+  const std::vector<Completion> hooked = generate(*m.model, prompts, sp, 0, engine);
+  // A step runs a prefill, a decode or both.
+  EXPECT_GE(size_t(calls), std::max(stats.decode_steps, stats.prefill_passes));
+  EXPECT_LE(size_t(calls), stats.decode_steps + stats.prefill_passes);
+  EXPECT_GE(calls, sp.max_new_tokens - 1);  // one decode per token after the first
   for (size_t p = 0; p < prompts.size(); ++p) EXPECT_EQ(hooked[p].tokens, plain[p].tokens) << p;
 }

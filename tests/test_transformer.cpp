@@ -4,7 +4,7 @@
 //     Qwen3 (tied/untied, head_dim != hidden/heads, MQA and MHA) and GPT-2,
 //     on packed rows with signed weights and an entropy term;
 //   - packing: [A | B] in one row == A and B as separate rows;
-//   - decode_step through the KV cache == forward_logits at every position;
+//   - prefill + decode through the paged KV cache == forward_logits at every position;
 //   - the sampler: greedy, determinism, batch independence, stop tokens,
 //     logprobs, sample_token statistics (chi-square), top_k, top_p;
 //   - Batch::validate errors; gradient accumulation.
@@ -20,7 +20,7 @@
 
 #include "model/cpu_ops.h"
 #include "model/params.h"
-#include "model/sampler.h"
+#include "model/scheduler.h"
 #include "model/transformer.h"
 #include "src/common/error.h"
 #include "tests/test_util.h"
@@ -408,7 +408,7 @@ TEST(TransformerPacking, TwoDocumentsInOneRowEqualSeparateRows) {
 }
 
 // ---------------------------------------------------------------------------
-// decode_step == forward_logits
+// prefill + decode over the paged KV cache == forward_logits
 
 namespace {
 
@@ -425,33 +425,51 @@ void check_decode(const ModelConfig& config) {
       {1, 5, 9, 2, 22, 7, 7}, {4, 0, 13, 8}, {19, 3, 3, 11, 6, 15}, {2, 21, 10, 12, 1}};
   std::vector<std::vector<float>> reference;
   for (auto& s : seqs) reference.push_back(logits_of(model, s));
+  // Blocks of 3 rows: sequences cross block edges; the pool starts at one
+  // block and grows while sequences run.
+  std::unique_ptr<KVCache> cache = model.make_kv_cache(3, 1, 64);
+  std::vector<BlockTable> tables(seqs.size());
 
-  // One sequence, token by token.
-  model.reserve_kv_cache(3, 16);
-  for (size_t t = 0; t < seqs[0].size(); ++t) {
-    std::vector<float> l = model.decode_step({seqs[0][t]}, {int32_t(t)}, {1});
-    ASSERT_EQ(l.size(), size_t(V));
+  // Prefill: the first `start[s]` tokens of every sequence packed in one
+  // forward, listed in a shuffled order; the logits of each one's last row.
+  const std::vector<size_t> start = {3, 1, 4, 2};
+  const std::vector<int> order = {2, 0, 3, 1};
+  std::vector<int32_t> tokens, positions, doc_ids, rows, logit_rows;
+  for (int s : order) {
+    for (size_t t = 0; t < start[s]; ++t) {
+      tokens.push_back(seqs[s][t]);
+      positions.push_back(int32_t(t));
+      doc_ids.push_back(s);
+      rows.push_back(cache->append(tables[s]));
+    }
+    logit_rows.push_back(int32_t(tokens.size()) - 1);
+  }
+  std::vector<float> l = model.prefill(*cache, tokens, positions, doc_ids, rows, logit_rows);
+  ASSERT_EQ(l.size(), order.size() * V);
+  for (size_t k = 0; k < order.size(); ++k) {
+    const int s = order[k];
     for (int j = 0; j < V; ++j)
-      ASSERT_NEAR(l[j], reference[0][t * V + j], 1e-4) << config.family_name() << " t=" << t;
+      ASSERT_NEAR(l[k * V + j], reference[s][(start[s] - 1) * V + j], 1e-4)
+          << config.family_name() << " prefill seq " << s;
   }
 
-  // Three sequences in slots 2, 0, 1, started at different steps so they sit
-  // at different lengths in each call, listed in a shuffled order.
-  const std::vector<int> slot_of = {2, 0, 1};
-  const std::vector<int> start_step = {0, 2, 1};
-  std::vector<size_t> fed(3, 0);
-  for (int step = 0; step < 12; ++step) {
-    std::vector<int32_t> tokens, positions, slots;
+  // Decode the rest, one token per sequence per step, sequences leaving as
+  // they end (different lengths in each call).
+  std::vector<size_t> fed = start;
+  for (int step = 0; step < 8; ++step) {
+    std::vector<int32_t> tok, pos, row;
+    std::vector<const BlockTable*> tabs;
     std::vector<int> who;
-    for (int s : {1, 2, 0}) {
-      if (step < start_step[s] || fed[s] >= seqs[s].size()) continue;
-      tokens.push_back(seqs[s][fed[s]]);
-      positions.push_back(int32_t(fed[s]));
-      slots.push_back(slot_of[s]);
+    for (int s : {1, 3, 0, 2}) {
+      if (fed[s] >= seqs[s].size()) continue;
+      tok.push_back(seqs[s][fed[s]]);
+      pos.push_back(int32_t(fed[s]));
+      row.push_back(cache->append(tables[s]));
+      tabs.push_back(&tables[s]);
       who.push_back(s);
     }
-    if (who.empty()) continue;
-    std::vector<float> l = model.decode_step(tokens, positions, slots);
+    if (who.empty()) break;
+    l = model.decode(*cache, tok, pos, row, tabs);
     ASSERT_EQ(l.size(), who.size() * V);
     for (size_t k = 0; k < who.size(); ++k) {
       const int s = who[k];
@@ -461,21 +479,19 @@ void check_decode(const ModelConfig& config) {
       ++fed[s];
     }
   }
-  for (int s = 0; s < 3; ++s) EXPECT_EQ(fed[s], seqs[s].size());
-
-  // Reuse slot 0 (which held seqs[1], 4 tokens) for a longer sequence,
-  // starting again at position 0.
-  for (size_t t = 0; t < seqs[3].size(); ++t) {
-    std::vector<float> l = model.decode_step({seqs[3][t]}, {int32_t(t)}, {0});
-    for (int j = 0; j < V; ++j)
-      ASSERT_NEAR(l[j], reference[3][t * V + j], 1e-4) << config.family_name() << " reuse " << t;
-  }
+  for (size_t s = 0; s < seqs.size(); ++s) EXPECT_EQ(fed[s], seqs[s].size());
+  // Every block is back once the tables are freed.
+  for (BlockTable& t : tables) cache->free(t);
+  EXPECT_EQ(cache->used(), 0);
   // Bad inputs are errors, not crashes.
-  EXPECT_THROW(model.decode_step({1}, {0}, {3}), Error);
-  EXPECT_THROW(model.decode_step({int32_t(V)}, {0}, {0}), Error);
-  EXPECT_THROW(model.decode_step({1}, {16}, {0}), Error);
-  EXPECT_THROW(model.decode_step({1, 2}, {0}, {0}), Error);
-  EXPECT_THROW(model.reserve_kv_cache(1, config.max_positions + 1), Error);
+  BlockTable t;
+  const int32_t r = cache->append(t);
+  EXPECT_THROW(model.decode(*cache, {int32_t(V)}, {0}, {r}, {&t}), Error);
+  EXPECT_THROW(model.decode(*cache, {1}, {1}, {r}, {&t}), Error);  // table ends at position 0
+  EXPECT_THROW(model.decode(*cache, {1}, {0}, {-1}, {&t}), Error);
+  EXPECT_THROW(model.decode(*cache, {1, 2}, {0}, {r}, {&t}), Error);
+  EXPECT_THROW(model.prefill(*cache, {1}, {config.max_positions}, {0}, {r}, {0}), Error);
+  EXPECT_THROW(model.prefill(*cache, {1}, {0}, {0}, {r}, {1}), Error);
 }
 
 }  // namespace

@@ -57,24 +57,30 @@ void CpuOps::attention_forward(Buf out_buf, float* lse, CBuf q_buf, CBuf k_buf, 
       for (int h = 0; h < H; h++) {
         const int kvh = h / group;
         const int32_t* doc = doc_ids ? doc_ids + (size_t)b * T : nullptr;
+        int first = 0;  // the first key of t's document (documents are contiguous runs)
         for (int t = 0; t < T; t++) {
+          if (doc && t > 0 && doc[t] != doc[t - 1]) first = t;
           const float* qt = q + ((size_t)b * T + t) * qstride + (size_t)h * D;
           float maxv = -INFINITY;
-          for (int s = 0; s <= t; s++) {
+          // Keys before `first` are masked: they would add exact zeros (sum
+          // starts at 0.f, +0.f keeps its bits), so starting there changes no
+          // bit, and a packed prefill of many prompts costs the sum of their
+          // squares, not the square of the sum.
+          for (int s = first; s <= t; s++) {
             if (!visible(doc, s, t)) { p[s] = -INFINITY; continue; }
             const float* ks = k + ((size_t)b * T + s) * kstride + (size_t)kvh * D;
             p[s] = scale * dotf(qt, ks, D);
             maxv = std::max(maxv, p[s]);
           }
           float sum = 0.f;
-          for (int s = 0; s <= t; s++) {
+          for (int s = first; s <= t; s++) {
             p[s] = std::exp(p[s] - maxv);  // masked: exp(-inf) = 0
             sum += p[s];
           }
           const float inv = 1.f / sum;
           float* ot = out + ((size_t)b * T + t) * ostride + (size_t)h * D;
           for (int d = 0; d < D; d++) ot[d] = 0.f;
-          for (int s = 0; s <= t; s++) {
+          for (int s = first; s <= t; s++) {
             if (p[s] == 0.f) continue;
             const float* vs = v + ((size_t)b * T + s) * vstride + (size_t)kvh * D;
             const float w = p[s] * inv;
@@ -163,31 +169,38 @@ void CpuOps::scatter_rows(Buf table, CBuf rows, int rows_stride, const int32_t* 
                 (size_t)width * sizeof(float));
 }
 
-// One query per sequence s against the first L = lengths[s] cached rows:
+// One query per sequence s against its L = lengths[s] cached rows, row j
+// read through the block table (block j / block_size, row j % block_size):
 //   x_j = scale * q_s . k_j,  out_s = sum_j softmax(x)_j v_j   (j < L)
 // Same arithmetic, in the same order, as one row of attention_forward, so a
-// decoded token matches the full forward pass bitwise.
-void CpuOps::attention_decode(Buf out_buf, CBuf q_buf, int q_stride, CBuf k_buf, CBuf v_buf,
-                              const int32_t* lengths, int S, int max_len, int num_heads,
-                              int num_kv_heads, int head_dim) {
+// decoded token matches the packed prefill bitwise: a sequence's tokens do
+// not depend on whether its keys came from a prefill, a decode step or a
+// recomputation after preemption.
+void CpuOps::attention_decode(Buf out_buf, CBuf q_buf, int q_stride, const PagedKV& cache, int S,
+                              int num_heads, int num_kv_heads, int head_dim) {
   float* out = out_buf.f32();
-  const float *q = q_buf.f32(), *k_cache = k_buf.f32(), *v_cache = v_buf.f32();
+  const float *q = q_buf.f32(), *k_pool = cache.keys.f32(), *v_pool = cache.values.f32();
   const int H = num_heads, KVH = num_kv_heads, D = head_dim, group = H / KVH;
+  const int bs = cache.block_size;
   const size_t kvstride = (size_t)KVH * D;
   const float scale = 1.f / std::sqrt((float)D);
+  int longest = 0;
+  for (int s = 0; s < S; s++) longest = std::max(longest, cache.lengths[s]);
 #pragma omp parallel
   {
-    std::vector<float> p(max_len);
+    std::vector<float> p(longest);
+    std::vector<size_t> row(longest);  // pool row offset of key j
 #pragma omp for collapse(2) schedule(static)
     for (int s = 0; s < S; s++) {
       for (int h = 0; h < H; h++) {
-        const int kvh = h / group, L = lengths[s];
+        const int kvh = h / group, L = cache.lengths[s];
+        const int32_t* blocks = cache.block_table + (size_t)s * cache.table_width;
+        for (int j = 0; j < L; j++)
+          row[j] = ((size_t)blocks[j / bs] * bs + j % bs) * kvstride + (size_t)kvh * D;
         const float* qs = q + (size_t)s * q_stride + (size_t)h * D;
-        const float* kc = k_cache + (size_t)s * max_len * kvstride + (size_t)kvh * D;
-        const float* vc = v_cache + (size_t)s * max_len * kvstride + (size_t)kvh * D;
         float maxv = -INFINITY;
         for (int j = 0; j < L; j++) {
-          p[j] = scale * dotf(qs, kc + (size_t)j * kvstride, D);
+          p[j] = scale * dotf(qs, k_pool + row[j], D);
           maxv = std::max(maxv, p[j]);
         }
         float sum = 0.f;
@@ -201,7 +214,7 @@ void CpuOps::attention_decode(Buf out_buf, CBuf q_buf, int q_stride, CBuf k_buf,
         for (int j = 0; j < L; j++) {
           if (p[j] == 0.f) continue;
           const float w = p[j] * inv;
-          const float* vj = vc + (size_t)j * kvstride;
+          const float* vj = v_pool + row[j];
 #pragma omp simd
           for (int d = 0; d < D; d++) os[d] += w * vj[d];
         }

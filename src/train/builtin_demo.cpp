@@ -10,7 +10,7 @@
 #include <cstdio>
 
 #include "data/row_sampler.h"
-#include "model/sampler.h"
+#include "model/scheduler.h"
 #include "src/common/backend.h"
 #include "src/train/loops.h"
 #include "src/train/packed_batches.h"

@@ -10,7 +10,7 @@
 #include <sstream>
 
 #include "data/row_sampler.h"
-#include "model/sampler.h"
+#include "model/scheduler.h"
 #include "optim/watchdog.h"
 #include "src/common/backend.h"
 #include "src/train/jsonl_environment.h"
@@ -290,12 +290,12 @@ class GrpoRun {
     const size_t first = problems * size_t(rank_) / size_t(world_);
     const size_t last = problems * size_t(rank_ + 1) / size_t(world_);
     std::vector<std::vector<int32_t>> prompts;
-    for (size_t i = first; i < last; ++i)
-      for (int k = 0; k < grpo_.eval_samples; ++k) prompts.push_back(env_.prompt(Split::Eval, i));
+    for (size_t i = first; i < last; ++i) prompts.push_back(env_.prompt(Split::Eval, i));
     SamplingParams params = sampling(grpo_.eval_temperature, int(grpo_.max_response.at(step)));
     params.seed = options_.seed ^ 0x5eedull;
     std::vector<Completion> completions =
-        generate(policy_, prompts, params, uint64_t(first) * uint64_t(grpo_.eval_samples));
+        generate_groups(policy_, prompts, grpo_.eval_samples, params,
+                        uint64_t(first) * uint64_t(grpo_.eval_samples));
     double counts[2] = {0, double(completions.size())};
     for (size_t j = 0; j < completions.size(); ++j)
       counts[0] +=
@@ -350,7 +350,7 @@ class GrpoRun {
     p.max_new_tokens = max_response;
     p.stop_tokens = env_.stop_tokens();
     p.max_batch = std::max(64, grpo_.prompts_per_step * grpo_.group_size);
-    p.on_step = watchdog_tick;  // one decoding step is progress
+    p.on_step = watchdog_tick;  // each generation step is progress
     return p;
   }
 
@@ -360,26 +360,26 @@ class GrpoRun {
     std::vector<std::vector<int32_t>> prompts;
     std::vector<size_t> problems;
     for (int g = 0; g < groups; ++g) {
-      const size_t problem = trainable_[prompt_order_->next()];
-      for (int k = 0; k < grpo_.group_size; ++k) {
-        prompts.push_back(env_.prompt(Split::Train, problem));
-        problems.push_back(problem);
-      }
+      problems.push_back(trainable_[prompt_order_->next()]);
+      prompts.push_back(env_.prompt(Split::Train, problems.back()));
     }
     SamplingParams params =
         sampling(grpo_.temperature.at(step), int(grpo_.max_response.at(step)));
     params.seed = options_.seed;
     // Each rank draws from its own block of random streams (rank 0's block
-    // is the single-process numbering).
-    std::vector<Completion> completions =
-        generate(policy_, prompts, params, (uint64_t(rank_) << 40) + streams_used_);
-    streams_used_ += prompts.size();
-    std::vector<Rollout> rollouts(prompts.size());
-    for (size_t j = 0; j < prompts.size(); ++j) {
-      rollouts[j].problem = problems[j];
-      rollouts[j].prompt = std::move(prompts[j]);
+    // is the single-process numbering). A group's completions share the
+    // prompt's KV-cache blocks.
+    const int G = grpo_.group_size;
+    std::vector<Completion> completions = generate_groups(
+        policy_, prompts, G, params, (uint64_t(rank_) << 40) + streams_used_);
+    streams_used_ += completions.size();
+    std::vector<Rollout> rollouts(completions.size());
+    for (size_t j = 0; j < completions.size(); ++j) {
+      rollouts[j].problem = problems[j / size_t(G)];
+      rollouts[j].prompt = prompts[j / size_t(G)];
       rollouts[j].completion = std::move(completions[j]);
-      rollouts[j].score = env_.score(Split::Train, problems[j], rollouts[j].completion.tokens);
+      rollouts[j].score =
+          env_.score(Split::Train, rollouts[j].problem, rollouts[j].completion.tokens);
     }
     return rollouts;
   }

@@ -2,7 +2,8 @@
 //
 // One step:
 //   1. rollout  P prompts x G completions from the current weights
-//               (model/sampler.h), behaviour log-probs kept;
+//               (model/scheduler.h: the prompt cached once per group),
+//               behaviour log-probs kept;
 //   2. score    each completion with the task's verifier;
 //   3. advantage A = (r - mean_group) / (std_group + 1e-6)   (std optional)
 //               dynamic sampling drops groups whose rewards are all equal
