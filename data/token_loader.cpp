@@ -39,7 +39,8 @@ TokenRowLoader::TokenRowLoader(const std::string& flag, const std::string& patte
     for (uint32_t token : shard) {
       require(token < uint32_t(vocab_size), file + ": token id " + std::to_string(token) +
                                                 " is outside the model's vocabulary of " +
-                                                std::to_string(vocab_size));
+                                                std::to_string(vocab_size) +
+                                                " (shards made with another model's tokenizer?)");
       tokens_.push_back(int32_t(token));
     }
   }

@@ -37,8 +37,8 @@ void KVCache::grow(int new_capacity) {
   const size_t rows = size_t(new_capacity) * block_size_ * kv_dim_;
   for (int l = 0; l < num_layers_; ++l)
     for (std::vector<Buf>* pools : {&keys_, &values_}) {
-      Buf fresh = ops_.alloc_activations(rows);
       Buf& old = (*pools)[size_t(l)];
+      Buf fresh = ops_.alloc_activations(rows);
       if (old) {
         ops_.copy(fresh, old, old_rows);
         ops_.release(old.ptr);
@@ -52,11 +52,25 @@ void KVCache::grow(int new_capacity) {
   capacity_ = new_capacity;
 }
 
-int32_t KVCache::take_block() {
-  if (free_.empty()) {
-    if (capacity_ >= max_blocks_) return -1;
-    grow(std::min(max_blocks_, capacity_ + std::max(1, capacity_ / 2)));
+bool KVCache::ensure_free(int blocks) {
+  while (int(free_.size()) < blocks) {
+    if (capacity_ >= max_blocks_) return false;
+    const int want = capacity_ + blocks - int(free_.size());
+    try {
+      grow(std::min(max_blocks_, std::max(want, capacity_ + std::max(1, capacity_ / 2))));
+    } catch (const std::exception&) {
+      // The backend is out of memory: the pool stays as it is (layers grown
+      // before the failure keep their larger pools, unused past capacity_)
+      // and this is the cap from now on: callers preempt instead.
+      max_blocks_ = capacity_;
+      return false;
+    }
   }
+  return true;
+}
+
+int32_t KVCache::take_block() {
+  if (!ensure_free(1)) return -1;
   const int32_t block = free_.back();
   free_.pop_back();
   refcount_[size_t(block)] = 1;

@@ -6,7 +6,9 @@
 // blocks[j / block_size]. Memory follows the tokens actually cached: a
 // sequence takes a block when it crosses into one, gives all back when it
 // ends, and the pool itself grows (by half, copying) only when the free list
-// is empty, up to a cap.
+// is empty, up to a cap, or until the backend runs out of memory: then the
+// cap becomes the current size and append() reports no block (the scheduler
+// preempts) instead of failing.
 //
 // Blocks are reference-counted so sequences can share them: fork() gives a
 // new table the same blocks (the G completions of one prompt share the
@@ -56,6 +58,9 @@ class KVCache {
   Buf keys(int layer) const { return keys_[size_t(layer)]; }
   Buf values(int layer) const { return values_[size_t(layer)]; }
 
+  // Grows the pool until `blocks` blocks are free; false when the cap (or
+  // the backend's memory) does not allow it.
+  bool ensure_free(int blocks);
   // Blocks append() would take for `tokens` more tokens on `table`
   // (a copy-on-write of a shared partial last block included).
   int blocks_needed(const BlockTable& table, int tokens) const;

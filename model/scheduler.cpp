@@ -169,7 +169,7 @@ class Scheduler {
         if (!prefill->empty() && n > budget) break;
         // Keep a block spare for the running sequences' next step.
         const int spare = had_running || !prefill->empty() ? 1 : 0;
-        if (blocks + need + spare > cache_->available()) {
+        if (!cache_->ensure_free(blocks + need + spare)) {
           if (had_running || !prefill->empty() || !forks->empty() || !drop_saved_prompts())
             break;
           continue;  // nothing runs: the cached prompts gave their blocks back

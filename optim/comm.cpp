@@ -7,22 +7,18 @@
 #include <mpi.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <functional>
+#include <thread>
 
 #include "optim/watchdog.h"
 #include "optim/zero.h"
-#include "src/common/cli.h"
 #include "src/common/error.h"
 
 namespace polaris {
-
-void Comm::require_same_double(const std::string& what, double value) {
-  uint64_t bits;
-  std::memcpy(&bits, &value, sizeof bits);
-  require_same(what, bits);
-}
 
 void SingleProcessComm::reduce_scatter_sum(const float* in, float* out_shard,
                                            const std::vector<ShardRange>& ranges) {
@@ -63,20 +59,76 @@ void finalize_mpi_at_exit() {
   if (initialized && !finalized) MPI_Finalize();
 }
 
-// Called by run_main after it printed a fatal error: with more than one
-// rank, the others may be blocked in a collective waiting for this one.
-void abort_job() {
-  int initialized = 0, finalized = 0;
+// Ranks agree on a fatal error over their own communicator, so the failing
+// ranks' calls never meet a collective that healthy ranks are blocked in.
+MPI_Comm g_error_comm = MPI_COMM_NULL;
+
+// How long a failing rank waits for the others to fail too. Errors in the
+// flags, the files or the config are found by every rank within moments of
+// each other; a rank still running after this is healthy (or stuck in a
+// collective waiting for this one), and the job is aborted.
+constexpr double kAgreeSeconds = 5.0;
+
+// "error: rank 1: <problem>" from "error: <problem>".
+std::string with_rank(const std::string& line, int rank) {
+  const std::string prefix = "error: ";
+  const std::string tag = "rank " + std::to_string(rank) + ": ";
+  return line.compare(0, prefix.size(), prefix) == 0 ? prefix + tag + line.substr(prefix.size())
+                                                    : tag + line;
+}
+
+}  // namespace
+
+// Every failing rank offers a hash of its error line; if all ranks offer one
+// within kAgreeSeconds, the job ends cleanly: one line from rank 0 when the
+// lines are the same, else one line per rank naming it. Otherwise only some
+// ranks failed, and this one prints its line with its rank and aborts the
+// job, so the others, maybe blocked in a collective, do not hang.
+void report_fatal_error_across_ranks(const std::string& line) {
+  int initialized = 0, finalized = 0, rank = 0, world = 1;
   MPI_Initialized(&initialized);
   MPI_Finalized(&finalized);
-  if (!initialized || finalized) return;
-  int world = 1;
-  MPI_Comm_size(MPI_COMM_WORLD, &world);
-  if (world <= 1) return;
+  if (initialized && !finalized) {
+    MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+    MPI_Comm_size(MPI_COMM_WORLD, &world);
+  }
+  if (world <= 1 || g_error_comm == MPI_COMM_NULL) {
+    std::fprintf(stderr, "%s\n", line.c_str());
+    return;
+  }
   std::fflush(stdout);
+  const uint64_t hash = std::hash<std::string>()(line);
+  // max(h) and max(~h) = ~min(h): all ranks' lines hash alike iff they meet.
+  uint64_t mine[2] = {hash, ~hash}, all[2] = {0, 0};
+  MPI_Request request;
+  bool agreed = false;
+  if (MPI_Iallreduce(mine, all, 2, MPI_UINT64_T, MPI_MAX, g_error_comm, &request) == MPI_SUCCESS) {
+    const auto start = std::chrono::steady_clock::now();
+    while (std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count() <
+           kAgreeSeconds) {
+      int done = 0;
+      if (MPI_Test(&request, &done, MPI_STATUS_IGNORE) != MPI_SUCCESS) break;
+      if (done) {
+        agreed = true;
+        break;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(2));
+    }
+  }
+  if (agreed) {
+    const bool same = all[0] == ~all[1];
+    if (!same)
+      std::fprintf(stderr, "%s\n", with_rank(line, rank).c_str());
+    else if (rank == 0)
+      std::fprintf(stderr, "%s\n", line.c_str());
+    return;  // run_main returns 1; MPI_Finalize runs at exit
+  }
+  std::fprintf(stderr, "%s\n", with_rank(line, rank).c_str());
   std::fflush(stderr);
   MPI_Abort(MPI_COMM_WORLD, 1);
 }
+
+namespace {
 
 class MpiComm : public Comm {
  public:
@@ -95,8 +147,8 @@ class MpiComm : public Comm {
               "MPI_Comm_set_errhandler");
     check_mpi(MPI_Comm_rank(MPI_COMM_WORLD, &rank_), "MPI_Comm_rank");
     check_mpi(MPI_Comm_size(MPI_COMM_WORLD, &world_), "MPI_Comm_size");
+    check_mpi(MPI_Comm_dup(MPI_COMM_WORLD, &g_error_comm), "MPI_Comm_dup");
     active_ = true;
-    set_fatal_hook(abort_job);
   }
 
   int rank() const override { return rank_; }
@@ -174,17 +226,24 @@ class MpiComm : public Comm {
     if (active_) check_mpi(MPI_Barrier(MPI_COMM_WORLD), "MPI_Barrier");
   }
 
-  void require_same(const std::string& what, uint64_t value) override {
+  void require_same(const std::string& what, const std::string& value) override {
     if (!active_) return;
     CollectiveWait wait;
-    std::vector<uint64_t> all(size_t(world_), 0);
-    check_mpi(MPI_Allgather(&value, 1, MPI_UINT64_T, all.data(), 1, MPI_UINT64_T, MPI_COMM_WORLD),
+    // Every rank's value, gathered to every rank: lengths, then the bytes.
+    const int length = int(value.size());
+    std::vector<int> lengths(size_t(world_), 0), offsets(size_t(world_), 0);
+    check_mpi(MPI_Allgather(&length, 1, MPI_INT, lengths.data(), 1, MPI_INT, MPI_COMM_WORLD),
               "MPI_Allgather");
+    for (int r = 1; r < world_; ++r) offsets[size_t(r)] = offsets[size_t(r - 1)] + lengths[size_t(r - 1)];
+    std::string all(size_t(offsets.back() + lengths.back()), '\0');
+    check_mpi(MPI_Allgatherv(value.data(), length, MPI_CHAR, &all[0], lengths.data(),
+                             offsets.data(), MPI_CHAR, MPI_COMM_WORLD),
+              "MPI_Allgatherv");
+    auto of = [&](int r) { return all.substr(size_t(offsets[size_t(r)]), size_t(lengths[size_t(r)])); };
     for (int r = 1; r < world_; ++r)
-      if (all[size_t(r)] != all[0])
-        throw Error("ranks disagree on " + what + " (rank 0: " + std::to_string(all[0]) +
-                    ", rank " + std::to_string(r) + ": " + std::to_string(all[size_t(r)]) +
-                    "); every rank must be given the same value");
+      if (of(r) != of(0))
+        throw Error("ranks disagree on " + what + " (rank 0: '" + of(0) + "', rank " +
+                    std::to_string(r) + ": '" + of(r) + "'); every rank must be given the same value");
   }
 
  private:

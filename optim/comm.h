@@ -13,13 +13,20 @@
 // Large buffers go in chunks of 2^28 elements (MPI counts are ints), and the
 // ZeRO collectives use no displacements, so models past 2^31 parameters work.
 //
-// Failure: a rank that throws ends the whole job. MpiComm registers a fatal
-// hook with run_main (src/common/cli.h) that calls MPI_Abort after the error
-// line is printed, so the other ranks, blocked in a collective, are killed by
-// mpirun within seconds instead of hanging. A rank that hangs instead of
-// throwing is the watchdog's (optim/watchdog.h): every MPI collective here is
-// marked as a wait (CollectiveWait), and MPI is initialised with
-// MPI_THREAD_MULTIPLE for its heartbeat thread.
+// Failure: report_fatal_error_across_ranks (below) is the programs' fatal
+// reporter (polaris_train registers it with run_main, src/common/cli.h).
+// A failing rank waits up to 5 s for the others to fail too (over a
+// communicator of its own, so it never meets a collective the healthy ranks
+// are blocked in). When every rank failed with the same line (a bad flag, a
+// missing file), rank 0 prints it once and the job exits 1 without an abort;
+// different lines are printed once per rank, each naming it. When only some
+// ranks failed, each prints "error: rank R: ..." and calls MPI_Abort, so
+// the others, maybe blocked in a collective, are ended instead of hanging.
+// (mpirun itself still adds a note that a process exited non-zero unless
+// started with -q.)
+// A rank that hangs instead of failing is the watchdog's (optim/watchdog.h):
+// every MPI collective here is marked as a wait (CollectiveWait), and MPI is
+// initialised with MPI_THREAD_MULTIPLE for its heartbeat thread.
 #pragma once
 #include <cstddef>
 #include <cstdint>
@@ -61,10 +68,13 @@ class Comm {
                               const std::vector<ShardRange>& ranges) = 0;
   virtual void barrier() = 0;
 
-  // Throws Error "ranks disagree on <what> (rank 0: a, rank 1: b)" on EVERY
-  // rank when the ranks passed different values (a config check: --batch, ...).
-  virtual void require_same(const std::string& what, uint64_t value) = 0;
-  void require_same_double(const std::string& what, double value);  // bit-exact
+  // Throws Error "ranks disagree on <what> (rank 0: 'a', rank 1: 'b')" on
+  // EVERY rank, the same line, when the ranks passed different values (a
+  // config check: --batch, ...).
+  virtual void require_same(const std::string& what, const std::string& value) = 0;
+  void require_same(const std::string& what, uint64_t value) {
+    require_same(what, std::to_string(value));
+  }
 };
 
 class SingleProcessComm : public Comm {
@@ -81,8 +91,12 @@ class SingleProcessComm : public Comm {
   void gather_to_root(const float* shard, float* full,
                       const std::vector<ShardRange>& ranges) override;
   void barrier() override {}
-  void require_same(const std::string&, uint64_t) override {}
+  void require_same(const std::string&, const std::string&) override {}
 };
+
+// Prints a fatal error line as described above ("Failure"); without an MPI
+// job of 2 or more ranks, simply prints it on stderr.
+void report_fatal_error_across_ranks(const std::string& line);
 
 // True when this process was started by mpirun (OMPI_COMM_WORLD_SIZE or
 // PMI_SIZE is set in the environment).

@@ -20,6 +20,7 @@
 #include "model/scheduler.h"
 #include "src/common/backend.h"
 #include "src/common/cli.h"
+#include "src/common/threads.h"
 
 using namespace polaris;
 
@@ -181,6 +182,7 @@ const std::vector<FlagSpec> kFlags = {
 }  // namespace
 
 int main(int argc, char** argv) {
+  polaris::configure_openmp(argv);  // first: before the OpenMP runtime reads its settings
   return run_main([&] {
     const std::string usage =
         "usage: polaris_check FIXTURE_DIR [flags]\n"

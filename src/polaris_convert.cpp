@@ -5,13 +5,18 @@
 // HF -> model.bin -> HF is bit-identical in fp32 (Conv1D weights are transposed
 // on the way in and back on the way out). Bad input: one line, exit 1.
 #include <cstdio>
+#include <fstream>
+#include <iterator>
+#include <memory>
 
 #include "checkpoint/checkpoint.h"
 #include "data/tokenizer.h"
 #include "model/hf_import.h"
 #include "model/model_file.h"
 #include "model/params.h"
+#include "model/safetensors.h"
 #include "src/common/cli.h"
+#include "src/common/threads.h"
 
 #include <sys/stat.h>
 
@@ -32,6 +37,8 @@ const std::vector<FlagSpec> kFlags = {
     {"out", T::text, "MODEL.bin", "", "the model.bin to write", kFromHf | kFromCheckpoint},
     {"to-hf", T::text, "DIR", "", "MODEL.bin (the one argument) to a transformers directory",
      kToHf},
+    {"tokenizer", T::text, "FILE", "",
+     "with --to-hf: also the model's tokenizer (tokenizer.json and its companions)", kToHf},
     {"dtype", T::text, "fp32|bf16|fp16", "fp32", "the weights' type (fp16: --to-hf only)",
      kFromHf | kFromCheckpoint | kToHf},
     {"info", T::text, "MODEL.bin|DIR", "", "print the config and parameter count", kInfo},
@@ -41,7 +48,7 @@ std::string usage() {
   return "usage:\n"
          "  polaris_convert --from-hf DIR --out MODEL.bin [--dtype fp32|bf16]\n"
          "  polaris_convert --from-checkpoint DIR[/step_N] --out MODEL.bin [--dtype fp32|bf16]\n"
-         "  polaris_convert MODEL.bin --to-hf DIR [--dtype fp32|bf16|fp16]\n"
+         "  polaris_convert MODEL.bin --to-hf DIR [--dtype fp32|bf16|fp16] [--tokenizer FILE]\n"
          "  polaris_convert --info MODEL.bin|DIR\n\n"
          "flags:\n" + describe_flags(kFlags);
 }
@@ -83,9 +90,62 @@ bool is_directory(const std::string& path) {
   return ::stat(path.c_str(), &st) == 0 && S_ISDIR(st.st_mode);
 }
 
+// The files transformers' AutoTokenizer reads besides tokenizer.json, copied
+// verbatim when they sit beside --tokenizer.
+const char* const kTokenizerCompanions[] = {"tokenizer_config.json", "special_tokens_map.json",
+                                            "chat_template.jinja"};
+
+// Every id the tokenizer produces must be one the model embeds; checked
+// before anything is written.
+Tokenizer checked_tokenizer(const std::string& path, const ModelConfig& config,
+                            const std::string& model_path) {
+  Tokenizer tokenizer = Tokenizer::load(path);
+  require(tokenizer.vocab_size() <= config.vocab_size,
+          "--tokenizer " + path + ": its ids run to " + std::to_string(tokenizer.vocab_size() - 1) +
+              ", past the vocabulary of " + model_path + " (" + std::to_string(config.vocab_size) +
+              " ids): not this model's tokenizer");
+  return tokenizer;
+}
+
+void copy_file(const std::string& from, const std::string& to) {
+  std::ifstream in(from, std::ios::binary);
+  require(static_cast<bool>(in), from + ": cannot open");
+  const std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  require(!in.bad(), from + ": read failed");
+  AtomicFile out(to);
+  out.write(bytes.data(), bytes.size());
+  out.commit();
+}
+
+// DIR/tokenizer.json and its companions, so DIR loads in transformers as it
+// is. Without a tokenizer_config.json beside --tokenizer, a minimal one names
+// the generic fast tokenizer, the context length and the end-of-text token.
+void write_hf_tokenizer(const std::string& dir, const Tokenizer& tokenizer,
+                        const ModelConfig& config) {
+  const std::string source = tokenizer.path();
+  const std::string source_dir = source.substr(0, source.find_last_of('/') + 1);
+  copy_file(source, dir + "/tokenizer.json");
+  bool has_config = false;
+  for (const char* name : kTokenizerCompanions) {
+    if (!file_exists(source_dir + name)) continue;
+    copy_file(source_dir + name, dir + "/" + name);
+    has_config = has_config || std::string(name) == "tokenizer_config.json";
+  }
+  if (has_config) return;
+  nlohmann::json minimal = {{"tokenizer_class", "PreTrainedTokenizerFast"},
+                            {"model_max_length", config.max_positions},
+                            {"clean_up_tokenization_spaces", false}};
+  if (!tokenizer.end_of_text_token().empty()) minimal["eos_token"] = tokenizer.end_of_text_token();
+  const std::string text = minimal.dump(2) + "\n";
+  AtomicFile out(dir + "/tokenizer_config.json");
+  out.write(text.data(), text.size());
+  out.commit();
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
+  polaris::configure_openmp(argv);  // first: before the OpenMP runtime reads its settings
   return run_main([&]() {
     if (wants_help(argc, argv)) {
       std::fputs(usage().c_str(), stdout);
@@ -173,9 +233,14 @@ int main(int argc, char** argv) {
     else throw Error("flag --dtype wants fp32, bf16 or fp16, got '" + dtype + "'");
     const std::string dir = flags.text("to-hf");
     LoadedModel m = read_model_bin(pos[0]);
+    std::unique_ptr<Tokenizer> tokenizer;
+    if (flags.has("tokenizer"))
+      tokenizer.reset(new Tokenizer(checked_tokenizer(flags.text("tokenizer"), m.config, pos[0])));
     write_hf_dir(dir, m.config, m.params, dt);
-    std::printf("wrote %s: %s, %s parameters (%s)\n", dir.c_str(), m.config.describe().c_str(),
-                with_commas(m.params.size()).c_str(), dtype.c_str());
+    if (tokenizer) write_hf_tokenizer(dir, *tokenizer, m.config);
+    std::printf("wrote %s: %s, %s parameters (%s)%s\n", dir.c_str(), m.config.describe().c_str(),
+                with_commas(m.params.size()).c_str(), dtype.c_str(),
+                tokenizer ? (", with the tokenizer of " + tokenizer->path()).c_str() : "");
     return 0;
   });
 }

@@ -46,6 +46,7 @@
 #include "model/transformer.h"
 #include "src/common/backend.h"
 #include "src/common/cli.h"
+#include "src/common/threads.h"
 #include "src/common/metrics.h"
 #include "src/train/eval_metrics.h"
 #include "src/train/jsonl_environment.h"
@@ -364,5 +365,6 @@ int run(int argc, char** argv) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  polaris::configure_openmp(argv);  // first: before the OpenMP runtime reads its settings
   return run_main([&]() { return run(argc, argv); });
 }

@@ -14,6 +14,7 @@
 #include "model/scheduler.h"
 #include "src/common/backend.h"
 #include "src/common/cli.h"
+#include "src/common/threads.h"
 
 using namespace polaris;
 
@@ -165,6 +166,7 @@ int sample(const Flags& flags) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  polaris::configure_openmp(argv);  // first: before the OpenMP runtime reads its settings
   return run_main([&] {
     if (wants_help(argc, argv)) {
       std::fputs(usage().c_str(), stdout);

@@ -2,9 +2,10 @@
 // Usage: usage() and kFlags below (polaris_tokenize --help).
 //
 // Blank input lines are skipped. A malformed line is an error "FILE:LINE: problem";
-// with --skip-bad it is skipped and counted instead. Validation documents are
-// spread evenly through the corpus (every k-th good document), so the split does
-// not depend on how the corpus happens to be ordered into files.
+// with --skip-bad it is skipped and counted instead. The validation split
+// (ValidationSplit below) holds out every k-th good document when documents are
+// many and even, else the middle of evenly spaced stretches of tokens; the
+// summary says which.
 //
 // shards reads its inputs twice: a first pass checks every file and counts its
 // documents (for the validation split and the progress bar) before anything is
@@ -31,6 +32,7 @@
 #include "data/tokenizer.h"
 #include "data/tokenizer_id.h"
 #include "src/common/cli.h"
+#include "src/common/threads.h"
 
 using namespace polaris;
 using json = nlohmann::json;
@@ -200,9 +202,9 @@ class ShardWriter {
       : prefix_(std::move(prefix)), split_(std::move(split)), shard_tokens_(shard_tokens),
         tokenizer_(tokenizer), written_(written) {}
 
-  void append(const std::vector<int32_t>& ids) {
-    for (int32_t id : ids) {
-      buffer_.push_back(static_cast<uint32_t>(id));
+  void append(const int32_t* ids, size_t count) {
+    for (size_t i = 0; i < count; ++i) {
+      buffer_.push_back(static_cast<uint32_t>(ids[i]));
       if (buffer_.size() == shard_tokens_) flush();
     }
   }
@@ -237,6 +239,7 @@ struct InputFile {
   bool jsonl;
   size_t bytes;
   size_t documents;  // good documents: those the second pass encodes
+  size_t largest_document;  // bytes (a JSONL line)
 };
 
 // Checks one input and counts its documents. Without --skip-bad every non-blank
@@ -248,9 +251,10 @@ InputFile survey_input(const std::string& path, const std::string& key, bool ski
   if (error) throw Error(path + ": cannot open input file: " + error.message());
   if (std::filesystem::is_directory(status)) throw Error(path + ": is a directory");
   if (!std::filesystem::is_regular_file(status)) throw Error(path + ": not a regular file");
-  InputFile input{path, ends_with(path, ".jsonl"), std::filesystem::file_size(path), 0};
+  InputFile input{path, ends_with(path, ".jsonl"), std::filesystem::file_size(path), 0, 0};
   if (!input.jsonl) {
     input.documents = input.bytes > 0 ? 1 : 0;
+    input.largest_document = input.bytes;
     require(input.documents > 0, path + ": no documents (empty file)");
     return input;
   }
@@ -261,8 +265,12 @@ InputFile survey_input(const std::string& path, const std::string& key, bool ski
   while (std::getline(file, line)) {
     if (is_blank(line)) continue;
     if (skip_bad) text_of_line(line, key, &problem);
-    if (problem.empty()) ++input.documents;
-    else ++bad;
+    if (problem.empty()) {
+      ++input.documents;
+      input.largest_document = std::max(input.largest_document, line.size());
+    } else {
+      ++bad;
+    }
   }
   if (input.documents == 0)
     throw Error(path + ": no documents (" +
@@ -481,24 +489,99 @@ void commit_shards(const std::string& prefix, const std::vector<std::string>& wr
   }
 }
 
+// Which tokens are held out for validation (--val-fraction f).
+//
+// By documents when there are many of even size: every k-th document, spread
+// through the corpus, so the split does not depend on how the corpus is
+// ordered into files. "Many and even" is judged from the first pass: at least
+// kMinValDocuments held out, and no document larger than 1/8 of the
+// validation budget (f x the corpus's bytes), so no single document can tip
+// the share.
+//
+// By tokens otherwise (a large text file beside a few JSONL lines would send
+// the whole file one way): the token stream is cut into n stretches of P
+// tokens, and the middle f x P tokens of each are held out. P comes from an
+// estimate of the corpus's tokens (its bytes / 6, an underestimate for most
+// text, so even the first stretch's middle is reached); n aims at held-out
+// runs of about kHeldOutRun tokens, at most kMaxStretches of them.
+class ValidationSplit {
+ public:
+  static constexpr size_t kMinValDocuments = 8;
+  static constexpr double kHeldOutRun = 512;
+  static constexpr double kMaxStretches = 1000;
+
+  static ValidationSplit choose(double fraction, size_t documents, size_t bytes,
+                                size_t largest_document) {
+    ValidationSplit split;
+    split.fraction_ = fraction;
+    if (fraction <= 0 || documents == 0) return split;
+    const double val_documents = std::round(double(documents) * fraction);
+    if (val_documents >= kMinValDocuments && largest_document * 8.0 <= fraction * double(bytes)) {
+      split.val_documents_ = size_t(val_documents);
+      split.documents_ = documents;
+      return split;
+    }
+    const double tokens = std::max(1.0, double(bytes) / 6);
+    const double stretches = std::clamp(std::floor(tokens * fraction / kHeldOutRun), 1.0, kMaxStretches);
+    split.by_tokens_ = true;
+    split.period_ = std::max<size_t>(1, size_t(tokens / stretches));
+    split.span_ = std::max<size_t>(1, size_t(std::llround(double(split.period_) * fraction)));
+    split.offset_ = (split.period_ - std::min(split.span_, split.period_)) / 2;
+    return split;
+  }
+
+  // Whether the token at `position` of the stream, in document `document`, is held out.
+  bool held_out(size_t document, size_t position) const {
+    if (by_tokens_) {
+      const size_t r = position % period_;
+      return r >= offset_ && r < offset_ + span_;
+    }
+    // every (documents / val)-th document, evenly spread
+    return val_documents_ > 0 &&
+           (document + 1) * val_documents_ / documents_ > document * val_documents_ / documents_;
+  }
+  // Tokens from `position` on that stay on the same side.
+  size_t run_length(size_t position) const {
+    if (!by_tokens_) return SIZE_MAX;
+    const size_t r = position % period_;
+    return r < offset_ ? offset_ - r : r < offset_ + span_ ? offset_ + span_ - r : period_ - r;
+  }
+
+  std::string describe(size_t documents) const {
+    char text[256];
+    if (fraction_ <= 0)
+      std::snprintf(text, sizeof(text), "none (--val-fraction 0)");
+    else if (by_tokens_)
+      std::snprintf(text, sizeof(text),
+                    "by tokens (%zu document(s), too few or too uneven to hold out whole ones): "
+                    "the middle %zu of every %zu tokens",
+                    documents, span_, period_);
+    else
+      std::snprintf(text, sizeof(text), "by documents: %zu of %zu, spread evenly", val_documents_,
+                    documents_);
+    return text;
+  }
+
+ private:
+  double fraction_ = 0;
+  bool by_tokens_ = false;
+  size_t val_documents_ = 0, documents_ = 0;  // by documents
+  size_t period_ = 1, span_ = 0, offset_ = 0;  // by tokens
+};
+
 int run_shards(const Tokenizer& tokenizer, const TokenizerId& tokenizer_id, const ShardOptions& options,
                const std::vector<std::string>& files) {
   // First pass: every input checked, sizes (for progress) and document counts (for the val split).
   std::vector<InputFile> inputs;
-  size_t total_bytes = 0, total_documents = 0;
+  size_t total_bytes = 0, total_documents = 0, largest_document = 0;
   for (const std::string& path : files) {
     inputs.push_back(survey_input(path, options.key, options.skip_bad));
     total_bytes += inputs.back().bytes;
     total_documents += inputs.back().documents;
+    largest_document = std::max(largest_document, inputs.back().largest_document);
   }
-  // Keep at least one document in each split when there are two or more.
-  size_t val_documents = 0;
-  if (options.val_fraction > 0 && total_documents >= 2)
-    val_documents = std::min(total_documents - 1,
-                             std::max<size_t>(1, std::llround(total_documents * options.val_fraction)));
-  auto is_val = [&](size_t i) {  // every (total/val)-th document, evenly spread
-    return val_documents > 0 && (i + 1) * val_documents / total_documents > i * val_documents / total_documents;
-  };
+  const ValidationSplit split =
+      ValidationSplit::choose(options.val_fraction, total_documents, total_bytes, largest_document);
   // The separator after each document.
   std::vector<int32_t> separator;
   const std::string eot = tokenizer.end_of_text_token();
@@ -527,12 +610,24 @@ int run_shards(const Tokenizer& tokenizer, const TokenizerId& tokenizer_id, cons
   std::vector<std::string> batch;
   std::vector<Piece> batch_pieces;
 
+  size_t position = 0;  // tokens routed so far
+  // Tokens go to train or val run by run: a document whole (a document
+  // split), or cut where a held-out stretch begins or ends (a token split).
+  auto route = [&](const std::vector<int32_t>& ids, size_t document) {
+    size_t begin = 0;
+    while (begin < ids.size()) {
+      const bool held_out = split.held_out(document, position);
+      const size_t run = std::min(ids.size() - begin, split.run_length(position));
+      (held_out ? val : train).append(ids.data() + begin, run);
+      begin += run;
+      position += run;
+    }
+  };
   auto flush = [&]() {
     std::vector<std::vector<int32_t>> encoded = tokenizer.encode_batch(batch, options.threads);
     for (size_t k = 0; k < encoded.size(); ++k) {
-      ShardWriter& out = is_val(batch_pieces[k].document) ? val : train;
-      out.append(encoded[k]);
-      if (batch_pieces[k].ends_document) out.append(separator);
+      route(encoded[k], batch_pieces[k].document);
+      if (batch_pieces[k].ends_document) route(separator, batch_pieces[k].document);
     }
     bytes_done += batch_bytes;
     batch.clear();
@@ -602,8 +697,9 @@ int run_shards(const Tokenizer& tokenizer, const TokenizerId& tokenizer_id, cons
   if (text_inputs && text_piece_bytes == 0)
     std::fprintf(stderr, "note: this tokenizer's ids could change at a line cut, so text files were read whole\n");
   if (skipped) std::fprintf(stderr, "skipped %zu bad lines (--skip-bad)\n", skipped);
+  std::fprintf(stderr, "validation split: %s\n", split.describe(total_documents).c_str());
   if (options.val_fraction > 0 && val.tokens() == 0)
-    std::fprintf(stderr, "warning: no validation shard: %zu document(s) is too few to split\n", document_index);
+    std::fprintf(stderr, "warning: no validation shard: the corpus is too small to split\n");
   std::fprintf(stderr,
                "done: %zu documents, %zu train tokens in %d shard(s), %zu val tokens in %d shard(s), "
                "%s tokens, %.1f MB in %.1f s (%.1f MB/s) -> %s_{train,val}_*.bin\n",
@@ -664,6 +760,7 @@ flags:
 }  // namespace
 
 int main(int argc, char** argv) {
+  polaris::configure_openmp(argv);  // first: before the OpenMP runtime reads its settings
   return run_main([&]() {
     if (wants_help(argc, argv)) {
       std::fputs(usage().c_str(), stdout);

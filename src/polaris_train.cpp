@@ -10,10 +10,12 @@
 
 #include "optim/watchdog.h"
 #include "src/common/cli.h"
+#include "src/common/threads.h"
 #include "src/train/loops.h"
 #include "src/train/train_flags.h"
 
 int main(int argc, char** argv) {
+  polaris::configure_openmp(argv);  // first: before the OpenMP runtime reads its settings
   if (polaris::wants_help(argc, argv)) {
     std::fputs(polaris::train_usage().c_str(), stdout);
     return 0;

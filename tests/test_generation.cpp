@@ -10,6 +10,8 @@
 //     lock-step baseline; another seed gives other tokens (negative control);
 //   - sharing a group's prompt lowers the cache's peak, and the lock-step
 //     baseline reserves more than the paged engine ever uses;
+//   - a backend out of memory while the cache grows: the pool is capped where
+//     it is and the scheduler preempts (same tokens) instead of failing;
 //   - with bf16 storage (the CPU emulation of the GPU's types, and the GPU
 //     itself when there is one): log-probs within bf16 tolerance of the same
 //     backend's teacher-forced forward, under sharing and preemption.
@@ -17,6 +19,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <map>
 #include <memory>
 #include <vector>
 
@@ -146,6 +149,46 @@ TEST(KVCache, GrowthKeepsRows) {
     for (int32_t r : rows) ASSERT_EQ(key_at(cache, 0, 2, r, 1), float(10 * r + 1)) << i;
   }
   EXPECT_EQ(cache.capacity(), 10);  // 1, 2, 3, 4, 6, 9, then the cap
+}
+
+// A CPU backend with a memory budget: allocations past it fail, as a GPU's
+// cudaMalloc would.
+class LimitedOps : public CpuOps {
+ public:
+  size_t budget = size_t(-1), used = 0;
+  Buf alloc_buf(size_t n, DType dtype) override {
+    const size_t bytes = std::max<size_t>(n, 1) * dtype_size(dtype);
+    if (used + bytes > budget) throw Error("out of memory (test budget)");
+    Buf b = CpuOps::alloc_buf(n, dtype);
+    used += bytes;
+    sizes_[b.ptr] = bytes;
+    return b;
+  }
+  void release(const void* p) override {
+    auto it = sizes_.find(p);
+    if (it != sizes_.end()) {
+      used -= it->second;
+      sizes_.erase(it);
+    }
+    CpuOps::release(p);
+  }
+
+ private:
+  std::map<const void*, size_t> sizes_;
+};
+
+TEST(KVCache, OutOfMemoryCapsThePool) {
+  LimitedOps ops;
+  KVCache cache(ops, 2, 3, 4, 2, 100);
+  ops.budget = ops.used + 100;  // less than one layer's grown pool (144 bytes)
+  BlockTable t;
+  for (int i = 0; i < 8; ++i) ASSERT_GE(cache.append(t), 0);
+  EXPECT_EQ(cache.append(t), -1);  // the growth failed: no block, no throw
+  EXPECT_EQ(cache.max_blocks(), 2);
+  EXPECT_EQ(cache.available(), 0);
+  EXPECT_FALSE(cache.ensure_free(1));
+  cache.free(t);
+  EXPECT_TRUE(cache.ensure_free(2));
 }
 
 // ---------------------------------------------------------------------------
@@ -308,6 +351,31 @@ TEST(Generation, TokensIndependentOfBatchBlocksSharingAndPreemption) {
   EXPECT_NE(base[0].tokens, base[1].tokens);
 }
 
+// The backend runs out of memory while the cache grows: requests still
+// complete, by preemption, with the same tokens.
+TEST(Generation, OutOfMemoryPreemptsInsteadOfFailing) {
+  LimitedOps ops;
+  const ModelConfig config = qwen3_config(23, 16, 2, 4, 2, 6, 24, false);
+  Transformer model(config, ops);
+  model.set_params(random_params(model, 51));
+  const auto ps = prompts();
+  const int G = 4;
+  const SamplingParams sp = sampling();
+  EngineOptions engine;
+  engine.block_size = 4;
+  engine.share_prefix = false;  // 68 blocks at the peak, and the largest prefill
+  const std::vector<Completion> base = generate_groups(model, ps, G, sp, 0, engine);
+  // Room for the first 64-block pool and little more: the growth past 64
+  // fails.
+  ops.budget = ops.used + 64 * size_t(2 * 2 * 4 * config.kv_dim() * 4) + 2000;
+  GenerationStats stats;
+  engine.stats = &stats;
+  engine.max_prefill_tokens = 32;
+  expect_same(generate_groups(model, ps, G, sp, 0, engine), base, "out of memory");
+  EXPECT_GT(stats.preemptions, 0u);
+  EXPECT_EQ(stats.reserved_cache_bytes, size_t(64) * 2 * 2 * 4 * config.kv_dim() * 4);
+}
+
 // Sequences that end early (a stop token) free their blocks and their
 // place goes to waiting ones; stop decisions are the same under preemption.
 TEST(Generation, StopsUnderPreemptionAndContinuousBatching) {
@@ -367,7 +435,9 @@ void check_bf16_logprobs(Ops& ops) {
                                           lo.logprobs[prompt.size() - 1 + j]));
     }
     EXPECT_LT(worst, 5e-2) << ops.name() << " cache tokens " << cache_tokens;
-    if (cache_tokens) EXPECT_GT(stats.preemptions, 0u);
+    if (cache_tokens) {
+      EXPECT_GT(stats.preemptions, 0u);
+    }
   }
 }
 

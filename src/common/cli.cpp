@@ -148,20 +148,24 @@ std::string describe_flags(const std::vector<FlagSpec>& table,
 }
 
 namespace {
-void (*g_fatal_hook)() = nullptr;
+void (*g_fatal_reporter)(const std::string&) = nullptr;
 }  // namespace
 
-void set_fatal_hook(void (*hook)()) { g_fatal_hook = hook; }
+void set_fatal_reporter(void (*reporter)(const std::string& line)) { g_fatal_reporter = reporter; }
 
 int run_main(const std::function<int()>& body) {
+  std::string line;
   try {
     return body();
   } catch (const Error& e) {
-    std::fprintf(stderr, "error: %s\n", e.what());
+    line = std::string("error: ") + e.what();
   } catch (const std::exception& e) {
-    std::fprintf(stderr, "error: internal: %s\n", e.what());
+    line = std::string("error: internal: ") + e.what();
   }
-  if (g_fatal_hook) g_fatal_hook();
+  if (g_fatal_reporter)
+    g_fatal_reporter(line);
+  else
+    std::fprintf(stderr, "%s\n", line.c_str());
   return 1;
 }
 

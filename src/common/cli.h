@@ -75,13 +75,14 @@ bool wants_help(int argc, char** argv);
 std::string describe_flags(const std::vector<FlagSpec>& table,
                            const std::function<std::string(const FlagSpec&)>& note = nullptr);
 
-// Runs body, printing "error: <message>" and returning 1 on polaris::Error
+// Runs body, reporting "error: <message>" and returning 1 on polaris::Error
 // (and on any other std::exception, which would be a bug, with "internal").
 int run_main(const std::function<int()>& body);
 
-// A function run_main calls after printing a fatal error, before returning 1.
-// MpiComm (optim/comm.h) registers MPI_Abort here so one failing rank ends
-// the whole multi-process job instead of leaving the others blocked.
-void set_fatal_hook(void (*hook)());
+// How run_main reports a fatal error line: by default, printed on stderr.
+// MpiComm (optim/comm.h) installs one that first agrees with the other
+// ranks, so a job whose ranks all fail prints the line once, and one whose
+// ranks fail alone names the rank and aborts the job.
+void set_fatal_reporter(void (*reporter)(const std::string& line));
 
 }  // namespace polaris

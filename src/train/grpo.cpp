@@ -258,8 +258,11 @@ class GrpoRun {
       if (rate && (*rate <= 0.0 || *rate >= 1.0)) continue;
       trainable_.push_back(i);
     }
-    require(!trainable_.empty(), "--mode grpo: no training problem is left after the "
-                                 "difficulty filter (every pass rate is 0 or 1)");
+    require(!trainable_.empty(),
+            (options.grpo.pass_rates_path.empty() ? "--data " + options.data
+                                                  : "--pass-rates " + options.grpo.pass_rates_path) +
+                ": no training problem is left after the difficulty filter (every pass rate is "
+                "0 or 1, and GRPO learns only from problems the model sometimes solves)");
     if (trainable_.size() < env.size(Split::Train))
       std::printf("difficulty filter: %zu of %zu problems kept (pass rate strictly between 0 and 1)\n",
                   trainable_.size(), env.size(Split::Train));
@@ -688,17 +691,16 @@ std::unique_ptr<RlEnvironment> grpo_environment(const TrainOptions& options) {
 // is never fed back, hence the - 1): checked before any rollout, so a bad
 // setting ends at once with the flag's name rather than at a later stage.
 // Returns the longest sequence a rollout can be (prompt + response).
-size_t check_fits_model(const RlEnvironment& env, const GrpoOptions& grpo,
+size_t check_fits_model(const RlEnvironment& env, const TrainOptions& options,
                         const ModelConfig& config) {
+  const GrpoOptions& grpo = options.grpo;
   size_t longest = 0;
   for (Split split : {Split::Train, Split::Eval})
     for (size_t i = 0; i < env.size(split); ++i) {
       const std::vector<int32_t> prompt = env.prompt(split, i);
       for (int32_t id : prompt)
         require(id >= 0 && id < config.vocab_size,
-                env.name() + ": prompt token id " + std::to_string(id) +
-                    " is outside the model's vocabulary of " + std::to_string(config.vocab_size) +
-                    " (wrong --tokenizer for this model?)");
+                outside_vocabulary(options, env.where(split, i) + ": prompt", id, config.vocab_size));
       longest = std::max(longest, prompt.size());
     }
   double response = 0;
@@ -723,7 +725,7 @@ int run_grpo(const TrainOptions& options) {
       make_schedule(given.kind, given.max_lr, given.min_lr_fraction,
                     given.warmup_steps * grpo.minibatches, options.steps * grpo.minibatches);
   const ModelConfig config = starting_config(options);
-  const size_t longest_rollout = check_fits_model(*env, grpo, config);
+  const size_t longest_rollout = check_fits_model(*env, options, config);
   // A mini-batch trains on this rank's share of the P x G rollouts over M
   // (dynamic sampling refills keep the count at P x G).
   const size_t rollouts_per_rank =

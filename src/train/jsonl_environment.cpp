@@ -82,7 +82,11 @@ const RlExample& JsonlEnvironment::checked(Split split, size_t index) const {
 }
 
 std::string JsonlEnvironment::name() const {
-  return "jsonl:" + train_.path + (eval_ ? " (eval " + eval_->path + ")" : "");
+  return train_.path + (eval_ ? " (eval " + eval_->path + ")" : "");
+}
+
+std::string JsonlEnvironment::where(Split split, size_t index) const {
+  return path(split) + ":" + std::to_string(checked(split, index).line);
 }
 
 size_t JsonlEnvironment::size(Split split) const { return problems(split).examples.size(); }

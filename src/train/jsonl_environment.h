@@ -47,6 +47,7 @@ class JsonlEnvironment : public RlEnvironment {
                    const std::string& eval_jsonl, const JsonlEnvironmentOptions& options);
 
   std::string name() const override;
+  std::string where(Split split, size_t index) const override;
   size_t size(Split split) const override;
   std::vector<int32_t> prompt(Split split, size_t index) const override;
   Score score(Split split, size_t index, const std::vector<int32_t>& completion) const override;

@@ -47,8 +47,7 @@ void require_step_fits_in_memory(const TrainOptions& options, const ModelConfig&
       zero_memory_per_rank(parameters, options.world_size(), options.trainer.zero_stage);
   const double state = 4.0 * parameters * 3 + (options.trainer.zero_stage == 2 ? double(zero.grads) : 0) +
                        double(zero.moments);
-  const std::string model = options.model_path.empty() ? "--init " + options.init_preset
-                                                        : options.model_path;
+  const std::string model = starting_model_name(options);
   require(state * ranks <= available,
           model + ": " + std::to_string(parameters) + " parameters need " + format_bytes(state) +
               " for weights, gradients and Adam moments (ZeRO-" +

@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <exception>
 #include <cstdio>
 
 #include "data/input_fingerprint.h"
@@ -94,9 +95,41 @@ void require_same_inputs(Comm& comm, const TrainOptions& o, const Flags& flags) 
 
 }  // namespace
 
+namespace {
+
+// The Comm, made before anything else can fail: under mpirun the ranks
+// agree on a fatal error through MPI (optim/comm.h), so even a bad flag is
+// one line, not one per rank. With flags that do not parse, or a --comm that
+// cannot be made, the default comm reports the error.
+std::shared_ptr<Comm> first_comm(const Flags* flags) {
+  set_fatal_reporter(report_fatal_error_across_ranks);
+  const std::string fallback = launched_by_mpirun() ? "mpi" : "none";
+  const std::string chosen = flags && flags->has("comm") ? flags->text("comm") : fallback;
+  try {
+    return std::shared_ptr<Comm>(make_comm(chosen).release());
+  } catch (const Error&) {
+    // Kept until exit: it reports the error.
+    static std::unique_ptr<Comm> reporter;
+    if (chosen != fallback) reporter = make_comm(fallback);
+    throw;
+  }
+}
+
+}  // namespace
+
 TrainOptions parse_train_options(int argc, char** argv) {
-  const Flags flags(argc, argv, train_flag_table());
+  std::unique_ptr<Flags> parsed;
+  std::exception_ptr bad_flags;
+  try {
+    parsed.reset(new Flags(argc, argv, train_flag_table()));
+  } catch (const Error&) {
+    bad_flags = std::current_exception();
+  }
   TrainOptions o;
+  o.comm = first_comm(parsed.get());
+  o.trainer.comm = o.comm.get();
+  if (bad_flags) std::rethrow_exception(bad_flags);
+  const Flags& flags = *parsed;
   require(flags.positional().size() <= 1,
           "polaris_train takes at most one model file, got '" +
               (flags.positional().size() > 1 ? flags.positional()[1] : std::string()) + "'");
@@ -177,15 +210,9 @@ TrainOptions parse_train_options(int argc, char** argv) {
   o.keep_last = flags.integer("keep-last");
   o.resume = flags.has("resume");
 
-  // Data parallel: one Comm per process, made once, here.
-  const std::string comm = flags.has("comm") ? flags.text("comm")
-                                             : (launched_by_mpirun() ? "mpi" : "none");
-  o.comm = std::shared_ptr<Comm>(make_comm(comm).release());
-  o.trainer.comm = o.comm.get();
   for (const FlagSpec& spec : flags.table()) {
     if (spec.checks & kSameOnRanks)
-      o.comm->require_same("--" + std::string(spec.name),
-                           std::hash<std::string>()(flags.canonical(spec.name)));
+      o.comm->require_same("--" + std::string(spec.name), flags.canonical(spec.name));
     if (spec.checks & kSameOnResume) o.resume_identity[spec.name] = flags.canonical(spec.name);
   }
   if (o.comm->world_size() > 1) require_same_inputs(*o.comm, o, flags);
@@ -218,6 +245,20 @@ ModelConfig starting_config(const TrainOptions& options) {
   const std::string& init = options.init_preset;
   const bool is_json = init.size() > 5 && init.compare(init.size() - 5, 5, ".json") == 0;
   return is_json ? read_hf_config(init) : config_from_preset(init);
+}
+
+std::string starting_model_name(const TrainOptions& options) {
+  return options.model_path.empty() ? "--init " + options.init_preset : options.model_path;
+}
+
+std::string outside_vocabulary(const TrainOptions& options, const std::string& where, int64_t id,
+                               int vocab_size) {
+  std::string line = where + ": token id " + std::to_string(id) + " is outside the vocabulary of " +
+                     starting_model_name(options) + " (" + std::to_string(vocab_size) + " ids)";
+  if (!options.tokenizer.empty())
+    line += ": --tokenizer " + options.tokenizer +
+            " is not this model's (a model's vocabulary must cover its tokenizer's)";
+  return line;
 }
 
 LoadedModel starting_model(const TrainOptions& options) {

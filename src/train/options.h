@@ -83,6 +83,13 @@ TrainOptions parse_train_options(int argc, char** argv);
 // --seed. starting_config reads only its shape (model.bin's header), so a run
 // can check it fits in memory before allocating the weights.
 ModelConfig starting_config(const TrainOptions& options);
+// How error lines name that model: its path, or "--init PRESET".
+std::string starting_model_name(const TrainOptions& options);
+// The error line for a token id past the model's vocabulary, found at
+// `where` (a file, FILE:LINE): names the model and, when the ids came
+// through --tokenizer, the tokenizer that does not match it.
+std::string outside_vocabulary(const TrainOptions& options, const std::string& where, int64_t id,
+                               int vocab_size);
 LoadedModel starting_model(const TrainOptions& options);
 
 }  // namespace polaris

@@ -32,6 +32,8 @@ class RlEnvironment {
  public:
   virtual ~RlEnvironment() = default;
   virtual std::string name() const = 0;
+  // Where a problem comes from, for error lines: "FILE:LINE", "--task NAME".
+  virtual std::string where(Split split, size_t index) const = 0;
   virtual size_t size(Split split) const = 0;
   virtual std::vector<int32_t> prompt(Split split, size_t index) const = 0;
   virtual Score score(Split split, size_t index, const std::vector<int32_t>& completion) const = 0;

@@ -35,15 +35,13 @@ RunCheckpoints::RunCheckpoints(const TrainOptions& options)
       every_(options.checkpoint_every),
       keep_last_(options.keep_last),
       resume_(options.resume) {
-  require(dir_.empty() || every_ > 0 || resume_,
-          "--checkpoint-dir needs --checkpoint-every K (steps between checkpoints)");
-  require(every_ >= 0, "--checkpoint-every must be positive");
+  require(every_ >= 0, "--checkpoint-every must be >= 0 (0: only at the end)");
   require(!(every_ > 0 && dir_.empty()), "--checkpoint-every needs --checkpoint-dir DIR");
   require(!(resume_ && dir_.empty()), "--resume needs --checkpoint-dir DIR");
   require(keep_last_ >= 0, "--keep-last must be >= 0 (0 keeps every checkpoint)");
   // A directory that cannot be written must fail now, not at the first
   // checkpoint K steps into the run.
-  if (every_ > 0) {
+  if (enabled()) {
     std::error_code error;
     std::filesystem::create_directories(dir_, error);
     require(!error, "--checkpoint-dir " + dir_ + ": cannot create: " + error.message());
@@ -53,7 +51,7 @@ RunCheckpoints::RunCheckpoints(const TrainOptions& options)
 }
 
 bool RunCheckpoints::due(int step) const {
-  return enabled() && every_ > 0 && (step % every_ == 0 || step == options_.steps);
+  return enabled() && ((every_ > 0 && step % every_ == 0) || step == options_.steps);
 }
 
 void RunCheckpoints::save(int step, const Transformer& model, Trainer& trainer,

@@ -1,5 +1,11 @@
-// Checkpoints of a training run: --checkpoint-dir D --checkpoint-every K
+// Checkpoints of a training run: --checkpoint-dir D [--checkpoint-every K]
 // [--keep-last N] [--resume].
+//
+// With --checkpoint-dir a run always checkpoints at its end, and every K
+// steps with --checkpoint-every K, whether it started fresh or resumed.
+// --resume continues from D's newest checkpoint; on an empty (or missing)
+// D it says so and starts from the beginning, writing checkpoints there, so
+// one command line both starts a run and continues it after a crash.
 //
 // A checkpoint (checkpoint/checkpoint.h) holds the weights, every rank's
 // AdamW moments (gathered to rank 0, stored per ZeRO shard), and the run

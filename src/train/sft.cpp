@@ -63,11 +63,13 @@ int run_sft(const TrainOptions& options) {
   if (!options.val_data.empty() || !options.task.empty())
     val_rows = pack(sft_documents(options, options.val_data, true, options.seed + 1),
                     options.seq, "validation");
-  for (const PackedRow& row : rows)
-    for (int32_t id : row.tokens)
-      require(id < start.config.vocab_size,
-              "--data: token id " + std::to_string(id) + " is outside the model's vocabulary of " +
-                  std::to_string(start.config.vocab_size) + " (wrong --tokenizer for this model?)");
+  for (const auto* packed : {&rows, &val_rows})
+    for (const PackedRow& row : *packed)
+      for (int32_t id : row.tokens)
+        require(id < start.config.vocab_size,
+                outside_vocabulary(options, packed == &rows ? "--data " + options.data
+                                                            : "--val-data " + options.val_data,
+                                   id, start.config.vocab_size));
 
   std::unique_ptr<Ops> ops = make_ops(options.backend, options.attention);
   Transformer model(start.config, *ops);

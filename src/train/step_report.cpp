@@ -29,17 +29,27 @@ void StepReporter::report(const StepStats& s, const nlohmann::json& extra,
   const double eta = done > 0 ? elapsed / done * (total_steps_ - s.step) : 0;
   std::string line;
   char buf[256];
-  std::snprintf(buf, sizeof(buf), "step %*d/%d | loss %.4f | lr %.2e | grad norm %.3f",
-                int(std::to_string(total_steps_).size()), s.step, total_steps_, s.loss, s.lr,
-                s.grad_norm);
+  // A step that took no optimizer step (GRPO: every group's rewards were
+  // equal) has no loss or gradient to show.
+  const bool skipped = extra.value("skipped", false);
+  if (skipped)
+    std::snprintf(buf, sizeof(buf), "step %*d/%d | skipped (no group with a reward signal)",
+                  int(std::to_string(total_steps_).size()), s.step, total_steps_);
+  else
+    std::snprintf(buf, sizeof(buf), "step %*d/%d | loss %.4f | lr %.2e | grad norm %.3f",
+                  int(std::to_string(total_steps_).size()), s.step, total_steps_, s.loss, s.lr,
+                  s.grad_norm);
   line += buf;
   for (const std::string& key : console_keys) {
     if (!extra.contains(key) || !extra[key].is_number()) continue;
     std::snprintf(buf, sizeof(buf), " | %s %.3g", key.c_str(), extra[key].get<double>());
     line += buf;
   }
-  std::snprintf(buf, sizeof(buf), " | %.0f tok/s | %.0f ms | ETA %s", tokens_per_s, s.ms,
-                format_duration(eta).c_str());
+  if (skipped)
+    std::snprintf(buf, sizeof(buf), " | %.0f ms | ETA %s", s.ms, format_duration(eta).c_str());
+  else
+    std::snprintf(buf, sizeof(buf), " | %.0f tok/s | %.0f ms | ETA %s", tokens_per_s, s.ms,
+                  format_duration(eta).c_str());
   line += buf;
   std::printf("%s\n", line.c_str());
   std::fflush(stdout);

@@ -46,6 +46,7 @@ class SyntheticEnvironment : public RlEnvironment {
     for (size_t i = 0; i < eval_size; ++i) eval_.push_back(spec_.sample(rng, true, 0.0));
   }
   std::string name() const override { return "task " + name_; }
+  std::string where(Split, size_t) const override { return "--task " + name_; }
   size_t size(Split split) const override { return problems(split).size(); }
   std::vector<int32_t> prompt(Split split, size_t index) const override {
     std::vector<int32_t> ids = {vocab_.bos()};

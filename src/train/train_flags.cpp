@@ -83,11 +83,14 @@ const std::vector<FlagSpec> kTrainFlags = {
     {"zero", T::text, "0|1|2", "0", "ZeRO stage: shard the Adam moments (1), and the gradient (2)",
      kAnyMode, kSameOnRanks},
     // checkpoints
-    {"checkpoint-dir", T::text, "DIR", "", "where checkpoints go (and --resume reads)", kAnyMode},
-    {"checkpoint-every", T::integer, "K", "0", "steps between checkpoints (and one at the end)",
+    {"checkpoint-dir", T::text, "DIR", "",
+     "checkpoint the run here, at its end and every --checkpoint-every steps", kAnyMode},
+    {"checkpoint-every", T::integer, "K", "0", "steps between checkpoints (0: only at the end)",
      kAnyMode},
     {"keep-last", T::integer, "N", "3", "checkpoints kept (0: all)", kAnyMode},
-    {"resume", T::toggle, "", "", "continue from --checkpoint-dir's newest checkpoint", kAnyMode},
+    {"resume", T::toggle, "", "",
+     "continue from --checkpoint-dir's newest checkpoint (none there: start from the beginning)",
+     kAnyMode},
     // GRPO
     {"prompts-per-step", T::count, "P", "8", "problems per step", kGrpo, kBoth},
     {"group-size", T::count, "G", "8", "completions per problem", kGrpo, kBoth},

@@ -19,4 +19,29 @@ expect_error "min-p above 1" "--min-p" "$BIN" "${COMMON[@]}" --task addition --m
 expect_error "bad temperature schedule" "--temperature-schedule" "$BIN" "${COMMON[@]}" --task addition --temperature-schedule garbage
 expect_error "missing data file" "missing.jsonl" "$BIN" "${COMMON[@]}" --data "$TMP/missing.jsonl" \
   --tokenizer tests/fixtures/qwen3_tokenizer/tokenizer.json
+# A tokenizer whose ids run past the model's vocabulary (qwen3-tiny has 512):
+# the line names the problem's file and line, the model and the tokenizer.
+printf '{"problem": "What is 2+2?", "answer": "4"}\n{"problem": "Name the largest planet.", "answer": "Jupiter"}\n' \
+  >"$TMP/problems.jsonl"
+expect_error "tokenizer bigger than the model" \
+  "$TMP/problems.jsonl:1: prompt: token id" "$BIN" "${COMMON[@]}" --data "$TMP/problems.jsonl" \
+  --tokenizer tests/fixtures/qwen3_tokenizer/tokenizer.json
+grep -qF "outside the vocabulary of --init qwen3-tiny (512 ids): --tokenizer tests/fixtures/qwen3_tokenizer/tokenizer.json is not this model's" "$TMP/err" \
+  || fail "the vocabulary error does not name the model and the tokenizer: $(cat "$TMP/err")"
+
+# Every problem's pass rate is 0 or 1: nothing for GRPO to learn from. A model
+# whose vocabulary covers the Qwen3 tokenizer's, otherwise tiny.
+python3 - tests/fixtures/qwen3_tiny/hf_model/config.json "$TMP/wide_vocab.json" <<'EOF'
+import json, sys
+config = json.load(open(sys.argv[1]))
+config.update(vocab_size=151936, hidden_size=16, num_attention_heads=1, num_key_value_heads=1,
+              head_dim=16, intermediate_size=16, num_hidden_layers=1, layer_types=["full_attention"])
+json.dump(config, open(sys.argv[2], "w"))
+EOF
+printf '{"problem": "What is 2+2?", "answer": "4", "pass_rate": 1.0}\n{"problem": "What is 3+5?", "answer": "8", "pass_rate": 0.0}\n' \
+  >"$TMP/solved.jsonl"
+expect_error "no problem of intermediate pass rate" \
+  "--data $TMP/solved.jsonl: no training problem is left after the difficulty filter" \
+  "$BIN" --mode grpo --init "$TMP/wide_vocab.json" --steps 1 --max-response 8 \
+  --data "$TMP/solved.jsonl" --tokenizer tests/fixtures/qwen3_tokenizer/tokenizer.json
 echo "all grpo bad-input cases passed"

@@ -178,4 +178,14 @@ expect_error "shard version" "version_000.bin" "$BIN" "${INIT[@]}" --data "$TMP/
 expect_error "token beyond vocabulary" "vocab_000.bin" "$BIN" "${INIT[@]}" --data "$TMP/vocab_*.bin" "${RUN[@]}"
 expect_error "shard shorter than a row" "--data" "$BIN" "${INIT[@]}" --data "$TMP/short_*.bin" "${RUN[@]}"
 
+# SFT through a tokenizer whose ids run past the model's vocabulary (qwen3-tiny
+# has 512): the line names the data, the model and the tokenizer.
+printf '{"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}]}\n' \
+  >"$TMP/chat_vocab.jsonl"
+expect_error "sft tokenizer bigger than the model" \
+  "--tokenizer tests/fixtures/qwen3_tokenizer/tokenizer.json is not this model's" \
+  "$BIN" "${INIT[@]}" --mode sft --data "$TMP/chat_vocab.jsonl" \
+  --tokenizer tests/fixtures/qwen3_tokenizer/tokenizer.json --steps 1 --batch 1 --seq 16
+grep -qF -- "--data $TMP/chat_vocab.jsonl: token id" "$TMP/err" || fail "the data file is not named: $(cat "$TMP/err")"
+
 echo "PASS train_bad_inputs"
