@@ -1,6 +1,6 @@
 // TokenizerId: which tokenizer made a file's token ids, recorded in the
 // header of token shards (data/token_shards.h, words 3..11) and of model.bin
-// (model/model_file.h, words 17..25), so that a run can refuse to train a
+// (model/model_file.h, words 24..32), so that a run can refuse to train a
 // model on ids from another tokenizer even when the ids happen to fit.
 //
 //   word 0     the tokenizer's vocabulary size (largest id + 1); 0: not

@@ -49,9 +49,10 @@ Header read_header(const std::string& path, FilePtr* f) {
     throw Error(path + ": unknown parameter dtype " + std::to_string(w[3]) + " (0 fp32, 1 bf16)");
   if (w[12] != 0 && w[12] != 1)
     throw Error(path + ": tied_embeddings flag must be 0 or 1, got " + std::to_string(w[12]));
-  h.tokenizer = TokenizerId::from_words(w + 17, path);
-  for (int i = 17 + TokenizerId::kWords; i < kModelBinHeaderWords; ++i)
-    if (w[i] != 0)
+  h.tokenizer = TokenizerId::from_words(w + kModelBinTokenizerWord, path);
+  for (int i = 17; i < kModelBinHeaderWords; ++i)
+    if ((i < kModelBinTokenizerWord || i >= kModelBinTokenizerWord + TokenizerId::kWords) &&
+        w[i] != 0)
       throw Error(path + ": reserved header word " + std::to_string(i) + " is " +
                   std::to_string(w[i]) + ", expected 0 (corrupt or not a model.bin)");
   ModelConfig& c = h.config;
@@ -113,7 +114,7 @@ void write_model_bin(const std::string& path, const ModelConfig& config,
   w[14] = int32_t(float_bits(config.norm_eps));
   w[15] = int32_t(uint32_t(uint64_t(total) & 0xffffffffu));
   w[16] = int32_t(uint32_t(uint64_t(total) >> 32));
-  tokenizer.to_words(w + 17);
+  tokenizer.to_words(w + kModelBinTokenizerWord);
 
   AtomicFile out(path);
   out.write(w, sizeof(w));

@@ -11,9 +11,10 @@
 //     [10] intermediate_size   [11] max_positions      [12] tied_embeddings (0/1)
 //     [13] rope_theta (fp32 bit pattern)                [14] norm_eps (fp32 bit pattern)
 //     [15] parameter count, low 32 bits                 [16] high 32 bits
-//     [17..25] the tokenizer the model was converted or trained with
+//     [17..23] zero (reserved)
+//     [24..32] the tokenizer the model was converted or trained with
 //              (data/tokenizer_id.h; all zero when none was recorded)
-//     [26..255] zero (reserved)
+//     [33..255] zero (reserved)
 //   then the flat parameters in the layout of model/params.h (build_param_layout
 //   of the header's config): count * 4 bytes (fp32) or count * 2 bytes (bf16,
 //   rounded to nearest even when written, widened exactly when read).
@@ -38,6 +39,7 @@ constexpr int32_t kModelBinMagic = 20240601;
 // still read (reordered on load).
 constexpr int32_t kModelBinVersion = 2;
 constexpr int kModelBinHeaderWords = 256;
+constexpr int kModelBinTokenizerWord = 24;  // first of TokenizerId::kWords words
 
 struct LoadedModel {
   ModelConfig config;
