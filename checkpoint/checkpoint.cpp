@@ -147,6 +147,16 @@ void write_model(const std::string& file, const Checkpoint& c, const ParamLayout
     write_float(root, "rope_theta", k.rope_theta, file);
     write_float(root, "norm_eps", k.norm_eps, file);
     write_int(root, "tied_embeddings", k.tied_embeddings ? 1 : 0, file);
+    if (k.rope_scaling.is_yarn()) {  // absent: plain RoPE (and every older checkpoint)
+      const RopeScaling& s = k.rope_scaling;
+      write_int(root, "rope_scaling_type", int64_t(s.type), file);
+      write_float(root, "rope_scaling_factor", s.factor, file);
+      write_int(root, "rope_scaling_original_max_positions", s.original_max_positions, file);
+      write_float(root, "rope_scaling_beta_fast", s.beta_fast, file);
+      write_float(root, "rope_scaling_beta_slow", s.beta_slow, file);
+      write_float(root, "rope_scaling_attention_factor", s.attention_factor, file);
+      write_int(root, "rope_scaling_truncate", s.truncate ? 1 : 0, file);
+    }
     write_floats(root, "params", c.params, file);
     Handle tensors = create_group(root, "tensors", file);
     for (const TensorInfo& t : layout.tensors) {
@@ -461,7 +471,7 @@ void check_state(const nlohmann::json& state, const std::string& file) {
   // Counters the loops restore (pretrain, SFT, GRPO): non-negative integers
   // that a double holds exactly.
   const int64_t kMaxCounter = int64_t(1) << 53;
-  for (const char* key : {"data_epoch", "data_cursor", "rows_taken", "epoch"})
+  for (const char* key : {"data_epoch", "data_cursor", "rows_taken", "epoch", "prompts_taken"})
     integer_in(loop, key, std::string("loop.") + key, 0, kMaxCounter);
   if (loop.contains("eval_before"))
     require(loop["eval_before"].is_number(),
@@ -508,6 +518,19 @@ void read_model(const std::string& file, Checkpoint& c) {
   k.rope_theta = read_float(root, "rope_theta", file);
   k.norm_eps = read_float(root, "norm_eps", file);
   k.tied_embeddings = i32("tied_embeddings") != 0;
+  if (H5Aexists(root, "rope_scaling_type") > 0) {
+    const int type = i32("rope_scaling_type");
+    require(type == int(RopeType::Yarn),
+            file + ": unknown rope_scaling_type " + std::to_string(type) + " (1 yarn)");
+    RopeScaling& s = k.rope_scaling;
+    s.type = RopeType::Yarn;
+    s.factor = read_float(root, "rope_scaling_factor", file);
+    s.original_max_positions = i32("rope_scaling_original_max_positions");
+    s.beta_fast = read_float(root, "rope_scaling_beta_fast", file);
+    s.beta_slow = read_float(root, "rope_scaling_beta_slow", file);
+    s.attention_factor = read_float(root, "rope_scaling_attention_factor", file);
+    s.truncate = i32("rope_scaling_truncate") != 0;
+  }
   k.validate(file);
   const ParamLayout layout = build_param_layout(k);
 

@@ -4,7 +4,9 @@
 // ---- the math ----------------------------------------------------------------
 // RoPE ("rotate_half", Qwen/Llama): for every head of token n (position
 // p = positions[n]) and pair i < D/2 of its D = head_dim values:
-//   inv_freq_i = 1 / theta^(2i/D),  angle = p * inv_freq_i,  c = cos, s = sin
+//   inv_freq_i = 1 / theta^(2i/D)  (or YaRN's per-pair blend, model/rope.h)
+//   angle = p * inv_freq_i,  c = cos(angle) m,  s = sin(angle) m
+//   (m: YaRN's attention factor, 1 for plain RoPE)
 //   out[i]       = x[i] c - x[i + D/2] s
 //   out[i + D/2] = x[i + D/2] c + x[i] s
 // backward, the transposed rotation R^T (din written):
@@ -16,7 +18,8 @@
 // so the fp32 angle p * inv_freq has the same bits on both sides and only
 // cos/sin differ (a few fp32 ulps). Were inv_freq off by one ulp, the angle
 // would be off by p * 2^-24 relative — 2.4e-4 rad at p = 4000 — which is why
-// the table is not computed with powf's 2-ulp device version.
+// the table is not computed with powf's 2-ulp device version. YaRN's blend is
+// the shared host/device rope_inv_freq_from_power, with explicit roundings.
 //
 // q/k norm + RoPE (Qwen3), per (token, head) row x of D values read with row
 // stride in_stride (q and k are column ranges of the fused qkv projection):
@@ -79,20 +82,28 @@ constexpr int kFinalizeThreads = 256;
 static_assert(kQkThreads % 32 == 0 && kQkThreads <= 1024, "whole warps");
 static_assert(kFinalizeThreads % 32 == 0, "block_sum needs whole warps");
 
-// inv_freq_i = 1 / theta^(2i/D) with the CPU reference's roundings: the
-// exponent is an fp32 quotient, the power is rounded to fp32 (computed in
-// double so it is the correctly rounded fp32 value, as glibc's powf gives),
-// and the reciprocal is an IEEE fp32 division.
-__device__ __forceinline__ float rope_inv_freq(int i, int D, float theta) {
+// inv_freq_i with the CPU reference's roundings: the exponent 2i/D is an fp32
+// quotient, the power theta^(2i/D) is rounded to fp32 (computed in double so it
+// is the correctly rounded fp32 value, as glibc's powf gives), then the
+// reciprocal (or YaRN's blend) in IEEE fp32.
+__device__ __forceinline__ float rope_inv_freq(int i, int D, const RopeParams& rope) {
   const float e = (float)(2 * i) / (float)D;
-  const float p = (float)pow((double)theta, (double)e);
-  return 1.0f / p;
+  const float p = (float)pow((double)rope.theta, (double)e);
+  return rope_inv_freq_from_power(p, i, rope);
 }
 
 // Fills table[0, half) with inv_freq; every thread of the block must call it.
-__device__ __forceinline__ void fill_inv_freq(float* table, int half, int D, float theta) {
-  for (int i = threadIdx.x; i < half; i += blockDim.x) table[i] = rope_inv_freq(i, D, theta);
+__device__ __forceinline__ void fill_inv_freq(float* table, int half, int D,
+                                              const RopeParams& rope) {
+  for (int i = threadIdx.x; i < half; i += blockDim.x) table[i] = rope_inv_freq(i, D, rope);
   __syncthreads();
+}
+
+// cos and sin of `angle`, times the attention scale.
+__device__ __forceinline__ void scaled_sincos(float angle, float scale, float* s, float* c) {
+  sincosf(angle, s, c);
+  *s *= scale;
+  *c *= scale;
 }
 
 // Offset of element `col` of head `head` of token `token` in a buffer whose
@@ -107,11 +118,11 @@ __host__ __device__ __forceinline__ size_t head_offset(int token, int head, int 
 // (each element is read before it is written, by the same thread).
 __global__ __launch_bounds__(kRopeThreads) void rope_kernel(bf16* out, const bf16* in,
                                                             const int32_t* positions, int N,
-                                                            int heads, int D, float theta,
+                                                            int heads, int D, RopeParams rope,
                                                             bool inverse) {
   __shared__ float inv_freq[kRopeMaxHalf];
   const int half = D / 2;
-  fill_inv_freq(inv_freq, half, D, theta);
+  fill_inv_freq(inv_freq, half, D, rope);
   const size_t items = (size_t)N * half;
   const size_t row = (size_t)heads * D;
   for (size_t item = (size_t)blockIdx.x * blockDim.x + threadIdx.x; item < items;
@@ -119,7 +130,7 @@ __global__ __launch_bounds__(kRopeThreads) void rope_kernel(bf16* out, const bf1
     const int n = (int)(item / half), i = (int)(item % half);
     const float angle = (float)positions[n] * inv_freq[i];
     float s, c;
-    sincosf(angle, &s, &c);
+    scaled_sincos(angle, rope.attention_scale, &s, &c);
     if (inverse) s = -s;
     for (int h = 0; h < heads; ++h) {
       const size_t base = head_offset(n, h, D, row);
@@ -160,13 +171,14 @@ struct QkForwardArgs {
   const bf16* k_weight;
   const int32_t* positions;
   int N, H, KVH, D;
-  float eps, theta;
+  float eps;
+  RopeParams rope;
 };
 
 __global__ __launch_bounds__(kQkThreads) void qk_norm_rope_forward_kernel(QkForwardArgs a) {
   __shared__ float inv_freq[kQkMaxHeadDim / 2];
   const int D = a.D, half = D / 2;
-  fill_inv_freq(inv_freq, half, D, a.theta);
+  fill_inv_freq(inv_freq, half, D, a.rope);
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   const size_t rows = (size_t)a.N * (a.H + a.KVH);
   for (size_t r = (size_t)blockIdx.x * kQkWarps + warp; r < rows;
@@ -198,7 +210,7 @@ __global__ __launch_bounds__(kQkThreads) void qk_norm_rope_forward_kernel(QkForw
         const float y1 = (x1[k] * rstd) * to_f32(w[i]);
         const float y2 = (x2[k] * rstd) * to_f32(w[i + half]);
         float s, c;
-        sincosf(pos * inv_freq[i], &s, &c);
+        scaled_sincos(pos * inv_freq[i], a.rope.attention_scale, &s, &c);
         o[i] = to_bf16(y1 * c - y2 * s);
         o[i + half] = to_bf16(y2 * c + y1 * s);
       }
@@ -220,7 +232,7 @@ struct QkBackwardArgs {
   const float* k_rstd;
   const int32_t* positions;
   int N, H, KVH, D;
-  float theta;
+  RopeParams rope;
   int q_blocks;     // blocks [0, q_blocks) own q rows, the rest k rows
   float* partials;  // [blocks, D] weight-gradient partials, or null (no dw needed)
 };
@@ -231,7 +243,7 @@ __global__ __launch_bounds__(kQkThreads) void qk_norm_rope_backward_kernel(QkBac
   __shared__ float inv_freq[kQkMaxHeadDim / 2];
   __shared__ float warp_dw[kQkWarps][kQkMaxHeadDim];
   const int D = a.D, half = D / 2;
-  fill_inv_freq(inv_freq, half, D, a.theta);
+  fill_inv_freq(inv_freq, half, D, a.rope);
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   const bool is_k = (int)blockIdx.x >= a.q_blocks;
   const int chunk = is_k ? (int)blockIdx.x - a.q_blocks : (int)blockIdx.x;
@@ -270,7 +282,7 @@ __global__ __launch_bounds__(kQkThreads) void qk_norm_rope_backward_kernel(QkBac
       x1[k] = x2[k] = g1[k] = g2[k] = 0.f;
       if (i < half) {
         float s, c;
-        sincosf(pos * inv_freq[i], &s, &c);
+        scaled_sincos(pos * inv_freq[i], a.rope.attention_scale, &s, &c);
         const float d1 = to_f32(d[i]), d2 = to_f32(d[i + half]);
         const float dy1 = d1 * c + d2 * s;  // R^T dout
         const float dy2 = d2 * c - d1 * s;
@@ -337,48 +349,50 @@ unsigned capped_grid(size_t work_blocks, const CudaContext& ctx, int blocks_per_
 }
 
 void check_rope_shape(const char* op, int N, int heads, int head_dim, int max_head_dim,
-                      float theta) {
+                      const RopeParams& rope) {
   require(N >= 0 && heads > 0, std::string(op) + ": bad shape " +
                                    shape_str("N", N, "heads", heads, "head_dim", head_dim));
   require(head_dim >= 2 && head_dim % 2 == 0 && head_dim <= max_head_dim,
           std::string(op) + ": head_dim " + std::to_string(head_dim) +
               " must be even and at most " + std::to_string(max_head_dim));
-  require(theta > 0.f, std::string(op) + ": rope theta must be positive");
+  require(rope.theta > 0.f && rope.attention_scale > 0.f && rope.factor > 0.f &&
+              rope.ramp_span != 0.f,
+          std::string(op) + ": rope theta, factor and attention scale must be positive");
 }
 
 void launch_rope(CudaContext& ctx, const char* op, bf16* out, const bf16* in,
-                 const int32_t* positions, int N, int heads, int head_dim, float theta,
-                 bool inverse) {
-  check_rope_shape(op, N, heads, head_dim, 2 * kRopeMaxHalf, theta);
+                 const int32_t* positions, int N, int heads, int head_dim,
+                 const RopeParams& rope, bool inverse) {
+  check_rope_shape(op, N, heads, head_dim, 2 * kRopeMaxHalf, rope);
   if (N == 0) return;
   const size_t items = (size_t)N * (head_dim / 2);
   const unsigned grid = capped_grid(grid_for(items, kRopeThreads), ctx, 16);
   rope_kernel<<<grid, kRopeThreads, 0, ctx.stream>>>(out, in, positions, N, heads, head_dim,
-                                                     theta, inverse);
+                                                     rope, inverse);
   check_launch(op, shape_str("N", N, "heads", heads, "head_dim", head_dim));
 }
 
 }  // namespace
 
 void CudaOps::rope_forward(Buf out, CBuf in, const int32_t* positions, int N, int heads,
-                           int head_dim, float theta) {
+                           int head_dim, const RopeParams& rope) {
   launch_rope(context(), "rope_forward", bf16_ptr(out, "rope_forward"),
-              bf16_ptr(in, "rope_forward"), positions, N, heads, head_dim, theta, false);
+              bf16_ptr(in, "rope_forward"), positions, N, heads, head_dim, rope, false);
 }
 
 void CudaOps::rope_backward(Buf din, CBuf dout, const int32_t* positions, int N, int heads,
-                            int head_dim, float theta) {
+                            int head_dim, const RopeParams& rope) {
   if (!din) return;
   launch_rope(context(), "rope_backward", bf16_ptr(din, "rope_backward"),
-              bf16_ptr(dout, "rope_backward"), positions, N, heads, head_dim, theta, true);
+              bf16_ptr(dout, "rope_backward"), positions, N, heads, head_dim, rope, true);
 }
 
 void CudaOps::qk_norm_rope_forward(Buf q_out, Buf k_out, float* q_rstd, float* k_rstd, CBuf q,
                                    CBuf k, int in_stride, CBuf q_weight, CBuf k_weight,
                                    const int32_t* positions, int N, int heads, int kv_heads,
-                                   int head_dim, float eps, float theta) {
+                                   int head_dim, float eps, const RopeParams& rope) {
   const char* op = "qk_norm_rope_forward";
-  check_rope_shape(op, N, heads, head_dim, kQkMaxHeadDim, theta);
+  check_rope_shape(op, N, heads, head_dim, kQkMaxHeadDim, rope);
   require(kv_heads > 0 && in_stride >= heads * head_dim && in_stride >= kv_heads * head_dim,
           std::string(op) + ": bad shape " +
               shape_str("heads", heads, "kv_heads", kv_heads, "head_dim", head_dim,
@@ -401,7 +415,7 @@ void CudaOps::qk_norm_rope_forward(Buf q_out, Buf k_out, float* q_rstd, float* k
   a.KVH = kv_heads;
   a.D = head_dim;
   a.eps = eps;
-  a.theta = theta;
+  a.rope = rope;
   if (!a.q_out || !a.k_out || !a.q || !a.k || !a.q_weight || !a.k_weight || !positions)
     throw Error(std::string(op) + ": null input or output (" +
                 shape_str("N", N, "heads", heads, "kv_heads", kv_heads, "head_dim", head_dim) +
@@ -416,9 +430,10 @@ void CudaOps::qk_norm_rope_backward(Buf dq, Buf dk, float* dq_weight, float* dk_
                                     CBuf dq_out, CBuf dk_out, CBuf q, CBuf k, int in_stride,
                                     CBuf q_weight, CBuf k_weight, const float* q_rstd,
                                     const float* k_rstd, const int32_t* positions, int N,
-                                    int heads, int kv_heads, int head_dim, float theta) {
+                                    int heads, int kv_heads, int head_dim,
+                                    const RopeParams& rope) {
   const char* op = "qk_norm_rope_backward";
-  check_rope_shape(op, N, heads, head_dim, kQkMaxHeadDim, theta);
+  check_rope_shape(op, N, heads, head_dim, kQkMaxHeadDim, rope);
   require(kv_heads > 0 && in_stride >= heads * head_dim && in_stride >= kv_heads * head_dim,
           std::string(op) + ": bad shape " +
               shape_str("heads", heads, "kv_heads", kv_heads, "head_dim", head_dim,
@@ -445,7 +460,7 @@ void CudaOps::qk_norm_rope_backward(Buf dq, Buf dk, float* dq_weight, float* dk_
   a.H = heads;
   a.KVH = kv_heads;
   a.D = head_dim;
-  a.theta = theta;
+  a.rope = rope;
   if (!a.dq_out || !a.dk_out || !a.q || !a.k || !a.q_weight || !a.k_weight || !q_rstd ||
       !k_rstd || !positions)
     throw Error(std::string(op) + ": null input (" + shape + ")");

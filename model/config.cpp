@@ -1,6 +1,7 @@
 #include "model/config.h"
 
 #include <cmath>
+#include <algorithm>
 #include <map>
 #include <sstream>
 
@@ -64,7 +65,17 @@ void ModelConfig::validate(const std::string& source) const {
                                    std::to_string(head_dim));
     require(std::isfinite(rope_theta) && rope_theta > 0.f,
             source + ": rope_theta must be a positive finite number");
+    rope_scaling.validate(source, head_dim);
   }
+  if (is_gpt2())
+    require(!rope_scaling.is_yarn(), source + ": rope_scaling: GPT-2 has no RoPE to scale");
+}
+
+int ModelConfig::context_limit() const {
+  if (!rope_scaling.is_yarn()) return max_positions;
+  const double scaled = std::ceil(double(rope_scaling.original_max_positions) *
+                                  double(rope_scaling.factor));
+  return int(std::min<double>(std::max<double>(max_positions, scaled), kMaxPositions));
 }
 
 std::string ModelConfig::describe() const {

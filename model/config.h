@@ -11,6 +11,8 @@
 #include <string>
 #include <vector>
 
+#include "model/rope.h"
+
 namespace polaris {
 
 enum class Family : int32_t { GPT2 = 1, Qwen3 = 2 };
@@ -37,6 +39,7 @@ struct ModelConfig {
   int intermediate_size = 0;   // MLP width F
   int max_positions = 0;       // GPT-2: rows of the position table; Qwen3: longest trained context
   float rope_theta = 10000.f;  // Qwen3 only
+  RopeScaling rope_scaling;    // Qwen3 only: YaRN past the trained context (model/rope.h)
   float norm_eps = 1e-6f;
   bool tied_embeddings = true;
 
@@ -44,6 +47,11 @@ struct ModelConfig {
   bool is_qwen3() const { return family == Family::Qwen3; }
   int q_dim() const { return num_heads * head_dim; }
   int kv_dim() const { return num_kv_heads * head_dim; }
+  RopeParams rope() const { return rope_params(rope_theta, rope_scaling, head_dim); }
+  // Positions a sequence may use: max_positions, or with YaRN the scaled
+  // context original_max_positions * factor when that is longer (at most
+  // kMaxPositions). Generation and forward passes check against this.
+  int context_limit() const;
 
   // Throws Error naming `source` (a file or preset) when a field is impossible
   // or over the bounds above.

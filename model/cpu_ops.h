@@ -65,18 +65,18 @@ class CpuOps : public Ops {
                        int N, int IC, int OC) override;
 
   void rope_forward(Buf out, CBuf in, const int32_t* positions, int N, int heads, int head_dim,
-                    float theta) override;
+                    const RopeParams& rope) override;
   void rope_backward(Buf din, CBuf dout, const int32_t* positions, int N, int heads,
-                     int head_dim, float theta) override;
+                     int head_dim, const RopeParams& rope) override;
   void qk_norm_rope_forward(Buf q_out, Buf k_out, float* q_rstd, float* k_rstd, CBuf q, CBuf k,
                             int in_stride, CBuf q_weight, CBuf k_weight,
                             const int32_t* positions, int N, int heads, int kv_heads,
-                            int head_dim, float eps, float theta) override;
+                            int head_dim, float eps, const RopeParams& rope) override;
   void qk_norm_rope_backward(Buf dq, Buf dk, float* dq_weight, float* dk_weight, CBuf dq_out,
                              CBuf dk_out, CBuf q, CBuf k, int in_stride, CBuf q_weight,
                              CBuf k_weight, const float* q_rstd, const float* k_rstd,
                              const int32_t* positions, int N, int heads, int kv_heads,
-                             int head_dim, float theta) override;
+                             int head_dim, const RopeParams& rope) override;
 
   void attention_forward(Buf out, float* lse, CBuf q, CBuf k, CBuf v, const int32_t* doc_ids,
                          const AttentionShape& shape) override;

@@ -136,20 +136,22 @@ namespace {
 struct ConfigReader {
   const json& j;
   const std::string& path;
+  std::string prefix = "";  // "rope_scaling." for a nested object's fields
 
+  std::string field(const std::string& key) const { return "field \"" + prefix + key + "\""; }
   bool present(const char* key) const { return j.contains(key) && !j[key].is_null(); }
   int get_int(const char* key) const {
-    require(present(key), path + ": missing field \"" + key + "\"");
+    require(present(key), path + ": missing " + field(key));
     const json& v = j[key];
     require(v.is_number_integer() && v.get<int64_t>() >= INT32_MIN && v.get<int64_t>() <= INT32_MAX,
-            path + ": field \"" + key + "\" must be an integer, got " + v.dump());
+            path + ": " + field(key) + " must be an integer, got " + v.dump());
     return int(v.get<int64_t>());
   }
   int get_int(const char* key, int fallback) const {
     return present(key) ? get_int(key) : fallback;
   }
   float get_float(const json& v, const std::string& key) const {
-    require(v.is_number(), path + ": field \"" + key + "\" must be a number, got " + v.dump());
+    require(v.is_number(), path + ": " + field(key) + " must be a number, got " + v.dump());
     return float(v.get<double>());
   }
   float get_float(const char* key, float fallback) const {
@@ -157,15 +159,50 @@ struct ConfigReader {
   }
   bool get_bool(const char* key, bool fallback) const {
     if (!present(key)) return fallback;
-    require(j[key].is_boolean(), path + ": field \"" + key + "\" must be true or false");
+    require(j[key].is_boolean(), path + ": " + field(key) + " must be true or false");
     return j[key].get<bool>();
   }
   std::string get_string(const char* key, const std::string& fallback) const {
     if (!present(key)) return fallback;
-    require(j[key].is_string(), path + ": field \"" + key + "\" must be a string");
+    require(j[key].is_string(), path + ": " + field(key) + " must be a string");
     return j[key].get<std::string>();
   }
 };
+
+// A rope_scaling / rope_parameters object (`key`) with transformers' meaning
+// (model/rope.h): rope_type (or the older "type") "default" or "yarn"; for
+// YaRN, factor (required), original_max_position_embeddings (default
+// max_positions), beta_fast (32), beta_slow (1), truncate (true), and the
+// attention factor: attention_factor, else mscale / mscale_all_dim, else
+// 0.1 ln(factor) + 1. Sets c.rope_theta too when the object carries it.
+void read_rope_object(const json& rp, const std::string& key, const std::string& path,
+                      ModelConfig& c) {
+  require(rp.is_object(), path + ": field \"" + key + "\" must be an object, got " + rp.dump());
+  ConfigReader r{rp, path, key + "."};
+  if (r.present("rope_theta")) c.rope_theta = r.get_float(rp["rope_theta"], "rope_theta");
+  const std::string type = r.get_string("rope_type", r.get_string("type", "default"));
+  if (type == "default") return;
+  require(type == "yarn", path + ": " + r.field("rope_type") + " '" + type +
+                              "' is not supported (default, yarn)");
+  RopeScaling& s = c.rope_scaling;
+  s = RopeScaling();
+  s.type = RopeType::Yarn;
+  require(r.present("factor"), path + ": missing " + r.field("factor") + " (YaRN needs it)");
+  s.factor = r.get_float(rp["factor"], "factor");
+  s.original_max_positions = r.get_int("original_max_position_embeddings", c.max_positions);
+  s.beta_fast = r.get_float("beta_fast", 32.f);
+  s.beta_slow = r.get_float("beta_slow", 1.f);
+  s.truncate = r.get_bool("truncate", true);
+  const float mscale = r.get_float("mscale", 0.f);
+  const float mscale_all_dim = r.get_float("mscale_all_dim", 0.f);
+  if (r.present("attention_factor"))
+    s.attention_factor = r.get_float(rp["attention_factor"], "attention_factor");
+  else if (mscale != 0.f && mscale_all_dim != 0.f)
+    s.attention_factor = float(yarn_mscale(s.factor, mscale) / yarn_mscale(s.factor, mscale_all_dim));
+  else
+    s.attention_factor = float(yarn_mscale(s.factor));
+  s.validate(path, c.head_dim, key);
+}
 
 // The shortest decimal that reads back as `f`, as a double (so 1e-6f is written
 // as 1e-06, not 9.99999997e-07).
@@ -209,22 +246,13 @@ ModelConfig read_hf_config(const std::string& path) {
     c.max_positions = r.get_int("max_position_embeddings", 32768);
     c.norm_eps = r.get_float("rms_norm_eps", 1e-6f);
     c.tied_embeddings = r.get_bool("tie_word_embeddings", false);  // Qwen3Config default
-    // RoPE base: hub checkpoints write a top-level rope_theta; transformers >= 5
-    // writes rope_parameters.rope_theta. Only the default (unscaled) RoPE is supported.
+    // RoPE base and scaling: hub checkpoints write a top-level rope_theta and
+    // rope_scaling; transformers >= 5 writes rope_parameters (theta included).
+    // Plain RoPE and YaRN are supported.
     c.rope_theta = 10000.f;
     if (r.present("rope_theta")) c.rope_theta = r.get_float(j["rope_theta"], "rope_theta");
-    for (const char* key : {"rope_parameters", "rope_scaling"}) {
-      if (!r.present(key)) continue;
-      const json& rp = j[key];
-      require(rp.is_object(), path + ": field \"" + key + "\" must be an object");
-      if (rp.contains("rope_theta"))
-        c.rope_theta = r.get_float(rp["rope_theta"], std::string(key) + ".rope_theta");
-      std::string rope_type = "default";
-      if (rp.contains("rope_type") && rp["rope_type"].is_string()) rope_type = rp["rope_type"];
-      else if (rp.contains("type") && rp["type"].is_string()) rope_type = rp["type"];
-      require(rope_type == "default", path + ": " + key + " rope_type '" + rope_type +
-                                          "' is not supported (only default RoPE)");
-    }
+    for (const char* key : {"rope_parameters", "rope_scaling"})
+      if (r.present(key)) read_rope_object(j[key], key, path, c);
     const std::string act = r.get_string("hidden_act", "silu");
     require(act == "silu", path + ": hidden_act '" + act + "' is not supported (Qwen3 uses silu)");
     require(!r.get_bool("attention_bias", false),
@@ -276,9 +304,26 @@ void write_hf_config(const std::string& path, const ModelConfig& c, FileDType dt
     j["num_hidden_layers"] = c.num_layers;
     j["num_key_value_heads"] = c.num_kv_heads;
     j["rms_norm_eps"] = float_for_json(c.norm_eps);
-    // Both spellings: top-level for transformers 4.x, rope_parameters for 5.x.
+    // Both spellings: top-level rope_theta / rope_scaling for transformers 4.x,
+    // rope_parameters for 5.x. YaRN's attention factor is written resolved.
     j["rope_theta"] = float_for_json(c.rope_theta);
-    j["rope_parameters"] = {{"rope_theta", float_for_json(c.rope_theta)}, {"rope_type", "default"}};
+    nlohmann::ordered_json rope = {{"rope_theta", float_for_json(c.rope_theta)},
+                                   {"rope_type", c.rope_scaling.type_name()}};
+    if (c.rope_scaling.is_yarn()) {
+      const RopeScaling& s = c.rope_scaling;
+      nlohmann::ordered_json yarn = {
+          {"rope_type", "yarn"},
+          {"factor", float_for_json(s.factor)},
+          {"original_max_position_embeddings", s.original_max_positions},
+          {"beta_fast", float_for_json(s.beta_fast)},
+          {"beta_slow", float_for_json(s.beta_slow)},
+          {"attention_factor", float_for_json(s.attention_factor)},
+          {"truncate", s.truncate}};
+      for (auto& [name, value] : yarn.items())
+        if (name != "rope_type") rope[name] = value;
+      j["rope_scaling"] = yarn;
+    }
+    j["rope_parameters"] = rope;
     j["sliding_window"] = nullptr;
     j["tie_word_embeddings"] = c.tied_embeddings;
     j["use_cache"] = true;

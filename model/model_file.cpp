@@ -15,6 +15,45 @@ namespace polaris {
 
 namespace {
 
+// Words [17, 24): the RoPE scaling (model_file.h).
+constexpr int kRopeWordsBegin = 17, kRopeWordsEnd = 24;
+static_assert(kRopeWordsEnd <= kModelBinTokenizerWord, "the RoPE words and the tokenizer record overlap");
+
+void write_rope_words(int32_t* w, const RopeScaling& s) {
+  if (!s.is_yarn()) return;  // all zero
+  w[17] = int32_t(RopeType::Yarn);
+  w[18] = int32_t(float_bits(s.factor));
+  w[19] = s.original_max_positions;
+  w[20] = int32_t(float_bits(s.beta_fast));
+  w[21] = int32_t(float_bits(s.beta_slow));
+  w[22] = int32_t(float_bits(s.attention_factor));
+  w[23] = s.truncate ? 1 : 0;
+}
+
+RopeScaling read_rope_words(const int32_t* w, const std::string& path) {
+  RopeScaling s;
+  if (w[17] == 0) {
+    for (int i = kRopeWordsBegin; i < kRopeWordsEnd; ++i)
+      if (w[i] != 0)
+        throw Error(path + ": header word " + std::to_string(i) + " is " + std::to_string(w[i]) +
+                    " without RoPE scaling, expected 0 (corrupt or not a model.bin)");
+    return s;
+  }
+  if (w[17] != int32_t(RopeType::Yarn))
+    throw Error(path + ": unknown RoPE scaling type " + std::to_string(w[17]) +
+                " in header word 17 (0 none, 1 yarn)");
+  if (w[23] != 0 && w[23] != 1)
+    throw Error(path + ": YaRN truncate flag must be 0 or 1, got " + std::to_string(w[23]));
+  s.type = RopeType::Yarn;
+  s.factor = bits_float(uint32_t(w[18]));
+  s.original_max_positions = w[19];
+  s.beta_fast = bits_float(uint32_t(w[20]));
+  s.beta_slow = bits_float(uint32_t(w[21]));
+  s.attention_factor = bits_float(uint32_t(w[22]));
+  s.truncate = w[23] == 1;
+  return s;  // its values are checked by ModelConfig::validate
+}
+
 struct Header {
   ModelConfig config;
   bool bf16 = false;
@@ -50,9 +89,8 @@ Header read_header(const std::string& path, FilePtr* f) {
   if (w[12] != 0 && w[12] != 1)
     throw Error(path + ": tied_embeddings flag must be 0 or 1, got " + std::to_string(w[12]));
   h.tokenizer = TokenizerId::from_words(w + kModelBinTokenizerWord, path);
-  for (int i = 17; i < kModelBinHeaderWords; ++i)
-    if ((i < kModelBinTokenizerWord || i >= kModelBinTokenizerWord + TokenizerId::kWords) &&
-        w[i] != 0)
+  for (int i = kModelBinTokenizerWord + TokenizerId::kWords; i < kModelBinHeaderWords; ++i)
+    if (w[i] != 0)
       throw Error(path + ": reserved header word " + std::to_string(i) + " is " +
                   std::to_string(w[i]) + ", expected 0 (corrupt or not a model.bin)");
   ModelConfig& c = h.config;
@@ -68,6 +106,7 @@ Header read_header(const std::string& path, FilePtr* f) {
   c.tied_embeddings = w[12] == 1;
   c.rope_theta = bits_float(uint32_t(w[13]));
   c.norm_eps = bits_float(uint32_t(w[14]));
+  c.rope_scaling = read_rope_words(w, path);
   c.validate(path);  // bounded sizes: the layout below cannot overflow or take long
   h.bf16 = w[3] == 1;
   h.count = uint64_t(uint32_t(w[15])) | (uint64_t(uint32_t(w[16])) << 32);
@@ -115,6 +154,7 @@ void write_model_bin(const std::string& path, const ModelConfig& config,
   w[15] = int32_t(uint32_t(uint64_t(total) & 0xffffffffu));
   w[16] = int32_t(uint32_t(uint64_t(total) >> 32));
   tokenizer.to_words(w + kModelBinTokenizerWord);
+  write_rope_words(w, config.rope_scaling);
 
   AtomicFile out(path);
   out.write(w, sizeof(w));

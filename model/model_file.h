@@ -11,10 +11,16 @@
 //     [10] intermediate_size   [11] max_positions      [12] tied_embeddings (0/1)
 //     [13] rope_theta (fp32 bit pattern)                [14] norm_eps (fp32 bit pattern)
 //     [15] parameter count, low 32 bits                 [16] high 32 bits
-//     [17..23] zero (reserved)
+//     [17] RoPE scaling (0 none, 1 YaRN); for YaRN (all zero otherwise):
+//     [18] factor (fp32 bits)   [19] original_max_positions
+//     [20] beta_fast (fp32 bits)   [21] beta_slow (fp32 bits)
+//     [22] attention_factor (fp32 bits)   [23] truncate (0/1)
 //     [24..32] the tokenizer the model was converted or trained with
 //              (data/tokenizer_id.h; all zero when none was recorded)
 //     [33..255] zero (reserved)
+//   Words 17-32 were reserved (zero) before: older files read as plain RoPE
+//   with no tokenizer record, and an older build refuses a newer file (a
+//   nonzero reserved word) instead of running it unscaled.
 //   then the flat parameters in the layout of model/params.h (build_param_layout
 //   of the header's config): count * 4 bytes (fp32) or count * 2 bytes (bf16,
 //   rounded to nearest even when written, widened exactly when read).

@@ -41,6 +41,8 @@
 #include <cstdint>
 #include <string>
 
+#include "model/rope.h"
+
 namespace polaris {
 
 enum class DType : uint8_t { f32, bf16 };
@@ -245,13 +247,14 @@ class Ops {
                                     CBuf pre, CBuf weight, int N, int IC, int OC);
 
   // ---- rotary position embedding -------------------------------------------
-  // Rotates pairs (x[i], x[i + D/2]) of every head by angle pos * theta^(-2i/D)
-  // (the "rotate_half" convention of Qwen/Llama). out may alias in.
+  // Rotates pairs (x[i], x[i + D/2]) of every head by angle pos * inv_freq_i
+  // (the "rotate_half" convention of Qwen/Llama), inv_freq_i = theta^(-2i/D) or
+  // YaRN's blend, cos/sin times rope.attention_scale (model/rope.h). out may alias in.
   virtual void rope_forward(Buf out, CBuf in, const int32_t* positions, int N, int heads,
-                            int head_dim, float theta) = 0;
+                            int head_dim, const RopeParams& rope) = 0;
   // din = R(pos)^T dout (written; din may alias dout)
   virtual void rope_backward(Buf din, CBuf dout, const int32_t* positions, int N, int heads,
-                             int head_dim, float theta) = 0;
+                             int head_dim, const RopeParams& rope) = 0;
   // Qwen3's per-head q/k RMSNorm then RoPE, reading q and k as column ranges
   // of rows `in_stride` apart (the fused qkv projection) and writing dense
   // q_out [N, H*D], k_out [N, KVH*D]; q_rstd [N*H], k_rstd [N*KVH]:
@@ -261,14 +264,14 @@ class Ops {
   virtual void qk_norm_rope_forward(Buf q_out, Buf k_out, float* q_rstd, float* k_rstd, CBuf q,
                                     CBuf k, int in_stride, CBuf q_weight, CBuf k_weight,
                                     const int32_t* positions, int N, int heads, int kv_heads,
-                                    int head_dim, float eps, float theta) = 0;
+                                    int head_dim, float eps, const RopeParams& rope) = 0;
   // Its backward: dq, dk (rows `in_stride` apart, written) from the gradients
   // of q_out and k_out; dq_weight, dk_weight accumulate.
   virtual void qk_norm_rope_backward(Buf dq, Buf dk, float* dq_weight, float* dk_weight,
                                      CBuf dq_out, CBuf dk_out, CBuf q, CBuf k, int in_stride,
                                      CBuf q_weight, CBuf k_weight, const float* q_rstd,
                                      const float* k_rstd, const int32_t* positions, int N,
-                                     int heads, int kv_heads, int head_dim, float theta) = 0;
+                                     int heads, int kv_heads, int head_dim, const RopeParams& rope) = 0;
 
   // ---- attention ----------------------------------------------------------
   // Causal softmax attention within each document of a row: token t attends

@@ -47,9 +47,9 @@ class Scheduler {
     for (const auto& p : prompts) longest = std::max(longest, int(p.size()));
     // The last sampled token is never fed back, so it needs no position.
     const int full = longest + params.max_new_tokens - 1;
-    require(full <= model.config().max_positions,
+    require(full <= model.config().context_limit(),
             "sampling: prompt plus max new tokens (" + std::to_string(full) +
-                ") exceeds the model's " + std::to_string(model.config().max_positions) +
+                ") exceeds the model's " + std::to_string(model.config().context_limit()) +
                 " positions");
     max_batch_ = std::max(1, params.max_batch);
     share_ = engine.share_prefix && !engine.lockstep && G > 1;

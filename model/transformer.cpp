@@ -354,7 +354,7 @@ void Transformer::qkv_forward(Activations& a, int slot, int layer, const int32_t
   ops_.qk_norm_rope_forward(l.q_rotated, l.k_rotated, l.q_rstd, l.k_rstd, l.qkv,
                             CBuf(l.qkv) + Q, QKV, param(w.q_norm_weight),
                             param(w.k_norm_weight), positions, N, c.num_heads, c.num_kv_heads,
-                            c.head_dim, c.norm_eps, c.rope_theta);
+                            c.head_dim, c.norm_eps, c.rope());
   *q_out = l.q_rotated;
   *k_out = l.k_rotated;
   *q_stride = Q;
@@ -420,7 +420,7 @@ void Transformer::recompute_layer(Activations& a, int li, const int32_t* doc_ids
 
 LossOutputs Transformer::run(const Batch& batch, bool backward, float loss_scale,
                              float* logits_out) {
-  batch.validate(config_.vocab_size, config_.max_positions);
+  batch.validate(config_.vocab_size, config_.context_limit());
   ensure_activations(batch.B, batch.T);
   Activations& a = *acts_;
   const ModelConfig& c = config_;
@@ -559,7 +559,7 @@ LossOutputs Transformer::run(const Batch& batch, bool backward, float loss_scale
                                  grad(w.k_norm_weight), a.d_q_rotated, a.d_k_rotated, l.qkv,
                                  CBuf(l.qkv) + size_t(Q), QKV, param(w.q_norm_weight),
                                  param(w.k_norm_weight), l.q_rstd, l.k_rstd, a.positions, N,
-                                 c.num_heads, c.num_kv_heads, D, c.rope_theta);
+                                 c.num_heads, c.num_kv_heads, D, c.rope());
     } else {
       shape.q_stride = shape.k_stride = QKV;
       ops_.attention_backward(a.d_qkv, a.d_qkv + size_t(Q), dv, a.d_attention, l.qkv,
@@ -623,9 +623,9 @@ std::vector<float> Transformer::cached_forward(KVCache& cache, const std::vector
   const int64_t pool_rows = int64_t(cache.capacity()) * bs;
   for (int i = 0; i < N; ++i) {
     require(tokens[i] >= 0 && tokens[i] < V, "generation: token id out of vocabulary");
-    require(positions[i] >= 0 && positions[i] < c.max_positions,
+    require(positions[i] >= 0 && positions[i] < c.context_limit(),
             "generation: position " + std::to_string(positions[i]) + " is beyond the model's " +
-                std::to_string(c.max_positions) + " positions");
+                std::to_string(c.context_limit()) + " positions");
     require(cache_rows[i] >= 0 && cache_rows[i] < pool_rows, "generation: cache row out of range");
   }
   for (int32_t r : logit_rows) require(r >= 0 && r < N, "generation: logit row out of range");

@@ -74,6 +74,14 @@ void print_config(const std::string& source, const ModelConfig& c, const std::st
   std::printf("intermediate_size  %d\n", c.intermediate_size);
   std::printf("max_positions      %d\n", c.max_positions);
   if (c.is_qwen3()) std::printf("rope_theta         %g\n", double(c.rope_theta));
+  if (c.rope_scaling.is_yarn()) {
+    const RopeScaling& s = c.rope_scaling;
+    std::printf("rope_scaling       yarn factor=%g original_max_positions=%d beta_fast=%g "
+                "beta_slow=%g attention_factor=%g truncate=%d\n",
+                double(s.factor), s.original_max_positions, double(s.beta_fast),
+                double(s.beta_slow), double(s.attention_factor), s.truncate ? 1 : 0);
+    std::printf("context_limit      %d\n", c.context_limit());
+  }
   std::printf("norm_eps           %g\n", double(c.norm_eps));
   std::printf("tied_embeddings    %s\n", c.tied_embeddings ? "true" : "false");
   std::printf("dtype              %s\n", dtype.c_str());

@@ -31,6 +31,15 @@
 //   --keep-correct  every verifier-approved sample as SFT JSONL
 //                   {"prompt", "response"} (plus "system" with --system-prompt), the
 //                   format --mode sft reads (data/sft_dataset.h): best-of-N data
+//
+// --temperature-sweep LO:HI:STEP (src/train/temperature_sweep.h) instead
+// samples every problem K times at each temperature (the same random streams
+// at each) and prints per temperature the accuracy (avg@K) and the diversity
+// (distinct 4-grams across each problem's K completions), then the
+// recommended temperature: the most diverse one whose accuracy is within
+// --sweep-tolerance of the best. --sweep-out FILE gets the same as JSONL:
+// {"temperature", "accuracy", "diversity", "response_len", "samples"} per
+// temperature, then {"recommended_temperature", "tolerance", "rule"}.
 #include <algorithm>
 #include <fstream>
 #include <chrono>
@@ -50,6 +59,7 @@
 #include "src/common/metrics.h"
 #include "src/train/eval_metrics.h"
 #include "src/train/jsonl_environment.h"
+#include "src/train/temperature_sweep.h"
 
 using namespace polaris;
 using json = nlohmann::json;
@@ -79,6 +89,11 @@ const std::vector<FlagSpec> kFlags = {
     {"keep-correct", T::text, "FILE", "", "the verifier-approved answers as SFT JSONL"},
     {"drop-above", T::number, "X", "", "with --kept-problems: the pass-rate cut"},
     {"kept-problems", T::text, "FILE", "", "the --data lines of problems with pass rate <= X"},
+    {"temperature-sweep", T::text, "LO:HI:STEP", "",
+     "instead: accuracy and diversity at each temperature, and the recommended one"},
+    {"sweep-tolerance", T::number, "X", "0.02",
+     "the recommendation: the most diverse temperature within X of the best accuracy"},
+    {"sweep-out", T::text, "FILE", "", "the temperature sweep as JSONL"},
     {"backend", T::text, "auto|cpu|cuda", "auto", "the ops"},
 };
 
@@ -141,6 +156,82 @@ struct Sample {
   std::string text;
 };
 
+// P problems x K answers with `sp`, scored and decoded, progress on stderr.
+// Sample j of problem p is sequence p*K + j everywhere: the random stream too.
+// Whole problems per call: the K samples of a problem share its prompt's
+// KV-cache blocks (generate_groups); --batch sequences decode at once.
+std::vector<Sample> sample_problems(Transformer& model, JsonlEnvironment& env,
+                                    const SamplingParams& sp, size_t P, int K, int batch) {
+  const size_t total = P * size_t(K);
+  std::vector<Sample> samples(total);
+  const auto start = Clock::now();
+  size_t generated_tokens = 0;
+  const size_t chunk = std::max<size_t>(1, size_t(batch) / size_t(K)) * size_t(K);
+  for (size_t begin = 0; begin < total; begin += chunk) {
+    const size_t end = std::min(total, begin + chunk);
+    std::vector<std::vector<int32_t>> prompts;
+    for (size_t p = begin / K; p < end / K; ++p) prompts.push_back(env.prompt(Split::Train, p));
+    std::vector<Completion> done = generate_groups(model, prompts, K, sp, /*first_index=*/begin);
+    for (size_t s = begin; s < end; ++s) {
+      Sample& sample = samples[s];
+      sample.completion = std::move(done[s - begin]);
+      generated_tokens += sample.completion.tokens.size();
+      sample.score = env.score(Split::Train, s / K, sample.completion.tokens);
+      sample.text = env.decode(sample.completion.tokens);
+    }
+    const double elapsed = seconds_since(start);
+    const double rate = double(end) / std::max(elapsed, 1e-9);
+    std::fprintf(stderr, "eval: %zu/%zu problems, %.1f samples/s, %.0f tokens/s, ETA %s\n",
+                 end / K, P, rate, double(generated_tokens) / std::max(elapsed, 1e-9),
+                 format_duration(double(total - end) / std::max(rate, 1e-9)).c_str());
+  }
+  return samples;
+}
+
+// --temperature-sweep: accuracy and diversity of P problems x K samples at
+// each temperature (sp's other settings), the table on stdout, JSONL in `out`.
+void temperature_sweep(Transformer& model, JsonlEnvironment& env, SamplingParams sp, size_t P,
+                       int K, int batch, const std::vector<double>& temperatures,
+                       double tolerance, AtomicFile* out) {
+  std::vector<SweepPoint> points;
+  std::printf("temperature  accuracy  diversity  response_len\n");
+  for (double t : temperatures) {
+    sp.temperature = float(t);
+    const std::vector<Sample> samples = sample_problems(model, env, sp, P, K, batch);
+    double correct = 0, length = 0;
+    for (const Sample& sample : samples) {
+      correct += sample.score.correct ? 1 : 0;
+      length += double(sample.completion.tokens.size());
+    }
+    const double total = double(samples.size());
+    double diversity = 0;
+    for (size_t p = 0; p < P; ++p) {
+      std::vector<std::vector<int32_t>> group;
+      for (int j = 0; j < K; ++j) group.push_back(samples[p * K + size_t(j)].completion.tokens);
+      diversity += distinct_ngram_ratio(group, kSweepNgram);
+    }
+    SweepPoint point{t, correct / total, diversity / double(P)};
+    points.push_back(point);
+    std::printf("%-11.4g  %-8.4f  %-9.4f  %.1f\n", t, point.accuracy, point.diversity,
+                length / total);
+    std::fflush(stdout);
+    if (out)
+      out->line({{"temperature", t},
+                 {"accuracy", point.accuracy},
+                 {"diversity", point.diversity},
+                 {"response_len", length / total},
+                 {"samples", samples.size()}});
+  }
+  const SweepPoint& pick = points[recommend_temperature(points, tolerance)];
+  std::printf("recommended temperature %g (accuracy %.4f, diversity %.4f: the most diverse "
+              "within %g of the best accuracy)\n",
+              pick.temperature, pick.accuracy, pick.diversity, tolerance);
+  if (out)
+    out->line({{"recommended_temperature", pick.temperature},
+               {"tolerance", tolerance},
+               {"rule", "highest diversity with accuracy >= best - tolerance"}});
+}
+
 int run(int argc, char** argv) {
   if (wants_help(argc, argv)) {
     std::fputs(usage().c_str(), stdout);
@@ -179,6 +270,20 @@ int run(int argc, char** argv) {
           "the remaining problems go to)");
   const double drop_above = flags.has("drop-above") ? flags.number("drop-above") : 1.0;
   require(drop_above >= 0 && drop_above <= 1, "flag --drop-above must be in [0, 1]");
+  std::vector<double> sweep;  // --temperature-sweep: its temperatures
+  if (flags.has("temperature-sweep")) {
+    sweep = parse_temperature_sweep("temperature-sweep", flags.text("temperature-sweep"));
+    for (const char* other : {"temperature", "out", "pass-rates", "keep-correct", "drop-above"})
+      require(!flags.has(other), std::string("flag --") + other +
+                                     " does not apply to --temperature-sweep");
+  } else {
+    for (const char* sweep_only : {"sweep-tolerance", "sweep-out"})
+      require(!flags.has(sweep_only),
+              std::string("flag --") + sweep_only + " needs --temperature-sweep");
+  }
+  const double sweep_tolerance = flags.number("sweep-tolerance");
+  require(sweep_tolerance >= 0 && sweep_tolerance <= 1, "flag --sweep-tolerance must be in [0, 1]");
+  const std::string sweep_out_path = flags.text("sweep-out");
 
   // Open the outputs first: a bad path fails before any sampling.
   std::unique_ptr<AtomicFile> out_file, rates_file, keep_file, kept_problems_file;
@@ -187,6 +292,8 @@ int run(int argc, char** argv) {
   if (!keep_path.empty()) keep_file = std::make_unique<AtomicFile>(keep_path);
   if (!kept_problems_path.empty())
     kept_problems_file = std::make_unique<AtomicFile>(kept_problems_path);
+  std::unique_ptr<AtomicFile> sweep_file;
+  if (!sweep_out_path.empty()) sweep_file = std::make_unique<AtomicFile>(sweep_out_path);
 
   std::unique_ptr<Ops> ops = make_ops(flags.text("backend"));
   Tokenizer tokenizer = Tokenizer::load(tokenizer_path);
@@ -209,10 +316,10 @@ int run(int argc, char** argv) {
                           std::to_string(id) + " is outside the model's vocabulary of " +
                           std::to_string(V) + " (" + tokenizer_path + " does not match " +
                           model_path + ")");
-    require(int(ids.size()) + max_response <= config.max_positions,
+    require(int(ids.size()) + max_response <= config.context_limit(),
             data_path + ":" + std::to_string(line) + ": prompt of " + std::to_string(ids.size()) +
                 " tokens plus --max-response " + std::to_string(max_response) +
-                " exceeds the model's " + std::to_string(config.max_positions) + " positions");
+                " exceeds the model's " + std::to_string(config.context_limit()) + " positions");
   }
   Transformer model(config, *ops);
   model.set_params(loaded.params);
@@ -243,33 +350,21 @@ int run(int argc, char** argv) {
               model_path.c_str(), data_path.c_str(), P, K, temperature, top_p, max_response,
               config.describe().c_str());
   std::fflush(stdout);
-
-  // Sample j of problem p is sequence p*K + j everywhere: the random stream too.
-  const size_t total = P * size_t(K);
-  std::vector<Sample> samples(total);
-  const auto start = Clock::now();
-  size_t generated_tokens = 0;
-  // Whole problems per call: the K samples of a problem share its prompt's
-  // KV-cache blocks (generate_groups); --batch sequences decode at once.
-  const size_t chunk = std::max<size_t>(1, size_t(batch) / size_t(K)) * size_t(K);
-  for (size_t begin = 0; begin < total; begin += chunk) {
-    const size_t end = std::min(total, begin + chunk);
-    std::vector<std::vector<int32_t>> prompts;
-    for (size_t p = begin / K; p < end / K; ++p) prompts.push_back(env.prompt(Split::Train, p));
-    std::vector<Completion> done = generate_groups(model, prompts, K, sp, /*first_index=*/begin);
-    for (size_t s = begin; s < end; ++s) {
-      Sample& sample = samples[s];
-      sample.completion = std::move(done[s - begin]);
-      generated_tokens += sample.completion.tokens.size();
-      sample.score = env.score(Split::Train, s / K, sample.completion.tokens);
-      sample.text = env.decode(sample.completion.tokens);
+  if (!sweep.empty()) {
+    temperature_sweep(model, env, sp, P, K, batch, sweep, sweep_tolerance, sweep_file.get());
+    if (sweep_file) {
+      sweep_file->close();
+      sweep_file->rename();
+      std::printf("wrote %s (%zu temperatures)\n", sweep_out_path.c_str(), sweep.size());
     }
-    const double elapsed = seconds_since(start);
-    const double rate = double(end) / std::max(elapsed, 1e-9);
-    std::fprintf(stderr, "eval: %zu/%zu problems, %.1f samples/s, %.0f tokens/s, ETA %s\n",
-                 end / K, P, rate, double(generated_tokens) / std::max(elapsed, 1e-9),
-                 format_duration(double(total - end) / std::max(rate, 1e-9)).c_str());
+    return 0;
   }
+
+  const size_t total = P * size_t(K);
+  const auto start = Clock::now();
+  std::vector<Sample> samples = sample_problems(model, env, sp, P, K, batch);
+  size_t generated_tokens = 0;
+  for (const Sample& sample : samples) generated_tokens += sample.completion.tokens.size();
   const double elapsed = seconds_since(start);
 
   // Metrics and per-problem records.

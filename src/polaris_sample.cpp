@@ -138,10 +138,10 @@ int sample(const Flags& flags) {
     };
   }
   // The last sampled token is never fed back, hence the - 1 (as in the sampler).
-  require(prompt.size() + size_t(params.max_new_tokens) - 1 <= size_t(loaded.config.max_positions),
+  require(prompt.size() + size_t(params.max_new_tokens) - 1 <= size_t(loaded.config.context_limit()),
           "--max-new-tokens " + std::to_string(params.max_new_tokens) + ": the prompt (" +
               std::to_string(prompt.size()) + " tokens) plus that many, less one, exceeds the "
-              "model's " + std::to_string(loaded.config.max_positions) + " positions");
+              "model's " + std::to_string(loaded.config.context_limit()) + " positions");
   const int samples = flags.count("samples");
   require(samples <= 4096, "--samples must be in 1..4096");
 

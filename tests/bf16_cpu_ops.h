@@ -120,31 +120,31 @@ class Bf16CpuOps : public Ops {
     cpu_.matmul_backward(s.out(din), dw, db, s.in(dout), s.in(in), s.in(w), N, IC, OC);
   }
   void rope_forward(Buf out, CBuf in, const int32_t* pos, int N, int heads, int D,
-                    float theta) override {
+                    const RopeParams& rope) override {
     Scope s(*this);
-    cpu_.rope_forward(s.out(out), s.in(in), pos, N, heads, D, theta);
+    cpu_.rope_forward(s.out(out), s.in(in), pos, N, heads, D, rope);
   }
   void rope_backward(Buf din, CBuf dout, const int32_t* pos, int N, int heads, int D,
-                     float theta) override {
+                     const RopeParams& rope) override {
     Scope s(*this);
-    cpu_.rope_backward(s.out(din), s.in(dout), pos, N, heads, D, theta);
+    cpu_.rope_backward(s.out(din), s.in(dout), pos, N, heads, D, rope);
   }
   void qk_norm_rope_forward(Buf q_out, Buf k_out, float* q_rstd, float* k_rstd, CBuf q, CBuf k,
                             int in_stride, CBuf qw, CBuf kw, const int32_t* pos, int N, int heads,
-                            int kv_heads, int D, float eps, float theta) override {
+                            int kv_heads, int D, float eps, const RopeParams& rope) override {
     Scope s(*this);
     cpu_.qk_norm_rope_forward(s.out(q_out), s.out(k_out), q_rstd, k_rstd, s.in(q), s.in(k),
                               in_stride, s.in(qw), s.in(kw), pos, N, heads, kv_heads, D, eps,
-                              theta);
+                              rope);
   }
   void qk_norm_rope_backward(Buf dq, Buf dk, float* dqw, float* dkw, CBuf dq_out, CBuf dk_out,
                              CBuf q, CBuf k, int in_stride, CBuf qw, CBuf kw, const float* q_rstd,
                              const float* k_rstd, const int32_t* pos, int N, int heads,
-                             int kv_heads, int D, float theta) override {
+                             int kv_heads, int D, const RopeParams& rope) override {
     Scope s(*this);
     cpu_.qk_norm_rope_backward(s.out(dq), s.out(dk), dqw, dkw, s.in(dq_out), s.in(dk_out),
                                s.in(q), s.in(k), in_stride, s.in(qw), s.in(kw), q_rstd, k_rstd,
-                               pos, N, heads, kv_heads, D, theta);
+                               pos, N, heads, kv_heads, D, rope);
   }
   void attention_forward(Buf out, float* lse, CBuf q, CBuf k, CBuf v, const int32_t* doc_ids,
                          const AttentionShape& shape) override {

@@ -110,6 +110,7 @@ TEST(Checkpoint, RoundTripIsBitExact) {
   EXPECT_EQ(r.config.tied_embeddings, c.config.tied_embeddings);
   EXPECT_EQ(r.config.rope_theta, c.config.rope_theta);
   EXPECT_EQ(r.config.norm_eps, c.config.norm_eps);
+  EXPECT_FALSE(r.config.rope_scaling.is_yarn());
   EXPECT_TRUE(bits_equal(r.params, c.params));
   ASSERT_EQ(r.optimizer.size(), 2u);
   for (size_t i = 0; i < 2; ++i) {
@@ -124,6 +125,24 @@ TEST(Checkpoint, RoundTripIsBitExact) {
   ASSERT_EQ(r.extra_tensors.size(), 2u);
   EXPECT_TRUE(bits_equal(r.extra_tensors.at("reference_params"), c.extra_tensors.at("reference_params")));
   EXPECT_TRUE(r.extra_tensors.at("empty").empty());
+}
+
+// A YaRN model's scaling survives a checkpoint (a run trained or RL-tuned
+// with it resumes with it).
+TEST(Checkpoint, YarnRoundTrip) {
+  TempDir dir("polaris_ckpt");
+  Checkpoint c = sample_checkpoint();
+  c.config.rope_scaling.type = RopeType::Yarn;
+  c.config.rope_scaling.factor = 2.5f;
+  c.config.rope_scaling.original_max_positions = 100;
+  c.config.rope_scaling.beta_fast = 16.f;
+  c.config.rope_scaling.beta_slow = 0.5f;
+  c.config.rope_scaling.attention_factor = 1.09f;
+  c.config.rope_scaling.truncate = false;
+  write_checkpoint(dir.path, 3, c, 3);
+  const Checkpoint r = read_checkpoint(latest_checkpoint(dir.path));
+  EXPECT_TRUE(r.config.rope_scaling == c.config.rope_scaling);
+  EXPECT_TRUE(bits_equal(r.params, c.params));
 }
 
 TEST(Checkpoint, GptTwoAndNoOptimizerRoundTrip) {

@@ -141,6 +141,56 @@ GrpoOptions options_with(float clip_low, float clip_high, float kl = 0.f) {
   return o;
 }
 
+// ---------------------------------------------------------------------------
+// In-batch substitution (Polaris's dynamic sampling)
+
+// Kept when informative groups are MORE than a third of the batch.
+TEST(InBatchSubstitution, KeepsStepAboveOneThirdInformative) {
+  EXPECT_FALSE(substitution_keeps_step(0, 8));
+  EXPECT_FALSE(substitution_keeps_step(2, 8));
+  EXPECT_TRUE(substitution_keeps_step(3, 8));   // 3/8 > 1/3
+  EXPECT_FALSE(substitution_keeps_step(3, 9));  // exactly a third: skipped
+  EXPECT_TRUE(substitution_keeps_step(4, 9));
+  EXPECT_TRUE(substitution_keeps_step(9, 9));
+}
+
+// Groups of 2; informative groups 1 and 4 of 6. Informative groups stay put;
+// the four uninformative ones become copies of 1 and 4, each copied twice
+// (spread evenly); the same seed gives the same plan, and some other seed a
+// different order of copies.
+TEST(InBatchSubstitution, CopiesInformativeGroupsEvenlyAndDeterministically) {
+  const std::vector<double> rewards = {0, 0, 1, 0, 1, 1, 0, 0, 0, 1, 1, 1};
+  const std::vector<int> plan = substitution_sources(rewards, 2, 7);
+  ASSERT_EQ(plan.size(), 6u);
+  EXPECT_EQ(plan[1], 1);
+  EXPECT_EQ(plan[4], 4);
+  int copies[6] = {0};
+  for (int g : {0, 2, 3, 5}) {
+    ASSERT_TRUE(plan[size_t(g)] == 1 || plan[size_t(g)] == 4) << "group " << g << " -> " << plan[size_t(g)];
+    ++copies[plan[size_t(g)]];
+  }
+  EXPECT_EQ(copies[1], 2);
+  EXPECT_EQ(copies[4], 2);
+  EXPECT_EQ(substitution_sources(rewards, 2, 7), plan);
+  bool other_order = false;
+  for (uint64_t seed = 0; seed < 32 && !other_order; ++seed)
+    other_order = substitution_sources(rewards, 2, seed)[0] != plan[0];
+  EXPECT_TRUE(other_order) << "the seed does not change which copy goes where";
+  // Uneven counts: 5 uninformative over 2 informative -> copied 3 and 2 times.
+  const std::vector<double> r7 = {0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 1, 0, 0};
+  const std::vector<int> p7 = substitution_sources(r7, 2, 3);
+  EXPECT_EQ(std::count(p7.begin(), p7.end(), 2) + std::count(p7.begin(), p7.end(), 5), 7);
+  const auto twos = std::count(p7.begin(), p7.end(), 2);
+  EXPECT_TRUE(twos == 3 || twos == 4) << twos;  // itself plus 2 or 3 copies
+}
+
+// Nothing informative: every group -1 (dropped). All informative: identity.
+TEST(InBatchSubstitution, NoneOrAllInformative) {
+  EXPECT_EQ(substitution_sources({1, 1, 0, 0, 2, 2}, 2, 1), (std::vector<int>{-1, -1, -1}));
+  EXPECT_EQ(substitution_sources({1, 0, 0, 1, 2, 1}, 2, 1), (std::vector<int>{0, 1, 2}));
+  EXPECT_THROW(substitution_sources({1, 0, 0}, 2, 1), Error);
+}
+
 TEST(PolicyTokenTerms, DefaultBoundsAreAsymmetric) {
   GrpoOptions o = GrpoOptions::defaults();
   EXPECT_FLOAT_EQ(o.clip_low, 0.2f);
@@ -576,7 +626,7 @@ TEST(GrpoOptions, Defaults) {
   EXPECT_FLOAT_EQ(o.clip_low, 0.2f);
   EXPECT_FLOAT_EQ(o.clip_high, 0.28f);
   EXPECT_TRUE(o.std_normalize);
-  EXPECT_FALSE(o.dynamic_sampling);
+  EXPECT_EQ(o.dynamic_sampling, DynamicSampling::Off);
   EXPECT_DOUBLE_EQ(o.temperature.at(0), 1.0);
   EXPECT_DOUBLE_EQ(o.max_response.at(0), 256);
 }
@@ -590,9 +640,13 @@ TEST(GrpoOptions, ParsesFlags) {
   EXPECT_FLOAT_EQ(o.clip_high, 0.3f);
   EXPECT_FLOAT_EQ(o.kl_coef, 0.02f);
   EXPECT_FALSE(o.std_normalize);
-  EXPECT_TRUE(o.dynamic_sampling);
+  EXPECT_EQ(o.dynamic_sampling, DynamicSampling::Refill);
   EXPECT_DOUBLE_EQ(o.temperature.at(10), 1.2);
   EXPECT_DOUBLE_EQ(o.max_response.at(3), 16);
+  EXPECT_EQ(options_from({"--dynamic-sampling-mode", "substitute"}).dynamic_sampling,
+            DynamicSampling::Substitute);
+  EXPECT_EQ(options_from({"--dynamic-sampling-mode", "refill", "--max-refills", "2"}).dynamic_sampling,
+            DynamicSampling::Refill);
 }
 
 TEST(GrpoOptions, Errors) {
@@ -612,6 +666,9 @@ TEST(GrpoOptions, Errors) {
       {{"--temperature-schedule", "garbage"}, "--temperature-schedule"},
       {{"--max-response", "0"}, "--max-response"},
       {{"--max-response-schedule", "0:0"}, "--max-response"},
+      {{"--dynamic-sampling-mode", "sometimes"}, "--dynamic-sampling-mode"},
+      {{"--dynamic-sampling-mode", "substitute", "--max-refills", "2"}, "--max-refills"},
+      {{"--max-refills", "2"}, "--max-refills"},
   };
   for (const Case& c : cases) {
     const std::string message = error_of([&] { options_from(c.args); });

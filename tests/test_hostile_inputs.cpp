@@ -372,6 +372,7 @@ TEST(HostileStructure, StateJsonTypeAndRanges) {
       {"{\"loop\": {\"data_epoch\": -1}}", "\"loop.data_epoch\" must be an integer"},
       {"{\"loop\": {\"data_cursor\": -7}}", "\"loop.data_cursor\" must be an integer"},
       {"{\"loop\": {\"rows_taken\": 1e300}}", "\"loop.rows_taken\" must be an integer"},
+      {"{\"loop\": {\"prompts_taken\": -3}}", "\"loop.prompts_taken\" must be an integer"},
       {"{\"loop\": {\"ranks\": [0, -1, 2]}}", "\"loop.ranks\" holds -1"},
       {"{\"loop\": {\"ranks\": {}}}", "\"loop.ranks\" must be an array"},
   };

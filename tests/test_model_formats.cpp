@@ -359,6 +359,85 @@ TEST(ModelBin, HeaderWordsAreAsDocumented) {
   for (int i = 17; i < 256; ++i) EXPECT_EQ(w[size_t(i)], 0);
 }
 
+// YaRN in model.bin: words 17-23 as documented, read back exactly; a bf16
+// file keeps it too.
+TEST(ModelBin, YarnRoundTrip) {
+  TempDir tmp("polaris_formats");
+  ModelConfig c = tiny("qwen3-tiny");
+  c.rope_scaling.type = RopeType::Yarn;
+  c.rope_scaling.factor = 4.f;
+  c.rope_scaling.original_max_positions = 64;
+  c.rope_scaling.beta_fast = 30.f;
+  c.rope_scaling.beta_slow = 1.5f;
+  c.rope_scaling.attention_factor = 1.1386294f;
+  c.rope_scaling.truncate = false;
+  const std::vector<float> p = random_params(c, 5);
+  for (bool bf16 : {false, true}) {
+    write_model_bin(tmp / "m.bin", c, p, bf16);
+    LoadedModel m = read_model_bin(tmp / "m.bin");
+    EXPECT_TRUE(m.config.rope_scaling == c.rope_scaling) << "bf16 " << bf16;
+    EXPECT_EQ(m.config.context_limit(), 256);
+    EXPECT_TRUE(read_model_bin_config(tmp / "m.bin").rope_scaling == c.rope_scaling);
+  }
+  std::vector<uint8_t> raw = file_bytes(tmp / "m.bin");
+  std::vector<int32_t> w(256);
+  std::memcpy(w.data(), raw.data(), 1024);
+  EXPECT_EQ(w[17], 1);
+  EXPECT_EQ(uint32_t(w[18]), float_bits(4.f));
+  EXPECT_EQ(w[19], 64);
+  EXPECT_EQ(uint32_t(w[20]), float_bits(30.f));
+  EXPECT_EQ(uint32_t(w[21]), float_bits(1.5f));
+  EXPECT_EQ(uint32_t(w[22]), float_bits(1.1386294f));
+  EXPECT_EQ(w[23], 0);
+  for (int i = 24; i < 256; ++i) EXPECT_EQ(w[size_t(i)], 0);
+
+  // Corrupt YaRN words are errors naming the file and what is wrong.
+  auto with_word = [&](int i, int32_t v) {
+    std::vector<uint8_t> b = raw;
+    std::memcpy(b.data() + 4 * i, &v, 4);
+    write_bytes(tmp / "bad.bin", b);
+  };
+  with_word(17, 2);
+  EXPECT_ERROR(read_model_bin(tmp / "bad.bin"), "bad.bin: unknown RoPE scaling type 2");
+  with_word(18, int32_t(float_bits(-1.f)));
+  EXPECT_ERROR(read_model_bin(tmp / "bad.bin"), "bad.bin: rope_scaling.factor must be a positive");
+  with_word(23, 7);
+  EXPECT_ERROR(read_model_bin(tmp / "bad.bin"), "bad.bin: YaRN truncate flag must be 0 or 1");
+  with_word(17, 0);  // no scaling, yet its words are set
+  EXPECT_ERROR(read_model_bin(tmp / "bad.bin"), "bad.bin: header word 18", "without RoPE scaling");
+  // GPT-2 has no RoPE to scale.
+  ModelConfig g = tiny("gpt2-tiny");
+  g.rope_scaling = c.rope_scaling;
+  EXPECT_ERROR(write_model_bin(tmp / "g.bin", g, random_params(g, 1), false),
+               "g.bin: rope_scaling: GPT-2 has no RoPE to scale");
+  EXPECT_FALSE(fs::exists(tmp / "g.bin"));
+}
+
+// A model.bin written before YaRN existed (header built here word by word in
+// that layout: words 17..255 zero) loads as plain RoPE, parameters intact.
+TEST(ModelBin, PreYarnFileStillLoads) {
+  TempDir tmp("polaris_formats");
+  const ModelConfig c = tiny("qwen3-tiny");
+  const std::vector<float> p = random_params(c, 9);
+  std::vector<int32_t> w(256, 0);
+  const int32_t words[] = {20240601, 2, 2, 0, c.vocab_size, c.hidden_size, c.num_layers,
+                           c.num_heads, c.num_kv_heads, c.head_dim, c.intermediate_size,
+                           c.max_positions, c.tied_embeddings ? 1 : 0};
+  std::copy(std::begin(words), std::end(words), w.begin());
+  w[13] = int32_t(float_bits(c.rope_theta));
+  w[14] = int32_t(float_bits(c.norm_eps));
+  w[15] = int32_t(uint32_t(p.size()));
+  std::vector<uint8_t> bytes(1024 + 4 * p.size());
+  std::memcpy(bytes.data(), w.data(), 1024);
+  std::memcpy(bytes.data() + 1024, p.data(), 4 * p.size());
+  write_bytes(tmp / "old.bin", bytes);
+  LoadedModel m = read_model_bin(tmp / "old.bin");
+  EXPECT_FALSE(m.config.rope_scaling.is_yarn());
+  EXPECT_EQ(m.config.context_limit(), c.max_positions);
+  EXPECT_EQ(m.config.describe(), c.describe());
+  EXPECT_EQ(m.params, p);
+}
+
 TEST(ModelBin, Bf16RoundTripWithinRounding) {
   TempDir tmp("polaris_formats");
   ModelConfig c = tiny("qwen3-tiny");
@@ -750,10 +829,124 @@ TEST(HfImport, RopeThetaTopLevelOrRopeParameters) {
     j["rope_scaling"] = nullptr;
   });
   EXPECT_EQ(read_hf_config(tmp / "h/config.json").rope_theta, 10000.f);  // Qwen3Config default
+}
+
+// YaRN in config.json, both spellings: transformers 4.x's top-level
+// rope_scaling ("type" or "rope_type") and 5.x's rope_parameters. Defaults as
+// transformers: original context = max_position_embeddings, beta 32 / 1,
+// truncate, attention factor 0.1 ln(factor) + 1, or mscale / mscale_all_dim.
+TEST(HfImport, YarnImportedWithTransformersDefaults) {
+  TempDir tmp("polaris_formats");
+  copy_hf_dir(kQwenHf, tmp / "h", FileDType::F32, false);
+  const std::string cfg = tmp / "h/config.json";
   edit_config(tmp / "h", [](nlohmann::json& j) {
-    j["rope_parameters"] = {{"rope_theta", 1e6}, {"rope_type", "yarn"}, {"factor", 4.0}};
+    j["rope_scaling"] = {{"type", "yarn"}, {"factor", 4.0}, {"original_max_position_embeddings", 64}};
   });
-  EXPECT_ERROR(read_hf_config(tmp / "h/config.json"), "config.json", "yarn");
+  ModelConfig c = read_hf_config(cfg);
+  EXPECT_TRUE(c.rope_scaling.is_yarn());
+  EXPECT_EQ(c.rope_theta, 1e6f);  // still from rope_parameters
+  EXPECT_EQ(c.rope_scaling.factor, 4.f);
+  EXPECT_EQ(c.rope_scaling.original_max_positions, 64);
+  EXPECT_EQ(c.rope_scaling.beta_fast, 32.f);
+  EXPECT_EQ(c.rope_scaling.beta_slow, 1.f);
+  EXPECT_TRUE(c.rope_scaling.truncate);
+  EXPECT_FLOAT_EQ(c.rope_scaling.attention_factor, float(0.1 * std::log(4.0) + 1.0));
+  EXPECT_EQ(c.context_limit(), 256);  // max(256, 64 * 4)
+  edit_config(tmp / "h", [](nlohmann::json& j) {
+    j.erase("rope_scaling");
+    j["rope_parameters"] = {{"rope_theta", 5e5}, {"rope_type", "yarn"}, {"factor", 8.0},
+                            {"beta_fast", 16}, {"beta_slow", 2}, {"truncate", false},
+                            {"mscale", 0.707}, {"mscale_all_dim", 1.0}};
+  });
+  c = read_hf_config(cfg);
+  EXPECT_EQ(c.rope_theta, 5e5f);
+  EXPECT_EQ(c.rope_scaling.original_max_positions, 256);  // max_position_embeddings
+  EXPECT_EQ(c.rope_scaling.beta_fast, 16.f);
+  EXPECT_EQ(c.rope_scaling.beta_slow, 2.f);
+  EXPECT_FALSE(c.rope_scaling.truncate);
+  EXPECT_FLOAT_EQ(c.rope_scaling.attention_factor,
+                  float((0.1 * 0.707 * std::log(8.0) + 1) / (0.1 * std::log(8.0) + 1)));
+  EXPECT_EQ(c.context_limit(), 2048);  // 256 * 8: generation may run this far
+  edit_config(tmp / "h", [](nlohmann::json& j) {
+    j["rope_parameters"]["attention_factor"] = 1.25;
+  });
+  EXPECT_EQ(read_hf_config(cfg).rope_scaling.attention_factor, 1.25f);  // given: used as is
+}
+
+// Export writes YaRN back in both spellings with the resolved attention
+// factor; importing that gives the same config; the tensors are untouched.
+TEST(HfImport, YarnExportImportRoundTrip) {
+  TempDir tmp("polaris_formats");
+  LoadedModel m = read_hf_dir(kQwenHf);
+  m.config.rope_scaling.type = RopeType::Yarn;
+  m.config.rope_scaling.factor = 4.f;
+  m.config.rope_scaling.original_max_positions = 128;
+  m.config.rope_scaling.beta_fast = 24.f;
+  m.config.rope_scaling.attention_factor = 1.1f;
+  m.config.rope_scaling.truncate = false;
+  write_hf_dir(tmp / "out", m.config, m.params, FileDType::F32);
+  const nlohmann::json j = nlohmann::json::parse(read_text(tmp / "out/config.json"));
+  EXPECT_EQ(j["rope_parameters"]["rope_type"], "yarn");
+  EXPECT_EQ(j["rope_scaling"]["rope_type"], "yarn");
+  EXPECT_EQ(j["rope_scaling"]["factor"], 4.0);
+  EXPECT_EQ(j["rope_scaling"]["original_max_position_embeddings"], 128);
+  EXPECT_EQ(j["rope_parameters"]["attention_factor"], 1.1);
+  EXPECT_EQ(j["rope_parameters"]["truncate"], false);
+  LoadedModel back = read_hf_dir(tmp / "out");
+  EXPECT_TRUE(back.config.rope_scaling == m.config.rope_scaling);
+  EXPECT_EQ(back.config.rope_theta, m.config.rope_theta);
+  EXPECT_EQ(back.params, m.params);
+  // Plain RoPE exports no rope_scaling at all (as before YaRN).
+  write_hf_dir(tmp / "plain", read_hf_dir(kQwenHf).config, m.params, FileDType::F32);
+  const nlohmann::json p = nlohmann::json::parse(read_text(tmp / "plain/config.json"));
+  EXPECT_FALSE(p.contains("rope_scaling"));
+  EXPECT_EQ(p["rope_parameters"]["rope_type"], "default");
+}
+
+// A bad rope_scaling is one error naming config.json and the field.
+TEST(HfImport, BadRopeScalingNamesTheField) {
+  TempDir tmp("polaris_formats");
+  copy_hf_dir(kQwenHf, tmp / "h", FileDType::F32, false);
+  const std::string cfg = tmp / "h/config.json";
+  struct Bad {
+    nlohmann::json rope;
+    std::string want;
+  };
+  const Bad bad[] = {
+      {{{"rope_type", "linear"}, {"factor", 2.0}},
+       "config.json: field \"rope_scaling.rope_type\" 'linear' is not supported (default, yarn)"},
+      {{{"rope_type", "yarn"}}, "config.json: missing field \"rope_scaling.factor\""},
+      {{{"rope_type", "yarn"}, {"factor", 0.0}},
+       "config.json: rope_scaling.factor must be a positive number"},
+      {{{"rope_type", "yarn"}, {"factor", -2.0}},
+       "config.json: rope_scaling.factor must be a positive number"},
+      {{{"rope_type", "yarn"}, {"factor", "4"}},
+       "config.json: field \"rope_scaling.factor\" must be a number"},
+      {{{"rope_type", "yarn"}, {"factor", 4.0}, {"original_max_position_embeddings", 0}},
+       "config.json: rope_scaling.original_max_position_embeddings must be positive"},
+      {{{"rope_type", "yarn"}, {"factor", 4.0}, {"original_max_position_embeddings", 1.5}},
+       "config.json: field \"rope_scaling.original_max_position_embeddings\" must be an integer"},
+      {{{"rope_type", "yarn"}, {"factor", 4.0}, {"beta_fast", 1}, {"beta_slow", 2}},
+       "config.json: rope_scaling.beta_fast (1.000000) must be greater than beta_slow"},
+      {{{"rope_type", "yarn"}, {"factor", 4.0}, {"attention_factor", -1}},
+       "config.json: rope_scaling.attention_factor must be a positive number"},
+      {{{"rope_type", "yarn"}, {"factor", 4.0}, {"truncate", 1}},
+       "config.json: field \"rope_scaling.truncate\" must be true or false"},
+      {nlohmann::json::array({1, 2}), "config.json: field \"rope_scaling\" must be an object"},
+  };
+  for (const Bad& b : bad) {
+    edit_config(tmp / "h", [&](nlohmann::json& j) { j["rope_scaling"] = b.rope; });
+    EXPECT_ERROR(read_hf_config(cfg), b.want);
+  }
+  // The same under rope_parameters names that key.
+  edit_config(tmp / "h", [](nlohmann::json& j) {
+    j.erase("rope_scaling");
+    j["rope_parameters"] = {{"rope_type", "yarn"}, {"factor", 0.0}};
+  });
+  EXPECT_ERROR(read_hf_config(cfg), "config.json: rope_parameters.factor must be a positive number");
+  // Negative control: a good one reads.
+  edit_config(tmp / "h", [](nlohmann::json& j) { j["rope_parameters"]["factor"] = 2.0; });
+  EXPECT_TRUE(read_hf_config(cfg).rope_scaling.is_yarn());
 }
 
 TEST(HfImport, ConfigDefaultsAndErrors) {

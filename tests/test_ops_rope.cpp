@@ -1,7 +1,8 @@
 // CudaOps RoPE and Qwen3's fused q/k RMSNorm + RoPE (cuda/rope.cu) against
 // the CPU reference:
 //   - rope_forward / rope_backward for N in {1, 9, 130} x heads 1..4 x
-//     head_dim in {8, 64, 128}, positions up to 4000, theta 1e4 and 1e6;
+//     head_dim in {8, 64, 128}, positions up to 4000, theta 1e4 and 1e6, and
+//     YaRN (factor 4 over 1024 positions: per-pair frequencies, scaled cos/sin);
 //     separate output and in place (out == in, din == dout); din is WRITTEN
 //     (the GPU's is poisoned first);
 //   - qk_norm_rope_forward: q and k read as column ranges of a fused
@@ -11,7 +12,7 @@
 //     columns must stay untouched), dq_weight / dk_weight ACCUMULATED onto
 //     nonzero values, the same rstd on both sides; null weight gradients; a
 //     second GPU run is bitwise identical (the weight gradients reduce in a
-//     fixed order).
+//     fixed order); with plain RoPE and with YaRN.
 //
 // Inputs are bf16-exact (random_vector), so both backends see the same values
 // and a difference is the op's own: the GPU computes in fp32 and rounds each
@@ -20,11 +21,13 @@
 // The last section ("CPU reference") tests CpuOps alone and runs without a
 // GPU: against direct formulas, central differences and compositions of
 // other ops (tests/cpu_op_checks.h).
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <string>
 #include <vector>
 
+#include "model/ops/cpu_common.h"
 #include "tests/cpu_op_checks.h"
 #include "tests/ops_compare.h"
 
@@ -69,9 +72,36 @@ constexpr double kRstdAtol = 1e-7, kRstdRtol = 1e-5;  // fp32 vs fp32, ~1e-6 apa
 // in the worst case (typically 1e-6); atol 1e-4.
 constexpr double kQkDinAtol = 1e-4;
 
-std::string rope_shape(int N, int heads, int D, float theta) {
+RopeParams plain_rope(float theta) { return rope_params(theta, RopeScaling(), 2); }
+
+// YaRN as Qwen3 configs use it (factor 4), over a 1024-position original
+// context so the test's positions (up to 4000) run past it.
+RopeScaling yarn_scaling(float factor, int original) {
+  RopeScaling s;
+  s.type = RopeType::Yarn;
+  s.factor = factor;
+  s.original_max_positions = original;
+  s.attention_factor = float(yarn_mscale(factor));
+  return s;
+}
+RopeParams yarn_rope(int D) { return rope_params(1e6f, yarn_scaling(4.f, 1024), D); }
+
+// Plain theta 1e4, plain theta 1e6, YaRN, chosen by `which` (mod 3).
+RopeParams test_rope(int which, int D) {
+  switch (which % 3) {
+    case 0: return plain_rope(1e4f);
+    case 1: return plain_rope(1e6f);
+    default: return yarn_rope(D);
+  }
+}
+
+std::string rope_name(const RopeParams& rope) {
+  return std::string(rope.yarn ? " yarn" : "") + " theta=" + std::to_string((long long)rope.theta);
+}
+
+std::string rope_shape(int N, int heads, int D, const RopeParams& rope) {
   return "N=" + std::to_string(N) + " heads=" + std::to_string(heads) +
-         " head_dim=" + std::to_string(D) + " theta=" + std::to_string((long long)theta);
+         " head_dim=" + std::to_string(D) + rope_name(rope);
 }
 
 TEST(OpsRope, ForwardBackwardMatchCpu) {
@@ -80,8 +110,8 @@ TEST(OpsRope, ForwardBackwardMatchCpu) {
   for (int N : kNs)
     for (int heads = 1; heads <= 4; ++heads)
       for (int D : kHeadDims) {
-        const float theta = (N + heads) % 2 ? 1e6f : 1e4f;
-        const std::string shape = rope_shape(N, heads, D, theta);
+        const RopeParams rope = test_rope(N + heads, D);
+        const std::string shape = rope_shape(N, heads, D, rope);
         const uint32_t seed = uint32_t(N * 1009 + heads * 101 + D);
         const size_t n = size_t(N) * heads * D;
         const Vec x = random_vector(n, seed);
@@ -92,8 +122,8 @@ TEST(OpsRope, ForwardBackwardMatchCpu) {
         DeviceInts cpos(cpu, pos);
         DeviceBuffer cx(cpu, x, DType::f32), cd(cpu, dout, DType::f32);
         DeviceBuffer cout_(cpu, n, DType::f32), cdin(cpu, n, DType::f32);
-        cpu.rope_forward(cout_, cx, cpos, N, heads, D, theta);
-        cpu.rope_backward(cdin, cd, cpos, N, heads, D, theta);
+        cpu.rope_forward(cout_, cx, cpos, N, heads, D, rope);
+        cpu.rope_backward(cdin, cd, cpos, N, heads, D, rope);
         const Vec want_out = cout_.download(), want_din = cdin.download();
 
         DeviceInts gpos(*gpu, pos);
@@ -101,14 +131,14 @@ TEST(OpsRope, ForwardBackwardMatchCpu) {
         DeviceBuffer gout(*gpu, n, DType::bf16), gdin(*gpu, n, DType::bf16);
         gout.poison();
         gdin.poison();
-        gpu->rope_forward(gout, gx, gpos, N, heads, D, theta);
-        gpu->rope_backward(gdin, gd, gpos, N, heads, D, theta);
+        gpu->rope_forward(gout, gx, gpos, N, heads, D, rope);
+        gpu->rope_backward(gdin, gd, gpos, N, heads, D, rope);
         expect_close("rope_forward", shape, gout.download(), want_out, kRopeAtol, kBf16Rtol);
         expect_close("rope_backward", shape, gdin.download(), want_din, kRopeAtol, kBf16Rtol);
 
         // In place: out == in, din == dout.
-        gpu->rope_forward(gx, gx, gpos, N, heads, D, theta);
-        gpu->rope_backward(gd, gd, gpos, N, heads, D, theta);
+        gpu->rope_forward(gx, gx, gpos, N, heads, D, rope);
+        gpu->rope_backward(gd, gd, gpos, N, heads, D, rope);
         expect_close("rope_forward in place", shape, gx.download(), want_out, kRopeAtol,
                      kBf16Rtol);
         expect_close("rope_backward in place", shape, gd.download(), want_din, kRopeAtol,
@@ -140,11 +170,11 @@ Vec columns(const Vec& fused, int N, int stride, int col0, int width) {
 TEST(OpsRope, QkNormRopeForwardMatchesCpu) {
   POLARIS_GPU_OPS_OR_SKIP(gpu);
   CpuOps cpu;
-  const float theta = 1e6f;
   for (int N : kNs)
     for (QkHeads h : kQkHeads)
       for (int D : kHeadDims) {
-        const std::string shape = qk_shape(N, h, D);
+        const RopeParams rope = test_rope(N + h.H + h.KVH, D);
+        const std::string shape = qk_shape(N, h, D) + rope_name(rope);
         const uint32_t seed = uint32_t(N * 7919 + h.H * 131 + h.KVH * 17 + D);
         const int stride = (h.H + 2 * h.KVH) * D;
         const size_t nq = size_t(N) * h.H * D, nk = size_t(N) * h.KVH * D;
@@ -159,7 +189,7 @@ TEST(OpsRope, QkNormRopeForwardMatchesCpu) {
         DeviceBuffer cq(cpu, nq, DType::f32), ck(cpu, nk, DType::f32);
         DeviceBuffer cqr(cpu, size_t(N) * h.H, DType::f32), ckr(cpu, size_t(N) * h.KVH, DType::f32);
         cpu.qk_norm_rope_forward(cq, ck, cqr.f32(), ckr.f32(), cqkv.buf, cqkv.buf + size_t(h.H) * D,
-                                 stride, cqw, ckw, cpos, N, h.H, h.KVH, D, kEps, theta);
+                                 stride, cqw, ckw, cpos, N, h.H, h.KVH, D, kEps, rope);
 
         DeviceInts gpos(*gpu, pos);
         DeviceBuffer gqkv(*gpu, qkv, DType::bf16), gqw(*gpu, qw, DType::bf16),
@@ -172,7 +202,7 @@ TEST(OpsRope, QkNormRopeForwardMatchesCpu) {
         gkr.poison();
         gpu->qk_norm_rope_forward(gq, gk, gqr.f32(), gkr.f32(), gqkv.buf,
                                   gqkv.buf + size_t(h.H) * D, stride, gqw, gkw, gpos, N, h.H,
-                                  h.KVH, D, kEps, theta);
+                                  h.KVH, D, kEps, rope);
 
         expect_close("qk_norm_rope_forward q_out", shape, gq.download(), cq.download(),
                      kQkOutAtol, kBf16Rtol);
@@ -188,11 +218,11 @@ TEST(OpsRope, QkNormRopeForwardMatchesCpu) {
 TEST(OpsRope, QkNormRopeBackwardMatchesCpu) {
   POLARIS_GPU_OPS_OR_SKIP(gpu);
   CpuOps cpu;
-  const float theta = 1e6f;
   for (int N : kNs)
     for (QkHeads h : kQkHeads)
       for (int D : kHeadDims) {
-        const std::string shape = qk_shape(N, h, D);
+        const RopeParams rope = test_rope(N + h.H + h.KVH, D);
+        const std::string shape = qk_shape(N, h, D) + rope_name(rope);
         const uint32_t seed = uint32_t(N * 6007 + h.H * 113 + h.KVH * 29 + D);
         const int stride = (h.H + 2 * h.KVH) * D;
         const size_t nq = size_t(N) * h.H * D, nk = size_t(N) * h.KVH * D;
@@ -211,7 +241,7 @@ TEST(OpsRope, QkNormRopeBackwardMatchesCpu) {
         DeviceBuffer cq(cpu, nq, DType::f32), ck(cpu, nk, DType::f32);
         DeviceBuffer cqr(cpu, size_t(N) * h.H, DType::f32), ckr(cpu, size_t(N) * h.KVH, DType::f32);
         cpu.qk_norm_rope_forward(cq, ck, cqr.f32(), ckr.f32(), cqkv.buf, cqkv.buf + size_t(h.H) * D,
-                                 stride, cqw, ckw, cpos, N, h.H, h.KVH, D, kEps, theta);
+                                 stride, cqw, ckw, cpos, N, h.H, h.KVH, D, kEps, rope);
         const Vec q_rstd = cqr.download(), k_rstd = ckr.download();
 
         DeviceBuffer cdq_out(cpu, dq_out, DType::f32), cdk_out(cpu, dk_out, DType::f32);
@@ -219,7 +249,7 @@ TEST(OpsRope, QkNormRopeBackwardMatchesCpu) {
         DeviceBuffer cdqw(cpu, dqw0, DType::f32), cdkw(cpu, dkw0, DType::f32);
         cpu.qk_norm_rope_backward(cdqkv.buf, cdqkv.buf + size_t(h.H) * D, cdqw.f32(), cdkw.f32(),
                                   cdq_out, cdk_out, cqkv.buf, cqkv.buf + size_t(h.H) * D, stride,
-                                  cqw, ckw, cqr.f32(), ckr.f32(), cpos, N, h.H, h.KVH, D, theta);
+                                  cqw, ckw, cqr.f32(), ckr.f32(), cpos, N, h.H, h.KVH, D, rope);
         const Vec want_dqkv = cdqkv.download();
 
         DeviceInts gpos(*gpu, pos);
@@ -237,7 +267,7 @@ TEST(OpsRope, QkNormRopeBackwardMatchesCpu) {
                                      weights ? gdqw.f32() : nullptr,
                                      weights ? gdkw.f32() : nullptr, gdq_out, gdk_out, gqkv.buf,
                                      gqkv.buf + size_t(h.H) * D, stride, gqw, gkw, gqr.f32(),
-                                     gkr.f32(), gpos, N, h.H, h.KVH, D, theta);
+                                     gkr.f32(), gpos, N, h.H, h.KVH, D, rope);
         };
         run(true);
         const Vec got_dqkv = gdqkv.download(), got_dqw = gdqw.download(),
@@ -304,7 +334,7 @@ TEST(CpuRope, ForwardMatchesRotation) {
   const float theta = 10000.f;
   IVec pos = {0, 1, 7, 100, 4000};
   Vec x = randn(N * H * D, 1), out(N * H * D);
-  ops.rope_forward(out.data(), x.data(), pos.data(), N, H, D, theta);
+  ops.rope_forward(out.data(), x.data(), pos.data(), N, H, D, plain_rope(theta));
   for (int n = 0; n < N; n++)
     for (int h = 0; h < H; h++)
       for (int i = 0; i < D / 2; i++) {
@@ -319,7 +349,7 @@ TEST(CpuRope, ForwardMatchesRotation) {
       }
   // in place
   Vec y = x;
-  ops.rope_forward(y.data(), y.data(), pos.data(), N, H, D, theta);
+  ops.rope_forward(y.data(), y.data(), pos.data(), N, H, D, plain_rope(theta));
   EXPECT_TRUE(bitwise_equal(y, out));
 }
 
@@ -327,18 +357,108 @@ TEST(CpuRope, Backward) {
   CpuOps ops;
   const int N = 4, H = 2, D = 8;
   IVec pos = {3, 0, 11, 5};
-  Vec x = randn(N * H * D, 1), dout = randn(N * H * D, 2), out(N * H * D);
-  auto L = [&] {
-    ops.rope_forward(out.data(), x.data(), pos.data(), N, H, D, 1e6f);
-    return dot(out, dout);
+  for (const RopeParams& rope : {plain_rope(1e6f), rope_params(1e4f, yarn_scaling(4.f, 8), D)}) {
+    SCOPED_TRACE(rope_name(rope));
+    Vec x = randn(N * H * D, 1), dout = randn(N * H * D, 2), out(N * H * D);
+    auto L = [&] {
+      ops.rope_forward(out.data(), x.data(), pos.data(), N, H, D, rope);
+      return dot(out, dout);
+    };
+    Vec dx(N * H * D);
+    ops.rope_backward(dx.data(), dout.data(), pos.data(), N, H, D, rope);
+    expect_grad("rope din", x, dx, L);
+    Vec dx2 = dx;
+    ops.rope_backward(dx2.data(), dout.data(), pos.data(), N, H, D, rope);
+    expect_written("rope din", dx, dx2);
+    ops.rope_backward(nullptr, dout.data(), pos.data(), N, H, D, rope);  // skipped
+  }
+}
+
+// YaRN against its formula, written out here in double from the paper's
+// definitions (not through model/rope.cpp): per pair i of D,
+//   p_i = theta^(2i/D); d(r) = D ln(L / (2 pi r)) / (2 ln theta)
+//   low = max(floor(d(beta_fast)), 0), high = min(ceil(d(beta_slow)), D - 1)
+//   ramp = clamp((i - low) / (high - low), 0, 1)
+//   inv_freq_i = ramp / (s p_i) + (1 - ramp) / p_i;  mscale = 0.1 ln s + 1.
+// The op's cos/sin tables at position 1 give inv_freq_i = atan2(sin, cos) and
+// mscale = hypot(sin, cos); at position 3000 (past L) the rotation itself is
+// checked. Qwen3-0.6B's shape (D = 128, theta 1e6) with Qwen's YaRN setting
+// (factor 4 over 32768): low = 23, high = 40, so pair 0 keeps its frequency and
+// pair 63 is divided by 4 (a plain-RoPE op would fail both checks).
+TEST(CpuRope, YarnMatchesFormula) {
+  struct Case {
+    int D;
+    double theta, factor;
+    int L;
+    bool truncate;
+    int expect_low, expect_high;  // -1: not checked
   };
-  Vec dx(N * H * D);
-  ops.rope_backward(dx.data(), dout.data(), pos.data(), N, H, D, 1e6f);
-  expect_grad("rope din", x, dx, L);
-  Vec dx2 = dx;
-  ops.rope_backward(dx2.data(), dout.data(), pos.data(), N, H, D, 1e6f);
-  expect_written("rope din", dx, dx2);
-  ops.rope_backward(nullptr, dout.data(), pos.data(), N, H, D, 1e6f);  // skipped
+  const Case cases[] = {{128, 1e6, 4.0, 32768, true, 23, 40},
+                        {64, 1e4, 8.0, 2048, true, -1, -1},
+                        {64, 1e4, 2.5, 4096, false, -1, -1}};
+  const double pi = 3.14159265358979323846;
+  for (const Case& c : cases) {
+    const std::string name = "D=" + std::to_string(c.D) + " factor=" + std::to_string(c.factor);
+    RopeScaling s = yarn_scaling(float(c.factor), c.L);
+    s.truncate = c.truncate;
+    const RopeParams rope = rope_params(float(c.theta), s, c.D);
+    auto dim = [&](double r) { return c.D * std::log(c.L / (2 * pi * r)) / (2 * std::log(c.theta)); };
+    double low = dim(32), high = dim(1);
+    if (c.truncate) low = std::floor(low), high = std::ceil(high);
+    low = std::max(low, 0.0);
+    high = std::min(high, double(c.D - 1));
+    if (c.expect_low >= 0) {
+      EXPECT_EQ(low, c.expect_low) << name;
+      EXPECT_EQ(high, c.expect_high) << name;
+    }
+    const double mscale = 0.1 * std::log(c.factor) + 1.0;
+    const int half = c.D / 2;
+    std::vector<double> want(half);
+    for (int i = 0; i < half; ++i) {
+      const double p = std::pow(c.theta, 2.0 * i / c.D);
+      const double ramp = std::min(1.0, std::max(0.0, (i - low) / (high - low)));
+      want[i] = ramp / (c.factor * p) + (1 - ramp) / p;
+    }
+    Vec cs(half), sn(half);
+    cpu::rope_tables(cs.data(), sn.data(), 1, c.D, rope);
+    for (int i = 0; i < half; ++i) {
+      EXPECT_NEAR(std::atan2(sn[i], cs[i]), want[i], 1e-6 * want[i] + 1e-9) << name << " pair " << i;
+      EXPECT_NEAR(std::hypot(sn[i], cs[i]), mscale, 1e-6) << name << " pair " << i;
+    }
+    if (c.expect_low >= 0) {  // the anchors named above
+      EXPECT_NEAR(std::atan2(sn[0], cs[0]), 1.0, 3e-7) << name;
+      EXPECT_NEAR(std::atan2(sn[half - 1], cs[half - 1]),
+                  std::pow(c.theta, -2.0 * (half - 1) / c.D) / c.factor, 1e-12) << name;
+    }
+    // The rotation at a position past L, one head.
+    CpuOps ops;
+    const int pos = 3000;
+    const Vec x = randn(c.D, 7);
+    Vec out(c.D);
+    ops.rope_forward(out.data(), x.data(), &pos, 1, 1, c.D, rope);
+    for (int i = 0; i < half; ++i) {
+      const double a = pos * want[i];
+      const double e1 = mscale * (x[i] * std::cos(a) - x[i + half] * std::sin(a));
+      const double e2 = mscale * (x[i + half] * std::cos(a) + x[i] * std::sin(a));
+      const double tol = 1e-5 + 4e-7 * pos;  // fp32 angles, as transformers computes them
+      EXPECT_NEAR(out[i], e1, tol) << name << " pair " << i;
+      EXPECT_NEAR(out[i + half], e2, tol) << name << " pair " << i;
+    }
+  }
+  // Plain RoPE is YaRN's negative control: same theta, unscaled, unit scale.
+  Vec cs(64), sn(64);
+  cpu::rope_tables(cs.data(), sn.data(), 1, 128, plain_rope(1e6f));
+  EXPECT_NEAR(std::hypot(sn[63], cs[63]), 1.0, 1e-6);
+  EXPECT_NEAR(std::atan2(sn[63], cs[63]), std::pow(1e6, -126.0 / 128), 1e-12);
+}
+
+// transformers' default attention factors: mscale(s) = 0.1 ln s + 1 (1 for
+// s <= 1), and the mscale / mscale_all_dim ratio DeepSeek-style configs use.
+TEST(CpuRope, YarnMscale) {
+  EXPECT_DOUBLE_EQ(yarn_mscale(4.0), 0.1 * std::log(4.0) + 1.0);
+  EXPECT_DOUBLE_EQ(yarn_mscale(1.0), 1.0);
+  EXPECT_DOUBLE_EQ(yarn_mscale(0.5), 1.0);
+  EXPECT_DOUBLE_EQ(yarn_mscale(40.0, 0.707), 0.1 * 0.707 * std::log(40.0) + 1.0);
 }
 
 // out == in (rope_forward) and din == dout (rope_backward): the same bits as
@@ -347,16 +467,17 @@ TEST(CpuRope, InPlace) {
   CpuOps ops;
   const int N = 5, H = 3, D = 16;
   IVec pos = {0, 1, 7, 100, 4000};
-  for (float theta : {1e4f, 1e6f}) {
+  for (int which = 0; which < 3; ++which) {
+    const RopeParams rope = test_rope(which, D);
     const Vec x = randn(N * H * D, 1), dout = randn(N * H * D, 2);
     Vec out(N * H * D), din(N * H * D);
-    ops.rope_forward(out.data(), x.data(), pos.data(), N, H, D, theta);
-    ops.rope_backward(din.data(), dout.data(), pos.data(), N, H, D, theta);
+    ops.rope_forward(out.data(), x.data(), pos.data(), N, H, D, rope);
+    ops.rope_backward(din.data(), dout.data(), pos.data(), N, H, D, rope);
     Vec y = x, g = dout;
-    ops.rope_forward(y.data(), y.data(), pos.data(), N, H, D, theta);
-    ops.rope_backward(g.data(), g.data(), pos.data(), N, H, D, theta);
-    EXPECT_TRUE(bitwise_equal(y, out)) << "rope_forward in place, theta " << theta;
-    EXPECT_TRUE(bitwise_equal(g, din)) << "rope_backward in place, theta " << theta;
+    ops.rope_forward(y.data(), y.data(), pos.data(), N, H, D, rope);
+    ops.rope_backward(g.data(), g.data(), pos.data(), N, H, D, rope);
+    EXPECT_TRUE(bitwise_equal(y, out)) << "rope_forward in place" << rope_name(rope);
+    EXPECT_TRUE(bitwise_equal(g, din)) << "rope_backward in place" << rope_name(rope);
   }
 }
 
@@ -379,8 +500,9 @@ Vec qk_norm_weight(int D, uint32_t seed) {
 // q (k) columns; the rstds likewise; null rstds change nothing else.
 TEST(CpuRope, QkNormRopeForwardEqualsComposition) {
   CpuOps ops;
-  const float eps = 1e-6f, theta = 1e6f;
+  const float eps = 1e-6f;
   for (const CpuQkCase& c : kCpuQkCases) {
+    const RopeParams rope = c.D == 16 ? rope_params(1e6f, yarn_scaling(4.f, 64), c.D) : plain_rope(1e6f);
     const int N = c.N, H = c.H, KVH = c.KVH, D = c.D;
     const int stride = (H + 2 * KVH) * D, qcols = H * D, kcols = KVH * D;
     const std::string shape = qk_shape(N, {H, KVH}, D);
@@ -391,21 +513,21 @@ TEST(CpuRope, QkNormRopeForwardEqualsComposition) {
     Vec q_out(N * qcols, nan), k_out(N * kcols, nan), q_rstd(N * H, nan), k_rstd(N * KVH, nan);
     ops.qk_norm_rope_forward(q_out.data(), k_out.data(), q_rstd.data(), k_rstd.data(), qkv.data(),
                              qkv.data() + qcols, stride, qw.data(), kw.data(), pos.data(), N, H,
-                             KVH, D, eps, theta);
+                             KVH, D, eps, rope);
     for (int which = 0; which < 2; ++which) {
       const int heads = which ? KVH : H;
       const Vec x = columns(qkv, N, stride, which ? qcols : 0, heads * D);
       Vec normed(x.size()), want(x.size()), rstd(size_t(N) * heads);
       ops.rmsnorm_forward(normed.data(), rstd.data(), x.data(), (which ? kw : qw).data(),
                           N * heads, D, eps);
-      ops.rope_forward(want.data(), normed.data(), pos.data(), N, heads, D, theta);
+      ops.rope_forward(want.data(), normed.data(), pos.data(), N, heads, D, rope);
       EXPECT_TRUE(bitwise_equal(which ? k_out : q_out, want)) << (which ? "k_out " : "q_out ") << shape;
       EXPECT_TRUE(bitwise_equal(which ? k_rstd : q_rstd, rstd)) << (which ? "k_rstd " : "q_rstd ") << shape;
     }
     Vec q_out2(N * qcols, nan), k_out2(N * kcols, nan);
     ops.qk_norm_rope_forward(q_out2.data(), k_out2.data(), nullptr, nullptr, qkv.data(),
                              qkv.data() + qcols, stride, qw.data(), kw.data(), pos.data(), N, H,
-                             KVH, D, eps, theta);
+                             KVH, D, eps, rope);
     EXPECT_TRUE(bitwise_equal(q_out2, q_out)) << "q_out without rstd " << shape;
     EXPECT_TRUE(bitwise_equal(k_out2, k_out)) << "k_out without rstd " << shape;
   }
@@ -417,8 +539,9 @@ TEST(CpuRope, QkNormRopeForwardEqualsComposition) {
 // against central differences too, and ACCUMULATING; null gradients skipped.
 TEST(CpuRope, QkNormRopeBackward) {
   CpuOps ops;
-  const float eps = 1e-6f, theta = 1e4f;
+  const float eps = 1e-6f;
   for (const CpuQkCase& c : kCpuQkCases) {
+    const RopeParams rope = c.D == 16 ? rope_params(1e4f, yarn_scaling(8.f, 32), c.D) : plain_rope(1e4f);
     const int N = c.N, H = c.H, KVH = c.KVH, D = c.D;
     const int stride = (H + 2 * KVH) * D, qcols = H * D, kcols = KVH * D;
     const std::string shape = qk_shape(N, {H, KVH}, D);
@@ -430,7 +553,7 @@ TEST(CpuRope, QkNormRopeBackward) {
     auto L = [&] {
       ops.qk_norm_rope_forward(q_out.data(), k_out.data(), q_rstd.data(), k_rstd.data(),
                                qkv.data(), qkv.data() + qcols, stride, qw.data(), kw.data(),
-                               pos.data(), N, H, KVH, D, eps, theta);
+                               pos.data(), N, H, KVH, D, eps, rope);
       return dot(q_out, dq_out) + dot(k_out, dk_out);
     };
     // dq = dqkv[:, 0:qcols], dk = dqkv[:, qcols:qcols+kcols] (null: skipped)
@@ -438,7 +561,7 @@ TEST(CpuRope, QkNormRopeBackward) {
       ops.qk_norm_rope_backward(dqkv, dqkv ? dqkv + qcols : nullptr, dq_weight, dk_weight,
                                 dq_out.data(), dk_out.data(), qkv.data(), qkv.data() + qcols,
                                 stride, qw.data(), kw.data(), q_rstd.data(), k_rstd.data(),
-                                pos.data(), N, H, KVH, D, theta);
+                                pos.data(), N, H, KVH, D, rope);
     };
     L();
     const float kPrefill = 7.f;  // written: gone from the q/k columns, kept in the v columns

@@ -14,6 +14,7 @@
 #include "src/common/error.h"
 #include "src/train/eval_metrics.h"
 #include "src/train/jsonl_environment.h"
+#include "src/train/temperature_sweep.h"
 #include "tests/test_util.h"
 
 using namespace polaris;
@@ -247,3 +248,47 @@ TEST(EvalMetrics, MajorityAnswer) {
   EXPECT_EQ(majority_index({"", ""}), -1);
   EXPECT_EQ(majority_index({}), -1);
 }
+
+// ---------------------------------------------------------------------------
+// Temperature sweep (src/train/temperature_sweep.h)
+
+namespace polaris {
+namespace {
+
+TEST(TemperatureSweep, ParsesInclusiveRanges) {
+  const std::vector<double> t = parse_temperature_sweep("temperature-sweep", "1.4:1.6:0.05");
+  ASSERT_EQ(t.size(), 5u);  // 1.4, 1.45, 1.5, 1.55, 1.6 despite 0.05's rounding
+  EXPECT_DOUBLE_EQ(t.front(), 1.4);
+  EXPECT_NEAR(t.back(), 1.6, 1e-12);
+  EXPECT_EQ(parse_temperature_sweep("temperature-sweep", "0.7:0.7:0.1"), std::vector<double>{0.7});
+  EXPECT_EQ(parse_temperature_sweep("temperature-sweep", "0:1:0.4").size(), 3u);  // 0, 0.4, 0.8
+  for (const char* bad : {"", "1.4", "1.4:1.6", "1.6:1.4:0.05", "1.4:1.6:0", "1.4:1.6:-1",
+                          "a:1:0.1", "1:2:0.1x", "-1:1:0.5", "0:10:0.001"})
+    EXPECT_ERROR(parse_temperature_sweep("temperature-sweep", bad), "--temperature-sweep");
+}
+
+// |distinct n-grams| / |n-grams| pooled over the group's completions.
+TEST(TemperatureSweep, DistinctNgramRatio) {
+  const std::vector<int32_t> a = {1, 2, 3, 4, 5}, b = {9, 8, 7, 6, 5};
+  EXPECT_DOUBLE_EQ(distinct_ngram_ratio({a, a, a, a}, 4), 2.0 / 8.0);  // identical: 1/K
+  EXPECT_DOUBLE_EQ(distinct_ngram_ratio({a, b}, 4), 1.0);              // nothing shared
+  EXPECT_DOUBLE_EQ(distinct_ngram_ratio({a, {1, 2, 3, 4, 9}}, 4), 3.0 / 4.0);
+  EXPECT_DOUBLE_EQ(distinct_ngram_ratio({{1, 1, 1, 1, 1, 1}}, 4), 1.0 / 3.0);  // repeats within one
+  EXPECT_DOUBLE_EQ(distinct_ngram_ratio({{1, 2}, {3}}, 4), 0.0);  // none long enough
+  EXPECT_DOUBLE_EQ(distinct_ngram_ratio({a, {1, 2}}, 4), 1.0);    // short ones add nothing
+}
+
+// The most diverse temperature within the tolerance of the best accuracy.
+TEST(TemperatureSweep, RecommendsMostDiverseWithinTolerance) {
+  const std::vector<SweepPoint> points = {
+      {1.40, 0.50, 0.30}, {1.45, 0.52, 0.35}, {1.50, 0.51, 0.40}, {1.55, 0.45, 0.50}};
+  EXPECT_EQ(recommend_temperature(points, 0.02), 2u);  // 1.55 loses 0.07 accuracy
+  EXPECT_EQ(recommend_temperature(points, 0.10), 3u);  // now it is within tolerance
+  EXPECT_EQ(recommend_temperature(points, 0.0), 1u);   // only the best itself
+  const std::vector<SweepPoint> tie = {{1.0, 0.5, 0.4}, {1.1, 0.5, 0.4}};
+  EXPECT_EQ(recommend_temperature(tie, 0.0), 0u);  // ties: the lower temperature
+  EXPECT_THROW(recommend_temperature({}, 0.1), Error);
+}
+
+}  // namespace
+}  // namespace polaris

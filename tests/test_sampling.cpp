@@ -4,7 +4,8 @@
 //     whole vocabulary by (logit desc, id asc), cut, walk) for the same draw,
 //     on many random rows (V up to 151936; ties, -inf and NaN entries,
 //     extreme temperatures, top_k 1..V, top_p tiny..1, min_p);
-//   - frequencies (chi-square) against softmax with the cuts applied;
+//   - frequencies (chi-square) against softmax with the cuts applied, and a
+//     negative control: draws from a neighbouring distribution fail it;
 //   - the previous double-precision sampler picks the same token on all but
 //     a rounding sliver of draws;
 //   - greedy = argmax with the lowest id on ties; logprob = temperature-1
@@ -393,6 +394,28 @@ TEST(SamplingFrequencies, FollowCutSoftmax) {
       EXPECT_LT(chi, chi_bound(dof)) << "V " << row->size() << " T " << c.T << " k " << c.top_k
                                      << " p " << c.top_p << " min_p " << c.min_p;
     }
+  }
+}
+
+// Negative control: the same test rejects draws from a neighbouring
+// distribution (another temperature, another cut) against the expected one,
+// so passing above means something.
+TEST(SamplingFrequencies, NegativeControlRejectsAWrongDistribution) {
+  const std::vector<float> row = random_row(2000, Shape::normal, 2.f, 31);
+  struct Case {
+    float drawn_T, expected_T, drawn_min_p, expected_min_p;
+  };
+  uint64_t stream = 500;
+  for (const Case& c : {Case{1.f, 0.85f, 0.f, 0.f}, Case{1.f, 1.2f, 0.f, 0.f},
+                        Case{1.f, 1.f, 0.3f, 0.05f}}) {
+    SamplingParams sp;
+    sp.temperature = c.drawn_T;
+    sp.min_p = c.drawn_min_p;
+    const auto wrong = cut_softmax(row, c.expected_T, 0, 1.0, c.expected_min_p);
+    const auto [chi, dof] = chi_square(row, sp, wrong, 20000, ++stream);
+    EXPECT_GT(chi, chi_bound(dof)) << "drawn T " << c.drawn_T << " min_p " << c.drawn_min_p
+                                   << " against T " << c.expected_T << " min_p "
+                                   << c.expected_min_p;
   }
 }
 

@@ -174,6 +174,15 @@ TEST(TransformerGradients, Qwen3UntiedSingleKvHead) {
   run_grad_check(qwen3_config(23, 16, 2, 4, 1, 8, 20, false), true, 3);
 }
 
+TEST(TransformerGradients, Qwen3Yarn) {
+  ModelConfig c = qwen3_config(23, 16, 2, 4, 2, 6, 24, true);
+  c.rope_scaling.type = RopeType::Yarn;
+  c.rope_scaling.factor = 4.f;
+  c.rope_scaling.original_max_positions = 4;
+  c.rope_scaling.attention_factor = float(yarn_mscale(4.0));
+  run_grad_check(c, false, 5);
+}
+
 TEST(TransformerGradients, Qwen3UntiedKvHeadsEqualHeads) {
   run_grad_check(qwen3_config(23, 16, 2, 2, 2, 4, 24, false), false, 4);
 }
@@ -490,8 +499,20 @@ void check_decode(const ModelConfig& config) {
   EXPECT_THROW(model.decode(*cache, {1}, {1}, {r}, {&t}), Error);  // table ends at position 0
   EXPECT_THROW(model.decode(*cache, {1}, {0}, {-1}, {&t}), Error);
   EXPECT_THROW(model.decode(*cache, {1, 2}, {0}, {r}, {&t}), Error);
-  EXPECT_THROW(model.prefill(*cache, {1}, {config.max_positions}, {0}, {r}, {0}), Error);
+  EXPECT_THROW(model.prefill(*cache, {1}, {config.context_limit()}, {0}, {r}, {0}), Error);
   EXPECT_THROW(model.prefill(*cache, {1}, {0}, {0}, {r}, {1}), Error);
+}
+
+// `c` with YaRN: factor 8 over a 4-position original context, and
+// max_positions 4, so the test sequences (up to 7 tokens) run past the
+// trained length as Polaris's long generations do (context_limit 32).
+ModelConfig with_yarn(ModelConfig c) {
+  c.max_positions = 4;
+  c.rope_scaling.type = RopeType::Yarn;
+  c.rope_scaling.factor = 8.f;
+  c.rope_scaling.original_max_positions = 4;
+  c.rope_scaling.attention_factor = float(yarn_mscale(8.0));
+  return c;
 }
 
 }  // namespace
@@ -499,6 +520,21 @@ void check_decode(const ModelConfig& config) {
 TEST(TransformerDecode, MatchesForwardLogitsQwen3) {
   check_decode(qwen3_config(23, 16, 2, 4, 2, 6, 24, false));
   check_decode(qwen3_config(23, 16, 2, 4, 1, 8, 20, true));
+}
+
+// Decoding past max_positions with YaRN: the KV cache's rotated keys equal
+// the full forward's, and positions beyond the scaled context are refused.
+TEST(TransformerDecode, MatchesForwardLogitsQwen3Yarn) {
+  const ModelConfig c = with_yarn(qwen3_config(23, 16, 2, 4, 2, 6, 24, false));
+  ASSERT_EQ(c.context_limit(), 32);
+  check_decode(c);
+  // Without YaRN the same 7-token sequence is beyond the model's 4 positions.
+  ModelConfig plain = c;
+  plain.rope_scaling = RopeScaling();
+  CpuOps ops;
+  Transformer model(plain, ops);
+  model.set_params(random_params(model, 41));
+  EXPECT_ERROR(logits_of(model, {1, 5, 9, 2, 22, 7, 7}), "beyond the model's 4 positions");
 }
 
 TEST(TransformerDecode, MatchesForwardLogitsGpt2) { check_decode(gpt2_config(23, 16, 2, 4)); }

@@ -3,6 +3,8 @@
 #pragma once
 #include <cstddef>
 
+#include "model/rope.h"
+
 namespace polaris {
 namespace cpu {
 
@@ -24,8 +26,9 @@ float rmsnorm_row(float* out, const float* x, const float* weight, int C, float 
 // din += rstd * (g - x * rstd^2 * mean(g * x)), g = dout * weight (one row).
 void rmsnorm_row_backward(float* din, const float* dout, const float* x, const float* weight,
                           float rstd, int C);
-// RoPE cos/sin of position `pos` for the D/2 frequencies (fp32, as HF).
-void rope_tables(float* cosv, float* sinv, int pos, int D, float theta);
+// RoPE cos/sin of position `pos` for the D/2 frequencies, times the
+// attention scale (fp32, as HF).
+void rope_tables(float* cosv, float* sinv, int pos, int D, const RopeParams& rope);
 // Rotates one head of D values (out may alias in); `inverse` applies R^T.
 void rope_row(float* out, const float* in, const float* cosv, const float* sinv, int D,
               bool inverse);

@@ -9,21 +9,23 @@
 namespace polaris {
 
 // For every head of row n (position p = positions[n]) and i < D/2:
-//   inv_freq_i = 1 / theta^(2i/D),  angle = p * inv_freq_i,  c = cos(angle), s = sin(angle)
+//   inv_freq_i = 1 / theta^(2i/D)  (or YaRN's blend, model/rope.h),  angle = p * inv_freq_i,
+//   c = cos(angle) * m,  s = sin(angle) * m   (m: YaRN's attention factor, else 1)
 //   out[i]       = x[i] * c - x[i + D/2] * s
 //   out[i + D/2] = x[i + D/2] * c + x[i] * s
 // backward (the transposed rotation, written):
 //   din[i]       = dout[i] * c + dout[i + D/2] * s
 //   din[i + D/2] = dout[i + D/2] * c - dout[i] * s
 // Computed in float32 exactly as Hugging Face does (inv_freq, the angle and
-// cos/sin all in float32), so logits match transformers' to ~1e-6.
-void cpu::rope_tables(float* cosv, float* sinv, int pos, int D, float theta) {
+// cos/sin, then the scale, all in float32), so logits match transformers' to ~1e-6.
+void cpu::rope_tables(float* cosv, float* sinv, int pos, int D, const RopeParams& rope) {
   const int half = D / 2;
   for (int i = 0; i < half; i++) {
-    const float inv_freq = 1.0f / std::pow(theta, (float)(2 * i) / (float)D);
+    const float power = std::pow(rope.theta, (float)(2 * i) / (float)D);
+    const float inv_freq = rope_inv_freq_from_power(power, i, rope);
     const float angle = (float)pos * inv_freq;
-    cosv[i] = std::cos(angle);
-    sinv[i] = std::sin(angle);
+    cosv[i] = std::cos(angle) * rope.attention_scale;
+    sinv[i] = std::sin(angle) * rope.attention_scale;
   }
 }
 
@@ -43,14 +45,14 @@ namespace {
 // Applies rope_row to `heads` heads of every row (row n's heads start at
 // n * stride); the rotation depends only on the row's position.
 void rope_rows(float* out, int out_stride, const float* in, int in_stride,
-               const int32_t* positions, int N, int heads, int D, float theta, bool inverse) {
+               const int32_t* positions, int N, int heads, int D, const RopeParams& rope, bool inverse) {
   const int half = D / 2;
 #pragma omp parallel
   {
     std::vector<float> c(half), s(half);
 #pragma omp for schedule(static)
     for (int n = 0; n < N; n++) {
-      cpu::rope_tables(c.data(), s.data(), positions[n], D, theta);
+      cpu::rope_tables(c.data(), s.data(), positions[n], D, rope);
       for (int h = 0; h < heads; h++)
         cpu::rope_row(out + (size_t)n * out_stride + (size_t)h * D,
                       in + (size_t)n * in_stride + (size_t)h * D, c.data(), s.data(), D, inverse);
@@ -61,16 +63,16 @@ void rope_rows(float* out, int out_stride, const float* in, int in_stride,
 }  // namespace
 
 void CpuOps::rope_forward(Buf out, CBuf in, const int32_t* positions, int N, int heads,
-                          int head_dim, float theta) {
+                          int head_dim, const RopeParams& rope) {
   rope_rows(out.f32(), heads * head_dim, in.f32(), heads * head_dim, positions, N, heads,
-            head_dim, theta, /*inverse=*/false);
+            head_dim, rope, /*inverse=*/false);
 }
 
 void CpuOps::rope_backward(Buf din, CBuf dout, const int32_t* positions, int N, int heads,
-                           int head_dim, float theta) {
+                           int head_dim, const RopeParams& rope) {
   if (!din) return;
   rope_rows(din.f32(), heads * head_dim, dout.f32(), heads * head_dim, positions, N, heads,
-            head_dim, theta, /*inverse=*/true);
+            head_dim, rope, /*inverse=*/true);
 }
 
 // q/k norm + RoPE, per token n and head h of q (and of k):
@@ -83,14 +85,14 @@ void CpuOps::rope_backward(Buf din, CBuf dout, const int32_t* positions, int N, 
 namespace {
 
 void qk_norm_rope_one(float* out, float* rstd, const float* x, int in_stride, const float* weight,
-                      const int32_t* positions, int N, int heads, int D, float eps, float theta) {
+                      const int32_t* positions, int N, int heads, int D, float eps, const RopeParams& rope) {
   const int half = D / 2;
 #pragma omp parallel
   {
     std::vector<float> c(half), s(half);
 #pragma omp for schedule(static)
     for (int n = 0; n < N; n++) {
-      cpu::rope_tables(c.data(), s.data(), positions[n], D, theta);
+      cpu::rope_tables(c.data(), s.data(), positions[n], D, rope);
       for (int h = 0; h < heads; h++) {
         float* o = out + ((size_t)n * heads + h) * D;
         const float r = cpu::rmsnorm_row(o, x + (size_t)n * in_stride + (size_t)h * D, weight, D,
@@ -104,10 +106,10 @@ void qk_norm_rope_one(float* out, float* rstd, const float* x, int in_stride, co
 
 void qk_norm_rope_one_backward(float* dx, float* dweight, const float* dout, const float* x,
                                int in_stride, const float* weight, const float* rstd,
-                               const int32_t* positions, int N, int heads, int D, float theta) {
+                               const int32_t* positions, int N, int heads, int D, const RopeParams& rope) {
   // dy = R^T dout for every head, kept for the weight gradient.
   std::vector<float> dy((size_t)N * heads * D);
-  rope_rows(dy.data(), heads * D, dout, heads * D, positions, N, heads, D, theta, true);
+  rope_rows(dy.data(), heads * D, dout, heads * D, positions, N, heads, D, rope, true);
   if (dx) {
 #pragma omp parallel for schedule(static)
     for (int n = 0; n < N; n++)
@@ -137,22 +139,22 @@ void qk_norm_rope_one_backward(float* dx, float* dweight, const float* dout, con
 void CpuOps::qk_norm_rope_forward(Buf q_out, Buf k_out, float* q_rstd, float* k_rstd, CBuf q,
                                   CBuf k, int in_stride, CBuf q_weight, CBuf k_weight,
                                   const int32_t* positions, int N, int heads, int kv_heads,
-                                  int head_dim, float eps, float theta) {
+                                  int head_dim, float eps, const RopeParams& rope) {
   qk_norm_rope_one(q_out.f32(), q_rstd, q.f32(), in_stride, q_weight.f32(), positions, N, heads,
-                   head_dim, eps, theta);
+                   head_dim, eps, rope);
   qk_norm_rope_one(k_out.f32(), k_rstd, k.f32(), in_stride, k_weight.f32(), positions, N,
-                   kv_heads, head_dim, eps, theta);
+                   kv_heads, head_dim, eps, rope);
 }
 
 void CpuOps::qk_norm_rope_backward(Buf dq, Buf dk, float* dq_weight, float* dk_weight,
                                    CBuf dq_out, CBuf dk_out, CBuf q, CBuf k, int in_stride,
                                    CBuf q_weight, CBuf k_weight, const float* q_rstd,
                                    const float* k_rstd, const int32_t* positions, int N,
-                                   int heads, int kv_heads, int head_dim, float theta) {
+                                   int heads, int kv_heads, int head_dim, const RopeParams& rope) {
   qk_norm_rope_one_backward(dq.f32(), dq_weight, dq_out.f32(), q.f32(), in_stride,
-                            q_weight.f32(), q_rstd, positions, N, heads, head_dim, theta);
+                            q_weight.f32(), q_rstd, positions, N, heads, head_dim, rope);
   qk_norm_rope_one_backward(dk.f32(), dk_weight, dk_out.f32(), k.f32(), in_stride,
-                            k_weight.f32(), k_rstd, positions, N, kv_heads, head_dim, theta);
+                            k_weight.f32(), k_rstd, positions, N, kv_heads, head_dim, rope);
 }
 
 }  // namespace polaris

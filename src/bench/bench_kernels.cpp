@@ -351,7 +351,8 @@ void bench_rope(Bench& bench, Ops& ops, const Model& m) {
   Arena arena(ops);
   const int N = m.N(), Q = m.Q(), KV = m.KV(), QKV = m.QKV();
   const std::string tag = m.tag;
-  const float theta = 1e6f, eps = 1e-6f;
+  const float eps = 1e-6f;
+  const RopeParams rope = rope_params(1e6f, RopeScaling(), m.D);
   int32_t* positions = arena.ints(row_positions(m.B, m.T));
   {
     const std::string shape = tag + fmt(" N=%.0f heads=%.0f D=%.0f (q)", N, m.H, m.D);
@@ -359,9 +360,9 @@ void bench_rope(Bench& bench, Ops& ops, const Model& m) {
       Buf in = arena.act(size_t(N) * Q), out = arena.act(size_t(N) * Q, false);
       const double bytes = 2.0 * N * Q * kBf16 + N * kI32;
       bench.bytes("rope fwd", shape, bytes,
-                  [&] { ops.rope_forward(out, in, positions, N, m.H, m.D, theta); });
+                  [&] { ops.rope_forward(out, in, positions, N, m.H, m.D, rope); });
       bench.bytes("rope bwd", shape, bytes,
-                  [&] { ops.rope_backward(out, in, positions, N, m.H, m.D, theta); });
+                  [&] { ops.rope_backward(out, in, positions, N, m.H, m.D, rope); });
     }
   }
   const std::string shape =
@@ -379,13 +380,13 @@ void bench_rope(Bench& bench, Ops& ops, const Model& m) {
   const double rstd_bytes = double(N) * (m.H + m.KVH) * kF32;
   bench.bytes("qk_norm_rope fwd", shape, 2.0 * qk * kBf16 + rstd_bytes + N * kI32, [&] {
     ops.qk_norm_rope_forward(q_out, k_out, q_rstd, k_rstd, qkv, CBuf(qkv) + size_t(Q), QKV,
-                             q_weight, k_weight, positions, N, m.H, m.KVH, m.D, eps, theta);
+                             q_weight, k_weight, positions, N, m.H, m.KVH, m.D, eps, rope);
   });
   // backward: read dq_out/dk_out and q/k, write dq/dk, read the rstd
   bench.bytes("qk_norm_rope bwd", shape, 3.0 * qk * kBf16 + rstd_bytes + N * kI32, [&] {
     ops.qk_norm_rope_backward(dqkv, dqkv + size_t(Q), dq_weight, dk_weight, dq_out, dk_out, qkv,
                               CBuf(qkv) + size_t(Q), QKV, q_weight, k_weight, q_rstd, k_rstd,
-                              positions, N, m.H, m.KVH, m.D, theta);
+                              positions, N, m.H, m.KVH, m.D, rope);
   });
 }
 

@@ -80,9 +80,19 @@ GrpoOptions GrpoOptions::from_flags(const Flags& flags) {
   o.entropy_coef = float(flags.number("entropy-coef"));
   require(o.kl_coef >= 0, "--kl-coef must be >= 0");
   o.std_normalize = !flags.has("no-std-normalize");
-  o.dynamic_sampling = flags.has("dynamic-sampling");
+  // --dynamic-sampling alone is the refill mode; --dynamic-sampling-mode
+  // picks one (and turns dynamic sampling on).
+  if (flags.has("dynamic-sampling")) o.dynamic_sampling = DynamicSampling::Refill;
+  if (flags.has("dynamic-sampling-mode")) {
+    const std::string mode = flags.text("dynamic-sampling-mode");
+    if (mode == "refill") o.dynamic_sampling = DynamicSampling::Refill;
+    else if (mode == "substitute") o.dynamic_sampling = DynamicSampling::Substitute;
+    else throw Error("--dynamic-sampling-mode: '" + mode + "' is not refill or substitute");
+  }
   o.max_refills = flags.integer("max-refills");
   require(o.max_refills >= 0, "--max-refills must be >= 0");
+  require(!flags.has("max-refills") || o.dynamic_sampling == DynamicSampling::Refill,
+          "--max-refills applies to the refill mode of dynamic sampling (--dynamic-sampling)");
   o.temperature = flags.has("temperature-schedule")
                       ? StagedValue::parse("temperature-schedule", flags.text("temperature-schedule"))
                       : StagedValue::constant(flags.number("temperature"));
@@ -141,6 +151,29 @@ bool zero_variance_group(const std::vector<double>& rewards, size_t first, int g
   return true;
 }
 
+bool substitution_keeps_step(int informative, int groups) { return 3 * informative > groups; }
+
+std::vector<int> substitution_sources(const std::vector<double>& rewards, int group_size,
+                                      uint64_t seed) {
+  require(group_size > 0 && rewards.size() % size_t(group_size) == 0,
+          "substitution_sources: rewards must fill whole groups");
+  const int groups = int(rewards.size() / size_t(group_size));
+  std::vector<int> informative, sources(size_t(groups), -1);
+  for (int g = 0; g < groups; ++g)
+    if (!zero_variance_group(rewards, size_t(g) * size_t(group_size), group_size)) {
+      informative.push_back(g);
+      sources[size_t(g)] = g;
+    }
+  if (informative.empty()) return sources;
+  std::vector<int> shuffled = informative;
+  std::mt19937_64 rng(seed);
+  std::shuffle(shuffled.begin(), shuffled.end(), rng);
+  size_t next = 0;
+  for (int& source : sources)
+    if (source < 0) source = shuffled[next++ % shuffled.size()];
+  return sources;
+}
+
 PolicyTokenTerms policy_token_terms(float logprob, float old_logprob, double advantage,
                                     const float* ref_logprob, const GrpoOptions& o) {
   PolicyTokenTerms t;
@@ -167,6 +200,8 @@ PolicyTokenTerms policy_token_terms(float logprob, float old_logprob, double adv
 // The loop
 
 namespace {
+
+const char* const kDynamicSamplingNames[] = {"off", "refill", "substitute"};
 
 // What the per-step console line shows; the JSONL record has everything.
 const std::vector<std::string> kConsoleKeys = {"reward", "accuracy", "response_len", "kl",
@@ -267,10 +302,16 @@ class GrpoRun {
       std::printf("difficulty filter: %zu of %zu problems kept (pass rate strictly between 0 and 1)\n",
                   trainable_.size(), env.size(Split::Train));
     // Data parallel: rank r of W samples prompts_per_step / W of each step's
-    // prompts (entries r, r + W, ... of the shuffled prompt order). Groups
-    // live on one rank, so advantages are computed locally; the metrics and
-    // the decisions every rank must share (skip the step, the number of
-    // mini-batches) are reduced over ranks.
+    // prompts. The prompts come from one global order (a seeded shuffle of
+    // the trainable problems, epoch after epoch) read by one global cursor:
+    // each sampling round, ranks take consecutive blocks in rank order and
+    // every rank advances the cursor by the round's total. Prompt k of that
+    // order samples its G completions from random streams k*G .. k*G + G-1.
+    // So the run's position is one number, whatever the number of ranks, and
+    // a checkpoint resumes on any number of ranks. Groups live on one rank,
+    // so advantages are computed locally; the metrics and the decisions every
+    // rank must share (skip the step, the number of mini-batches, another
+    // refill round) are reduced over ranks.
     comm_ = options.world_size() > 1 ? options.comm.get() : nullptr;
     rank_ = options.rank();
     world_ = options.world_size();
@@ -278,10 +319,7 @@ class GrpoRun {
             "--prompts-per-step " + std::to_string(grpo.prompts_per_step) +
                 " must be divisible by the number of ranks (" + std::to_string(world_) + ")");
     local_prompts_ = grpo.prompts_per_step / world_;
-    require(trainable_.size() >= size_t(world_),
-            "--mode grpo: " + std::to_string(trainable_.size()) +
-                " training problems cannot be split over " + std::to_string(world_) + " ranks");
-    prompt_order_.reset(new RowSampler(trainable_.size(), options.seed, rank_, world_));
+    prompt_order_.reset(new RowSampler(trainable_.size(), options.seed));
   }
 
   // avg@k on the evaluation split: the mean correctness of k samples each.
@@ -357,25 +395,48 @@ class GrpoRun {
     return p;
   }
 
-  // Samples `groups` new prompt groups at this step's temperature and length.
+  // This round's prompt slots: `mine` for this rank, after those of the lower
+  // ranks; the global cursor moves past every rank's. Collective. Returns
+  // this rank's first slot.
+  uint64_t claim_prompts(int mine) {
+    std::vector<double> counts(size_t(world_), 0.0);
+    counts[size_t(rank_)] = mine;
+    if (comm_) comm_->all_reduce_sum(counts.data(), counts.size());
+    uint64_t first = prompts_taken_;
+    for (int q = 0; q < world_; ++q) {
+      if (q < rank_) first += uint64_t(counts[size_t(q)]);
+      prompts_taken_ += uint64_t(counts[size_t(q)]);
+    }
+    return first;
+  }
+
+  // The problem in slot k of the global prompt order.
+  size_t problem_at(uint64_t slot) const {
+    const uint64_t n = trainable_.size();
+    return trainable_[prompt_order_->permuted(slot / n, slot % n)];
+  }
+
+  // Samples `groups` new prompt groups (this rank's share of a round; every
+  // rank calls it) at this step's temperature and length.
   std::vector<Rollout> sample_groups(int step, int groups) {
     WatchdogPhase phase("rollouts");
+    const uint64_t first_slot = claim_prompts(groups);
+    if (groups == 0) return {};
     std::vector<std::vector<int32_t>> prompts;
     std::vector<size_t> problems;
     for (int g = 0; g < groups; ++g) {
-      problems.push_back(trainable_[prompt_order_->next()]);
+      problems.push_back(problem_at(first_slot + uint64_t(g)));
       prompts.push_back(env_.prompt(Split::Train, problems.back()));
     }
     SamplingParams params =
         sampling(grpo_.temperature.at(step), int(grpo_.max_response.at(step)));
     params.seed = options_.seed;
-    // Each rank draws from its own block of random streams (rank 0's block
-    // is the single-process numbering). A group's completions share the
-    // prompt's KV-cache blocks.
+    // Slot k's completions draw from streams k*G .. k*G + G-1 (the
+    // single-process numbering). A group's completions share the prompt's
+    // KV-cache blocks.
     const int G = grpo_.group_size;
-    std::vector<Completion> completions = generate_groups(
-        policy_, prompts, G, params, (uint64_t(rank_) << 40) + streams_used_);
-    streams_used_ += completions.size();
+    std::vector<Completion> completions =
+        generate_groups(policy_, prompts, G, params, first_slot * uint64_t(G));
     std::vector<Rollout> rollouts(completions.size());
     for (size_t j = 0; j < completions.size(); ++j) {
       rollouts[j].problem = problems[j / size_t(G)];
@@ -385,6 +446,39 @@ class GrpoRun {
           env_.score(Split::Train, rollouts[j].problem, rollouts[j].completion.tokens);
     }
     return rollouts;
+  }
+
+  // Polaris's in-batch substitution (grpo.h) on this rank's groups. The keep
+  // or skip decision counts informative groups over all ranks (every rank
+  // decides the same); copies come from the rank's own informative groups,
+  // so a rank with none drops its groups for the step. Skipped: `batch` is
+  // emptied, which the caller logs as a skipped step. Counts are global.
+  void substitute_groups(int step, std::vector<Rollout>& batch, int& informative,
+                         int& substituted, size_t& dropped) {
+    const int G = grpo_.group_size;
+    const std::vector<int> sources = substitution_sources(
+        rewards_of(batch), G, options_.seed * 104729 + uint64_t(step) * 1009 + uint64_t(rank_));
+    double counts[2] = {0, 0};  // informative, substituted (copies made)
+    for (size_t g = 0; g < sources.size(); ++g) {
+      if (sources[g] == int(g)) counts[0] += 1;
+      else if (sources[g] >= 0) counts[1] += 1;
+    }
+    if (comm_) comm_->all_reduce_sum(counts, 2);
+    informative = int(counts[0]);
+    dropped = 0;  // the uninformative groups: replaced by copies, or gone
+    for (size_t g = 0; g < sources.size(); ++g) dropped += sources[g] != int(g);
+    if (!substitution_keeps_step(informative, grpo_.prompts_per_step)) {
+      dropped = batch.size() / size_t(G);  // this rank's groups all go
+      substituted = 0;
+      batch.clear();
+      return;
+    }
+    substituted = int(counts[1]);
+    std::vector<Rollout> out;
+    for (int source : sources)
+      if (source >= 0)
+        for (int i = 0; i < G; ++i) out.push_back(batch[size_t(source) * size_t(G) + size_t(i)]);
+    batch = std::move(out);
   }
 
   void one_step(int step) {
@@ -404,7 +498,10 @@ class GrpoRun {
       }
     };
     tally(batch);
-    if (grpo_.dynamic_sampling) {
+    int informative_groups = -1, substituted_groups = 0;  // substitute mode only
+    if (grpo_.dynamic_sampling == DynamicSampling::Substitute) {
+      substitute_groups(step, batch, informative_groups, substituted_groups, groups_dropped);
+    } else if (grpo_.dynamic_sampling == DynamicSampling::Refill) {
       std::vector<Rollout> kept;
       for (int round = 0;; ++round) {
         const std::vector<double> rewards = rewards_of(batch);
@@ -417,7 +514,9 @@ class GrpoRun {
           if (int(kept.size()) == local_prompts_ * G) break;
         }
         const int missing = local_prompts_ - int(kept.size()) / G;
-        if (missing == 0 || round >= grpo_.max_refills) break;
+        double missing_anywhere = missing;  // every rank refills in the same rounds
+        if (comm_) comm_->all_reduce_sum(&missing_anywhere, 1);
+        if (missing_anywhere == 0 || round >= grpo_.max_refills) break;
         batch = sample_groups(step, missing);
         tally(batch);
       }
@@ -445,10 +544,14 @@ class GrpoRun {
         {"response_len_max", length_max},
         {"groups_kept", int(kept_groups)},
         {"groups_dropped", groups_dropped},
+        {"dynamic_sampling", kDynamicSamplingNames[int(grpo_.dynamic_sampling)]},
         {"temperature", grpo_.temperature.at(step)},
         {"max_response", grpo_.max_response.at(step)},
         {"rollout_ms", rollout_ms},
     };
+    if (informative_groups >= 0)
+      record.update({{"groups_informative", informative_groups},
+                     {"groups_substituted", substituted_groups}});
     // Without KL or entropy terms, groups of equal rewards carry no gradient;
     // an optimizer step on them would still move the weights (momentum).
     const bool only_policy_terms = grpo_.kl_coef == 0 && grpo_.entropy_coef == 0;
@@ -626,32 +729,34 @@ class GrpoRun {
     return result;
   }
 
-  // The RL state a checkpoint carries: every rank's prompt order and
-  // sampling-stream counter (dynamic sampling can make ranks draw different
-  // numbers of prompts, so they are kept per rank) and the first evaluation.
-  // The stage (temperature, response length) follows from the step and the
-  // schedule flags, which must match on resume. Collective.
+  // The RL state a checkpoint carries: the global prompt cursor (the random
+  // streams follow from it) and the first evaluation. The stage
+  // (temperature, response length) follows from the step and the schedule
+  // flags, which must match on resume. Independent of the number of ranks.
   nlohmann::json state(double eval_before) {
-    std::vector<double> per_rank(size_t(world_) * 3, 0.0);
-    per_rank[size_t(rank_) * 3 + 0] = double(prompt_order_->state().epoch);
-    per_rank[size_t(rank_) * 3 + 1] = double(prompt_order_->state().position);
-    per_rank[size_t(rank_) * 3 + 2] = double(streams_used_);
-    if (comm_) comm_->all_reduce_sum(per_rank.data(), per_rank.size());
-    return {{"ranks", per_rank}, {"eval_before", eval_before}};
+    return {{"prompts_taken", prompts_taken_}, {"eval_before", eval_before}};
   }
 
-  // Continues from state(); returns the first evaluation's avg@k.
+  // Continues from state() on any number of ranks; returns the first
+  // evaluation's avg@k. A checkpoint of an older build (per-rank prompt
+  // positions) resumes when one rank saved it: its position is the cursor.
   double restore(const ResumedRun& resumed) {
-    const nlohmann::json& ranks = resumed.state.contains("ranks") ? resumed.state["ranks"]
-                                                                  : nlohmann::json();
-    require(ranks.is_array() && ranks.size() % 3 == 0,
-            resumed.path + "/state.json: missing array \"loop.ranks\"");
-    require(ranks.size() == size_t(world_) * 3,
-            "--resume: a GRPO run resumes on the number of ranks that saved it (" +
-                std::to_string(ranks.size() / 3) + "), not " + std::to_string(world_));
-    const size_t mine = size_t(rank_) * 3;
-    prompt_order_->restore({ranks[mine].get<uint64_t>(), ranks[mine + 1].get<uint64_t>()});
-    streams_used_ = ranks[mine + 2].get<uint64_t>();
+    const nlohmann::json& s = resumed.state;
+    const std::string file = resumed.path + "/state.json";
+    if (s.contains("prompts_taken")) {
+      require(s["prompts_taken"].is_number_unsigned(),
+              file + ": \"loop.prompts_taken\" must be a non-negative integer");
+      prompts_taken_ = s["prompts_taken"].get<uint64_t>();
+    } else {
+      const nlohmann::json& ranks = s.contains("ranks") ? s["ranks"] : nlohmann::json();
+      require(ranks.is_array() && ranks.size() % 3 == 0 && !ranks.empty(),
+              file + ": missing \"loop.prompts_taken\"");
+      require(ranks.size() == 3, file + ": saved by an older build on " +
+                                     std::to_string(ranks.size() / 3) +
+                                     " ranks, whose prompt positions were per rank; resume "
+                                     "it with that build");
+      prompts_taken_ = ranks[0].get<uint64_t>() * trainable_.size() + ranks[1].get<uint64_t>();
+    }
     return resumed.number("eval_before");
   }
 
@@ -663,8 +768,8 @@ class GrpoRun {
   Trainer trainer_;
   StepReporter reporter_;
   std::vector<size_t> trainable_;
-  std::unique_ptr<RowSampler> prompt_order_;
-  uint64_t streams_used_ = 0;
+  std::unique_ptr<RowSampler> prompt_order_;  // the global prompt order
+  uint64_t prompts_taken_ = 0;                 // the global cursor into it
   Comm* comm_ = nullptr;  // null in a single process
   int rank_ = 0, world_ = 1;
   int local_prompts_ = 0;  // this rank's prompts per step
@@ -705,11 +810,11 @@ size_t check_fits_model(const RlEnvironment& env, const TrainOptions& options,
     }
   double response = 0;
   for (const auto& stage : grpo.max_response.stages) response = std::max(response, stage.second);
-  require(longest + size_t(response) - 1 <= size_t(config.max_positions),
+  require(longest + size_t(response) - 1 <= size_t(config.context_limit()),
           "--max-response" + std::string(grpo.max_response.stages.size() > 1 ? "-schedule" : "") +
               ": the longest prompt (" + std::to_string(longest) + " tokens) plus " +
               std::to_string(size_t(response)) + " response tokens exceeds the model's " +
-              std::to_string(config.max_positions) + " positions (lower it, or --max-prompt)");
+              std::to_string(config.context_limit()) + " positions (lower it, or --max-prompt)");
   return longest + size_t(response);
 }
 

@@ -6,8 +6,16 @@
 //               behaviour log-probs kept;
 //   2. score    each completion with the task's verifier;
 //   3. advantage A = (r - mean_group) / (std_group + 1e-6)   (std optional)
-//               dynamic sampling drops groups whose rewards are all equal
-//               and samples new prompts in their place;
+//               dynamic sampling handles groups whose rewards are all equal
+//               (A = 0 for every member: no gradient), in one of two modes:
+//                 refill      drop them and sample new prompts in their place
+//                             (up to --max-refills more rounds; DAPO);
+//                 substitute  Polaris's in-batch substitution: when more than
+//                             a third of the step's groups are informative,
+//                             each uninformative group is replaced by a copy
+//                             of an informative one (spread evenly over a
+//                             seeded shuffle of them); otherwise the step is
+//                             skipped. No extra sampling;
 //   4. update   over M mini-batches, the clipped importance-ratio objective
 //               per completion token t (ratio r_t = exp(logp_t - logp_old_t)):
 //                 J_t = min(r_t A, clip(r_t, 1 - eps_low, 1 + eps_high) A)
@@ -24,6 +32,7 @@
 // and there its gradient is zero), and the entropy bonus through the loss
 // op's entropy weights.
 #pragma once
+#include <cstdint>
 #include <string>
 #include <utility>
 #include <vector>
@@ -43,6 +52,8 @@ struct StagedValue {
   static StagedValue constant(double value) { return {{{0, value}}}; }
 };
 
+enum class DynamicSampling { Off, Refill, Substitute };
+
 // The defaults are the flag table's (src/train/train_flags.cpp).
 struct GrpoOptions {
   int prompts_per_step = 0;      // P
@@ -53,8 +64,8 @@ struct GrpoOptions {
   float kl_coef = 0;             // beta; 0: no reference model
   float entropy_coef = 0;
   bool std_normalize = true;
-  bool dynamic_sampling = false;
-  int max_refills = 0;           // extra sampling rounds to refill dropped groups
+  DynamicSampling dynamic_sampling = DynamicSampling::Off;
+  int max_refills = 0;           // refill: extra sampling rounds to refill dropped groups
   StagedValue temperature, max_response;
   float top_p = 0;
   int top_k = 0;       // --top-k (0: no cut)
@@ -75,6 +86,18 @@ std::vector<double> group_advantages(const std::vector<double>& rewards, int gro
                                      bool std_normalize);
 // True when every reward of the group starting at `first` is the same.
 bool zero_variance_group(const std::vector<double>& rewards, size_t first, int group_size);
+
+// In-batch substitution keeps a step when informative groups are more than a
+// third of all `groups` (counted over every rank).
+bool substitution_keeps_step(int informative, int groups);
+// For each group of `rewards` (group after group): the group it becomes.
+// Informative groups stay themselves; uninformative group k (in order) becomes
+// informative group shuffled[k mod n], with `shuffled` the informative groups
+// in an order drawn from `seed`, so copies are spread evenly and a seed gives
+// the same plan. -1 when there is no informative group to copy (the group is
+// dropped; on one rank that only happens when the step is skipped anyway).
+std::vector<int> substitution_sources(const std::vector<double>& rewards, int group_size,
+                                      uint64_t seed);
 
 // The per-token quantities of the objective above.
 struct PolicyTokenTerms {

@@ -68,9 +68,9 @@ void require_step_fits_in_memory(const TrainOptions& options, const ModelConfig&
 
 LoadedModel starting_row_model(const TrainOptions& options) {
   const ModelConfig config = starting_config(options);
-  require(options.seq <= config.max_positions,
+  require(options.seq <= config.context_limit(),
           "--seq " + std::to_string(options.seq) + " is longer than the model's " +
-              std::to_string(config.max_positions) + " positions");
+              std::to_string(config.context_limit()) + " positions");
   require_step_fits_in_memory(
       options, config, size_t(options.batch) * options.seq,
       "--batch " + std::to_string(options.batch) + " --seq " + std::to_string(options.seq) +

@@ -216,9 +216,11 @@ TrainOptions parse_train_options(int argc, char** argv) {
     if (spec.checks & kSameOnResume) o.resume_identity[spec.name] = flags.canonical(spec.name);
   }
   if (o.comm->world_size() > 1) require_same_inputs(*o.comm, o, flags);
-  // --batch is per rank: the global batch is what a resumed run must keep;
-  // the warmup's default depends on --steps, which a resumed run may raise.
-  o.resume_identity["global-batch"] = std::to_string(o.batch * o.world_size());
+  // --batch is per rank: the global batch is what a resumed run must keep —
+  // except in GRPO, whose --batch only cuts the rollouts into micro-batches
+  // of one summed gradient, so a GRPO run resumes on any number of ranks.
+  // The warmup's default depends on --steps, which a resumed run may raise.
+  if (o.mode != "grpo") o.resume_identity["global-batch"] = std::to_string(o.batch * o.world_size());
   o.resume_identity["warmup-steps"] = std::to_string(o.trainer.schedule.warmup_steps);
   if (o.comm->world_size() > 1 && o.comm->rank() != 0) {
     // Only rank 0 prints and writes: the others' console goes nowhere

@@ -107,6 +107,11 @@ const std::vector<FlagSpec> kTrainFlags = {
     {"dynamic-sampling", T::toggle, "", "",
      "drop groups whose rewards are all equal and sample new problems in their place", kGrpo,
      kBoth},
+    {"dynamic-sampling-mode", T::text, "refill|substitute", "",
+     "dynamic sampling on, in a mode: substitute replaces the all-equal groups by copies of "
+     "informative ones (Polaris's in-batch substitution; the step is skipped when at most a "
+     "third are informative)",
+     kGrpo, kBoth},
     {"max-refills", T::integer, "N", "4", "sampling rounds to refill dropped groups", kGrpo, kBoth},
     {"temperature", T::number, "T", "1.0", "rollout temperature", kGrpo, kBoth},
     {"temperature-schedule", T::text, "STEP:T,...", "", "per-stage temperatures (0:1.0,50:1.1)",

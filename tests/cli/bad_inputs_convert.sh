@@ -25,6 +25,22 @@ expect_error "no config.json" "config.json: cannot open" $BIN --from-hf "$TMP/no
 expect_error "bad safetensors" "model.safetensors: header length" $BIN --from-hf "$TMP/badst" --out "$TMP/f.bin"
 expect_error "--info with --dtype" "--dtype does not apply to --info" $BIN --info "$TMP/good.bin" --dtype bf16
 expect_error "--info with --out" "--out does not apply to --info" $BIN --info "$TMP/good.bin" --out "$TMP/e.bin"
+# A bad rope_scaling in config.json: one line naming the file and the field.
+cp -r tests/fixtures/qwen3_tiny/hf_model "$TMP/badrope"
+python3 - "$TMP/badrope/config.json" <<'PY'
+import json, sys
+c = json.load(open(sys.argv[1]))
+c["rope_scaling"] = {"rope_type": "yarn", "factor": -4.0}
+json.dump(c, open(sys.argv[1], "w"))
+PY
+expect_error "negative YaRN factor" "config.json: rope_scaling.factor must be a positive number" $BIN --from-hf "$TMP/badrope" --out "$TMP/e.bin"
+python3 - "$TMP/badrope/config.json" <<'PY'
+import json, sys
+c = json.load(open(sys.argv[1]))
+c["rope_scaling"] = {"rope_type": "dynamic", "factor": 2.0}
+json.dump(c, open(sys.argv[1], "w"))
+PY
+expect_error "unknown rope_type" "config.json: field \"rope_scaling.rope_type\" 'dynamic' is not supported" $BIN --from-hf "$TMP/badrope" --out "$TMP/e.bin"
 # --from-checkpoint: a directory with no checkpoint, and a broken step directory.
 mkdir -p "$TMP/no_checkpoints" "$TMP/broken/step_00000002"
 expect_error "--from-checkpoint without checkpoints" "no checkpoint in it" $BIN --from-checkpoint "$TMP/no_checkpoints" --out "$TMP/g.bin"

@@ -132,6 +132,32 @@ PY
 grep -q "wrote .*zkept.jsonl (2 of 3 problems with pass rate <= 0.9)" "$TMP/zstdout" \
   || fail "--kept-problems summary: $(cat "$TMP/zstdout")"
 
+# --- --temperature-sweep: accuracy and diversity per temperature, a pick -----
+$EVAL "$TMP/m.bin" --data "$TMP/p.jsonl" --tokenizer "$TMP/tokenizer.json" --samples 4 \
+  --max-response 8 --temperature-sweep 1.4:1.6:0.05 --sweep-out "$TMP/sweep.jsonl" \
+  >"$TMP/sweep.out" 2>&1 || { cat "$TMP/sweep.out"; fail "--temperature-sweep"; }
+$EVAL "$TMP/m.bin" --data "$TMP/p.jsonl" --tokenizer "$TMP/tokenizer.json" --samples 4 \
+  --max-response 8 --temperature-sweep 0:1:1 --sweep-tolerance 1 --sweep-out "$TMP/sweep01.jsonl" \
+  >"$TMP/sweep01.out" 2>&1 || { cat "$TMP/sweep01.out"; fail "--temperature-sweep 0:1:1"; }
+grep -q "^recommended temperature" "$TMP/sweep.out" || fail "no recommendation: $(cat "$TMP/sweep.out")"
+python3 - "$TMP/sweep.jsonl" "$TMP/sweep01.jsonl" <<'PY' || fail "sweep output"
+import json, sys
+lines = [json.loads(l) for l in open(sys.argv[1])]
+points, pick = lines[:-1], lines[-1]
+assert [round(p["temperature"], 6) for p in points] == [1.4, 1.45, 1.5, 1.55, 1.6], points
+for p in points:
+    assert 0 <= p["accuracy"] <= 1 and 0 < p["diversity"] <= 1 and p["samples"] == 12, p
+# the rule, recomputed: most diverse within 0.02 of the best accuracy (ties: lower T)
+best = max(p["accuracy"] for p in points)
+ok = [p for p in points if p["accuracy"] >= best - 0.02]
+want = max(ok, key=lambda p: (p["diversity"], -p["temperature"]))["temperature"]
+assert pick["recommended_temperature"] == want and pick["tolerance"] == 0.02, (pick, want)
+# negative control: greedy (T=0) completions are identical, so less diverse than T=1
+g, t1, pick01 = [json.loads(l) for l in open(sys.argv[2])]
+assert g["temperature"] == 0 and g["diversity"] < t1["diversity"], (g, t1)
+assert pick01["recommended_temperature"] == 1, pick01
+PY
+
 # --- bad inputs: one "error:" line naming the file or flag, exit 1, no files --
 printf '{"problem": "ok", "answer": 1}\n{"problem": "no answer"}\n' >"$TMP/bad.jsonl"
 printf '{"problem": "ok", "answer": 1}\n{oops\n' >"$TMP/malformed.jsonl"
@@ -152,6 +178,9 @@ expect_error "missing model" "$TMP/nope.bin" $EVAL "$TMP/nope.bin" --data "$TMP/
 expect_error "bad backend" "--backend" $EVAL "$TMP/m.bin" --data "$TMP/p.jsonl" $T --backend tpu $O
 expect_error "unwritable --out" "$TMP/no/dir/o.jsonl" $EVAL "$TMP/m.bin" --data "$TMP/p.jsonl" $T --out "$TMP/no/dir/o.jsonl"
 expect_error "--drop-above alone" "--kept-problems" $EVAL "$TMP/m.bin" --data "$TMP/p.jsonl" $T --drop-above 0.5
+expect_error "bad --temperature-sweep" "--temperature-sweep" $EVAL "$TMP/m.bin" --data "$TMP/p.jsonl" $T --temperature-sweep 1.6:1.4:0.05
+expect_error "--temperature with a sweep" "--temperature does not apply" $EVAL "$TMP/m.bin" --data "$TMP/p.jsonl" $T --temperature-sweep 1:2:0.5 --temperature 1
+expect_error "--sweep-out alone" "--sweep-out needs --temperature-sweep" $EVAL "$TMP/m.bin" --data "$TMP/p.jsonl" $T --sweep-out "$TMP/s.jsonl"
 expect_error "bad --drop-above" "--drop-above" $EVAL "$TMP/m.bin" --data "$TMP/p.jsonl" $T --drop-above 2 --kept-problems "$TMP/k.jsonl"
 # --skip-bad skips the malformed line and evaluates the rest.
 $EVAL "$TMP/m.bin" --data "$TMP/malformed.jsonl" $T --skip-bad --samples 1 --max-response 2 \
