@@ -88,6 +88,12 @@ NVCCFLAGS += -DPOLARIS_HAVE_CUDNN
 CXXFLAGS  += -DPOLARIS_HAVE_CUDNN
 LDLIBS    += -lcudnn
 endif
+# NCCL (cuda/nccl_comm.cu: --comm nccl) when its header and library are there.
+ifneq ($(and $(wildcard $(CUDA_HOME)/include/nccl.h),$(wildcard $(CUDART_DIR)/libnccl.so)),)
+NVCCFLAGS += -DPOLARIS_HAVE_NCCL
+CXXFLAGS  += -DPOLARIS_HAVE_NCCL
+LDLIBS    += -lnccl
+endif
 endif
 endif
 

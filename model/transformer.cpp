@@ -219,7 +219,6 @@ Transformer::Transformer(const ModelConfig& config, Ops& ops)
   master_ = ops_.alloc(layout_.total);
   weights_ = ops_.activation_dtype() == DType::f32 ? Buf(master_)
                                                     : ops_.alloc_activations(layout_.total);
-  grads_ = ops_.alloc(layout_.total);
 }
 
 Transformer::~Transformer() {
@@ -228,7 +227,7 @@ Transformer::~Transformer() {
   if (block_tables_) ops_.release(block_tables_);
   if (weights_.ptr != master_) ops_.release(weights_.ptr);
   ops_.release(master_);
-  ops_.release(grads_);
+  if (grads_) ops_.release(grads_);
 }
 
 void Transformer::set_params(const std::vector<float>& host) {
@@ -256,12 +255,72 @@ std::vector<float> Transformer::get_params() const {
 }
 
 std::vector<float> Transformer::get_grads() const {
-  std::vector<float> host(layout_.total);
-  ops_.download(host.data(), grads_, host.size());
+  std::vector<float> host(layout_.total, 0.f);
+  if (grads_) ops_.download(host.data(), grads_, host.size());
   return host;
 }
 
-void Transformer::zero_grads() { ops_.zero(grads_, layout_.total); }
+float* Transformer::grads() {
+  if (!grads_) grads_ = ops_.alloc(layout_.total);  // zero-filled
+  return grads_;
+}
+
+void Transformer::zero_grads() { ops_.zero(grads(), layout_.total); }
+
+// ---------------------------------------------------------------------------
+// Gradient segments (model/gradient_sink.h).
+
+size_t Transformer::layer_begin(int layer) const { return layout_.layers[size_t(layer)].attn_norm_weight; }
+
+size_t Transformer::layer_end(int layer) const {
+  return layer + 1 < config_.num_layers ? layer_begin(layer + 1) : layout_.final_norm_weight;
+}
+
+std::vector<GradientSegment> Transformer::gradient_segments() const {
+  std::vector<GradientSegment> segments = {{layout_.final_norm_weight, layout_.total}};
+  for (int li = config_.num_layers - 1; li >= 0; --li) {
+    const size_t mlp = layout_.layers[size_t(li)].mlp_norm_weight;
+    segments.push_back({mlp, layer_end(li)});
+    segments.push_back({layer_begin(li), mlp});
+  }
+  segments.push_back({0, layer_begin(0)});
+  return segments;
+}
+
+size_t Transformer::gradient_scratch_floats() const {
+  const std::vector<GradientSegment> segments = gradient_segments();
+  const bool tied = layout_.lm_head == layout_.embed_tokens;
+  size_t largest = 0;
+  for (size_t i = 0; i + (tied ? 1 : 0) < segments.size(); ++i)
+    largest = std::max(largest, segments[i].size());
+  return largest + (tied ? segments.back().size() : 0);
+}
+
+void Transformer::open_segment(size_t begin, size_t end) {
+  if (!sink_) return;
+  open_segments_.push_back({begin, end, sink_->open(begin, end)});
+}
+
+void Transformer::close_segment(size_t begin, size_t end) {
+  if (!sink_) return;
+  for (size_t i = 0; i < open_segments_.size(); ++i)
+    if (open_segments_[i].begin == begin && open_segments_[i].end == end) {
+      open_segments_.erase(open_segments_.begin() + long(i));
+      sink_->close(begin, end);
+      return;
+    }
+  throw Error("gradient segment [" + std::to_string(begin) + ", " + std::to_string(end) +
+              ") closed without being open");
+}
+
+float* Transformer::grad(size_t offset) const {
+  if (offset == kAbsent) return nullptr;
+  if (!sink_) return grads_ + offset;
+  for (const OpenSegment& s : open_segments_)
+    if (offset >= s.begin && offset < s.end) return s.base + (offset - s.begin);
+  throw Error("the backward wrote the gradient at " + std::to_string(offset) +
+              " outside every open segment (model/gradient_sink.h)");
+}
 
 size_t Transformer::activation_bytes(const ModelConfig& config, size_t tokens, DType dtype,
                                      Recompute mode) {
@@ -270,12 +329,15 @@ size_t Transformer::activation_bytes(const ModelConfig& config, size_t tokens, D
   return counter.bytes;
 }
 
-std::string Transformer::memory_report(size_t tokens) const {
+std::string Transformer::memory_report(size_t tokens, size_t gradient_floats,
+                                       size_t moment_floats) const {
   const double GiB = 1024.0 * 1024.0 * 1024.0;
   const DType t = ops_.activation_dtype();
   const double weights = double(layout_.total) * dtype_size(t);
   const double master = weights_.ptr == master_ ? 0 : double(layout_.total) * 4;
-  const double grads = double(layout_.total) * 4;
+  const double grads = double(gradient_floats == kAbsent ? layout_.total : gradient_floats) * 4;
+  const double moments =
+      double(moment_floats == kAbsent ? 2 * layout_.total : moment_floats) * 4;
   const double acts = double(activation_bytes(config_, tokens, t, recompute_));
   const char* modes[] = {"none", "mlp", "layer"};
   char line[512];
@@ -283,7 +345,7 @@ std::string Transformer::memory_report(size_t tokens) const {
                 "memory (%s): weights %.2f GiB (%s) | master %.2f GiB | gradients %.2f GiB | "
                 "activations %.2f GiB for %zu tokens (--recompute %s) | AdamW moments %.2f GiB",
                 ops_.name().c_str(), weights / GiB, dtype_name(t), master / GiB, grads / GiB,
-                acts / GiB, tokens, modes[int(recompute_)], 2 * grads / GiB);
+                acts / GiB, tokens, modes[int(recompute_)], moments / GiB);
   return line;
 }
 
@@ -297,8 +359,20 @@ void Transformer::ensure_activations(int B, int T) {
 
 LossOutputs Transformer::forward(const Batch& batch) { return run(batch, false, 1.f, nullptr); }
 
-LossOutputs Transformer::forward_backward(const Batch& batch, float loss_scale) {
-  return run(batch, true, loss_scale, nullptr);
+LossOutputs Transformer::forward_backward(const Batch& batch, float loss_scale,
+                                          GradientSink* sink) {
+  if (!sink) grads();  // the full buffer, allocated once
+  sink_ = sink;
+  open_segments_.clear();
+  try {
+    LossOutputs out = run(batch, true, loss_scale, nullptr);
+    sink_ = nullptr;
+    return out;
+  } catch (...) {
+    sink_ = nullptr;
+    open_segments_.clear();
+    throw;
+  }
 }
 
 std::vector<float> Transformer::forward_logits(const Batch& batch) {
@@ -475,6 +549,13 @@ LossOutputs Transformer::run(const Batch& batch, bool backward, float loss_scale
 
   // ---- LM head and loss, chunk by chunk; in training each chunk's logits
   // are turned into their gradient in place and pushed through the head.
+  // The head's gradient segment opens here: the tail (untied), or the
+  // embeddings, which the tied head shares (model/gradient_sink.h).
+  const bool tied = layout_.lm_head == layout_.embed_tokens;
+  const GradientSegment embeddings = {0, layer_begin(0)};
+  const GradientSegment tail = {layout_.final_norm_weight, layout_.total};
+  const GradientSegment head = tied ? embeddings : tail;
+  if (backward) open_segment(head.begin, head.end);
   phase.reset();
   phase.reset(new OpsRange(ops_, "lm head + loss"));
   for (int start = 0; start < N; start += a.logit_rows) {
@@ -521,13 +602,16 @@ LossOutputs Transformer::run(const Batch& batch, bool backward, float loss_scale
   OpsRange backward_range(ops_, "backward");
   Buf dx = a.d_residual;
   ops_.zero(dx, size_t(N) * C);
+  if (tied) open_segment(tail.begin, tail.end);
   norm_backward(dx, a.d_final, a.output, a.final_mean, a.final_rstd, layout_.final_norm_weight,
                 layout_.final_norm_bias, N);
+  close_segment(tail.begin, tail.end);
   for (int li = c.num_layers - 1; li >= 0; --li) {
     const LayerOffsets& w = layout_.layers[li];
     Activations::Layer& l = a.layers[li];
     OpsRange layer_range(ops_, layer_names_[li].backward.c_str());
     recompute_layer(a, li, doc_ids, N);
+    open_segment(w.mlp_norm_weight, layer_end(li));
     // MLP branch: dx is the gradient of the layer output = of its MLP branch.
     if (qwen) {
       ops_.matmul_backward(a.d_activation, grad(w.down_weight), nullptr, dx, l.activation,
@@ -543,6 +627,8 @@ LossOutputs Transformer::run(const Batch& batch, bool backward, float loss_scale
     }
     norm_backward(dx, a.d_norm, l.middle, l.norm2_mean, l.norm2_rstd, w.mlp_norm_weight,
                   w.mlp_norm_bias, N);
+    close_segment(w.mlp_norm_weight, layer_end(li));
+    open_segment(layer_begin(li), w.mlp_norm_weight);
     // Attention branch: dx is now the gradient of the middle residual.
     ops_.matmul_backward(a.d_attention, grad(w.o_weight), grad(w.o_bias), dx, l.attention,
                          param(w.o_weight), N, Q, C);
@@ -569,9 +655,12 @@ LossOutputs Transformer::run(const Batch& batch, bool backward, float loss_scale
                          param(w.q_weight), N, C, QKV);
     norm_backward(dx, a.d_norm, l.input, l.norm1_mean, l.norm1_rstd, w.attn_norm_weight,
                   w.attn_norm_bias, N);
+    close_segment(layer_begin(li), w.mlp_norm_weight);
   }
+  if (!tied) open_segment(embeddings.begin, embeddings.end);
   ops_.embedding_backward(grad(layout_.embed_tokens), grad(layout_.embed_positions), dx, a.tokens,
                           a.positions, N, C);
+  close_segment(embeddings.begin, embeddings.end);
   return out;
 }
 

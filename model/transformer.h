@@ -32,6 +32,7 @@
 #include <vector>
 
 #include "model/config.h"
+#include "model/gradient_sink.h"
 #include "model/kv_cache.h"
 #include "model/ops.h"
 #include "model/params.h"
@@ -85,7 +86,11 @@ class Transformer {
 
   // fp32 master parameters, in Ops memory (what the optimizer updates).
   float* params() { return master_; }
-  float* grads() { return grads_; }     // fp32, in Ops memory
+  // The full fp32 gradient buffer, in Ops memory: allocated on first use
+  // (this call, zero_grads, or a forward_backward without a sink), so a
+  // ZeRO-2 run, whose gradients go to a GradientSink, never holds one.
+  float* grads();
+  bool holds_full_gradient() const { return grads_ != nullptr; }
   // The weights the ops read, in the backend's dtype (== params() on fp32
   // backends).
   Buf weights() { return weights_; }
@@ -105,8 +110,17 @@ class Transformer {
 
   // Loss only (no gradients).
   LossOutputs forward(const Batch& batch);
-  // grads += d(loss_scale * sum_i loss_i)/dparams.
-  LossOutputs forward_backward(const Batch& batch, float loss_scale);
+  // grads += d(loss_scale * sum_i loss_i)/dparams: into grads(), or, with a
+  // sink, into the buffers it hands out segment by segment
+  // (model/gradient_sink.h).
+  LossOutputs forward_backward(const Batch& batch, float loss_scale,
+                               GradientSink* sink = nullptr);
+  // The segments a sink is given, in the order the backward closes them.
+  std::vector<GradientSegment> gradient_segments() const;
+  // The most gradient floats open at once in a backward through a sink (the
+  // scratch a sink that copies nothing ahead needs): the largest segment,
+  // plus the embeddings when they are tied (open the whole backward).
+  size_t gradient_scratch_floats() const;
   // logits [B*T, V] of every position, on the host.
   std::vector<float> forward_logits(const Batch& batch);
 
@@ -137,8 +151,12 @@ class Transformer {
   static size_t activation_bytes(const ModelConfig& config, size_t tokens,
                                  DType dtype = DType::f32, Recompute mode = Recompute::none);
   // One line per kind of memory this model holds on its backend (weights,
-  // master, gradients, activations for `tokens` tokens).
-  std::string memory_report(size_t tokens) const;
+  // master, gradients, activations for `tokens` tokens, AdamW moments).
+  // gradient_floats / moment_floats: what this rank holds of them (ZeRO,
+  // optim/zero.h: zero_memory_per_rank); the defaults are one process's,
+  // the full buffer and two moments of it.
+  std::string memory_report(size_t tokens, size_t gradient_floats = kAbsent,
+                            size_t moment_floats = kAbsent) const;
 
  private:
   struct Activations;
@@ -153,7 +171,13 @@ class Transformer {
                                     const std::vector<int32_t>& logit_rows);
   // Pieces of a layer shared by the training pass and generation.
   CBuf param(size_t offset) const { return offset == kAbsent ? CBuf() : CBuf(weights_ + offset); }
-  float* grad(size_t offset) const { return offset == kAbsent ? nullptr : grads_ + offset; }
+  float* grad(size_t offset) const;
+  // A segment of the backward (model/gradient_sink.h): open maps its
+  // offsets to the sink's buffer until close.
+  void open_segment(size_t begin, size_t end);
+  void close_segment(size_t begin, size_t end);
+  size_t layer_begin(int layer) const;
+  size_t layer_end(int layer) const;
   // The family's norm (RMSNorm, or LayerNorm with its mean saved).
   void norm_forward(Buf out, float* mean, float* rstd, CBuf in, size_t weight, size_t bias,
                     int N);
@@ -183,7 +207,13 @@ class Transformer {
   Ops& ops_;
   Buf weights_;              // backend dtype
   float* master_ = nullptr;  // fp32 (== weights_ on fp32 backends)
-  float* grads_ = nullptr;
+  float* grads_ = nullptr;   // full buffer, allocated by grads() on first use
+  struct OpenSegment {
+    size_t begin, end;
+    float* base;  // gradient of flat position begin + i at base[i]
+  };
+  GradientSink* sink_ = nullptr;  // of the backward running now (null: grads_)
+  std::vector<OpenSegment> open_segments_;
   Recompute recompute_ = Recompute::none;
   AttentionShape shape_;     // of the current training pass
   struct LayerNames {

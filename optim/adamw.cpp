@@ -62,10 +62,15 @@ AdamWArgs AdamW::args_for(const Run& r, float lr, float grad_scale) const {
 }
 
 void AdamW::step(float* params, const float* grads, float lr, float grad_scale, Buf copy) {
+  step_on_range_grads(params, grads + begin_, lr, grad_scale, copy);
+}
+
+void AdamW::step_on_range_grads(float* params, const float* range_grads, float lr,
+                                float grad_scale, Buf copy) {
   step_++;
   for (const Run& r : runs_) {
     const size_t local = r.begin - begin_;
-    ops_.adamw_update(params + r.begin, copy ? copy + r.begin : Buf(), grads + r.begin,
+    ops_.adamw_update(params + r.begin, copy ? copy + r.begin : Buf(), range_grads + local,
                       m_ + local, v_ + local, r.end - r.begin, args_for(r, lr, grad_scale));
   }
 }

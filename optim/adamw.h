@@ -49,6 +49,11 @@ class AdamW {
   // step_count() first, so the first call uses t = 1.
   void step(float* params, const float* grads, float lr, float grad_scale = 1.f,
             Buf copy = Buf());
+  // The same step with only the range's gradients: range_grads[i] is the
+  // gradient of parameter begin() + i (ZeRO-2's shard, which is all a rank
+  // holds of the gradient).
+  void step_on_range_grads(float* params, const float* range_grads, float lr,
+                           float grad_scale = 1.f, Buf copy = Buf());
 
   // Rebuilds copy's [begin, end) from params as the last step() rounded it
   // (a resumed run's low-precision weights then equal the uninterrupted

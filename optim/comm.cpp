@@ -14,18 +14,14 @@
 #include <functional>
 #include <thread>
 
+#ifdef POLARIS_HAVE_NCCL
+#include "cuda/nccl_comm.h"
+#endif
 #include "optim/watchdog.h"
 #include "optim/zero.h"
 #include "src/common/error.h"
 
 namespace polaris {
-
-void SingleProcessComm::reduce_scatter_sum(const float* in, float* out_shard,
-                                           const std::vector<ShardRange>& ranges) {
-  require(ranges.size() == 1, "reduce_scatter_sum: a single process has one range");
-  if (out_shard != in + ranges[0].begin)
-    std::copy(in + ranges[0].begin, in + ranges[0].end, out_shard);
-}
 
 void SingleProcessComm::gather_to_root(const float* shard, float* full,
                                        const std::vector<ShardRange>& ranges) {
@@ -33,8 +29,23 @@ void SingleProcessComm::gather_to_root(const float* shard, float* full,
   std::copy(shard, shard + ranges[0].size(), full + ranges[0].begin);
 }
 
+void SingleProcessComm::reduce_add_to(const float* in, float* root_accum, size_t n, int) {
+  if (in == root_accum) return;  // in place: the only rank's part is the sum
+  for (size_t i = 0; i < n; ++i) root_accum[i] += in[i];
+}
+
+bool nccl_available() {
+#ifdef POLARIS_HAVE_NCCL
+  return true;
+#else
+  return false;
+#endif
+}
+
 bool launched_by_mpirun() {
-  return std::getenv("OMPI_COMM_WORLD_SIZE") != nullptr || std::getenv("PMI_SIZE") != nullptr;
+  for (const char* name : {"OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "SLURM_STEP_NUM_TASKS"})
+    if (std::getenv(name)) return true;
+  return false;
 }
 
 double global_sum(Comm* comm, double value) {
@@ -159,31 +170,6 @@ class MpiComm : public Comm {
   void all_reduce_sum(double* data, size_t n) override { all_reduce(data, n, MPI_DOUBLE, MPI_SUM); }
   void all_reduce_max(double* data, size_t n) override { all_reduce(data, n, MPI_DOUBLE, MPI_MAX); }
 
-  // One chunked MPI_Reduce per owner rank r over ranges[r], rooted at r.
-  // Not MPI_Reduce_scatter: its int counts (and OpenMPI's internal int total)
-  // overflow past 2^31 parameters. Only offsets into our own buffers are
-  // size_t; every MPI count is one chunk. The reduction order of MPI_Reduce is
-  // fixed for a given (world, count), so results stay deterministic.
-  void reduce_scatter_sum(const float* in, float* out_shard,
-                          const std::vector<ShardRange>& ranges) override {
-    check_ranges(ranges, "reduce_scatter_sum");
-    CollectiveWait wait;
-    if (!active_) {
-      std::copy(in + ranges[0].begin, in + ranges[0].end, out_shard);
-      return;
-    }
-    for (int r = 0; r < world_; ++r) {
-      const ShardRange& range = ranges[size_t(r)];
-      for (size_t done = 0; done < range.size(); done += kChunk) {
-        int count = int(std::min(kChunk, range.size() - done));
-        float* recv = r == rank_ ? out_shard + done : nullptr;  // only the root receives
-        check_mpi(MPI_Reduce(in + range.begin + done, recv, count, MPI_FLOAT, MPI_SUM, r,
-                             MPI_COMM_WORLD),
-                  "MPI_Reduce");
-      }
-    }
-  }
-
   // One chunked MPI_Bcast per owner rank r over ranges[r], rooted at r: no
   // int displacements (MPI_Allgatherv's overflow past 2^31 parameters).
   void all_gather(float* buffer, const std::vector<ShardRange>& ranges) override {
@@ -224,6 +210,36 @@ class MpiComm : public Comm {
   void barrier() override {
     CollectiveWait wait;
     if (active_) check_mpi(MPI_Barrier(MPI_COMM_WORLD), "MPI_Barrier");
+  }
+
+  void broadcast_bytes(void* data, size_t n, int root) override {
+    if (!active_) return;
+    CollectiveWait wait;
+    char* bytes = static_cast<char*>(data);
+    for (size_t done = 0; done < n; done += kChunk)
+      check_mpi(MPI_Bcast(bytes + done, int(std::min(kChunk, n - done)), MPI_BYTE, root,
+                          MPI_COMM_WORLD),
+                "MPI_Bcast");
+  }
+
+  // The root adds its own part into the accumulator first, then reduces in
+  // place into it: accum = (accum + in_root) + sum of the others' in, with
+  // no temporary of the bucket's size.
+  void reduce_add_to(const float* in, float* root_accum, size_t n, int root) override {
+    if (rank_ == root && in != root_accum)
+      for (size_t i = 0; i < n; ++i) root_accum[i] += in[i];
+    if (!active_) return;
+    CollectiveWait wait;
+    for (size_t done = 0; done < n; done += kChunk) {
+      const int count = int(std::min(kChunk, n - done));
+      if (rank_ == root)
+        check_mpi(MPI_Reduce(MPI_IN_PLACE, root_accum + done, count, MPI_FLOAT, MPI_SUM, root,
+                             MPI_COMM_WORLD),
+                  "MPI_Reduce");
+      else
+        check_mpi(MPI_Reduce(in + done, nullptr, count, MPI_FLOAT, MPI_SUM, root, MPI_COMM_WORLD),
+                  "MPI_Reduce");
+    }
   }
 
   void require_same(const std::string& what, const std::string& value) override {
@@ -281,8 +297,12 @@ std::unique_ptr<Comm> make_comm(const std::string& flag_value) {
     return std::unique_ptr<Comm>(new SingleProcessComm());
   if (flag_value == "mpi") return std::unique_ptr<Comm>(new MpiComm());
   if (flag_value == "nccl")
-    throw Error("--comm nccl: NCCL needs the CUDA backend, which is not in this build; use "
-                "--comm mpi (CPU backend)");
+#ifdef POLARIS_HAVE_NCCL
+    return make_nccl_comm(std::unique_ptr<Comm>(new MpiComm()));
+#else
+    throw Error("--comm nccl: this build has no NCCL (the CUDA toolkit's nccl.h and libnccl); "
+                "use --comm mpi");
+#endif
   throw Error("--comm must be none, mpi or nccl, got '" + flag_value + "'");
 }
 

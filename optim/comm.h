@@ -4,7 +4,9 @@
 //
 //   SingleProcessComm  world 1: every collective is a no-op (or a copy).
 //   MpiComm            OpenMPI over MPI_COMM_WORLD, host (CPU) memory.
-//   NCCL               needs the CUDA backend: not in this build.
+//   NcclComm           (cuda/nccl_comm.h) NCCL on device buffers for the
+//                      float collectives, on its own CUDA stream; the rest
+//                      (doubles, checks, checkpoint gathers) over MPI.
 //
 // Every rank must call the same collectives in the same order with the same
 // sizes. Results are deterministic: the reduction order of a collective is
@@ -37,6 +39,7 @@
 namespace polaris {
 
 struct ShardRange;  // optim/zero.h
+class Ops;          // model/ops.h
 
 class Comm {
  public:
@@ -50,12 +53,6 @@ class Comm {
   virtual void all_reduce_sum(double* data, size_t n) = 0;
   // In place: data[i] = max over ranks of data[i].
   virtual void all_reduce_max(double* data, size_t n) = 0;
-  // in[0, total) on every rank (total = ranges.back().end); out_shard
-  // receives the rank-summed ranges[rank()] part (ranges[rank()].size() floats).
-  // ranges must tile [0, total) in rank order. MPI: a chunked MPI_Reduce to
-  // each owner rank in turn (no MPI_Reduce_scatter: its int total overflows).
-  virtual void reduce_scatter_sum(const float* in, float* out_shard,
-                                  const std::vector<ShardRange>& ranges) = 0;
   // In place over the whole buffer: every rank's ranges[r] part is copied
   // from rank r to all ranks. MPI: a chunked MPI_Bcast from each owner rank in
   // turn (no MPI_Allgatherv: its int displacements overflow past 2^31).
@@ -67,6 +64,34 @@ class Comm {
   virtual void gather_to_root(const float* shard, float* full,
                               const std::vector<ShardRange>& ranges) = 0;
   virtual void barrier() = 0;
+  // data[0, n) from rank root to every rank (host memory).
+  virtual void broadcast_bytes(void* data, size_t n, int root) = 0;
+
+  // ---- ZeRO-2's bucketed reduction (optim/sharded_gradients.h) ----
+  // The sum over ranks of in[0, n) is ADDED into root_accum[0, n) on rank
+  // `root` (other ranks pass null). On the root, in == root_accum reduces in
+  // place: the root's own part is already there and is counted once (ZeRO-1
+  // reduces each owner's range of the full gradient buffer this way). An asynchronous comm (NCCL) only issues
+  // it, ordered after the work already issued on the compute stream: `in`
+  // must stay unchanged and root_accum untouched until a fence taken after
+  // it has been waited for.
+  virtual void reduce_add_to(const float* in, float* root_accum, size_t n, int root) = 0;
+  // A marker after every collective issued so far; wait_fence(f) makes work
+  // issued afterwards on the compute stream wait for them. Blocking comms
+  // (MPI) finish each collective before returning: 0 and a no-op.
+  virtual uint64_t fence() { return 0; }
+  virtual void wait_fence(uint64_t) {}
+  // The host waits until every collective issued so far is done, and the
+  // compute stream is ordered after them (asynchronous comms poll for
+  // errors meanwhile: a dead peer ends this rank instead of hanging it).
+  virtual void wait_all() {}
+  // True when the float collectives read and write device buffers (NCCL);
+  // false: host memory (a device backend stages through the host).
+  virtual bool device_buffers() const { return false; }
+  // Binds the comm to the Ops the model runs on, once, before the first
+  // collective on its buffers (NCCL: its GPU, and the stream to order
+  // against). Every rank must call it.
+  virtual void attach(Ops&) {}
 
   // Throws Error "ranks disagree on <what> (rank 0: 'a', rank 1: 'b')" on
   // EVERY rank, the same line, when the ranks passed different values (a
@@ -85,12 +110,12 @@ class SingleProcessComm : public Comm {
   void all_reduce_sum(float*, size_t) override {}
   void all_reduce_sum(double*, size_t) override {}
   void all_reduce_max(double*, size_t) override {}
-  void reduce_scatter_sum(const float* in, float* out_shard,
-                          const std::vector<ShardRange>& ranges) override;
   void all_gather(float*, const std::vector<ShardRange>&) override {}
   void gather_to_root(const float* shard, float* full,
                       const std::vector<ShardRange>& ranges) override;
   void barrier() override {}
+  void broadcast_bytes(void*, size_t, int) override {}
+  void reduce_add_to(const float* in, float* root_accum, size_t n, int root) override;
   void require_same(const std::string&, const std::string&) override {}
 };
 
@@ -98,15 +123,19 @@ class SingleProcessComm : public Comm {
 // job of 2 or more ranks, simply prints it on stderr.
 void report_fatal_error_across_ranks(const std::string& line);
 
-// True when this process was started by mpirun (OMPI_COMM_WORLD_SIZE or
-// PMI_SIZE is set in the environment).
+// True when this process was started by mpirun or srun (OMPI_COMM_WORLD_SIZE,
+// PMI_SIZE or SLURM_STEP_NUM_TASKS is set in the environment).
 bool launched_by_mpirun();
 
 // "mpi": MpiComm (MPI_Init on first use; a plain process, not started by
-// mpirun, is a world of 1). "none" or "": SingleProcessComm. "nccl": Error
-// (needs the CUDA backend, not in this build). Anything else: Error naming
-// --comm. MPI is initialised at most once per process.
+// mpirun, is a world of 1). "none" or "": SingleProcessComm. "nccl": an
+// NcclComm over an MpiComm (its communicator is made by attach, on the
+// model's GPU); an Error in a build without NCCL. Anything else: Error
+// naming --comm. MPI is initialised at most once per process.
 std::unique_ptr<Comm> make_comm(const std::string& flag_value);
+// Whether this build has NCCL (cuda/nccl_comm.h): --comm nccl is then the
+// default for the CUDA backend under mpirun.
+bool nccl_available();
 
 // The sum over ranks of a local value (nullptr comm: the value itself).
 // Loops use it for the GLOBAL loss normaliser (total target weight or token

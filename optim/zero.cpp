@@ -26,19 +26,19 @@ std::vector<ShardRange> zero_shard_ranges(size_t total, int world) {
   return ranges;
 }
 
-ZeroMemory zero_memory_per_rank(size_t total, int world, int stage) {
+ZeroMemory zero_memory_per_rank(size_t total, int world, int stage, size_t bucket_floats) {
   require(stage >= 0 && stage <= 2, "ZeRO stage must be 0, 1 or 2, got " + std::to_string(stage));
   require(world >= 1, "ZeRO: world size must be >= 1");
   const size_t shard = (total + size_t(world) - 1) / size_t(world);
   ZeroMemory m;
   m.params = 4 * total;
-  m.grads = 4 * (stage == 2 ? shard : total);
+  m.grads = 4 * (stage == 2 ? shard + bucket_floats : total);
   m.moments = 8 * (stage >= 1 ? shard : total);
   return m;
 }
 
-std::string describe_zero_memory(size_t total, int world, int stage) {
-  ZeroMemory m = zero_memory_per_rank(total, world, stage);
+std::string describe_zero_memory(size_t total, int world, int stage, size_t bucket_floats) {
+  ZeroMemory m = zero_memory_per_rank(total, world, stage, bucket_floats);
   auto mb = [](size_t bytes) { return double(bytes) / (1024.0 * 1024.0); };
   char line[256];
   std::snprintf(line, sizeof line,

@@ -7,14 +7,15 @@
 // Stages (Rajbhandari et al. 2020), as this engine runs them:
 //   0  all-reduce the gradient; every rank runs AdamW on the whole buffer
 //      (plain data parallel: params, grads, m, v all replicated).
-//   1  all-reduce the gradient; each rank runs AdamW on its shard only, so it
-//      holds m and v for the shard (1/W of them); then all-gather the params.
-//   2  reduce-scatter the gradient: each rank receives only its shard's
-//      reduced gradient (half the bytes of an all-reduce); AdamW on the shard,
-//      all-gather the params. The backward pass still writes a full-size local
-//      gradient buffer (the CPU backend has no per-bucket release), so on this
-//      backend stage 2 saves communication, not gradient memory; the report
-//      below gives the memory a bucketed backward would need.
+//   1  reduce-scatter the gradient once the step's backwards are done (each
+//      owner's range of the full buffer reduced in place on it); each rank
+//      runs AdamW on its shard only, so it holds m and v for the shard (1/W
+//      of them); then all-gather the fp32 params (each owner broadcasts its
+//      range; every rank re-rounds its bf16 copy of the others' ranges).
+//   2  reduce-scatter the gradient in buckets as the backward produces them
+//      (optim/sharded_gradients.h): each rank holds only its shard's reduced
+//      gradient plus a bucket's scratch, never the full gradient; AdamW on
+//      the shard, all-gather the params.
 #pragma once
 #include <cstddef>
 #include <string>
@@ -39,11 +40,15 @@ struct ZeroMemory {
   size_t total() const { return params + grads + moments; }
 };
 //   params  = 4 P                    (every stage: forward needs all weights)
-//   grads   = 4 P (stage 0, 1),  4 S (stage 2)
+//   grads   = 4 P (stage 0, 1),  4 S + 4 B (stage 2)
 //   moments = 8 P (stage 0),     8 S (stage 1, 2)
-// with P = total parameters and S = the largest shard, ceil(P / W).
-ZeroMemory zero_memory_per_rank(size_t total, int world, int stage);
+// with P = total parameters, S = the largest shard, ceil(P / W), and B the
+// stage-2 bucket scratch in floats (ShardedGradients::scratch_floats: the
+// largest backward segment, twice when the reduction overlaps, plus the tied
+// embeddings; 0 when one rank writes straight into its whole-buffer shard).
+ZeroMemory zero_memory_per_rank(size_t total, int world, int stage,
+                                size_t bucket_floats = 0);
 // One line: "ZeRO-1 over 2 ranks: per rank params 1.2 MB, grads ..., total ...".
-std::string describe_zero_memory(size_t total, int world, int stage);
+std::string describe_zero_memory(size_t total, int world, int stage, size_t bucket_floats = 0);
 
 }  // namespace polaris

@@ -3,9 +3,11 @@
 # one H100): build for sm_90a, every GPU op test (CudaOps against the CPU
 # reference), compute-sanitizer memcheck + racecheck on the op tests, the
 # fixture checks with --backend cuda, a 50-step tiny-model run whose loss
-# curve must track the CPU backend's, the kernel benchmark, the training
-# benchmark beside PyTorch (run/bench_train.sh --quick) and the generation
-# benchmark beside transformers (run/bench_generate.sh --quick).
+# curve must track the CPU backend's, the same run data-parallel (ZeRO-1 and
+# 2 over NCCL on one rank, over MPI on two ranks sharing the GPU), the kernel
+# benchmark, the training benchmark beside PyTorch (run/bench_train.sh
+# --quick) and the generation benchmark beside transformers
+# (run/bench_generate.sh --quick).
 # Full logs go to OUTDIR; a short table is printed last.
 #
 # On the lent machine (no network), carry the four missing Debian packages as
@@ -91,7 +93,10 @@ for b in cpu cuda; do
     --batch 8 --seq 64 --lr 1e-3 --seed 1 --backend "$b" --log "$OUT/curve_$b.jsonl" \
     > "$OUT/curve_$b.log" 2>&1
 done
-if python3 - "$OUT/curve_cpu.jsonl" "$OUT/curve_cuda.jsonl" > "$OUT/curve_compare.txt" 2>&1 <<'PY'
+# compare_curves ROW A.jsonl B.jsonl: the 50 losses agree within bf16 noise
+# (5% relative at worst) and B's loss falls.
+compare_curves() {
+  if python3 - "$2" "$3" > "$OUT/compare_$(basename "$3" .jsonl).txt" 2>&1 <<'PY'
 import json, sys
 def losses(p): return [json.loads(l)["loss"] for l in open(p) if l.strip()]
 a, b = losses(sys.argv[1]), losses(sys.argv[2])
@@ -100,8 +105,28 @@ worst = max(abs(x - y) / max(abs(x), 1e-6) for x, y in zip(a, b))
 print(f"first {a[0]:.4f}/{b[0]:.4f} last {a[-1]:.4f}/{b[-1]:.4f} worst relative gap {worst:.3f}")
 sys.exit(0 if worst < 0.05 and b[-1] < b[0] else 1)
 PY
-then row "50-step curve cpu vs cuda" ok "$(cat "$OUT/curve_compare.txt")"
-else row "50-step curve cpu vs cuda" FAIL "$(tail -1 "$OUT/curve_compare.txt")"; fi
+  then row "$1" ok "$(cat "$OUT/compare_$(basename "$3" .jsonl).txt")"
+  else row "$1" FAIL "$(tail -1 "$OUT/compare_$(basename "$3" .jsonl).txt")"; fi
+}
+compare_curves "50-step curve cpu vs cuda" "$OUT/curve_cpu.jsonl" "$OUT/curve_cuda.jsonl"
+
+# Data parallel on the GPU against the one-process curve above: ZeRO-1 and
+# ZeRO-2 over NCCL on one rank (mpirun's default --comm for --backend cuda),
+# and over MPI with two ranks sharing the GPU (NCCL refuses that; each rank
+# takes half of the global batch of 8 rows).
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+for run in "1 nccl 1" "1 nccl 2" "2 mpi 1" "2 mpi 2"; do
+  read -r ranks comm zero <<<"$run"
+  name=dp_np${ranks}_${comm}_zero$zero
+  timeout 300 mpirun -np "$ranks" --oversubscribe build/polaris_train --init qwen3-tiny \
+    --data "$OUT/tiny_shard.bin" --steps 50 --batch $((8 / ranks)) --seq 64 --lr 1e-3 --seed 1 \
+    --backend cuda --comm "$comm" --zero "$zero" --log "$OUT/$name.jsonl" > "$OUT/$name.log" 2>&1
+  if grep -q "over $comm" "$OUT/$name.log"; then
+    compare_curves "$ranks rank(s) --comm $comm --zero $zero" "$OUT/curve_cuda.jsonl" "$OUT/$name.jsonl"
+  else
+    row "$ranks rank(s) --comm $comm --zero $zero" FAIL "see $name.log: $(tail -1 "$OUT/$name.log")"
+  fi
+done
 
 # Speed: every kernel against the H100 roofline, then training beside
 # PyTorch/transformers on the same shapes (run/bench_train.sh --quick).

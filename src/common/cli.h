@@ -77,6 +77,8 @@ std::string describe_flags(const std::vector<FlagSpec>& table,
 
 // Runs body, reporting "error: <message>" and returning 1 on polaris::Error
 // (and on any other std::exception, which would be a bug, with "internal").
+// Under mpirun, ranks other than 0 print 2 s late, so an error every rank
+// hits is printed once (rank 0's failure ends the job meanwhile).
 int run_main(const std::function<int()>& body);
 
 // How run_main reports a fatal error line: by default, printed on stderr.

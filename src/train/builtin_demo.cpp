@@ -7,6 +7,10 @@
 //
 // It is `--mode sft --task addition-trace --init qwen3-demo` with its
 // settings fixed, plus the evaluation: the same pieces as every other run.
+// Under `mpirun -np N` (N dividing 16) it runs data parallel: every rank
+// draws the same 16 rows per step and trains on its N-th of them, with the
+// loss normalised over all 16, so the run is the single process's up to
+// float rounding; rank 0 prints and evaluates.
 #include <cstdio>
 
 #include "data/row_sampler.h"
@@ -20,12 +24,18 @@
 namespace polaris {
 
 int run_builtin_demo() {
-  std::printf("Polaris built-in demo: a tiny Qwen3-style model learns to add 2-digit numbers,\n"
-              "column by column, on the CPU. (polaris_train --help lists the flags for your own "
-              "data.)\n");
   const char* task = "addition-trace";
   const int steps = 600, rows_per_step = 16, row_tokens = 64;
   const uint64_t seed = 1337;
+  std::unique_ptr<Comm> comm = make_comm(launched_by_mpirun() ? "mpi" : "none");
+  const int world = comm->world_size(), rank = comm->rank();
+  require(rows_per_step % world == 0,
+          "the built-in demo splits its 16 rows per step over the ranks: run it with mpirun -np "
+          "1, 2, 4, 8 or 16, not " + std::to_string(world));
+  silence_other_ranks(*comm);
+  std::printf("Polaris built-in demo: a tiny Qwen3-style model learns to add 2-digit numbers,\n"
+              "column by column, on the CPU. (polaris_train --help lists the flags for your own "
+              "data.)\n");
 
   ModelConfig config = config_from_preset("qwen3-demo");
   std::unique_ptr<Ops> ops = make_ops("cpu");
@@ -40,15 +50,20 @@ int run_builtin_demo() {
   TrainerOptions options;
   options.schedule = make_schedule("cosine", 1e-3f, 0.1f, 30, steps);
   options.adamw.weight_decay = 0.01f;
+  options.comm = comm.get();
   Trainer trainer(model, options);
   StepReporter reporter(steps, 50, "");
   RowSampler sampler(rows.size(), seed);
   for (int step = 0; step < steps; ++step) {
     std::vector<size_t> indices;
-    for (int b = 0; b < rows_per_step; ++b) indices.push_back(sampler.next());
+    for (int b = 0; b < rows_per_step; ++b) {
+      const size_t row = sampler.next();
+      if (b * world / rows_per_step == rank) indices.push_back(row);  // this rank's slice
+    }
     std::vector<Batch> micro = {batch_from_packed_rows(rows, indices)};
-    reporter.report(trainer.step(micro, total_target_weight(micro)));
+    reporter.report(trainer.step(micro, global_sum(comm.get(), total_target_weight(micro))));
   }
+  if (rank != 0) return 0;  // rank 0 evaluates
 
   // Held-out problems, answered greedily.
   std::unique_ptr<RlEnvironment> heldout = make_synthetic_environment(task, 0, 50, seed);

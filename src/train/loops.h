@@ -10,8 +10,9 @@ int run_sft(const TrainOptions& options);          // chat JSONL (src/train/sft.
 int run_grpo(const TrainOptions& options);         // RL JSONL + verifier (src/train/grpo.cpp)
 int run_builtin_demo();                            // src/train/builtin_demo.cpp
 
-// Before the first step: --recompute, and on a device backend the memory
-// report (weights, master, gradients, activations, moments).
+// Before the first step: --recompute, and on a device backend or with data
+// parallelism the memory report per rank (weights, master, gradients and
+// moments as ZeRO shards them, activations).
 void start_run(const TrainOptions& options, Transformer& model);
 // After the last: the backend's peak memory (where it tracks one) and the
 // trained weights to --out when given (fp32 model.bin).

@@ -38,15 +38,13 @@ void require_step_fits_in_memory(const TrainOptions& options, const ModelConfig&
       ranks > 1 ? ", times " + std::to_string(ranks) + " ranks on this machine" : "";
 
   // The model's state as this build allocates it: the weights twice (the
-  // ops' copy and the host copy they were loaded from), a full gradient
-  // buffer (the backward writes every gradient, whatever the stage), the
-  // reduced gradient shard of ZeRO-2, and the Adam moments (sharded from
-  // ZeRO-1 on).
+  // ops' copy and the host copy they were loaded from), the gradient (the
+  // full buffer, or ZeRO-2's shard: its bucket scratch, a segment or two, is
+  // left to the margin) and the Adam moments (sharded from ZeRO-1 on).
   const size_t parameters = build_param_layout(config).total;
   const ZeroMemory zero =
       zero_memory_per_rank(parameters, options.world_size(), options.trainer.zero_stage);
-  const double state = 4.0 * parameters * 3 + (options.trainer.zero_stage == 2 ? double(zero.grads) : 0) +
-                       double(zero.moments);
+  const double state = 4.0 * parameters * 2 + double(zero.grads) + double(zero.moments);
   const std::string model = starting_model_name(options);
   require(state * ranks <= available,
           model + ": " + std::to_string(parameters) + " parameters need " + format_bytes(state) +

@@ -5,7 +5,7 @@
 // from the config alone, before the weights are allocated. The step needs,
 // per rank (P parameters, S = P / ranks):
 //   weights 4P twice (the ops' copy and the host copy it was loaded from)
-//   + gradients 4P (+ 4S, ZeRO-2's reduced shard) + Adam moments 8P (8S from ZeRO-1)
+//   + gradients 4P (4S under ZeRO-2) + Adam moments 8P (8S from ZeRO-1)
 //   + activations for the tokens of one forward/backward pass
 //     (Transformer::activation_bytes, counted exactly as they are allocated)
 //   + the host batches of one step (grad_accum passes, ~24 bytes per token).

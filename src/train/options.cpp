@@ -95,22 +95,40 @@ void require_same_inputs(Comm& comm, const TrainOptions& o, const Flags& flags) 
 
 }  // namespace
 
+void silence_other_ranks(const Comm& comm) {
+  if (comm.rank() == 0) return;
+  require(std::freopen("/dev/null", "w", stdout) != nullptr,
+          "rank " + std::to_string(comm.rank()) + ": cannot redirect stdout to /dev/null");
+}
+
 namespace {
 
 // The Comm, made before anything else can fail: under mpirun the ranks
 // agree on a fatal error through MPI (optim/comm.h), so even a bad flag is
 // one line, not one per rank. With flags that do not parse, or a --comm that
 // cannot be made, the default comm reports the error.
+//
+// Under mpirun the default is NCCL when the run is on GPUs (one rank per
+// GPU) and this build has it, MPI otherwise.
+std::string default_comm(const Flags* flags) {
+  if (!launched_by_mpirun()) return "none";
+  if (!nccl_available()) return "mpi";
+  const std::string backend = flags && flags->has("backend") ? flags->text("backend") : "auto";
+  return resolve_backend(backend) == "cuda" ? "nccl" : "mpi";
+}
+
 std::shared_ptr<Comm> first_comm(const Flags* flags) {
   set_fatal_reporter(report_fatal_error_across_ranks);
   const std::string fallback = launched_by_mpirun() ? "mpi" : "none";
-  const std::string chosen = flags && flags->has("comm") ? flags->text("comm") : fallback;
+  bool fallback_failed = false;
   try {
+    const std::string chosen = flags && flags->has("comm") ? flags->text("comm") : default_comm(flags);
+    fallback_failed = chosen == fallback;
     return std::shared_ptr<Comm>(make_comm(chosen).release());
   } catch (const Error&) {
     // Kept until exit: it reports the error.
     static std::unique_ptr<Comm> reporter;
-    if (chosen != fallback) reporter = make_comm(fallback);
+    if (!fallback_failed) reporter = make_comm(fallback);
     throw;
   }
 }
@@ -222,13 +240,17 @@ TrainOptions parse_train_options(int argc, char** argv) {
   // The warmup's default depends on --steps, which a resumed run may raise.
   if (o.mode != "grpo") o.resume_identity["global-batch"] = std::to_string(o.batch * o.world_size());
   o.resume_identity["warmup-steps"] = std::to_string(o.trainer.schedule.warmup_steps);
-  if (o.comm->world_size() > 1 && o.comm->rank() != 0) {
-    // Only rank 0 prints and writes: the others' console goes nowhere
-    // (errors still reach stderr) and they write no --log or --out.
-    require(std::freopen("/dev/null", "w", stdout) != nullptr,
-            "rank " + std::to_string(o.comm->rank()) + ": cannot redirect stdout to /dev/null");
-    o.log_path.clear();
-    o.out_path.clear();
+  // What --backend auto and the default --comm resolved to must agree too
+  // (a node without a GPU among nodes with one).
+  o.comm->require_same("--backend", o.backend);
+  o.comm->require_same("--comm", o.comm->name());
+  if (o.comm->world_size() > 1) {
+    // Only rank 0 prints and writes: the others write no --log or --out.
+    silence_other_ranks(*o.comm);
+    if (o.comm->rank() != 0) {
+      o.log_path.clear();
+      o.out_path.clear();
+    }
   }
   if (!o.out_path.empty()) {
     require_writable_file_path("--out", o.out_path);

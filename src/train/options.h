@@ -65,19 +65,20 @@ struct TrainOptions {
 // Parses argv (after the program name) against train_flag_table()
 // (src/train/train_flags.h). Throws Error on an unknown flag, a bad value,
 // or a flag the run would ignore ("--group-size does not apply to --mode
-// sft"); --comm nccl (which needs the CUDA backend, not in this build) ends
-// in a line saying so. --tokenizer must be the tokenizer the model file
-// records, when it records one.
+// sft"). --tokenizer must be the tokenizer the model file records, when it
+// records one.
 //
-// It also sets up data parallelism: --comm (default mpi when started by
-// mpirun, none otherwise) makes the Comm (MPI_Init happens here), checks that
-// every rank was given the same value of each kSameOnRanks flag and the same
-// inputs (the model file, --init, --data, --val-data, --tokenizer,
-// --eval-data, --pass-rates, --task, --system-prompt: a fingerprint of their
-// contents, data/input_fingerprint.h), and on ranks other than 0 sends
-// stdout to /dev/null and drops --log and --out: only rank 0 prints and
-// writes files.
+// It also sets up data parallelism: --comm (default under mpirun: nccl with
+// --backend cuda in a build with NCCL, else mpi; none otherwise) makes the
+// Comm (MPI_Init happens here), checks that every rank was given the same
+// value of each kSameOnRanks flag and the same inputs (the model file,
+// --init, --data, --val-data, --tokenizer, --eval-data, --pass-rates, --task,
+// --system-prompt: a fingerprint of their contents,
+// data/input_fingerprint.h), and on ranks other than 0 sends stdout to
+// /dev/null and drops --log and --out: only rank 0 prints and writes files.
 TrainOptions parse_train_options(int argc, char** argv);
+// On ranks other than 0: stdout to /dev/null (errors still reach stderr).
+void silence_other_ranks(const Comm& comm);
 
 // The model a run starts from: model.bin, or --init PRESET|config.json with
 // --seed. starting_config reads only its shape (model.bin's header), so a run

@@ -14,8 +14,10 @@ namespace polaris {
 
 void start_run(const TrainOptions& options, Transformer& model) {
   model.set_recompute(options.recompute);
-  if (!model.ops().host_memory())
-    std::printf("%s\n", model.memory_report(size_t(options.batch) * options.seq).c_str());
+  if (!model.ops().host_memory() || options.world_size() > 1 || options.trainer.zero_stage > 0)
+    std::printf("%s\n",
+                memory_report_per_rank(model, options.trainer, size_t(options.batch) * options.seq)
+                    .c_str());
 }
 
 void finish_run(const TrainOptions& options, const Transformer& model) {

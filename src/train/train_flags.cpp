@@ -75,7 +75,8 @@ const std::vector<FlagSpec> kTrainFlags = {
      kAnyMode},
     {"profile", T::toggle, "", "", "3 warm-up + 5 steps in the profiler's capture range "
      "(run/profile.sh)", kAnyMode},
-    {"comm", T::text, "mpi|none", "", "data parallel ranks (default mpi under mpirun, else none)",
+    {"comm", T::text, "nccl|mpi|none", "",
+     "data parallel ranks (under mpirun: nccl with --backend cuda, else mpi; none otherwise)",
      kAnyMode},
     {"rank-timeout", T::number, "SECONDS", "600",
      "end a multi-rank job when no rank makes progress this long, naming the stuck one (0: off)",

@@ -12,6 +12,7 @@
 
 #include "optim/clip.h"
 #include "optim/watchdog.h"
+#include "optim/sharded_gradients.h"
 #include "src/common/error.h"
 
 namespace polaris {
@@ -24,6 +25,8 @@ Trainer::Trainer(Transformer& model, const TrainerOptions& options)
   if (options.comm) {
     rank_ = options.comm->rank();
     world_ = options.comm->world_size();
+    options.comm->attach(model.ops());
+    comm_ = collective_comm(options.comm);
   }
   const size_t total = model.num_params();
   if (options.zero_stage == 0)
@@ -31,14 +34,39 @@ Trainer::Trainer(Transformer& model, const TrainerOptions& options)
   else
     ranges_ = zero_shard_ranges(total, world_);
   if (options.comm && world_ > 1)
-    options.comm->require_same("the model's parameter count", uint64_t(total));
+    options.comm->require_same("the model (model file or --init): its parameter count",
+                               uint64_t(total));
+  if (options.zero_stage == 2)
+    sharded_.reset(new ShardedGradients(model, comm_, ranges_, rank_));
   if (world_ > 1 || options.zero_stage > 0)
     std::printf("data parallel: %d rank%s over %s | %s\n", world_, world_ == 1 ? "" : "s",
                 options.comm ? options.comm->name().c_str() : "none",
-                describe_zero_memory(total, world_, options.zero_stage).c_str());
+                describe_zero_memory(total, world_, options.zero_stage,
+                                     sharded_ ? sharded_->scratch_floats() : 0)
+                    .c_str());
   const ShardRange mine = shard();
   optimizer_.reset(new AdamW(model.ops(), model.layout(), mine.begin, mine.end, options.adamw));
-  if (options.zero_stage == 2) grad_shard_.resize(mine.size());
+}
+
+Trainer::~Trainer() = default;
+
+Comm* collective_comm(Comm* comm) {
+  return comm && (comm->world_size() > 1 || comm->device_buffers()) ? comm : nullptr;
+}
+
+std::string memory_report_per_rank(const Transformer& model, const TrainerOptions& options,
+                                   size_t tokens) {
+  Comm* comm = collective_comm(options.comm);
+  const int world = options.comm ? options.comm->world_size() : 1;
+  const size_t bucket =
+      options.zero_stage == 2 ? ShardedGradients::scratch_floats(model, comm) : 0;
+  const ZeroMemory zero = zero_memory_per_rank(model.num_params(), world, options.zero_stage, bucket);
+  return model.memory_report(tokens, zero.grads / 4, zero.moments / 4);
+}
+
+size_t Trainer::peak_gradient_bytes() const {
+  if (sharded_) return sharded_->peak_bytes();
+  return model_.holds_full_gradient() ? 4 * model_.num_params() : 0;
 }
 
 namespace {
@@ -77,18 +105,31 @@ StepStats Trainer::step(const std::vector<Batch>& micro_batches, double loss_nor
   if (profiling && step_count() == options_.profile_warmup) model_.ops().profiler_start();
   auto start = std::chrono::steady_clock::now();
   StepStats stats;
-  model_.zero_grads();
+  // ZeRO-2: each backward's segments are reduce-scattered into this rank's
+  // shard as they close; otherwise the backward adds into the full buffer.
+  if (sharded_)
+    sharded_->zero();
+  else
+    model_.zero_grads();
   double loss_sum = 0;
   for (const Batch& batch : micro_batches) {
     OpsRange range(model_.ops(), "micro-batch");
     WatchdogPhase watched("forward+backward");
     maybe_injected_stall(rank_, step_count() + 1);
-    stats.outputs.push_back(model_.forward_backward(batch, float(1.0 / loss_normaliser)));
+    stats.outputs.push_back(
+        model_.forward_backward(batch, float(1.0 / loss_normaliser), sharded_.get()));
     loss_sum += stats.outputs.back().loss_sum;
     stats.tokens += (long long)batch.B * batch.T;
   }
-  Comm* comm = world_ > 1 ? options_.comm : nullptr;
-  float* grads = model_.grads();
+  Comm* comm = comm_;
+  if (sharded_ && comm) {
+    // Stage 2 reduces during each backward: a rank with fewer micro-batches
+    // than another adds empty passes, so every rank issues the same
+    // collectives.
+    double passes = double(micro_batches.size());
+    comm->all_reduce_max(&passes, 1);
+    for (size_t i = micro_batches.size(); i < size_t(passes); ++i) sharded_->add_empty_pass();
+  }
   const size_t total = model_.num_params();
   const ShardRange mine = shard();
   if (comm) {
@@ -98,37 +139,42 @@ StepStats Trainer::step(const std::vector<Batch>& micro_batches, double loss_nor
     stats.tokens = (long long)sums[1];
   }
   stats.loss = loss_sum / loss_normaliser;
-  // The comm works on host memory: device buffers (the CUDA backend with
-  // --comm mpi) are staged through the host.
-  const bool staged = comm && !model_.ops().host_memory();
-  auto all_reduce_grads = [&]() {
-    if (!staged) return comm->all_reduce_sum(grads, total);
+  // A host comm (MPI) with device buffers (the CUDA backend with --comm
+  // mpi) stages them through the host.
+  const bool staged = comm && !model_.ops().host_memory() && !comm->device_buffers();
+  auto collective_on = [&](float* buffer, void (*collective)(Comm&, float*, size_t,
+                                                              const std::vector<ShardRange>&)) {
+    if (!staged) return collective(*comm, buffer, total, ranges_);
     std::vector<float> host(total);
-    model_.ops().download(host.data(), grads, total);
-    comm->all_reduce_sum(host.data(), total);
-    model_.ops().upload(grads, host.data(), total);
+    model_.ops().download(host.data(), buffer, total);
+    collective(*comm, host.data(), total, ranges_);
+    model_.ops().upload(buffer, host.data(), total);
   };
   std::unique_ptr<OpsRange> phase(new OpsRange(model_.ops(), "communication + grad norm"));
   std::unique_ptr<WatchdogPhase> watched(new WatchdogPhase("gradient reduction"));
-  if (options_.zero_stage < 2) {
-    if (comm) all_reduce_grads();
-    stats.grad_norm = global_grad_norm(model_.ops(), grads, total);
+  const float* grads = nullptr;  // this rank's range of the reduced gradient
+  if (sharded_) {
+    grads = sharded_->finish();
   } else {
-    if (comm) {
-      if (staged) {
-        std::vector<float> host(total);
-        model_.ops().download(host.data(), grads, total);
-        comm->reduce_scatter_sum(host.data(), grad_shard_.data(), ranges_);
-      } else {
-        comm->reduce_scatter_sum(grads, grad_shard_.data(), ranges_);
-      }
-      model_.ops().upload(grads + mine.begin, grad_shard_.data(), mine.size());
-    }
-    // Only [mine.begin, mine.end) of grads holds the reduced gradient now.
-    double sum_sq = model_.ops().sum_squares(grads + mine.begin, mine.size());
-    if (comm) comm->all_reduce_sum(&sum_sq, 1);
-    stats.grad_norm = std::sqrt(sum_sq);
+    if (comm && options_.zero_stage == 0)
+      collective_on(model_.grads(), [](Comm& c, float* g, size_t n, const std::vector<ShardRange>&) {
+        c.all_reduce_sum(g, n);
+      });
+    if (comm && options_.zero_stage == 1)  // each owner's range reduced in place on it
+      collective_on(model_.grads(), [](Comm& c, float* g, size_t, const std::vector<ShardRange>& r) {
+        for (int owner = 0; owner < c.world_size(); ++owner) {
+          float* part = g + r[size_t(owner)].begin;
+          c.reduce_add_to(part, owner == c.rank() ? part : nullptr, r[size_t(owner)].size(), owner);
+        }
+        c.wait_all();
+      });
+    grads = model_.grads() + mine.begin;
   }
+  // The global norm (optim/clip.h): from this rank's range, the sums of
+  // squares added over the shards when the ranks hold different ranges.
+  double sum_sq = model_.ops().sum_squares(grads, mine.size());
+  if (comm && options_.zero_stage > 0) comm->all_reduce_sum(&sum_sq, 1);
+  stats.grad_norm = std::sqrt(sum_sq);
   require(std::isfinite(stats.grad_norm),
           "training diverged: the gradient norm is not finite at step " +
               std::to_string(step_count() + 1) + " (lower --lr)");
@@ -140,31 +186,39 @@ StepStats Trainer::step(const std::vector<Batch>& micro_batches, double loss_nor
   phase.reset(new OpsRange(model_.ops(), "optimizer"));
   watched.reset();
   watched.reset(new WatchdogPhase("optimizer"));
-  optimizer_->step(model_.params(), model_.grads(), stats.lr,
-                   clip_scale(stats.grad_norm, options_.grad_clip), copy);
+  optimizer_->step_on_range_grads(model_.params(), grads, stats.lr,
+                                  clip_scale(stats.grad_norm, options_.grad_clip), copy);
   phase.reset();
   watched.reset();
   if (comm && options_.zero_stage > 0) {
     OpsRange gather_range(model_.ops(), "communication: all-gather");
     WatchdogPhase gather_watched("parameter all-gather");
-    float* master = model_.params();
-    if (staged) {
-      std::vector<float> host(total);
-      model_.ops().download(host.data(), master, total);
-      comm->all_gather(host.data(), ranges_);
-      model_.ops().upload(master, host.data(), total);
-    } else {
-      comm->all_gather(master, ranges_);
-    }
+    collective_on(model_.params(), [](Comm& c, float* p, size_t, const std::vector<ShardRange>& r) {
+      c.all_gather(p, r);
+    });
     for (int r = 0; r < world_; ++r)
       if (r != rank_) model_.sync_weights(ranges_[r].begin, ranges_[r].end);
   }
   stats.step = step_count();
+  if (stats.step == 1) report_gradient_memory();
   if (profiling && stats.step == options_.profile_warmup + options_.profile_steps)
     model_.ops().profiler_stop();
   stats.ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start)
                  .count();
   return stats;
+}
+
+void Trainer::report_gradient_memory() {
+  if (world_ == 1 && options_.zero_stage == 0) return;
+  double peak = double(peak_gradient_bytes());
+  if (comm_) comm_->all_reduce_max(&peak, 1);
+  const size_t formula =
+      zero_memory_per_rank(model_.num_params(), world_, options_.zero_stage,
+                           sharded_ ? sharded_->scratch_floats() : 0)
+          .grads;
+  std::printf("gradient memory per rank: peak %.0f bytes measured (the largest rank), "
+              "ZeRO-%d formula %zu bytes, full fp32 gradient %zu bytes\n",
+              peak, options_.zero_stage, formula, 4 * model_.num_params());
 }
 
 double total_target_weight(const std::vector<Batch>& batches) {

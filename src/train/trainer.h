@@ -14,16 +14,22 @@
 // gradients is the gradient of the global loss. Then, by options.zero_stage
 // (optim/zero.h):
 //   0  all-reduce the gradient, AdamW on the whole buffer on every rank;
-//   1  all-reduce the gradient, AdamW on this rank's shard (moments for the
-//      shard only), all-gather the parameters;
-//   2  reduce-scatter the gradient (only the shard's reduced gradient is
-//      formed), AdamW on the shard, all-gather the parameters.
-// The clipping norm is that of the reduced gradient (under stage 2 the
-// shards' sums of squares are summed over ranks). StepStats.loss and .tokens
+//   1  after the last micro-batch, reduce each rank's range of the full
+//      local gradient to that rank (in place: a reduce-scatter, half the
+//      bytes of an all-reduce), AdamW on this rank's shard (moments for the
+//      shard only), all-gather the fp32 parameters;
+//   2  no full gradient: each backward hands its gradients, segment by
+//      segment as they are finished, to ShardedGradients
+//      (optim/sharded_gradients.h), which reduces them at once into the
+//      owners' shards, accumulating over the micro-batches; AdamW on the
+//      shard, all-gather the parameters.
+// The clipping norm is that of the reduced gradient (under stages 1 and 2
+// the shards' sums of squares are summed over ranks). StepStats.loss and .tokens
 // are global. A rank may pass an empty micro-batch list: it contributes a
 // zero gradient (GRPO ranks whose groups were all dropped).
 #pragma once
 #include <memory>
+#include <string>
 #include <vector>
 
 #include "model/transformer.h"
@@ -31,6 +37,10 @@
 #include "optim/comm.h"
 #include "optim/zero.h"
 #include "optim/schedule.h"
+
+namespace polaris {
+class ShardedGradients;
+}
 
 namespace polaris {
 
@@ -58,21 +68,40 @@ struct StepStats {
 class Trainer {
  public:
   Trainer(Transformer& model, const TrainerOptions& options);
+  ~Trainer();
   StepStats step(const std::vector<Batch>& micro_batches, double loss_normaliser);
   int step_count() const { return optimizer_->step_count(); }
   AdamW& optimizer() { return *optimizer_; }
   const TrainerOptions& options() const { return options_; }
   // This rank's optimizer range: the whole buffer at stage 0.
   ShardRange shard() const { return ranges_[size_t(rank_)]; }
+  // Bytes of fp32 gradient this rank has held at most: the full buffer at
+  // stages 0 and 1, the shard and its scratch at stage 2 (measured).
+  size_t peak_gradient_bytes() const;
 
  private:
   Transformer& model_;
   TrainerOptions options_;
   std::unique_ptr<AdamW> optimizer_;
   int rank_ = 0, world_ = 1;
+  Comm* comm_ = nullptr;  // options.comm when collectives run (several ranks, or NCCL)
   std::vector<ShardRange> ranges_;  // every rank's shard (stage 0: one range per rank = all)
-  std::vector<float> grad_shard_;   // stage 2: this rank's reduced gradient
+  std::unique_ptr<ShardedGradients> sharded_;  // stage 2
+  // After the first step (every buffer taken by then): one line with the
+  // measured peak gradient memory (the largest over ranks) and the formula.
+  void report_gradient_memory();
 };
+
+// The comm a Trainer runs its collectives over: `comm` with several ranks,
+// or a device comm (NCCL runs even on one rank, so a one-GPU run takes the
+// multi-GPU path); null otherwise.
+Comm* collective_comm(Comm* comm);
+
+// Per rank at the start of a run: the model's memory report with the
+// gradient and Adam moment sizes of ZeRO stage `options.zero_stage`
+// (optim/zero.h, with stage 2's bucket scratch) over `options.comm`.
+std::string memory_report_per_rank(const Transformer& model, const TrainerOptions& options,
+                                   size_t tokens);
 
 // The batch's total loss weight over positions that have a target.
 double total_target_weight(const std::vector<Batch>& batches);

@@ -3,14 +3,24 @@
 # on 2-digit addition written column by column. The loss must fall from
 # chance (ln 64 ~ 4.2) to near zero, samples must be printed, and the
 # held-out problems (never seen in training) must be solved.
+# It runs under `mpirun -np 2`: with no arguments the demo is data parallel
+# (src/train/builtin_demo.cpp), the same math as one process, each rank
+# taking half of every step's rows; rank 0 alone prints, so every line
+# appears once.
 # Run from the repository root after `make` (about 30 s on 2 cores).
 source "$(dirname "$0")/../cli_lib.sh"
 polaris_test_setup
 BIN=build/polaris_train
 require_built "$BIN"
+require_mpirun
+export OMP_NUM_THREADS=1 OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 
-(cd "$TMP" && timeout 600 "$OLDPWD/$BIN") >"$TMP/out" 2>"$TMP/err" \
+(cd "$TMP" && timeout 600 mpirun -np 2 -x OMP_NUM_THREADS "$OLDPWD/$BIN") >"$TMP/out" 2>"$TMP/err" \
   || fail "the demo failed: $(tail -3 "$TMP/err")"
+grep -q '^data parallel: 2 ranks over mpi' "$TMP/out" || fail "not data parallel: $(head -5 "$TMP/out")"
+[ "$(grep -c '^Polaris built-in demo' "$TMP/out")" = 1 ] || fail "the banner is printed by more than one rank"
+dups=$(grep '^step ' "$TMP/out" | sort | uniq -d | head -2)
+[ -z "$dups" ] || fail "step lines printed twice: $dups"
 [ -s "$TMP/err" ] && fail "the demo wrote to stderr: $(head -3 "$TMP/err")"
 first=$(grep -m1 '^step ' "$TMP/out" | sed -E 's/.*loss ([0-9.]+).*/\1/')
 last=$(grep '^step ' "$TMP/out" | tail -1 | sed -E 's/.*loss ([0-9.]+).*/\1/')

@@ -7,8 +7,13 @@
 #   1. POLARIS_FAIL_RANK=1 (src/train/trainer.cpp: rank 1 throws at its first
 #      optimizer step): the job exits non-zero within 20 s, "error: rank 1: ...".
 #   2. Ranks given different --batch: one line naming --batch.
-#   3. --comm nccl and --prompts-per-step not divisible by the ranks: clear errors.
-#   4. Every rank fails the same way (a bad flag, a missing file): stderr is
+#   3. --comm nccl on the CPU backend and --prompts-per-step not divisible by
+#      the ranks: clear errors.
+#   4. A rank killed (SIGKILL) mid-run: mpirun ends the other within 10 s.
+#   5. Ranks started on different models: every rank stops at start, naming it.
+#   6. `mpirun -np 4 polaris_train model.bin` with nothing else: one error
+#      line (rank 0's, naming --data), not one per rank.
+#   7. Every rank fails the same way (a bad flag, a missing file): stderr is
 #      exactly one line, without a rank, and no MPI_ABORT (mpirun -q, so
 #      mpirun's own note about a non-zero exit is left out).
 # Run from the repository root after `make`.
@@ -53,7 +58,52 @@ timeout 30 "${MPIRUN[@]}" -np 2 "$BIN" --mode grpo --task addition --init qwen3-
 grep -q "error: --prompts-per-step 3 must be divisible" "$TMP/grpo.log" \
   || fail "no line naming --prompts-per-step: $(tail -5 "$TMP/grpo.log")"
 
-# 4. The same error on every rank: one line.
+# 4. SIGKILL one rank mid-run (after rank 0 printed its first step).
+mpirun --oversubscribe -x OMP_NUM_THREADS -np 2 "$BIN" "${RUN[@]}" --steps 100000 --batch 2 \
+  >"$TMP/kill.log" 2>&1 &
+job=$!
+for _ in $(seq 200); do grep -q '^step ' "$TMP/kill.log" && break; sleep 0.1; done
+grep -q '^step ' "$TMP/kill.log" || { kill $job; fail "the run never printed a step: $(tail -3 "$TMP/kill.log")"; }
+victim=""
+for pid in $(ps -o pid= --ppid $job); do
+  grep -qz '^OMPI_COMM_WORLD_RANK=1$' /proc/$pid/environ 2>/dev/null && victim=$pid
+done
+[ -n "$victim" ] || { kill $job; fail "could not find rank 1's process"; }
+start=$(date +%s)
+kill -9 "$victim"
+for _ in $(seq 150); do kill -0 $job 2>/dev/null || break; sleep 0.1; done
+if kill -0 $job 2>/dev/null; then kill $job; fail "rank 0 still runs 15 s after rank 1 was killed"; fi
+wait $job && fail "the job with a killed rank exited 0"
+echo "ok  rank 1 killed: the job ended in $(( $(date +%s) - start )) s"
+
+# 5. Different models behind the same flags: "--init config.json" read in
+# a different working directory on each rank (as the same path on two nodes
+# can hold different files): qwen3-tiny's shape, and a one-layer one.
+mkdir -p "$TMP/a" "$TMP/b"
+for layers in 2 1; do
+  dir=$([ $layers = 2 ] && echo a || echo b)
+  cat >"$TMP/$dir/config.json" <<JSON
+{"model_type": "qwen3", "hidden_size": 128, "num_hidden_layers": $layers, "num_attention_heads": 4,
+ "num_key_value_heads": 2, "head_dim": 32, "intermediate_size": 256, "vocab_size": 512,
+ "max_position_embeddings": 256, "tie_word_embeddings": true}
+JSON
+done
+SAME=(--init config.json --data "$TMP/shard_000.bin" --steps 50 --seq 32 --zero 1 --batch 2)
+timeout 30 "${MPIRUN[@]}" -np 1 -wdir "$TMP/a" "$PWD/$BIN" "${SAME[@]}" : \
+  -np 1 -wdir "$TMP/b" "$PWD/$BIN" "${SAME[@]}" >"$TMP/model.log" 2>&1
+status=$?
+[ $status -ne 0 ] && [ $status -ne 124 ] || fail "ranks on different models: exit $status"
+grep -q "error: ranks disagree on the model" "$TMP/model.log" \
+  || fail "no line naming the model: $(tail -5 "$TMP/model.log")"
+
+# 6. The README's command with nothing after the model.
+timeout 30 "${MPIRUN[@]}" -np 4 "$BIN" tests/fixtures/qwen3_tiny/model.bin >"$TMP/bare.log" 2>&1 \
+  && fail "a run without --data exited 0"
+[ "$(grep -c '^error: ' "$TMP/bare.log")" = 1 ] \
+  || fail "want one error line from 4 ranks: $(grep '^error: ' "$TMP/bare.log")"
+grep -q "^error: .*--data" "$TMP/bare.log" || fail "the error does not name --data: $(cat "$TMP/bare.log")"
+
+# 7. The same error on every rank: one line.
 one_line_job() {  # NAME WORD ARGS...: mpirun -q -np 2 polaris_train ARGS fails with one stderr line
   local name=$1 word=$2 status=0; shift 2
   timeout 60 "${MPIRUN[@]}" -q -np 2 "$BIN" "$@" >"$TMP/one.out" 2>"$TMP/one.err" || status=$?
