@@ -11,7 +11,7 @@ namespace polaris {
 
 TokenRowLoader::TokenRowLoader(const std::string& flag, const std::string& pattern, int T,
                                int vocab_size, uint64_t seed, int rank, int world_size)
-    : T_(T), seed_(seed), rank_(rank), world_(world_size) {
+    : T_(T), seed_(seed), rank_(rank), world_(world_size), flag_(flag) {
   require(world_size >= 1 && rank >= 0 && rank < world_size,
           flag + ": rank " + std::to_string(rank) + " outside [0, " +
               std::to_string(world_size) + ")");
@@ -22,7 +22,20 @@ TokenRowLoader::TokenRowLoader(const std::string& flag, const std::string& patte
     throw Error(flag + ": " + e.what());
   }
   for (const std::string& file : files) {
-    std::vector<uint32_t> shard = read_token_shard(file);
+    TokenizerId recorded;
+    std::vector<uint32_t> shard = read_token_shard(file, &recorded);
+    if (recorded.recorded()) {
+      require(recorded.vocab_size <= vocab_size,
+              flag + ": " + file + " was made with " + recorded.describe() +
+                  ", more than the model's vocabulary of " + std::to_string(vocab_size));
+      if (!tokenizer_.recorded()) {
+        tokenizer_ = recorded;
+        tokenizer_file_ = file;
+      }
+      require(recorded == tokenizer_, flag + ": " + file + " was made with " +
+                                          recorded.describe() + ", but " + tokenizer_file_ +
+                                          " with " + tokenizer_.describe());
+    }
     for (uint32_t token : shard) {
       require(token < uint32_t(vocab_size), file + ": token id " + std::to_string(token) +
                                                 " is outside the model's vocabulary of " +
@@ -35,6 +48,14 @@ TokenRowLoader::TokenRowLoader(const std::string& flag, const std::string& patte
   require(windows_ > 0, flag + " " + pattern + ": " + std::to_string(tokens_.size()) +
                             " tokens are fewer than one row of --seq " + std::to_string(T) +
                             " + 1");
+}
+
+void TokenRowLoader::require_tokenizer(const TokenizerId& expected,
+                                       const std::string& source) const {
+  if (!expected.recorded() || !tokenizer_.recorded()) return;
+  require(expected == tokenizer_, flag_ + ": " + tokenizer_file_ + " was made with " +
+                                      tokenizer_.describe() + ", but " + source + " is " +
+                                      expected.describe());
 }
 
 Batch TokenRowLoader::make_batch(const std::vector<size_t>& windows) const {

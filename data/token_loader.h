@@ -17,6 +17,7 @@
 #include <string>
 #include <vector>
 
+#include "data/tokenizer_id.h"
 #include "model/transformer.h"
 
 namespace polaris {
@@ -24,8 +25,9 @@ namespace polaris {
 class TokenRowLoader {
  public:
   // Throws Error naming the flag (`flag`, e.g. "--data") when the pattern
-  // matches nothing, a shard is bad, a token is >= vocab_size, or the data
-  // hold less than one window.
+  // matches nothing, a shard is bad, a token is >= vocab_size, the data
+  // hold less than one window, shards record different tokenizers, or a
+  // recorded tokenizer has more ids than vocab_size (the model's).
   // Also throws when rank is outside [0, world_size).
   TokenRowLoader(const std::string& flag, const std::string& pattern, int T, int vocab_size,
                  uint64_t seed, int rank = 0, int world_size = 1);
@@ -39,6 +41,10 @@ class TokenRowLoader {
   size_t cursor() const { return cursor_; }
   void restore(uint64_t epoch, size_t cursor);
   size_t num_tokens() const { return tokens_.size(); }
+  // Error naming the flag and a shard when the shards record a tokenizer
+  // other than `expected` (when both are recorded); `source` says where
+  // `expected` comes from ("--tokenizer tok.json").
+  void require_tokenizer(const TokenizerId& expected, const std::string& source) const;
 
  private:
   Batch make_batch(const std::vector<size_t>& windows) const;
@@ -51,6 +57,9 @@ class TokenRowLoader {
   uint64_t epoch_ = 0;
   size_t cursor_ = 0;
   std::vector<size_t> order_;
+  std::string flag_;
+  TokenizerId tokenizer_;       // recorded by the shards (unrecorded: none did)
+  std::string tokenizer_file_;  // the first shard that recorded it
 };
 
 }  // namespace polaris

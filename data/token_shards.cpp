@@ -27,8 +27,12 @@ struct FileCloser {
 
 }  // namespace
 
-void write_token_shard(const std::string& path, const std::vector<uint32_t>& tokens, int vocab_size) {
+void write_token_shard(const std::string& path, const std::vector<uint32_t>& tokens, int vocab_size,
+                       const TokenizerId& tokenizer) {
   require(vocab_size > 0, path + ": vocab size " + std::to_string(vocab_size) + " is not positive");
+  require(!tokenizer.recorded() || tokenizer.vocab_size == vocab_size,
+          path + ": the tokenizer has " + std::to_string(tokenizer.vocab_size) +
+              " ids, the shard's vocabulary " + std::to_string(vocab_size));
   require(tokens.size() <= static_cast<size_t>(std::numeric_limits<int32_t>::max()),
           path + ": " + std::to_string(tokens.size()) + " tokens do not fit one shard (max 2^31-1)");
   for (size_t i = 0; i < tokens.size(); ++i)
@@ -41,6 +45,7 @@ void write_token_shard(const std::string& path, const std::vector<uint32_t>& tok
   header[0] = kTokenShardMagic;
   header[1] = version;
   header[2] = static_cast<int32_t>(tokens.size());
+  tokenizer.to_words(header + 3);
 
   const std::string tmp_path = path + ".tmp";
   {
@@ -66,7 +71,7 @@ void write_token_shard(const std::string& path, const std::vector<uint32_t>& tok
   }
 }
 
-std::vector<uint32_t> read_token_shard(const std::string& path) {
+std::vector<uint32_t> read_token_shard(const std::string& path, TokenizerId* tokenizer) {
   struct stat info;
   require(!(::stat(path.c_str(), &info) == 0 && S_ISDIR(info.st_mode)),
           path + ": is a directory, not a token shard (give a file or a pattern like DIR/*.bin)");
@@ -84,8 +89,10 @@ std::vector<uint32_t> read_token_shard(const std::string& path) {
   require(version == 1 || version == 2,
           path + ": unknown token shard version " + std::to_string(version) + " (expected 1 or 2)");
   require(header[2] >= 0, path + ": negative token count " + std::to_string(header[2]));
+  const TokenizerId recorded = TokenizerId::from_words(header + 3, path);
+  if (tokenizer) *tokenizer = recorded;
   // Every writer (write_token_shard, run/make_token_shard.py) zeroes the rest.
-  for (int i = 3; i < kTokenShardHeaderInts; ++i)
+  for (int i = 3 + TokenizerId::kWords; i < kTokenShardHeaderInts; ++i)
     require(header[i] == 0, path + ": reserved header word " + std::to_string(i) + " is " +
                                 std::to_string(header[i]) + ", expected 0 (corrupt or not a token shard)");
   const size_t count = static_cast<size_t>(header[2]);
@@ -113,6 +120,12 @@ std::vector<uint32_t> read_token_shard(const std::string& path) {
     require(std::fread(narrow.data(), 2, count, in.file) == count, path + ": read failed");
     std::copy(narrow.begin(), narrow.end(), tokens.begin());
   }
+  if (recorded.recorded())
+    for (size_t i = 0; i < count; ++i)
+      require(tokens[i] < uint32_t(recorded.vocab_size),
+              path + ": token " + std::to_string(tokens[i]) + " at position " + std::to_string(i) +
+                  " is outside its recorded tokenizer's vocabulary (" +
+                  std::to_string(recorded.vocab_size) + " ids)");
   return tokens;
 }
 

@@ -17,6 +17,7 @@ namespace {
 
 // Words [17, 24): the RoPE scaling (model_file.h).
 constexpr int kRopeWordsBegin = 17, kRopeWordsEnd = 24;
+static_assert(kRopeWordsEnd <= kModelBinTokenizerWord, "the RoPE words and the tokenizer record overlap");
 
 void write_rope_words(int32_t* w, const RopeScaling& s) {
   if (!s.is_yarn()) return;  // all zero
@@ -59,6 +60,7 @@ struct Header {
   uint64_t count = 0;
   uint64_t file_size = 0;
   int32_t version = 0;
+  TokenizerId tokenizer;
 };
 
 // Opens `path` and reads and checks its header; leaves `f` at the parameters.
@@ -86,7 +88,8 @@ Header read_header(const std::string& path, FilePtr* f) {
     throw Error(path + ": unknown parameter dtype " + std::to_string(w[3]) + " (0 fp32, 1 bf16)");
   if (w[12] != 0 && w[12] != 1)
     throw Error(path + ": tied_embeddings flag must be 0 or 1, got " + std::to_string(w[12]));
-  for (int i = kRopeWordsEnd; i < kModelBinHeaderWords; ++i)
+  h.tokenizer = TokenizerId::from_words(w + kModelBinTokenizerWord, path);
+  for (int i = kModelBinTokenizerWord + TokenizerId::kWords; i < kModelBinHeaderWords; ++i)
     if (w[i] != 0)
       throw Error(path + ": reserved header word " + std::to_string(i) + " is " +
                   std::to_string(w[i]) + ", expected 0 (corrupt or not a model.bin)");
@@ -126,7 +129,7 @@ Header read_header(const std::string& path, FilePtr* f) {
 }  // namespace
 
 void write_model_bin(const std::string& path, const ModelConfig& config,
-                     const std::vector<float>& params, bool bf16) {
+                     const std::vector<float>& params, bool bf16, const TokenizerId& tokenizer) {
   config.validate(path);
   const size_t total = build_param_layout(config).total;
   require(params.size() == total, path + ": cannot write " + std::to_string(params.size()) +
@@ -150,6 +153,7 @@ void write_model_bin(const std::string& path, const ModelConfig& config,
   w[14] = int32_t(float_bits(config.norm_eps));
   w[15] = int32_t(uint32_t(uint64_t(total) & 0xffffffffu));
   w[16] = int32_t(uint32_t(uint64_t(total) >> 32));
+  tokenizer.to_words(w + kModelBinTokenizerWord);
   write_rope_words(w, config.rope_scaling);
 
   AtomicFile out(path);
@@ -168,10 +172,11 @@ void write_model_bin(const std::string& path, const ModelConfig& config,
   out.commit();
 }
 
-ModelConfig read_model_bin_config(const std::string& path, bool* bf16) {
+ModelConfig read_model_bin_config(const std::string& path, bool* bf16, TokenizerId* tokenizer) {
   FilePtr f;
   Header h = read_header(path, &f);
   if (bf16) *bf16 = h.bf16;
+  if (tokenizer) *tokenizer = h.tokenizer;
   return h.config;
 }
 
@@ -180,6 +185,7 @@ LoadedModel read_model_bin(const std::string& path) {
   Header h = read_header(path, &f);  // also checks the file's size against the header
   LoadedModel m;
   m.config = h.config;
+  m.tokenizer = h.tokenizer;
   m.params.resize(h.count);
   const std::string short_read = path + ": truncated while reading the parameters";
   if (!h.bf16) {

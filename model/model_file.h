@@ -15,10 +15,12 @@
 //     [18] factor (fp32 bits)   [19] original_max_positions
 //     [20] beta_fast (fp32 bits)   [21] beta_slow (fp32 bits)
 //     [22] attention_factor (fp32 bits)   [23] truncate (0/1)
-//     [24..255] zero (reserved)
-//   Words 17-23 were reserved (zero) before YaRN: older files read as plain
-//   RoPE unchanged, and an older build refuses a YaRN file (a nonzero
-//   reserved word) instead of running it unscaled.
+//     [24..32] the tokenizer the model was converted or trained with
+//              (data/tokenizer_id.h; all zero when none was recorded)
+//     [33..255] zero (reserved)
+//   Words 17-32 were reserved (zero) before: older files read as plain RoPE
+//   with no tokenizer record, and an older build refuses a newer file (a
+//   nonzero reserved word) instead of running it unscaled.
 //   then the flat parameters in the layout of model/params.h (build_param_layout
 //   of the header's config): count * 4 bytes (fp32) or count * 2 bytes (bf16,
 //   rounded to nearest even when written, widened exactly when read).
@@ -33,6 +35,7 @@
 #include <string>
 #include <vector>
 
+#include "data/tokenizer_id.h"
 #include "model/config.h"
 
 namespace polaris {
@@ -42,18 +45,22 @@ constexpr int32_t kModelBinMagic = 20240601;
 // still read (reordered on load).
 constexpr int32_t kModelBinVersion = 2;
 constexpr int kModelBinHeaderWords = 256;
+constexpr int kModelBinTokenizerWord = 24;  // first of TokenizerId::kWords words
 
 struct LoadedModel {
   ModelConfig config;
   std::vector<float> params;  // fp32, build_param_layout(config).total values
+  TokenizerId tokenizer;      // the recorded tokenizer (unrecorded: none)
 };
 
 // bf16 = false: fp32 parameters; true: bf16 (half the size, ~3 significant digits).
 void write_model_bin(const std::string& path, const ModelConfig& config,
-                     const std::vector<float>& params, bool bf16);
+                     const std::vector<float>& params, bool bf16,
+                     const TokenizerId& tokenizer = TokenizerId());
 LoadedModel read_model_bin(const std::string& path);
 // Only the header: config and stored dtype (for --info without loading weights).
 // Checks everything read_model_bin does except reading the parameters.
-ModelConfig read_model_bin_config(const std::string& path, bool* bf16 = nullptr);
+ModelConfig read_model_bin_config(const std::string& path, bool* bf16 = nullptr,
+                                  TokenizerId* tokenizer = nullptr);
 
 }  // namespace polaris

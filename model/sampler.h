@@ -46,6 +46,10 @@ struct SamplingParams {
   std::function<std::string(int32_t)> token_bytes;
   uint64_t seed = 0;
   int max_batch = 256;                 // sequences decoded together
+  // Called after each step of the generation engine (model/scheduler.h: a
+  // prefill and/or a decode): progress for a caller's watchdog
+  // (polaris_train's GRPO passes watchdog_tick, optim/watchdog.h).
+  std::function<void()> on_step;
 };
 
 struct Completion {

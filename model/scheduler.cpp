@@ -83,6 +83,7 @@ class Scheduler {
     while (!waiting_.empty() || !running_.empty()) {
       const size_t before = stats_.generated_tokens + stats_.decoded_tokens;
       step();
+      if (params_.on_step) params_.on_step();
       // The cap holds one full sequence, so a step with nothing running admits one.
       require(stats_.generated_tokens + stats_.decoded_tokens > before,
               "sampling: internal error (a scheduler step made no progress)");

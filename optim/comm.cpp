@@ -17,6 +17,7 @@
 #ifdef POLARIS_HAVE_NCCL
 #include "cuda/nccl_comm.h"
 #endif
+#include "optim/watchdog.h"
 #include "optim/zero.h"
 #include "src/common/error.h"
 
@@ -147,7 +148,10 @@ class MpiComm : public Comm {
     int initialized = 0;
     check_mpi(MPI_Initialized(&initialized), "MPI_Initialized");
     require(!initialized, "MPI is already initialised in this process (make_comm called twice)");
-    check_mpi(MPI_Init(nullptr, nullptr), "MPI_Init");
+    // MPI_THREAD_MULTIPLE: the watchdog's heartbeat thread (optim/watchdog.h)
+    // calls MPI while the training thread is inside a collective.
+    int provided = 0;
+    check_mpi(MPI_Init_thread(nullptr, nullptr, MPI_THREAD_MULTIPLE, &provided), "MPI_Init_thread");
     std::atexit(finalize_mpi_at_exit);
     // Return codes instead of aborting inside MPI, so every failure is an Error.
     check_mpi(MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN),
@@ -170,6 +174,7 @@ class MpiComm : public Comm {
   // int displacements (MPI_Allgatherv's overflow past 2^31 parameters).
   void all_gather(float* buffer, const std::vector<ShardRange>& ranges) override {
     check_ranges(ranges, "all_gather");
+    CollectiveWait wait;
     if (!active_) return;
     for (int r = 0; r < world_; ++r) {
       const ShardRange& range = ranges[size_t(r)];
@@ -184,6 +189,7 @@ class MpiComm : public Comm {
   void gather_to_root(const float* shard, float* full,
                       const std::vector<ShardRange>& ranges) override {
     check_ranges(ranges, "gather_to_root");
+    CollectiveWait wait;
     if (rank_ == 0)
       std::copy(shard, shard + ranges[0].size(), full + ranges[0].begin);
     if (!active_) return;
@@ -202,11 +208,13 @@ class MpiComm : public Comm {
   }
 
   void barrier() override {
+    CollectiveWait wait;
     if (active_) check_mpi(MPI_Barrier(MPI_COMM_WORLD), "MPI_Barrier");
   }
 
   void broadcast_bytes(void* data, size_t n, int root) override {
     if (!active_) return;
+    CollectiveWait wait;
     char* bytes = static_cast<char*>(data);
     for (size_t done = 0; done < n; done += kChunk)
       check_mpi(MPI_Bcast(bytes + done, int(std::min(kChunk, n - done)), MPI_BYTE, root,
@@ -221,6 +229,7 @@ class MpiComm : public Comm {
     if (rank_ == root && in != root_accum)
       for (size_t i = 0; i < n; ++i) root_accum[i] += in[i];
     if (!active_) return;
+    CollectiveWait wait;
     for (size_t done = 0; done < n; done += kChunk) {
       const int count = int(std::min(kChunk, n - done));
       if (rank_ == root)
@@ -235,6 +244,7 @@ class MpiComm : public Comm {
 
   void require_same(const std::string& what, const std::string& value) override {
     if (!active_) return;
+    CollectiveWait wait;
     // Every rank's value, gathered to every rank: lengths, then the bytes.
     const int length = int(value.size());
     std::vector<int> lengths(size_t(world_), 0), offsets(size_t(world_), 0);
@@ -257,6 +267,7 @@ class MpiComm : public Comm {
 
   void all_reduce(void* data, size_t n, MPI_Datatype type, MPI_Op op) {
     if (!active_) return;
+    CollectiveWait wait;
     int type_size = 0;
     check_mpi(MPI_Type_size(type, &type_size), "MPI_Type_size");
     char* bytes = static_cast<char*>(data);

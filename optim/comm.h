@@ -26,6 +26,9 @@
 // the others, maybe blocked in a collective, are ended instead of hanging.
 // (mpirun itself still adds a note that a process exited non-zero unless
 // started with -q.)
+// A rank that hangs instead of failing is the watchdog's (optim/watchdog.h):
+// every MPI collective here is marked as a wait (CollectiveWait), and MPI is
+// initialised with MPI_THREAD_MULTIPLE for its heartbeat thread.
 #pragma once
 #include <cstddef>
 #include <cstdint>

@@ -188,8 +188,10 @@ int main(int argc, char** argv) {
         print_config(path, c, "hf");
       } else {
         bool bf16 = false;
-        ModelConfig c = read_model_bin_config(path, &bf16);
+        TokenizerId tokenizer;
+        ModelConfig c = read_model_bin_config(path, &bf16, &tokenizer);
         print_config(path, c, bf16 ? "bf16" : "fp32");
+        std::printf("tokenizer: %s\n", tokenizer.describe().c_str());
       }
       return 0;
     }
@@ -201,7 +203,15 @@ int main(int argc, char** argv) {
       const std::string out = flags.required_text("out");
       LoadedModel m;
       if (flags.has("from-hf")) {
-        m = read_hf_dir(flags.text("from-hf"));
+        const std::string dir = flags.text("from-hf");
+        m = read_hf_dir(dir);
+        // The directory's tokenizer, recorded in model.bin so that training
+        // can refuse token shards made with another (data/tokenizer_id.h).
+        const std::string tokenizer = dir + "/tokenizer.json";
+        if (file_exists(tokenizer)) {
+          m.tokenizer = tokenizer_id(tokenizer, Tokenizer::load(tokenizer).vocab_size());
+          std::printf("recorded %s: %s\n", tokenizer.c_str(), m.tokenizer.describe().c_str());
+        }
       } else {
         // A run's directory (its newest checkpoint) or one step directory.
         std::string path = flags.text("from-checkpoint");
@@ -216,7 +226,7 @@ int main(int argc, char** argv) {
         m.config = checkpoint.config;
         m.params = std::move(checkpoint.params);
       }
-      write_model_bin(out, m.config, m.params, dtype == "bf16");
+      write_model_bin(out, m.config, m.params, dtype == "bf16", m.tokenizer);
       std::printf("wrote %s: %s, %s parameters (%s)\n", out.c_str(), m.config.describe().c_str(),
                   with_commas(m.params.size()).c_str(), dtype.c_str());
       return 0;

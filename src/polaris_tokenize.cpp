@@ -30,6 +30,7 @@
 #include "data/json_input.h"
 #include "data/token_shards.h"
 #include "data/tokenizer.h"
+#include "data/tokenizer_id.h"
 #include "src/common/cli.h"
 #include "src/common/threads.h"
 
@@ -193,13 +194,13 @@ const char* kPendingSuffix = ".pending";
 
 // Collects one split's tokens and writes PREFIX_<split>_NNNNNN.bin files of
 // shard_tokens tokens each (the last one shorter), as pending files; `written`
-// collects the final names.
+// collects the final names. Each header records the tokenizer (data/tokenizer_id.h).
 class ShardWriter {
  public:
-  ShardWriter(std::string prefix, std::string split, size_t shard_tokens, int vocab_size,
-              std::vector<std::string>* written)
+  ShardWriter(std::string prefix, std::string split, size_t shard_tokens,
+              const TokenizerId& tokenizer, std::vector<std::string>* written)
       : prefix_(std::move(prefix)), split_(std::move(split)), shard_tokens_(shard_tokens),
-        vocab_size_(vocab_size), written_(written) {}
+        tokenizer_(tokenizer), written_(written) {}
 
   void append(const int32_t* ids, size_t count) {
     for (size_t i = 0; i < count; ++i) {
@@ -218,14 +219,14 @@ class ShardWriter {
     char name[32];
     std::snprintf(name, sizeof(name), "_%06d.bin", index_++);
     std::string path = prefix_ + "_" + split_ + name;
-    write_token_shard(path + kPendingSuffix, buffer_, vocab_size_);
+    write_token_shard(path + kPendingSuffix, buffer_, tokenizer_.vocab_size, tokenizer_);
     written_->push_back(path);
     total_ += buffer_.size();
     buffer_.clear();
   }
   std::string prefix_, split_;
   size_t shard_tokens_;
-  int vocab_size_;
+  TokenizerId tokenizer_;
   std::vector<std::string>* written_;
   std::vector<uint32_t> buffer_;
   size_t total_ = 0;
@@ -568,7 +569,8 @@ class ValidationSplit {
   size_t period_ = 1, span_ = 0, offset_ = 0;  // by tokens
 };
 
-int run_shards(const Tokenizer& tokenizer, const ShardOptions& options, const std::vector<std::string>& files) {
+int run_shards(const Tokenizer& tokenizer, const TokenizerId& tokenizer_id, const ShardOptions& options,
+               const std::vector<std::string>& files) {
   // First pass: every input checked, sizes (for progress) and document counts (for the val split).
   std::vector<InputFile> inputs;
   size_t total_bytes = 0, total_documents = 0, largest_document = 0;
@@ -594,8 +596,8 @@ int run_shards(const Tokenizer& tokenizer, const ShardOptions& options, const st
 
   std::vector<std::string> written;
   const size_t shard_tokens = static_cast<size_t>(options.shard_tokens);
-  ShardWriter train(options.prefix, "train", shard_tokens, tokenizer.vocab_size(), &written);
-  ShardWriter val(options.prefix, "val", shard_tokens, tokenizer.vocab_size(), &written);
+  ShardWriter train(options.prefix, "train", shard_tokens, tokenizer_id, &written);
+  ShardWriter val(options.prefix, "val", shard_tokens, tokenizer_id, &written);
   Progress progress(total_bytes);
   auto start = Clock::now();
   size_t document_index = 0, bytes_done = 0, skipped = 0, batch_bytes = 0;
@@ -780,11 +782,13 @@ int main(int argc, char** argv) {
     ShardOptions shard_options;
     if (command == "shards") shard_options = parse_shard_options(flags, files);
     const int threads = threads_flag(flags);
-    Tokenizer tokenizer = Tokenizer::load(flags.required_text("tokenizer"));
+    const std::string tokenizer_path = flags.required_text("tokenizer");
+    Tokenizer tokenizer = Tokenizer::load(tokenizer_path);
     std::ios::sync_with_stdio(false);
     if (command == "encode")
       return run_encode(tokenizer, flags.text("jsonl-key"), flags.has("skip-bad"), threads);
     if (command == "decode") return run_decode(tokenizer, flags.has("skip-bad"));
-    return run_shards(tokenizer, shard_options, files);
+    return run_shards(tokenizer, tokenizer_id(tokenizer_path, tokenizer.vocab_size()), shard_options,
+                      files);
   });
 }

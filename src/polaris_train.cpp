@@ -8,6 +8,7 @@
 // Flags: src/train/train_flags.cpp (--help), README.md "polaris_train".
 #include <cstdio>
 
+#include "optim/watchdog.h"
 #include "src/common/cli.h"
 #include "src/common/threads.h"
 #include "src/train/loops.h"
@@ -22,6 +23,7 @@ int main(int argc, char** argv) {
   return polaris::run_main([&] {
     if (argc == 1) return polaris::run_builtin_demo();
     polaris::TrainOptions options = polaris::parse_train_options(argc, argv);
+    polaris::Watchdog watchdog(options.rank_timeout);
     if (options.mode == "sft") return polaris::run_sft(options);
     if (options.mode == "grpo") return polaris::run_grpo(options);
     return polaris::run_pretrain(options);

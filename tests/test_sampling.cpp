@@ -575,3 +575,25 @@ TEST(SamplingGenerate, SequencesIndependentOfBatchAndThreads) {
   bad.top_k = -1;
   EXPECT_THROW(generate(*m.model, prompts, bad), Error);
 }
+
+// on_step (the watchdog's progress hook) runs once per step of the
+// generation engine (a prefill and/or a decode), and changes nothing.
+TEST(SamplingGenerate, OnStepRunsOncePerEngineStep) {
+  Model m;
+  const std::vector<std::vector<int32_t>> prompts = {{1, 2, 3}, {7}, {4, 4, 9, 12, 0}, {22, 5}};
+  SamplingParams sp;
+  sp.max_new_tokens = 9;
+  sp.seed = 5;
+  const std::vector<Completion> plain = generate(*m.model, prompts, sp);
+  int calls = 0;
+  sp.on_step = [&] { ++calls; };
+  GenerationStats stats;
+  EngineOptions engine;
+  engine.stats = &stats;
+  const std::vector<Completion> hooked = generate(*m.model, prompts, sp, 0, engine);
+  // A step runs a prefill, a decode or both.
+  EXPECT_GE(size_t(calls), std::max(stats.decode_steps, stats.prefill_passes));
+  EXPECT_LE(size_t(calls), stats.decode_steps + stats.prefill_passes);
+  EXPECT_GE(calls, sp.max_new_tokens - 1);  // one decode per token after the first
+  for (size_t p = 0; p < prompts.size(); ++p) EXPECT_EQ(hooked[p].tokens, plain[p].tokens) << p;
+}

@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <cstdio>
+#include <cstring>
 #include <fstream>
 #include <string>
 #include <vector>
@@ -154,4 +155,49 @@ TEST(TokenShards, ExpandPattern) {
   EXPECT_EQ(expand_shard_pattern(dir + "/c_val_000000.bin").size(), 1u);  // a plain path works too
   std::string message = error_of([&] { expand_shard_pattern(dir + "/nothing_*.bin"); });
   EXPECT_NE(message.find(dir + "/nothing_*.bin"), std::string::npos) << message;
+}
+
+// The tokenizer record (data/tokenizer_id.h) in header words 3..11.
+TokenizerId test_tokenizer(int vocab_size, uint8_t seed) {
+  TokenizerId id;
+  id.vocab_size = vocab_size;
+  for (size_t i = 0; i < id.sha256.size(); ++i) id.sha256[i] = uint8_t(seed + 7 * i);
+  return id;
+}
+
+TEST(TokenShards, TokenizerRecordRoundTripsInTheReservedWords) {
+  const std::string path = temp_dir() + "/recorded.bin";
+  const TokenizerId id = test_tokenizer(300, 11);
+  write_token_shard(path, {1, 2, 299}, 300, id);
+  TokenizerId read;
+  EXPECT_EQ(read_token_shard(path, &read), (std::vector<uint32_t>{1, 2, 299}));
+  EXPECT_TRUE(read == id);
+  std::vector<char> bytes = read_bytes(path);
+  int32_t words[kTokenShardHeaderInts];
+  std::memcpy(words, bytes.data(), sizeof words);
+  EXPECT_EQ(words[3], 300);
+  EXPECT_EQ(std::memcmp(words + 4, id.sha256.data(), 32), 0);
+  for (int i = 12; i < kTokenShardHeaderInts; ++i) EXPECT_EQ(words[i], 0) << i;
+  // An old shard (zero words) reads as "not recorded".
+  write_token_shard(path, {1, 2}, 300);
+  read_token_shard(path, &read);
+  EXPECT_FALSE(read.recorded());
+}
+
+TEST(TokenShards, MalformedTokenizerRecordsAreRefused) {
+  const std::string path = temp_dir() + "/bad_record.bin";
+  EXPECT_ERROR(write_token_shard(path, {1}, 300, test_tokenizer(299, 1)), "the tokenizer has 299 ids");
+  std::vector<int32_t> h = header(kTokenShardMagic, 1, 0);
+  h[3] = -4;
+  write_bytes(path, h.data(), h.size() * 4);
+  EXPECT_ERROR(read_token_shard(path), path, "vocabulary size is -4");
+  h[3] = 0;
+  h[7] = 99;  // a checksum without a size
+  write_bytes(path, h.data(), h.size() * 4);
+  EXPECT_ERROR(read_token_shard(path), path, "checksum is recorded without its vocabulary size");
+  h[3] = 10;
+  h[2] = 1;
+  h.push_back(12);  // two uint16 tokens' worth: 12 and 0, but the count says one
+  write_bytes(path, h.data(), h.size() * 4 - 2);
+  EXPECT_ERROR(read_token_shard(path), path, "token 12", "recorded tokenizer's vocabulary (10 ids)");
 }

@@ -11,6 +11,7 @@
 
 #include "data/row_sampler.h"
 #include "model/scheduler.h"
+#include "optim/watchdog.h"
 #include "src/common/backend.h"
 #include "src/train/jsonl_environment.h"
 #include "src/train/loops.h"
@@ -325,6 +326,7 @@ class GrpoRun {
   // Ranks take contiguous blocks of the problems; the random streams are
   // numbered globally, so the samples are those one process would draw.
   double evaluate(int step) {
+    WatchdogPhase phase("evaluation");
     const size_t problems = env_.size(Split::Eval);
     const size_t first = problems * size_t(rank_) / size_t(world_);
     const size_t last = problems * size_t(rank_ + 1) / size_t(world_);
@@ -365,6 +367,7 @@ class GrpoRun {
       before = evaluate(0);
     }
     for (int step = first_step; step < options_.steps; ++step) {
+      WatchdogStep watched(step + 1);
       one_step(step);
       if (grpo_.eval_every > 0 && (step + 1) % grpo_.eval_every == 0 && step + 1 < options_.steps)
         evaluate(step + 1);
@@ -388,6 +391,7 @@ class GrpoRun {
     p.max_new_tokens = max_response;
     p.stop_tokens = env_.stop_tokens();
     p.max_batch = std::max(64, grpo_.prompts_per_step * grpo_.group_size);
+    p.on_step = watchdog_tick;  // each generation step is progress
     return p;
   }
 
@@ -415,6 +419,7 @@ class GrpoRun {
   // Samples `groups` new prompt groups (this rank's share of a round; every
   // rank calls it) at this step's temperature and length.
   std::vector<Rollout> sample_groups(int step, int groups) {
+    WatchdogPhase phase("rollouts");
     const uint64_t first_slot = claim_prompts(groups);
     if (groups == 0) return {};
     std::vector<std::vector<int32_t>> prompts;
@@ -701,6 +706,7 @@ class GrpoRun {
   std::vector<std::vector<float>> completion_logprobs(Transformer& model,
                                                       const std::vector<const Rollout*>& rollouts,
                                                       int T) {
+    WatchdogPhase phase("log-probs");
     std::vector<Placement> places;
     std::vector<PackedRow> rows = pack_rollouts(rollouts, T, places);
     std::vector<std::vector<float>> row_logprobs(rows.size());
@@ -708,6 +714,7 @@ class GrpoRun {
       std::vector<size_t> indices;
       for (size_t i = first; i < std::min(rows.size(), first + size_t(options_.batch)); ++i)
         indices.push_back(i);
+      watchdog_tick();
       LossOutputs out = model.forward(batch_from_packed_rows(rows, indices));
       for (size_t k = 0; k < indices.size(); ++k)
         row_logprobs[indices[k]].assign(out.logprobs.begin() + k * T,

@@ -8,6 +8,8 @@
 #include <exception>
 #include <cstdio>
 
+#include "data/input_fingerprint.h"
+#include "data/tokenizer.h"
 #include "model/hf_import.h"
 #include "model/params.h"
 #include "model/transformer.h"
@@ -58,6 +60,37 @@ void require_out_is_not_an_input(const TrainOptions& o) {
     }
     globfree(&matches);
   }
+}
+
+// The tokenizer the run's ids must come from: --tokenizer's, else the one
+// the model file records; when both exist they must be the same.
+void resolve_tokenizer(TrainOptions& o) {
+  TokenizerId from_model;
+  if (!o.model_path.empty()) read_model_bin_config(o.model_path, nullptr, &from_model);
+  if (o.tokenizer.empty()) {
+    o.tokenizer_id = from_model;
+    o.tokenizer_source = "the model file " + o.model_path + "'s tokenizer";
+    return;
+  }
+  o.tokenizer_id = tokenizer_id(o.tokenizer, Tokenizer::load(o.tokenizer).vocab_size());
+  o.tokenizer_source = "--tokenizer " + o.tokenizer;
+  require(!from_model.recorded() || from_model == o.tokenizer_id,
+          "--tokenizer " + o.tokenizer + " is " + o.tokenizer_id.describe() +
+              ", but the model file " + o.model_path + " was made with " + from_model.describe());
+}
+
+// Ranks given different inputs would train silently on different things:
+// the model file's and every kSameInput flag's fingerprint
+// (data/input_fingerprint.h: the files' sizes and contents, or the value
+// itself when it names no file) must agree.
+void require_same_inputs(Comm& comm, const TrainOptions& o, const Flags& flags) {
+  const std::string what = ": a fingerprint of its files' contents, or of its value";
+  if (!o.model_path.empty())
+    comm.require_same("the model file" + what, input_fingerprint(o.model_path));
+  for (const FlagSpec& spec : flags.table())
+    if (spec.checks & kSameInput)
+      comm.require_same("--" + std::string(spec.name) + what,
+                        input_fingerprint(flags.canonical(spec.name)));
 }
 
 }  // namespace
@@ -129,6 +162,7 @@ TrainOptions parse_train_options(int argc, char** argv) {
   o.data = flags.text("data");
   o.val_data = flags.text("val-data");
   o.tokenizer = flags.text("tokenizer");
+  resolve_tokenizer(o);
   o.task = flags.text("task");
   // The one default that depends on the mode: SFT demonstrations are cheap
   // and many help; GRPO problems are sampled a few per step.
@@ -184,6 +218,9 @@ TrainOptions parse_train_options(int argc, char** argv) {
   const std::string zero = flags.text("zero");
   require(zero == "0" || zero == "1" || zero == "2", "--zero must be 0, 1 or 2, got '" + zero + "'");
   o.trainer.zero_stage = zero[0] - '0';
+  o.rank_timeout = flags.number("rank-timeout");
+  require(o.rank_timeout >= 0, "flag --rank-timeout must be a number of seconds >= 0 (0: no "
+                               "watchdog), got " + flags.text("rank-timeout"));
   if (o.mode == "grpo") o.grpo = GrpoOptions::from_flags(flags);
 
   o.checkpoint_dir = flags.text("checkpoint-dir");
@@ -196,6 +233,7 @@ TrainOptions parse_train_options(int argc, char** argv) {
       o.comm->require_same("--" + std::string(spec.name), flags.canonical(spec.name));
     if (spec.checks & kSameOnResume) o.resume_identity[spec.name] = flags.canonical(spec.name);
   }
+  if (o.comm->world_size() > 1) require_same_inputs(*o.comm, o, flags);
   // --batch is per rank: the global batch is what a resumed run must keep —
   // except in GRPO, whose --batch only cuts the rollouts into micro-batches
   // of one summed gradient, so a GRPO run resumes on any number of ranks.

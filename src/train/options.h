@@ -23,7 +23,12 @@ struct TrainOptions {
   std::string init_preset;     // --init PRESET: a fresh random model
   std::string mode;
   std::string data, val_data;  // token shard patterns (pretrain) or JSONL (sft, grpo)
-  std::string tokenizer;       // tokenizer.json (sft, grpo)
+  std::string tokenizer;       // tokenizer.json (sft, grpo; pretrain: checked against the shards)
+  // The tokenizer the run's token ids must come from (data/tokenizer_id.h):
+  // --tokenizer's, else the one the model file records (unrecorded: neither).
+  // Checked against the shards' record, and written into --out.
+  TokenizerId tokenizer_id;
+  std::string tokenizer_source;  // "--tokenizer PATH" or "the model file PATH's tokenizer"
   // A built-in --task instead of --data (sft, grpo) and its sizes.
   std::string task;
   int train_examples = 0, eval_problems = 0;
@@ -38,6 +43,9 @@ struct TrainOptions {
   int steps = 0, batch = 0, seq = 0, grad_accum = 0;
   int val_every = 0, val_batches = 0, print_every = 0;
   uint64_t seed = 0;
+  // --rank-timeout: seconds without progress on every rank before the
+  // watchdog ends a multi-rank job (optim/watchdog.h); 0 disables it.
+  double rank_timeout = 0;
   TrainerOptions trainer;
   GrpoOptions grpo;            // --mode grpo
   // Checkpoints (src/train/run_checkpoint.h).
@@ -57,12 +65,16 @@ struct TrainOptions {
 // Parses argv (after the program name) against train_flag_table()
 // (src/train/train_flags.h). Throws Error on an unknown flag, a bad value,
 // or a flag the run would ignore ("--group-size does not apply to --mode
-// sft").
+// sft"). --tokenizer must be the tokenizer the model file records, when it
+// records one.
 //
 // It also sets up data parallelism: --comm (default under mpirun: nccl with
 // --backend cuda in a build with NCCL, else mpi; none otherwise) makes the
 // Comm (MPI_Init happens here), checks that every rank was given the same
-// value of each kSameOnRanks flag, and on ranks other than 0 sends stdout to
+// value of each kSameOnRanks flag and the same inputs (the model file,
+// --init, --data, --val-data, --tokenizer, --eval-data, --pass-rates, --task,
+// --system-prompt: a fingerprint of their contents,
+// data/input_fingerprint.h), and on ranks other than 0 sends stdout to
 // /dev/null and drops --log and --out: only rank 0 prints and writes files.
 TrainOptions parse_train_options(int argc, char** argv);
 // On ranks other than 0: stdout to /dev/null (errors still reach stderr).

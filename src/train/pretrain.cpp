@@ -3,6 +3,7 @@
 #include <cstdio>
 
 #include "data/token_loader.h"
+#include "optim/watchdog.h"
 #include "src/common/backend.h"
 #include "src/train/loops.h"
 #include "src/train/memory_check.h"
@@ -23,7 +24,8 @@ void finish_run(const TrainOptions& options, const Transformer& model) {
   if (const size_t peak = model.ops().peak_memory_bytes())
     std::printf("peak device memory: %.2f GiB\n", double(peak) / (1024.0 * 1024.0 * 1024.0));
   if (options.out_path.empty()) return;
-  write_model_bin(options.out_path, model.config(), model.get_params(), false);
+  write_model_bin(options.out_path, model.config(), model.get_params(), false,
+                  options.tokenizer_id);
   std::printf("saved %s\n", options.out_path.c_str());
 }
 
@@ -46,6 +48,9 @@ int run_pretrain(const TrainOptions& options) {
     val.reset(new TokenRowLoader("--val-data", options.val_data, options.seq,
                                  start.config.vocab_size, options.seed, options.rank(),
                                  options.world_size()));
+  // Shards made with another tokenizer would train silently while their ids fit.
+  train.require_tokenizer(options.tokenizer_id, options.tokenizer_source);
+  if (val) val->require_tokenizer(options.tokenizer_id, options.tokenizer_source);
   std::printf("model: %s, %zu parameters | data: %zu tokens | backend %s\n",
               start.config.describe().c_str(), model.num_params(), train.num_tokens(),
               ops->name().c_str());
@@ -54,8 +59,10 @@ int run_pretrain(const TrainOptions& options) {
   StepReporter reporter(options.steps, options.print_every, options.log_path,
                         options.resume);
   auto validate = [&](int step) {
+    WatchdogPhase phase("validation");
     double loss = 0, weight = 0;
     for (int i = 0; i < options.val_batches; ++i) {
+      watchdog_tick();
       LossOutputs out = model.forward(val->batch_at(i, options.batch));
       loss += out.loss_sum;
       weight += out.weight_sum;
@@ -74,8 +81,12 @@ int run_pretrain(const TrainOptions& options) {
   }
   reporter.resume_at(resumed ? resumed->step : -1);
   for (int step = first_step; step < options.steps; ++step) {
+    WatchdogStep watched(step + 1);
     std::vector<Batch> micro;
-    for (int k = 0; k < options.grad_accum; ++k) micro.push_back(train.next_batch(options.batch));
+    {
+      WatchdogPhase phase("data");
+      for (int k = 0; k < options.grad_accum; ++k) micro.push_back(train.next_batch(options.batch));
+    }
     StepStats stats = trainer.step(micro, global_sum(comm, total_target_weight(micro)));
     reporter.report(stats);
     if (val && (stats.step % options.val_every == 0 || stats.step == options.steps))

@@ -7,6 +7,7 @@
 #include <filesystem>
 
 #include "checkpoint/checkpoint.h"
+#include "optim/watchdog.h"
 #include "optim/zero.h"
 
 namespace polaris {
@@ -56,6 +57,7 @@ bool RunCheckpoints::due(int step) const {
 void RunCheckpoints::save(int step, const Transformer& model, Trainer& trainer,
                           const nlohmann::json& loop_state,
                           const std::map<std::string, std::vector<float>>& extra_tensors) {
+  WatchdogPhase phase("checkpoint");
   auto start = std::chrono::steady_clock::now();
   Comm* comm = options_.comm.get();
   const int world = options_.world_size();
@@ -106,6 +108,7 @@ void RunCheckpoints::save(int step, const Transformer& model, Trainer& trainer,
 
 std::optional<ResumedRun> RunCheckpoints::resume(Transformer& model, Trainer& trainer) {
   if (!enabled()) return std::nullopt;
+  WatchdogPhase phase("resume");
   if (!resume_) {
     const std::string path = latest_checkpoint(dir_);
     require(path.empty(), "--checkpoint-dir " + dir_ +

@@ -5,6 +5,7 @@
 #include "data/row_sampler.h"
 #include "data/sft_dataset.h"
 #include "data/tokenizer.h"
+#include "optim/watchdog.h"
 #include "src/common/backend.h"
 #include "src/train/loops.h"
 #include "src/train/memory_check.h"
@@ -86,6 +87,7 @@ int run_sft(const TrainOptions& options) {
   Comm* comm = options.comm.get();
   RowSampler sampler(rows.size(), options.seed, options.rank(), options.world_size());
   auto validate = [&](int step) {
+    WatchdogPhase phase("validation");
     double loss = 0, weight = 0;
     const size_t batches = std::min<size_t>(options.val_batches,
                                             (val_rows.size() + options.batch - 1) / options.batch);
@@ -118,6 +120,7 @@ int run_sft(const TrainOptions& options) {
     sampler.restore({uint64_t(resumed->number("epoch")), taken / world});
   }
   for (int step = first_step; step < options.steps; ++step) {
+    WatchdogStep watched(step + 1);
     std::vector<Batch> micro;
     for (int k = 0; k < options.grad_accum; ++k) {
       std::vector<size_t> indices;

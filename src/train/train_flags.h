@@ -25,6 +25,10 @@ enum TrainScope : unsigned {
 enum TrainCheck : unsigned {
   kSameOnRanks = 1,   // every mpirun rank must be given the same value
   kSameOnResume = 2,  // --resume must be given the value the checkpoint was saved with
+  // Every rank must be given the same input: the same sizes and contents of
+  // the files the value names (or the same value when it names no file), not
+  // the same path (data/input_fingerprint.h).
+  kSameInput = 4,
 };
 
 const std::vector<FlagSpec>& train_flag_table();

@@ -4,11 +4,14 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <csignal>
 #include <cstdlib>
 #include <memory>
+#include <thread>
 #include <vector>
 
 #include "optim/clip.h"
+#include "optim/watchdog.h"
 #include "optim/sharded_gradients.h"
 #include "src/common/error.h"
 
@@ -77,6 +80,21 @@ void maybe_injected_fault(int rank) {
     throw Error("injected fault on rank " + std::to_string(rank) + " (POLARIS_FAIL_RANK)");
 }
 
+// Test hook: POLARIS_STALL_RANK=r:s:stop makes rank r stop itself (SIGSTOP:
+// it cannot speak, heartbeats included) in its first micro-batch of step s;
+// r:s:hang makes it sleep there forever (it still sends heartbeats, with a
+// counter that no longer moves). The watchdog test (tests/cli/watchdog.sh)
+// checks that the whole job then ends, naming the rank and the phase.
+void maybe_injected_stall(int rank, int step) {
+  const char* env = std::getenv("POLARIS_STALL_RANK");
+  int stall_rank = -1, stall_step = -1;
+  char how[8] = {0};
+  if (!env || std::sscanf(env, "%d:%d:%7s", &stall_rank, &stall_step, how) != 3) return;
+  if (stall_rank != rank || stall_step != step) return;
+  if (std::string(how) == "stop") std::raise(SIGSTOP);
+  for (;;) std::this_thread::sleep_for(std::chrono::hours(1));
+}
+
 }  // namespace
 
 StepStats Trainer::step(const std::vector<Batch>& micro_batches, double loss_normaliser) {
@@ -96,6 +114,8 @@ StepStats Trainer::step(const std::vector<Batch>& micro_batches, double loss_nor
   double loss_sum = 0;
   for (const Batch& batch : micro_batches) {
     OpsRange range(model_.ops(), "micro-batch");
+    WatchdogPhase watched("forward+backward");
+    maybe_injected_stall(rank_, step_count() + 1);
     stats.outputs.push_back(
         model_.forward_backward(batch, float(1.0 / loss_normaliser), sharded_.get()));
     loss_sum += stats.outputs.back().loss_sum;
@@ -131,6 +151,7 @@ StepStats Trainer::step(const std::vector<Batch>& micro_batches, double loss_nor
     model_.ops().upload(buffer, host.data(), total);
   };
   std::unique_ptr<OpsRange> phase(new OpsRange(model_.ops(), "communication + grad norm"));
+  std::unique_ptr<WatchdogPhase> watched(new WatchdogPhase("gradient reduction"));
   const float* grads = nullptr;  // this rank's range of the reduced gradient
   if (sharded_) {
     grads = sharded_->finish();
@@ -163,11 +184,15 @@ StepStats Trainer::step(const std::vector<Batch>& micro_batches, double loss_nor
   const Buf copy = model_.weight_copy();
   phase.reset();
   phase.reset(new OpsRange(model_.ops(), "optimizer"));
+  watched.reset();
+  watched.reset(new WatchdogPhase("optimizer"));
   optimizer_->step_on_range_grads(model_.params(), grads, stats.lr,
                                   clip_scale(stats.grad_norm, options_.grad_clip), copy);
   phase.reset();
+  watched.reset();
   if (comm && options_.zero_stage > 0) {
     OpsRange gather_range(model_.ops(), "communication: all-gather");
+    WatchdogPhase gather_watched("parameter all-gather");
     collective_on(model_.params(), [](Comm& c, float* p, size_t, const std::vector<ShardRange>& r) {
       c.all_gather(p, r);
     });

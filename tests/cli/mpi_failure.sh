@@ -10,7 +10,7 @@
 #   3. --comm nccl on the CPU backend and --prompts-per-step not divisible by
 #      the ranks: clear errors.
 #   4. A rank killed (SIGKILL) mid-run: mpirun ends the other within 10 s.
-#   5. Ranks started on different models: every rank stops at start, naming it.
+#   5. Ranks started on different models: every rank stops at start, naming --init.
 #   6. `mpirun -np 4 polaris_train model.bin` with nothing else: one error
 #      line (rank 0's, naming --data), not one per rank.
 #   7. Every rank fails the same way (a bad flag, a missing file): stderr is
@@ -20,7 +20,7 @@
 source "$(dirname "$0")/../cli_lib.sh"
 polaris_test_setup
 BIN=build/polaris_train
-require_built "$BIN"
+require_built "$BIN" build/polaris_convert
 require_mpirun
 export OMP_NUM_THREADS=1 OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 MPIRUN=(mpirun --oversubscribe -x OMP_NUM_THREADS)
@@ -93,11 +93,14 @@ timeout 30 "${MPIRUN[@]}" -np 1 -wdir "$TMP/a" "$PWD/$BIN" "${SAME[@]}" : \
   -np 1 -wdir "$TMP/b" "$PWD/$BIN" "${SAME[@]}" >"$TMP/model.log" 2>&1
 status=$?
 [ $status -ne 0 ] && [ $status -ne 124 ] || fail "ranks on different models: exit $status"
-grep -q "error: ranks disagree on the model" "$TMP/model.log" \
-  || fail "no line naming the model: $(tail -5 "$TMP/model.log")"
+# The inputs' fingerprints (data/input_fingerprint.h) catch it first, naming --init.
+grep -q "error: ranks disagree on --init: a fingerprint" "$TMP/model.log" \
+  || fail "no line naming --init: $(tail -5 "$TMP/model.log")"
 
 # 6. The README's command with nothing after the model.
-timeout 30 "${MPIRUN[@]}" -np 4 "$BIN" tests/fixtures/qwen3_tiny/model.bin >"$TMP/bare.log" 2>&1 \
+build/polaris_convert --from-hf tests/fixtures/qwen3_tiny/hf_model --out "$TMP/model.bin" >/dev/null \
+  || fail "setup: converting the qwen3_tiny fixture"
+timeout 30 "${MPIRUN[@]}" -np 4 "$BIN" "$TMP/model.bin" >"$TMP/bare.log" 2>&1 \
   && fail "a run without --data exited 0"
 [ "$(grep -c '^error: ' "$TMP/bare.log")" = 1 ] \
   || fail "want one error line from 4 ranks: $(grep '^error: ' "$TMP/bare.log")"

@@ -138,8 +138,9 @@ expect_error "grpo with --task-slip-rate" "--task-slip-rate does not apply to --
   "$BIN" "${INIT[@]}" "${GRPO[@]}" --task-slip-rate 0.5
 expect_error "pretrain with --task" "--task does not apply to --mode pretrain" \
   "$BIN" "${INIT[@]}" --data "$DATA" "${RUN[@]}" --task addition
-expect_error "pretrain with --tokenizer" "--tokenizer does not apply to --mode pretrain" \
-  "$BIN" "${INIT[@]}" --data "$DATA" "${RUN[@]}" --tokenizer tests/fixtures/qwen3_tokenizer/tokenizer.json
+# Pretraining takes --tokenizer to check the shards' record (tests/cli/shard_tokenizer.sh).
+expect_error "pretrain with a missing --tokenizer" "$TMP/no_tokenizer.json" \
+  "$BIN" "${INIT[@]}" --data "$DATA" "${RUN[@]}" --tokenizer "$TMP/no_tokenizer.json"
 expect_error "pretrain with --skip-bad" "--skip-bad does not apply to --mode pretrain" \
   "$BIN" "${INIT[@]}" --data "$DATA" "${RUN[@]}" --skip-bad
 expect_error "pretrain with --train-examples" "--train-examples does not apply to --mode pretrain" \
