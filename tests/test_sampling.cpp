@@ -29,6 +29,7 @@
 #include "model/transformer.h"
 #include "src/common/error.h"
 #include "src/common/mix.h"
+#include "tests/full_sort_sampler.h"
 #include "tests/test_util.h"
 
 using namespace polaris;
@@ -96,44 +97,6 @@ struct Oracle {
     return -2;  // unreachable
   }
 };
-
-// The sampler before integer weights (double weights summed in sorted
-// order), for the agreement test.
-int32_t previous_sampler(const float* logits, int V, const SamplingParams& params,
-                         uint64_t stream, uint64_t counter) {
-  std::vector<int32_t> order(V);
-  std::iota(order.begin(), order.end(), 0);
-  int keep = (params.top_k > 0 && params.top_k < V) ? params.top_k : V;
-  auto by_logit = [&](int32_t a, int32_t b) {
-    return logits[a] != logits[b] ? logits[a] > logits[b] : a < b;
-  };
-  std::partial_sort(order.begin(), order.begin() + keep, order.end(), by_logit);
-  const float max_logit = logits[order[0]];
-  std::vector<double> w(keep);
-  double total = 0;
-  for (int i = 0; i < keep; ++i)
-    total += w[i] = std::exp(double(logits[order[i]] - max_logit) / params.temperature);
-  if (params.top_p < 1.f) {
-    double mass = 0;
-    int cut = keep;
-    for (int i = 0; i < keep; ++i) {
-      mass += w[i] / total;
-      if (mass >= params.top_p) {
-        cut = i + 1;
-        break;
-      }
-    }
-    keep = cut;
-    total = std::accumulate(w.begin(), w.begin() + keep, 0.0);
-  }
-  const uint64_t bits = mix64(mix64(stream) ^ (counter * 0xd1b54a32d192ed03ull));
-  double u = double(bits >> 11) * (1.0 / 9007199254740992.0) * total;
-  for (int i = 0; i < keep; ++i) {
-    u -= w[i];
-    if (u < 0) return order[i];
-  }
-  return order[keep - 1];
-}
 
 double log_softmax_ref(const std::vector<float>& row, int token) {
   double mx = -1e300;
@@ -297,7 +260,7 @@ TEST(SamplingOracle, PreviousDoubleSamplerAgrees) {
     p.top_p = r % 4 == 2 ? 0.9f : 1.f;
     const int n = V > 100000 ? 10 : 200;
     for (int d = 0; d < n; ++d, ++total)
-      differ += sample_token(row.data(), V, p, 11, d) != previous_sampler(row.data(), V, p, 11, d);
+      differ += sample_token(row.data(), V, p, 11, d) != full_sort_sample(row.data(), V, p, 11, d);
   }
   EXPECT_LE(differ, 1) << "of " << total;
 }

@@ -12,67 +12,28 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
-#include <numeric>
 #include <random>
 #include <vector>
 
 #include "model/sampler.h"
-#include "src/common/mix.h"
+#include "tests/full_sort_sampler.h"
 
 using namespace polaris;
 
 namespace {
 
-// The previous sampler: sort (partially, to top_k) by (logit desc, id asc),
-// double weights, walk; then log-softmax at temperature 1 (another pass).
+// The previous sampler (tests/full_sort_sampler.h), then log-softmax at
+// temperature 1 (another pass), as generate() needs; temperature 0: argmax.
 int32_t full_sort_sample(const float* logits, int V, const SamplingParams& params,
                          uint64_t stream, uint64_t counter, float* logprob) {
-  auto log_softmax = [&](int32_t token, float max_logit) {
-    double sum = 0;
-    for (int j = 0; j < V; ++j) sum += std::exp(double(logits[j] - max_logit));
-    *logprob = float(logits[token] - max_logit - std::log(sum));
-    return token;
-  };
-  if (params.temperature <= 0.f) {
-    const int32_t token = int32_t(std::max_element(logits, logits + V) - logits);
-    return log_softmax(token, logits[token]);
-  }
-  std::vector<int32_t> order(V);
-  std::iota(order.begin(), order.end(), 0);
-  int keep = (params.top_k > 0 && params.top_k < V) ? params.top_k : V;
-  auto by_logit = [&](int32_t a, int32_t b) {
-    return logits[a] != logits[b] ? logits[a] > logits[b] : a < b;
-  };
-  std::partial_sort(order.begin(), order.begin() + keep, order.end(), by_logit);
-  const float max_logit = logits[order[0]];
-  std::vector<double> weight(keep);
-  double total = 0;
-  for (int i = 0; i < keep; ++i)
-    total += weight[i] = std::exp(double(logits[order[i]] - max_logit) / params.temperature);
-  if (params.top_p < 1.f) {
-    double mass = 0;
-    int cut = keep;
-    for (int i = 0; i < keep; ++i) {
-      mass += weight[i] / total;
-      if (mass >= params.top_p) {
-        cut = i + 1;
-        break;
-      }
-    }
-    keep = cut;
-    total = std::accumulate(weight.begin(), weight.begin() + keep, 0.0);
-  }
-  const uint64_t bits = mix64(mix64(stream) ^ (counter * 0xd1b54a32d192ed03ull));
-  double u = double(bits >> 11) * (1.0 / 9007199254740992.0) * total;
-  int32_t token = order[keep - 1];
-  for (int i = 0; i < keep; ++i) {
-    u -= weight[i];
-    if (u < 0) {
-      token = order[i];
-      break;
-    }
-  }
-  return log_softmax(token, max_logit);
+  const int32_t token = params.temperature <= 0.f
+                            ? int32_t(std::max_element(logits, logits + V) - logits)
+                            : full_sort_sample(logits, V, params, stream, counter);
+  const float max_logit = *std::max_element(logits, logits + V);
+  double sum = 0;
+  for (int j = 0; j < V; ++j) sum += std::exp(double(logits[j] - max_logit));
+  *logprob = float(logits[token] - max_logit - std::log(sum));
+  return token;
 }
 
 using Clock = std::chrono::steady_clock;
