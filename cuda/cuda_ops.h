@@ -19,6 +19,7 @@
 //   cuda/flash_attention.cu  tensor-core flash attention; attention dispatch
 //   cuda/activation.cu  GELU and SwiGLU
 //   cuda/classifier.cu  fused softmax cross-entropy over bf16 logits
+//   cuda/sampling.cu    next-token sampling of a batch of rows (sample_token's exact choice)
 //   cuda/adamw.cu       fused AdamW with stochastic rounding to bf16
 //   cuda/profiling.cu   NVTX ranges, the profiler capture window, peak memory
 //
@@ -120,6 +121,10 @@ class CudaOps : public Ops {
                     int width) override;
   void attention_decode(Buf out, CBuf q, int q_stride, const PagedKV& cache, int S,
                         int num_heads, int num_kv_heads, int head_dim) override;
+
+  void sample_rows(int32_t* tokens, float* logprobs, CBuf logits, int row_stride,
+                   const int32_t* row_indices, const SampleRowParams* params, int n,
+                   int V) override;
 
   void gelu_forward(Buf out, CBuf in, size_t n) override;
   void gelu_backward(Buf din, CBuf dout, CBuf in, size_t n) override;

@@ -42,6 +42,7 @@
 #include <string>
 
 #include "model/rope.h"
+#include "model/sampling_math.h"
 
 namespace polaris {
 
@@ -303,6 +304,23 @@ class Ops {
   //   (the new token's included; no key at all: zeros).
   virtual void attention_decode(Buf out, CBuf q, int q_stride, const PagedKV& cache, int S,
                                 int num_heads, int num_kv_heads, int head_dim) = 0;
+
+  // ---- sampling (model/sampler.h) --------------------------------------------
+  // The next token of n sequences from their rows of logits, in Ops memory:
+  //   tokens[i] = sample_token(logits + row_indices[i] * row_stride, V, params[i])
+  //   logprobs[i] = log p(tokens[i]) under softmax(row) at temperature 1, no
+  //                 cuts (when logprobs is not null)
+  // tokens, logprobs, row_indices and params are HOST memory: a decode step
+  // moves n tokens across, not n * V logits. Every implementation picks
+  // exactly sample_token's token for the same (fp32-converted) logits — the
+  // integer weights and the draw are model/sampling_math.h's — so generation
+  // is reproducible across backends; a log-prob may differ in its last bit
+  // (a sum of exps in another order). A row with no finite logit throws
+  // sample_token's Error. Default: download the rows, sample_token on each
+  // (parallel over rows).
+  virtual void sample_rows(int32_t* tokens, float* logprobs, CBuf logits, int row_stride,
+                           const int32_t* row_indices, const SampleRowParams* params, int n,
+                           int V);
 
   // ---- MLP activations ----------------------------------------------------
   // GELU, tanh approximation (GPT-2's "gelu_new"). out may alias in.

@@ -26,11 +26,7 @@
 #include <cstdint>
 #include <string>
 
-#if defined(__CUDACC__)
-#define POLARIS_HOST_DEVICE __host__ __device__
-#else
-#define POLARIS_HOST_DEVICE
-#endif
+#include "src/common/host_device.h"
 
 namespace polaris {
 

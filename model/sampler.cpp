@@ -7,39 +7,10 @@
 #include <string>
 
 #include "src/common/error.h"
-#include "src/common/mix.h"
 
 namespace polaris {
 
 namespace {
-
-// exp(x) for x <= 0 in float (Cephes' expf: range reduction by ln 2 in two
-// parts, degree-6 polynomial, 2^n from the exponent bits), about 1 ulp;
-// 0 below -87 and for NaN. Plain arithmetic, so loops vectorise it and its
-// value never depends on the machine's libm.
-// The exp code is compiled with the same options wherever it runs (GCC
-// inlines only between functions with equal options): no trapping math
-// (lets loops turn the selects into vector blends; values unchanged) and no
-// contraction into FMAs (so vector and scalar code compute the same bits).
-#define POLARIS_EXP_OPTIONS __attribute__((optimize("no-trapping-math", "fp-contract=off")))
-
-POLARIS_EXP_OPTIONS inline float exp_nonpositive(float x) {
-  const float clamped = x > -87.f ? x : -87.f;
-  const float n = (clamped * 1.44269504088896341f + 12582912.f) - 12582912.f;  // round
-  float r = clamped - n * 0.693359375f;
-  r = r - n * -2.12194440e-4f;
-  float p = 1.9875691500e-4f;
-  p = p * r + 1.3981999507e-3f;
-  p = p * r + 8.3334519073e-3f;
-  p = p * r + 4.1665795894e-2f;
-  p = p * r + 1.6666665459e-1f;
-  p = p * r + 5.0000001201e-1f;
-  const float y = p * r * r + r + 1.f;
-  const int32_t bits = (int32_t(n) + 127) << 23;
-  float scale;
-  std::memcpy(&scale, &bits, sizeof(scale));
-  return x > -87.f ? y * scale : 0.f;
-}
 
 // e[i] = exp(logits[i] - max) for the whole row (-inf and NaN give 0).
 POLARIS_EXP_OPTIONS void exp_row(
@@ -47,7 +18,7 @@ POLARIS_EXP_OPTIONS void exp_row(
 #pragma omp simd
   for (int i = 0; i < V; ++i) {
     const float l = logits[i];
-    e[i] = exp_nonpositive(l == max_logit ? 0.f : l - max_logit);
+    e[i] = sampling_detail::exp_nonpositive(l == max_logit ? 0.f : l - max_logit);
   }
 }
 
@@ -76,38 +47,6 @@ double sum_row(const float* e, int V) {
 }  // namespace
 
 namespace sampling_detail {
-
-int weight_shift(int V) {
-  int bits = 0;
-  while (bits < 62 && (int64_t(1) << bits) <= int64_t(V)) ++bits;
-  return 62 - bits;
-}
-
-float scaled(float logit, float max_logit, float temperature) {
-  if (!(logit > -std::numeric_limits<float>::infinity()))  // -inf and NaN
-    return -std::numeric_limits<float>::infinity();
-  if (logit == max_logit) return 0.f;
-  return (logit - max_logit) * (1.f / temperature);
-}
-
-float cutoff(int shift) { return float(-(double(shift) * 0.6931471805599453 + 1.0)); }
-
-POLARIS_EXP_OPTIONS uint64_t weight(float x, int shift) {
-  if (!(x >= cutoff(shift))) return 0;
-  return uint64_t(double(exp_nonpositive(x)) * std::ldexp(1.0, shift));
-}
-
-uint64_t uniform_below(uint64_t total, uint64_t stream, uint64_t counter) {
-  const uint64_t bits = mix64(mix64(stream) ^ (counter * 0xd1b54a32d192ed03ull)) >> 11;  // 53 bits
-  return uint64_t((unsigned __int128)bits * total >> 53);
-}
-
-uint64_t top_p_need(float top_p, uint64_t total) {
-  if (!(top_p < 1.f)) return total;
-  long double need = std::ceil((long double)top_p * (long double)total);
-  if (need < 1) return 1;
-  return need >= (long double)total ? total : uint64_t(need);
-}
 
 float min_p_floor(float min_p) {
   return min_p > 0.f ? float(std::log(double(min_p))) : -std::numeric_limits<float>::infinity();
@@ -175,7 +114,7 @@ struct Buckets {
 
   float logit_of(size_t i) const { return row ? row[i] : s.cand[i].logit; }
   int32_t id_of(size_t i) const { return row ? int32_t(i) : s.cand[i].id; }
-  uint64_t q_of(size_t i) const { return uint64_t(double(s.e[i]) * scale); }
+  uint64_t q_of(size_t i) const { return fixed_point(s.e[i], scale); }
 
   Entry* gather(size_t b) {
     if (s.gathered != b) {
@@ -243,8 +182,8 @@ uint64_t sequence_stream(uint64_t seed, uint64_t index) {
   return seed * 0x9e3779b97f4a7c15ull + index;
 }
 
-int32_t sample_token(const float* logits, int V, const SamplingParams& params, uint64_t stream,
-                     uint64_t counter, float* logprob) {
+int32_t sample_token(const float* logits, int V, const SampleRowParams& params, float* logprob) {
+  const uint64_t stream = params.stream, counter = params.counter;
   require(V > 0, "sampling: empty row of logits");
   // The max and the argmax (lowest id); NaN never compares greater.
   const float max_logit = row_max(logits, V);
@@ -328,7 +267,7 @@ int32_t sample_token(const float* logits, int V, const SamplingParams& params, u
   }
   // Bucket sums, sizes, the total and min_p's count (min_p keeps x >= floor_x,
   // a prefix of the order).
-  Buckets buckets{s, row_mode ? logits : nullptr, n, std::ldexp(1.0, shift),
+  Buckets buckets{s, row_mode ? logits : nullptr, n, fixed_scale(shift),
                   size_t(-cut * kBinsPerUnit) + 2};
   const size_t bins = buckets.bins;
   s.mass.assign(bins, 0);
@@ -359,6 +298,36 @@ int32_t sample_token(const float* logits, int V, const SamplingParams& params, u
   const uint64_t kept_total = keep == candidates ? total : buckets.prefix_mass(keep);
   const size_t r = buckets.locate(uniform_below(kept_total, stream, counter));
   return finish(s.members[r - s.offset[s.gathered]].id);
+}
+
+SampleRowParams row_params(const SamplingParams& params, uint64_t stream, uint64_t counter) {
+  SampleRowParams row;
+  row.temperature = params.temperature;
+  row.top_p = params.top_p;
+  row.top_k = params.top_k;
+  row.min_p = params.min_p;
+  row.stream = stream;
+  row.counter = counter;
+  return row;
+}
+
+int32_t sample_token(const float* logits, int V, const SamplingParams& params, uint64_t stream,
+                     uint64_t counter, float* logprob) {
+  return sample_token(logits, V, row_params(params, stream, counter), logprob);
+}
+
+void sample_token_rows(int32_t* tokens, float* logprobs, const float* const* rows,
+                       const SampleRowParams* params, int n, int V) {
+  std::vector<std::string> errors(static_cast<size_t>(std::max(n, 0)));
+#pragma omp parallel for schedule(dynamic, 1) if (n > 1)
+  for (int i = 0; i < n; ++i) {
+    try {
+      tokens[i] = sample_token(rows[i], V, params[i], logprobs ? logprobs + i : nullptr);
+    } catch (const std::exception& e) {
+      errors[size_t(i)] = e.what();
+    }
+  }
+  for (const std::string& e : errors) require(e.empty(), e);
 }
 
 }  // namespace polaris

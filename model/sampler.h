@@ -29,6 +29,7 @@
 #include <string>
 #include <vector>
 
+#include "model/sampling_math.h"
 
 namespace polaris {
 
@@ -65,28 +66,31 @@ struct Completion {
 // temperature-1 distribution (no cuts), as Completion::logprobs holds.
 // NaN logits count as -inf; a row of only -inf (or NaN) is an error.
 // Thread-safe (scratch memory is per thread).
+int32_t sample_token(const float* logits, int V, const SampleRowParams& row,
+                     float* logprob = nullptr);
 int32_t sample_token(const float* logits, int V, const SamplingParams& params, uint64_t stream,
                      uint64_t counter, float* logprob = nullptr);
+
+// One draw's parameters: params' cuts with (stream, counter).
+SampleRowParams row_params(const SamplingParams& params, uint64_t stream, uint64_t counter);
+
+// sample_token over n rows in parallel (OpenMP; rows are independent, so the
+// result does not depend on the thread count): tokens[i] (and logprobs[i]
+// when not null) from rows[i] with params[i]. A failing row throws its
+// Error after every row ran.
+void sample_token_rows(int32_t* tokens, float* logprobs, const float* const* rows,
+                       const SampleRowParams* params, int n, int V);
 
 // The random stream of sequence `index` under `seed`.
 uint64_t sequence_stream(uint64_t seed, uint64_t index);
 
-// The pieces that define the distribution, exposed so tests can rebuild it
-// with a full sort (tests/test_sampling.cpp) and benchmarks can compare.
+// The pieces that define the distribution (sampling_detail:: weight_shift,
+// scaled, weight, cutoff, uniform_below, top_p_need, ...) are in
+// model/sampling_math.h, shared with the GPU sampler (cuda/sampling.cu);
+// tests rebuild the distribution from them with a full sort
+// (tests/test_sampling.cpp). Only min_p_floor needs a libm call: it is
+// computed on the host for both.
 namespace sampling_detail {
-// Largest id of the row + 1 -> the fixed-point shift: weights are at most
-// 2^shift and V of them sum below 2^62.
-int weight_shift(int V);
-// x = (logit - max) / temperature, as double (0 for the max itself, -inf
-// for -inf and NaN logits).
-float scaled(float logit, float max_logit, float temperature);
-// floor(exp(x) * 2^shift); 0 for every x < cutoff(shift).
-uint64_t weight(float x, int shift);
-float cutoff(int shift);
-// The draw: an integer uniform in [0, total) from (stream, counter).
-uint64_t uniform_below(uint64_t total, uint64_t stream, uint64_t counter);
-// The top_p cut keeps the shortest prefix whose weight sum reaches this.
-uint64_t top_p_need(float top_p, uint64_t total);
 // min_p keeps the tokens with x >= this (log(min_p); -inf for 0).
 float min_p_floor(float min_p);
 }  // namespace sampling_detail

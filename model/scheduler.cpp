@@ -132,7 +132,7 @@ class Scheduler {
       require(saved.valid, "sampling: internal error (no cached prompt to fork)");
       s.table = cache_->fork(saved.table);
       stats_.shared_prompts += 1;
-      sample_rows({id}, {saved.logits.data()});
+      sample_host_rows({id}, {saved.logits.data()});
     }
     // A cached prompt stays while members of its group have yet to start.
     for (const std::vector<int>* ids : {&prefill, &forks})
@@ -220,7 +220,7 @@ class Scheduler {
         saved.valid = true;
       }
     }
-    sample_rows(sampling, row_ptrs);
+    sample_host_rows(sampling, row_ptrs);
   }
 
   void run_decode() {
@@ -249,16 +249,29 @@ class Scheduler {
     for (int id : batch) tables.push_back(&seqs_[size_t(id)].table);
     stats_.decode_steps += 1;
     stats_.decoded_tokens += batch.size();
-    const std::vector<float> logits = model_.decode(*cache_, tokens, positions, rows, tables);
+    // The logits stay in Ops memory: the backend samples them (Ops::sample_rows)
+    // and only the tokens and log-probs come back.
+    const CBuf logits = model_.decode_logits(*cache_, tokens, positions, rows, tables);
     std::vector<int> sampling;
-    std::vector<const float*> row_ptrs;
+    std::vector<int32_t> logit_rows;
+    std::vector<SampleRowParams> draws;
     for (size_t i = 0; i < batch.size(); ++i) {
       const Sequence& s = seqs_[size_t(batch[i])];
       if (s.table.length < s.total()) continue;  // lock-step: still reading its prompt
       sampling.push_back(batch[i]);
-      row_ptrs.push_back(logits.data() + i * size_t(V_));
+      logit_rows.push_back(int32_t(i));
+      draws.push_back(draw_of(s));
     }
-    sample_rows(sampling, row_ptrs);
+    std::vector<int32_t> picked(sampling.size(), -1);
+    std::vector<float> logprob(sampling.size(), 0.f);
+    model_.ops().sample_rows(picked.data(), logprob.data(), logits, V_, logit_rows.data(),
+                             draws.data(), int(sampling.size()), V_);
+    record_all(sampling, picked, logprob);
+  }
+
+  // The parameters of sequence s's next draw.
+  SampleRowParams draw_of(const Sequence& s) const {
+    return row_params(params_, s.stream, s.out.tokens.size());
   }
 
   int newest_running() const {
@@ -297,29 +310,25 @@ class Scheduler {
     saved.valid = false;
   }
 
-  // Samples the next token of each sequence from its row of logits. Rows
-  // are independent (each its own stream): drawn in parallel, the same on
-  // any thread count.
-  void sample_rows(const std::vector<int>& ids, const std::vector<const float*>& rows) {
-    const int n = int(ids.size());
-    std::vector<int32_t> picked(size_t(n), -1);
-    std::vector<float> logprob(size_t(n), 0.f);
-    std::vector<std::string> errors(ids.size());
-#pragma omp parallel for schedule(dynamic, 1) if (n > 1)
-    for (int i = 0; i < n; ++i) {
-      const Sequence& s = seqs_[size_t(ids[size_t(i)])];
-      try {
-        picked[size_t(i)] = sample_token(rows[size_t(i)], V_, params_, s.stream,
-                                         s.out.tokens.size(), &logprob[size_t(i)]);
-      } catch (const std::exception& e) {
-        errors[size_t(i)] = e.what();
-      }
-    }
-    for (const std::string& e : errors) require(e.empty(), e);
-    for (int i = 0; i < n; ++i) {
-      Sequence& s = seqs_[size_t(ids[size_t(i)])];
+  // Samples the next token of each sequence from its row of logits, on the
+  // host (a prompt's last row; sample_token_rows draws the rows in parallel,
+  // the same on any thread count).
+  void sample_host_rows(const std::vector<int>& ids, const std::vector<const float*>& rows) {
+    std::vector<SampleRowParams> draws;
+    for (int id : ids) draws.push_back(draw_of(seqs_[size_t(id)]));
+    std::vector<int32_t> picked(ids.size(), -1);
+    std::vector<float> logprob(ids.size(), 0.f);
+    sample_token_rows(picked.data(), logprob.data(), rows.data(), draws.data(), int(ids.size()),
+                      V_);
+    record_all(ids, picked, logprob);
+  }
+
+  void record_all(const std::vector<int>& ids, const std::vector<int32_t>& picked,
+                  const std::vector<float>& logprob) {
+    for (size_t i = 0; i < ids.size(); ++i) {
+      Sequence& s = seqs_[size_t(ids[i])];
       stats_.generated_tokens += 1;
-      if (record(s, picked[size_t(i)], logprob[size_t(i)])) {
+      if (record(s, picked[i], logprob[i])) {
         s.done = true;
         cache_->free(s.table);
       }

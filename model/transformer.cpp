@@ -224,6 +224,7 @@ Transformer::Transformer(const ModelConfig& config, Ops& ops)
 Transformer::~Transformer() {
   acts_.reset();
   decode_acts_.reset();
+  if (decode_logits_) ops_.release(decode_logits_.ptr);
   if (block_tables_) ops_.release(block_tables_);
   if (weights_.ptr != master_) ops_.release(weights_.ptr);
   ops_.release(master_);
@@ -686,14 +687,32 @@ std::vector<float> Transformer::prefill(KVCache& cache, const std::vector<int32_
   return cached_forward(cache, tokens, positions, doc_ids, cache_rows, {}, logit_rows);
 }
 
+CBuf Transformer::decode_logits(KVCache& cache, const std::vector<int32_t>& tokens,
+                                const std::vector<int32_t>& positions,
+                                const std::vector<int32_t>& cache_rows,
+                                const std::vector<const BlockTable*>& tables) {
+  require(tables.size() == tokens.size(), "decode: one block table per token");
+  // Every row's logits at once (the LM head of a training pass runs in row
+  // chunks; a decode step samples all S rows together).
+  if (decode_logits_rows_ < tokens.size()) {
+    if (decode_logits_) ops_.release(decode_logits_.ptr);
+    decode_logits_rows_ = std::max(tokens.size(), 2 * decode_logits_rows_);
+    decode_logits_ = ops_.alloc_activations(decode_logits_rows_ * size_t(config_.vocab_size));
+  }
+  std::vector<int32_t> all(tokens.size());
+  for (size_t i = 0; i < all.size(); ++i) all[i] = int32_t(i);
+  cached_forward(cache, tokens, positions, {}, cache_rows, tables, all);
+  return decode_logits_;
+}
+
 std::vector<float> Transformer::decode(KVCache& cache, const std::vector<int32_t>& tokens,
                                        const std::vector<int32_t>& positions,
                                        const std::vector<int32_t>& cache_rows,
                                        const std::vector<const BlockTable*>& tables) {
-  require(tables.size() == tokens.size(), "decode: one block table per token");
-  std::vector<int32_t> all(tokens.size());
-  for (size_t i = 0; i < all.size(); ++i) all[i] = int32_t(i);
-  return cached_forward(cache, tokens, positions, {}, cache_rows, tables, all);
+  const CBuf logits = decode_logits(cache, tokens, positions, cache_rows, tables);
+  std::vector<float> host(tokens.size() * size_t(config_.vocab_size));
+  ops_.download(host.data(), logits, host.size());
+  return host;
 }
 
 std::vector<float> Transformer::cached_forward(KVCache& cache, const std::vector<int32_t>& tokens,
@@ -802,6 +821,10 @@ std::vector<float> Transformer::cached_forward(KVCache& cache, const std::vector
   }
   norm_forward(a.final_norm, a.final_mean, a.final_rstd, rows, layout_.final_norm_weight,
                layout_.final_norm_bias, R);
+  if (decoding) {  // all rows into decode_logits_, left in Ops memory
+    ops_.matmul_forward(decode_logits_, a.final_norm, param(layout_.lm_head), nullptr, R, C, V);
+    return {};
+  }
   std::vector<float> logits(size_t(R) * V);
   for (int start = 0; start < R; start += a.logit_rows) {
     const int n = std::min(a.logit_rows, R - start);

@@ -4,7 +4,7 @@
 //   forward            weighted next-token loss, per-token log-probabilities
 //   forward_backward   the same plus gradients (ADDED into grads())
 //   forward_logits     every position's logits (checks against references)
-//   prefill / decode   generation over a paged KV cache (model/kv_cache.h):
+//   prefill / decode_logits  generation over a paged KV cache (model/kv_cache.h):
 //                      packed prompts, then one token per sequence
 //
 // Per layer (pre-norm):  x += o( attention( rope( qk_norm( qkv(norm(x)) ) ) ) )
@@ -140,7 +140,13 @@ class Transformer {
   // Decode: one token per sequence s at positions[s], its key and value
   // written to cache_rows[s], attending to the tables[s]->length cached
   // tokens of its block table (the new one included); returns the logits
-  // [S, V] on the host.
+  // [S, V] (row stride V, activation dtype) in Ops memory, for
+  // Ops::sample_rows: valid until the next decode_logits.
+  CBuf decode_logits(KVCache& cache, const std::vector<int32_t>& tokens,
+                     const std::vector<int32_t>& positions,
+                     const std::vector<int32_t>& cache_rows,
+                     const std::vector<const BlockTable*>& tables);
+  // The same logits [S, V] downloaded to the host (fp32): checks and tests.
   std::vector<float> decode(KVCache& cache, const std::vector<int32_t>& tokens,
                             const std::vector<int32_t>& positions,
                             const std::vector<int32_t>& cache_rows,
@@ -162,7 +168,9 @@ class Transformer {
   struct Activations;
   LossOutputs run(const Batch& batch, bool backward, float loss_scale, float* logits_out);
   void ensure_activations(int B, int T);
-  // The forward of prefill (tables empty) and decode (doc_ids empty).
+  // The forward of prefill (tables empty; returns the logit rows on the
+  // host) and decode (doc_ids empty; leaves every row's logits in
+  // decode_logits_ and returns nothing).
   std::vector<float> cached_forward(KVCache& cache, const std::vector<int32_t>& tokens,
                                     const std::vector<int32_t>& positions,
                                     const std::vector<int32_t>& doc_ids,
@@ -222,6 +230,8 @@ class Transformer {
   std::vector<LayerNames> layer_names_;
   std::unique_ptr<Activations> acts_;         // training / scoring
   std::unique_ptr<Activations> decode_acts_;  // one layer's scratch for generation
+  Buf decode_logits_;                         // decode's [S, V] logits (all rows at once)
+  size_t decode_logits_rows_ = 0;
   int32_t* block_tables_ = nullptr;           // decode's [S, width] tables (Ops memory)
   size_t block_tables_size_ = 0;
 };

@@ -9,7 +9,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 out=${1:-build/gpu_bundle.tar.gz}
 dir=build_bundle
-make -j"$(nproc)" BUILD=$dir CUDA_ARCHS=90a CXXFLAGS=-O2 tests-build $dir/bench_kernels $dir/bench_attention $dir/bench_generate >/dev/null
+make -j"$(nproc)" BUILD=$dir CUDA_ARCHS=90a CXXFLAGS=-O2 tests-build $dir/bench_kernels $dir/bench_attention $dir/bench_generate $dir/bench_sampling >/dev/null
 stage=$(mktemp -d)
 trap 'rm -rf "$stage"' EXIT
 mkdir -p "$stage/build/tests" "$stage/build/lib"

@@ -5,7 +5,8 @@
 # fixture checks with --backend cuda, a 50-step tiny-model run whose loss
 # curve must track the CPU backend's, the same run data-parallel (ZeRO-1 and
 # 2 over NCCL on one rank, over MPI on two ranks sharing the GPU), the kernel
-# benchmark, the training benchmark beside PyTorch (run/bench_train.sh
+# benchmark, the sampler benchmark (CPU beside GPU), the training
+# benchmark beside PyTorch (run/bench_train.sh
 # --quick) and the generation benchmark beside transformers
 # (run/bench_generate.sh --quick).
 # Full logs go to OUTDIR; a short table is printed last.
@@ -34,7 +35,7 @@ if [ -f build/gpu_bundle.tar.gz ]; then  # made by run/gpu_bundle.sh on a CPU ma
   tar -xzf build/gpu_bundle.tar.gz
   export LD_LIBRARY_PATH=$PWD/build/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
   row "build (bundle)" ok "$(( $(date +%s) - start ))s"
-elif make -j"$(nproc)" CUDA_ARCHS=90a tests-build build/bench_kernels build/bench_attention build/bench_generate > "$OUT/build.log" 2>&1; then
+elif make -j"$(nproc)" CUDA_ARCHS=90a tests-build build/bench_kernels build/bench_attention build/bench_generate build/bench_sampling > "$OUT/build.log" 2>&1; then
   row build ok "$(( $(date +%s) - start ))s"
 else
   row build FAIL "see build.log"; tail -30 "$OUT/build.log"
@@ -140,6 +141,11 @@ if timeout 180 build/bench_kernels > "$OUT/bench_kernels.txt" 2>&1; then
   row bench_kernels ok "$(grep -c . "$OUT/bench_kernels.txt") lines, see bench_kernels.txt"
 else
   row bench_kernels FAIL "see bench_kernels.txt"
+fi
+if timeout 120 build/bench_sampling > "$OUT/bench_sampling.txt" 2>&1; then
+  row bench_sampling ok "see bench_sampling.txt"
+else
+  row bench_sampling FAIL "see bench_sampling.txt"
 fi
 if timeout 330 bash run/bench_train.sh --quick --out "$OUT/bench_train" > "$OUT/bench_train.txt" 2>&1; then
   row bench_train ok "see below"

@@ -6,9 +6,12 @@
 #pragma once
 #include <cstdint>
 
+#include "src/common/host_device.h"
+
 namespace polaris {
 
-inline uint64_t mix64(uint64_t x) {
+// Host and device (the GPU sampler draws the same numbers, cuda/sampling.cu).
+POLARIS_HOST_DEVICE inline uint64_t mix64(uint64_t x) {
   x += 0x9E3779B97F4A7C15ull;
   x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
   x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
