@@ -50,8 +50,9 @@
 // V = 151936; 2 * 4V in fp32; pass 2 rereads from L2 only when the rows in
 // flight fit: 132 rows x 297 KB = 39 MB might, but count HBM), plus 8 bytes
 // per candidate written once and read once per radix pass (L2-resident
-// while few tokens clear the cutoff, a language model's usual row at
-// T <= 1; a flat row makes all V candidates: 1.2 MB per pass). About 10
+// while the candidates are few, as at low temperature; at T = 1 a language
+// model's row can keep 1e4-1e5 tokens above the cutoff, ~31 nats below the
+// max, and a flat row makes all V candidates: 1.2 MB per pass). About 10
 // float/integer ops per logit per pass: ~2.5 op/byte, memory bound. A decode
 // step of 256 rows at V = 151936 (bf16) reads 156 MB of logits: ~47 us at
 // HBM rate, where the host path first moved 78 MB over PCIe (~3 ms) and then
