@@ -8,6 +8,7 @@
 //   - the tokens must be EQUAL; the log-probs within one float rounding
 //     (kLogprobTol below); outputs poisoned before each run;
 //   - a second run gives the same bits; a row with no finite logit throws;
+//   - a tiny model's decode logits (Transformer::decode_logits) sampled in place;
 //   - negative control: the next draw number (counter + 1) disagrees with
 //     the CPU on many rows, so agreement above is not vacuous.
 // Without a GPU those skip. The CPU section runs everywhere: the shared
@@ -27,9 +28,11 @@
 
 #include "model/sampler.h"
 #include "model/sampling_math.h"
+#include "model/transformer.h"
 #include "src/common/error.h"
 #include "tests/cpu_op_checks.h"
 #include "tests/ops_compare.h"
+#include "tests/test_util.h"
 
 namespace polaris {
 namespace {
@@ -460,6 +463,53 @@ TEST(OpsSampling, TokensWithoutLogprobsAndErrors) {
   SampleRowParams p;
   int32_t token = 0;
   EXPECT_THROW(gpu->sample_rows(&token, nullptr, dead_logits, 64, &row, &p, 1, 64), Error);
+}
+
+// A model's own decode logits (bf16, in the buffer Transformer::decode_logits
+// leaves on the device): sampled where they are, and downloaded by the CPU.
+TEST(OpsSampling, DecodeLogitsOfAModel) {
+  POLARIS_GPU_OPS_OR_SKIP(gpu);
+  const ModelConfig config = qwen3_config(3000, 64, 2, 4, 2, 16, 96, false);
+  Transformer model(config, *gpu);
+  model.set_params(random_params(model, 8));
+  const int V = config.vocab_size, S = 6;
+  std::unique_ptr<KVCache> cache = model.make_kv_cache(16, 8, 64);
+  std::vector<BlockTable> tables(S);
+  std::vector<int32_t> tokens, positions, rows;
+  std::vector<const BlockTable*> tabs;
+  for (int s = 0; s < S; ++s) {
+    tokens.push_back(int32_t(17 * s + 3));
+    positions.push_back(0);
+    rows.push_back(cache->append(tables[size_t(s)]));
+    tabs.push_back(&tables[size_t(s)]);
+  }
+  const CBuf logits = model.decode_logits(*cache, tokens, positions, rows, tabs);
+  std::vector<float> host(size_t(S) * V);
+  gpu->download(host.data(), logits, host.size());
+  Batch b;
+  b.V = V;
+  b.stride = V;
+  b.n = 4 * S;
+  b.logits = host;
+  const float temperatures[] = {0.f, 0.7f, 1.f, 1.3f};
+  for (int i = 0; i < b.n; ++i) {
+    b.shapes.push_back(Shape::normal);
+    b.row_indices.push_back(i % S);
+    SampleRowParams p;
+    p.temperature = temperatures[i / S];
+    p.top_k = i % 3 == 0 ? 40 : 0;
+    p.top_p = i % 2 ? 0.9f : 1.f;
+    p.min_p = i % 5 == 0 ? 0.02f : 0.f;
+    p.stream = uint64_t(i);
+    p.counter = uint64_t(i * 3);
+    b.params.push_back(p);
+  }
+  std::vector<int32_t> want(size_t(b.n)), got(size_t(b.n), -7);
+  std::vector<float> want_lp(size_t(b.n)), got_lp(size_t(b.n), std::nanf(""));
+  cpu_reference(b, &want, &want_lp);
+  gpu->sample_rows(got.data(), got_lp.data(), logits, V, b.row_indices.data(), b.params.data(),
+                   b.n, V);
+  expect_same_draws("sample_rows (decode logits)", b, DType::bf16, got, got_lp, want, want_lp);
 }
 
 // Negative control: draws one counter later disagree with the CPU on many
