@@ -469,7 +469,7 @@ TEST(OpsSampling, TokensWithoutLogprobsAndErrors) {
 // leaves on the device): sampled where they are, and downloaded by the CPU.
 TEST(OpsSampling, DecodeLogitsOfAModel) {
   POLARIS_GPU_OPS_OR_SKIP(gpu);
-  const ModelConfig config = qwen3_config(3000, 64, 2, 4, 2, 16, 96, false);
+  const ModelConfig config = qwen3_config(3000, 64, 2, 4, 2, 32, 96, false);
   Transformer model(config, *gpu);
   model.set_params(random_params(model, 8));
   const int V = config.vocab_size, S = 6;
