@@ -17,8 +17,7 @@ polaris_test_setup
 BIN=build/polaris_train
 require_built "$BIN"
 require_mpirun
-export OMP_NUM_THREADS=1 OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
-MPIRUN=(mpirun --oversubscribe -x OMP_NUM_THREADS -x POLARIS_STALL_RANK)
+MPIRUN+=(-x POLARIS_STALL_RANK)
 write_token_shard "$TMP/shard_000.bin" 7 5000
 RUN=(--init qwen3-tiny --data "$TMP/shard_000.bin" --steps 400 --seq 32 --batch 2)
 TIMEOUT=3
