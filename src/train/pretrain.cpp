@@ -72,6 +72,8 @@ int run_pretrain(const TrainOptions& options) {
     reporter.event("validation", {{"step", step}, {"val_loss", loss / weight}});
   };
   RunCheckpoints checkpoints(options);
+  if (!options.tokenizer_id.recorded())
+    checkpoints.use_tokenizer(train.tokenizer(), "--data " + options.data + "'s tokenizer");
   int first_step = 0;
   const std::optional<ResumedRun> resumed = checkpoints.resume(model, trainer);
   if (resumed) {
