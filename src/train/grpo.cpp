@@ -858,7 +858,7 @@ int run_grpo(const TrainOptions& options) {
               grpo.group_size, grpo.minibatches);
   GrpoRun run(run_options, grpo, *env, policy, reference.get());
   const std::pair<double, double> result = run.train();
-  finish_run(options, policy);
+  finish_run(options, policy, options.tokenizer_id);  // JSONL needs --tokenizer
   // The run's last line. Without --eval-data a JSONL run evaluates on its
   // training problems: say so.
   const bool held_out = !options.task.empty() || !options.eval_data.empty();

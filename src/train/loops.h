@@ -15,7 +15,9 @@ int run_builtin_demo();                            // src/train/builtin_demo.cpp
 // moments as ZeRO shards them, activations).
 void start_run(const TrainOptions& options, Transformer& model);
 // After the last: the backend's peak memory (where it tracks one) and the
-// trained weights to --out when given (fp32 model.bin).
-void finish_run(const TrainOptions& options, const Transformer& model);
+// trained weights to --out when given (fp32 model.bin, recording `tokenizer`:
+// the run's, as its checkpoints record it, RunCheckpoints::tokenizer()).
+void finish_run(const TrainOptions& options, const Transformer& model,
+                const TokenizerId& tokenizer);
 
 }  // namespace polaris

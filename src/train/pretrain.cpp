@@ -20,12 +20,12 @@ void start_run(const TrainOptions& options, Transformer& model) {
                     .c_str());
 }
 
-void finish_run(const TrainOptions& options, const Transformer& model) {
+void finish_run(const TrainOptions& options, const Transformer& model,
+                const TokenizerId& tokenizer) {
   if (const size_t peak = model.ops().peak_memory_bytes())
     std::printf("peak device memory: %.2f GiB\n", double(peak) / (1024.0 * 1024.0 * 1024.0));
   if (options.out_path.empty()) return;
-  write_model_bin(options.out_path, model.config(), model.get_params(), false,
-                  options.tokenizer_id);
+  write_model_bin(options.out_path, model.config(), model.get_params(), false, tokenizer);
   std::printf("saved %s\n", options.out_path.c_str());
 }
 
@@ -97,7 +97,7 @@ int run_pretrain(const TrainOptions& options) {
       checkpoints.save(step + 1, model, trainer,
                        {{"data_epoch", train.epoch()}, {"data_cursor", train.cursor()}});
   }
-  finish_run(options, model);
+  finish_run(options, model, checkpoints.tokenizer());
   return 0;
 }
 

@@ -51,6 +51,8 @@ class RunCheckpoints {
   // file's) unless the loop knows better (pretraining with neither: the one
   // the shards record, source "--data PATTERN's tokenizer"). Call before resume().
   void use_tokenizer(const TokenizerId& id, const std::string& source);
+  // That tokenizer; after resume(), the checkpoint's when the run had none.
+  const TokenizerId& tokenizer() const { return tokenizer_; }
   // Collective. `loop_state` is the loop's position (data order, RNG...).
   void save(int step, const Transformer& model, Trainer& trainer, const nlohmann::json& loop_state,
             const std::map<std::string, std::vector<float>>& extra_tensors = {});

@@ -14,7 +14,8 @@
 #      --resume refuses a run whose --data or --tokenizer records another
 #      (same paths, other contents: the flag values alone agree), naming the
 #      flag and the checkpoint; polaris_convert --from-checkpoint writes the
-#      record into model.bin; a checkpoint without one (an older build's)
+#      record into model.bin, as --out does (from the shards' record when
+#      there is no --tokenizer); a checkpoint without one (an older build's)
 #      still resumes. Controls: the same inputs resume.
 # Run from the repository root after `make`.
 source "$(dirname "$0")/../cli_lib.sh"
@@ -132,9 +133,11 @@ expect_error "--resume on shards of another tokenizer" "--resume: $TMP/ck/step_0
 grep -qF "but --data $TMP/d/shard.bin's tokenizer is a tokenizer of 258 ids" "$TMP/err" \
   || fail "the error does not name --data"
 cp "$TMP/a_train_000000.bin" "$TMP/d/shard.bin"
-timeout 60 "$TRAIN" "${CKPT[@]}" --steps 4 --resume >"$TMP/resumed.log" 2>&1 \
+timeout 60 "$TRAIN" "${CKPT[@]}" --steps 4 --resume --out "$TMP/ck_out.bin" >"$TMP/resumed.log" 2>&1 \
   || fail "control: resuming on the same shards: $(tail -3 "$TMP/resumed.log")"
 grep -q "resumed from $TMP/ck/step_00000002" "$TMP/resumed.log" || fail "control: did not resume"
+[ "$($CONVERT --info "$TMP/ck_out.bin" | grep '^tokenizer:')" = "$($CONVERT --info "$TMP/model_a.bin" | grep '^tokenizer:')" ] \
+  || fail "--out of a run on recorded shards (no --tokenizer) does not record their tokenizer"
 $CONVERT --from-checkpoint "$TMP/ck" --out "$TMP/from_ck.bin" >"$TMP/from_ck.log" 2>&1 \
   || fail "convert --from-checkpoint: $(cat "$TMP/from_ck.log")"
 [ "$($CONVERT --info "$TMP/from_ck.bin" | grep '^tokenizer:')" = "$($CONVERT --info "$TMP/model_a.bin" | grep '^tokenizer:')" ] \
