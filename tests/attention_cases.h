@@ -93,15 +93,6 @@ inline std::vector<float> fuse(const std::vector<float>& q, const std::vector<fl
   return f;
 }
 
-// Columns [c0, c0 + width) of every row of a [N, W] matrix.
-inline std::vector<float> columns(const std::vector<float>& m, size_t N, size_t W, size_t c0,
-                                  size_t width) {
-  std::vector<float> out(N * width);
-  for (size_t n = 0; n < N; ++n)
-    std::copy(m.begin() + n * W + c0, m.begin() + n * W + c0 + width, out.begin() + n * width);
-  return out;
-}
-
 // A case's inputs and the CPU's results on them (dense, fp32).
 struct AttentionReference {
   std::vector<float> q, k, v, dout;  // bf16-exact
