@@ -93,25 +93,26 @@ GpuAttentionResult run_gpu(Ops& gpu, const Case& c, const char* impl,
   return r;
 }
 
+// The flash results against `want` (the CPU reference, or the simple
+// kernels' results: those are fp32 throughout, within these tolerances of
+// the CPU, so the two agree within the same bounds).
+template <typename Want>
+void expect_flash_close(const std::string& against, const std::string& sh,
+                        const GpuAttentionResult& f, const Want& want) {
+  expect_close("flash vs " + against + " out", sh, f.out, want.out, kOutAtol, kOutRtol);
+  expect_close("flash vs " + against + " lse", sh, f.lse, want.lse, kLseAtol, kLseRtol);
+  expect_close("flash vs " + against + " dq", sh, f.dq, want.dq, grad_atol(want.dq), kGradRtol);
+  expect_close("flash vs " + against + " dk", sh, f.dk, want.dk, grad_atol(want.dk), kGradRtol);
+  expect_close("flash vs " + against + " dv", sh, f.dv, want.dv, grad_atol(want.dv), kGradRtol);
+}
+
 void check_case(Ops& gpu, const Case& c) {
   SCOPED_TRACE(describe(c));
   const std::string sh = describe(c);
   const AttentionReference want = attention_reference(c);
   const GpuAttentionResult f = run_gpu(gpu, c, "flash", want);
-  expect_close("flash attention_forward out", sh, f.out, want.out, kOutAtol, kOutRtol);
-  expect_close("flash attention_forward lse", sh, f.lse, want.lse, kLseAtol, kLseRtol);
-  expect_close("flash attention_backward dq", sh, f.dq, want.dq, grad_atol(want.dq), kGradRtol);
-  expect_close("flash attention_backward dk", sh, f.dk, want.dk, grad_atol(want.dk), kGradRtol);
-  expect_close("flash attention_backward dv", sh, f.dv, want.dv, grad_atol(want.dv), kGradRtol);
-  if (!c.vs_simple) return;
-  // Flash vs simple: the simple kernels are fp32 throughout (within the
-  // tolerances above of the CPU), so the two agree within the same bounds.
-  const GpuAttentionResult s = run_gpu(gpu, c, "simple", want);
-  expect_close("flash vs simple out", sh, f.out, s.out, kOutAtol, kOutRtol);
-  expect_close("flash vs simple lse", sh, f.lse, s.lse, kLseAtol, kLseRtol);
-  expect_close("flash vs simple dq", sh, f.dq, s.dq, grad_atol(s.dq), kGradRtol);
-  expect_close("flash vs simple dk", sh, f.dk, s.dk, grad_atol(s.dk), kGradRtol);
-  expect_close("flash vs simple dv", sh, f.dv, s.dv, grad_atol(s.dv), kGradRtol);
+  expect_flash_close("cpu", sh, f, want);
+  if (c.vs_simple) expect_flash_close("simple", sh, f, run_gpu(gpu, c, "simple", want));
 }
 
 TEST(OpsFlashAttention, SmallShapesMatchCpu) {
