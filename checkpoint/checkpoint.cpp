@@ -466,6 +466,7 @@ void check_state(const nlohmann::json& state, const std::string& file) {
     if (state.contains(key))
       require(state[key].is_object(), file + ": \"" + std::string(key) + "\" must be an object, got " +
                                           std::string(state[key].type_name()));
+  checkpoint_state_tokenizer(state, file);
   if (!state.contains("loop")) return;
   const nlohmann::json& loop = state["loop"];
   // Counters the loops restore (pretrain, SFT, GRPO): non-negative integers
@@ -655,7 +656,13 @@ void write_checkpoint(const std::string& dir, int step, const Checkpoint& c, int
     write_optimizer(tmp + "/optimizer.h5", c.optimizer);
     write_extra(tmp + "/extra.h5", c.extra_tensors);
     AtomicFile state(tmp + "/state.json");
-    const std::string text = c.state.dump(2) + "\n";
+    nlohmann::json state_json = c.state;
+    if (c.tokenizer.recorded())
+      state_json["tokenizer"] = {{"vocab_size", c.tokenizer.vocab_size},
+                                 {"sha256", c.tokenizer.sha256_hex()}};
+    else
+      state_json.erase("tokenizer");
+    const std::string text = state_json.dump(2) + "\n";
     state.write(text.data(), text.size());
     state.commit();
     for (const char* file : {"model.h5", "optimizer.h5", "extra.h5"}) fsync_path(tmp + "/" + file);
@@ -812,6 +819,7 @@ Checkpoint read_checkpoint(const std::string& path, bool verify) {
   read_extra(path + "/extra.h5", c);
 
   c.state = read_checkpoint_state(path + "/state.json");
+  c.tokenizer = checkpoint_state_tokenizer(c.state, path + "/state.json");
   return c;
 }
 
@@ -820,6 +828,19 @@ nlohmann::json read_checkpoint_state(const std::string& file) {
   nlohmann::json state = read_json_file(file, kJsonStateMaxBytes, "a state.json", "not valid JSON");
   check_state(state, file);
   return state;
+}
+
+TokenizerId checkpoint_state_tokenizer(const nlohmann::json& state, const std::string& file) {
+  if (!state.is_object() || !state.contains("tokenizer")) return TokenizerId();
+  const nlohmann::json& t = state["tokenizer"];
+  require(t.is_object() && t.contains("vocab_size") && t["vocab_size"].is_number_integer() &&
+              t.contains("sha256") && t["sha256"].is_string(),
+          file + ": \"tokenizer\" must be {\"vocab_size\": N, \"sha256\": \"<64 hex digits>\"}");
+  const int64_t vocab = t["vocab_size"].get<int64_t>();
+  require(vocab > 0 && vocab <= INT32_MAX,
+          file + ": \"tokenizer.vocab_size\" must be in [1, " + std::to_string(INT32_MAX) +
+              "], got " + t["vocab_size"].dump());
+  return TokenizerId::from_hex(int32_t(vocab), t["sha256"].get<std::string>(), file);
 }
 
 std::vector<OptimizerShard> reshard(const std::vector<OptimizerShard>& from,

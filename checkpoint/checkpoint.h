@@ -4,7 +4,10 @@
 //   DIR/step_00000123/model.h5      "params" fp32 [total], the config as root
 //                                   attributes, "tensors/<name>" {offset, shape}
 //   DIR/step_00000123/optimizer.h5  "shard_<i>" groups {begin, end, step} with m, v
-//   DIR/step_00000123/state.json    the run state (human-readable)
+//   DIR/step_00000123/state.json    the run state (human-readable), and the
+//                                   tokenizer the run's ids came from, when
+//                                   known: "tokenizer": {"vocab_size": 512,
+//                                   "sha256": "<64 hex>"} (data/tokenizer_id.h)
 //   DIR/step_00000123/extra.h5      one fp32 dataset per extra tensor
 //   DIR/step_00000123/manifest.json every other file's name, size and SHA-256,
 //                                   written last; verified before HDF5 opens any file
@@ -25,6 +28,7 @@
 #include <utility>
 #include <vector>
 
+#include "data/tokenizer_id.h"
 #include "model/config.h"
 
 namespace polaris {
@@ -43,6 +47,9 @@ struct Checkpoint {
   std::vector<OptimizerShard> optimizer;  // one per rank (ZeRO) or one for the whole buffer
   nlohmann::json state;                   // run state: step, mode, data/sampler positions, RNG, ...
   std::map<std::string, std::vector<float>> extra_tensors;  // e.g. "reference_params" (GRPO)
+  // The tokenizer that made the run's token ids; unrecorded when the run had
+  // none (a built-in task) or the checkpoint predates the record.
+  TokenizerId tokenizer;
 };
 
 // The directory name of a step: "step_00000123".
@@ -94,6 +101,10 @@ Checkpoint read_checkpoint(const std::string& path, bool verify = true);
 // A step directory's state.json (read_checkpoint's last part): bounded JSON,
 // an object whose run fields have their types and ranges. Error naming the file.
 nlohmann::json read_checkpoint_state(const std::string& file);
+
+// The tokenizer record of a state.json read by read_checkpoint_state
+// (unrecorded when it has none). Error naming `file` when it is malformed.
+TokenizerId checkpoint_state_tokenizer(const nlohmann::json& state, const std::string& file);
 
 // Re-partitions optimizer shards onto new contiguous ranges (e.g. a run saved
 // with 2 ZeRO ranks resumed on 3). `from` must tile one contiguous span (any

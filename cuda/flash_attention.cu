@@ -194,6 +194,18 @@ __device__ __forceinline__ uint32_t pack_bf16(float lo, float hi) {
   return *reinterpret_cast<const uint32_t*>(&v);
 }
 
+// The fp32 accumulators of n-blocks 2kk and 2kk + 1 (16 columns; rows g and
+// g + 8 of the warp's 16) as the bf16 A fragment of k-step kk of the next
+// product: the accumulator layout is the A layout, so no exchange is needed.
+template <int N>
+__device__ __forceinline__ void pack_a_fragment(uint32_t (&a)[4], const float (&acc)[N][4],
+                                                int kk) {
+  a[0] = pack_bf16(acc[2 * kk][0], acc[2 * kk][1]);
+  a[1] = pack_bf16(acc[2 * kk][2], acc[2 * kk][3]);
+  a[2] = pack_bf16(acc[2 * kk + 1][0], acc[2 * kk + 1][1]);
+  a[3] = pack_bf16(acc[2 * kk + 1][2], acc[2 * kk + 1][3]);
+}
+
 // ---- swizzled tiles -------------------------------------------------------------
 
 // Byte offset of 16-byte chunk `chunk` of row `row` in a tile of D-wide rows.
@@ -217,6 +229,27 @@ __device__ __forceinline__ void load_tile(uint32_t tile, const bf16* src, long l
     const bool ok = r < rows_valid;
     cp_async16(tile + swz<D>(r, c), ok ? src + r * ld + c * 8 : safe, ok);
   }
+}
+
+// The tiles the kernels stage, by what they hold (cp.async, rows past T
+// zero-filled; the caller commits the group; T is the kernel's copy of p.T,
+// so every bound is computed from one value):
+//   K and V rows [k0, k0 + kBC) into sK, sV; kb, vb point at key 0 of this
+//   batch row's kv head;
+template <int D>
+__device__ __forceinline__ void load_kv_tiles(uint32_t sK, uint32_t sV, const FlashParams& p,
+                                              int T, const bf16* kb, const bf16* vb, int k0) {
+  load_tile<D, kBC>(sK, kb + k0 * p.k_row, p.k_row, T - k0, p.k);
+  load_tile<D, kBC>(sV, vb + k0 * p.v_row, p.v_row, T - k0, p.v);
+}
+//   Q and dO rows [q0, q0 + ROWS) of head h of the batch row starting at
+//   token row0 into sQ, sO.
+template <int D, int ROWS>
+__device__ __forceinline__ void load_q_do_tiles(uint32_t sQ, uint32_t sO, const FlashParams& p,
+                                                int T, long long row0, int h, int q0) {
+  const long long HD = (long long)p.H * D;
+  load_tile<D, ROWS>(sQ, p.q + (row0 + q0) * p.q_row + (long long)h * D, p.q_row, T - q0, p.q);
+  load_tile<D, ROWS>(sO, p.dout + (row0 + q0) * HD + (long long)h * D, HD, T - q0, p.dout);
 }
 
 // Fragment addresses (per lane) of the three ways a tile is read:
@@ -261,11 +294,7 @@ __global__ void __launch_bounds__(kThreads) flash_forward_kernel(const FlashPara
   const bf16* kb = p.k + row0 * p.k_row + (long long)kvh * D;
   const bf16* vb = p.v + row0 * p.v_row + (long long)kvh * D;
   load_tile<D, kBR>(sQ, qb + t0 * p.q_row, p.q_row, T - t0, p.q);
-  {
-    const int k0 = kt_begin * kBC;
-    load_tile<D, kBC>(sK, kb + k0 * p.k_row, p.k_row, T - k0, p.k);
-    load_tile<D, kBC>(sV, vb + k0 * p.v_row, p.v_row, T - k0, p.v);
-  }
+  load_kv_tiles<D>(sK, sV, p, T, kb, vb, kt_begin * kBC);
   cp_async_commit();
 
   // This thread's two query rows (mma rows g and g + 8 of the warp's 16).
@@ -280,11 +309,9 @@ __global__ void __launch_bounds__(kThreads) flash_forward_kernel(const FlashPara
 
   for (int kt = kt_begin; kt < kt_end; ++kt) {
     const uint32_t buf = uint32_t((kt - kt_begin) & 1) * C::kTile64;
-    if (kt + 1 < kt_end) {
-      const int k1 = (kt + 1) * kBC;
-      load_tile<D, kBC>(sK + (C::kTile64 - buf), kb + k1 * p.k_row, p.k_row, T - k1, p.k);
-      load_tile<D, kBC>(sV + (C::kTile64 - buf), vb + k1 * p.v_row, p.v_row, T - k1, p.v);
-    }
+    if (kt + 1 < kt_end)
+      load_kv_tiles<D>(sK + (C::kTile64 - buf), sV + (C::kTile64 - buf), p, T, kb, vb,
+                       (kt + 1) * kBC);
     cp_async_commit();  // possibly empty: keeps the group count uniform
     cp_async_wait<1>();
     __syncthreads();
@@ -358,10 +385,8 @@ __global__ void __launch_bounds__(kThreads) flash_forward_kernel(const FlashPara
     // O += P V, P rounded to bf16 (the accumulator fragment is the A fragment).
 #pragma unroll
     for (int kk = 0; kk < kBC / 16; ++kk) {
-      const uint32_t a[4] = {pack_bf16(s[2 * kk][0], s[2 * kk][1]),
-                             pack_bf16(s[2 * kk][2], s[2 * kk][3]),
-                             pack_bf16(s[2 * kk + 1][0], s[2 * kk + 1][1]),
-                             pack_bf16(s[2 * kk + 1][2], s[2 * kk + 1][3])};
+      uint32_t a[4];
+      pack_a_fragment(a, s, kk);
 #pragma unroll
       for (int nn = 0; nn < D / 16; ++nn) {
         uint32_t bb[4];
@@ -442,7 +467,6 @@ __global__ void __launch_bounds__(kThreads) flash_dq_kernel(const FlashParams p)
   const int h = blockIdx.y, b = blockIdx.z, kvh = h / p.group;
   const int t0 = qt * kBR;
   const long long row0 = (long long)b * T;
-  const long long HD = (long long)p.H * D;
   const int* ds = p.doc_start ? p.doc_start + row0 : nullptr;
   const int tlast = min(t0 + kBR, T) - 1;
   const int ds_last = ds ? ds[tlast] : 0;
@@ -450,13 +474,8 @@ __global__ void __launch_bounds__(kThreads) flash_dq_kernel(const FlashParams p)
 
   const bf16* kb = p.k + row0 * p.k_row + (long long)kvh * D;
   const bf16* vb = p.v + row0 * p.v_row + (long long)kvh * D;
-  load_tile<D, kBR>(sQ, p.q + (row0 + t0) * p.q_row + (long long)h * D, p.q_row, T - t0, p.q);
-  load_tile<D, kBR>(sO, p.dout + (row0 + t0) * HD + (long long)h * D, HD, T - t0, p.dout);
-  {
-    const int k0 = kt_begin * kBC;
-    load_tile<D, kBC>(sK, kb + k0 * p.k_row, p.k_row, T - k0, p.k);
-    load_tile<D, kBC>(sV, vb + k0 * p.v_row, p.v_row, T - k0, p.v);
-  }
+  load_q_do_tiles<D, kBR>(sQ, sO, p, T, row0, h, t0);
+  load_kv_tiles<D>(sK, sV, p, T, kb, vb, kt_begin * kBC);
   cp_async_commit();
 
   const int ta = t0 + warp * 16 + g, tb = ta + 8;
@@ -473,11 +492,9 @@ __global__ void __launch_bounds__(kThreads) flash_dq_kernel(const FlashParams p)
 
   for (int kt = kt_begin; kt < kt_end; ++kt) {
     const uint32_t buf = uint32_t((kt - kt_begin) & 1) * C::kTile64;
-    if (kt + 1 < kt_end) {
-      const int k1 = (kt + 1) * kBC;
-      load_tile<D, kBC>(sK + (C::kTile64 - buf), kb + k1 * p.k_row, p.k_row, T - k1, p.k);
-      load_tile<D, kBC>(sV + (C::kTile64 - buf), vb + k1 * p.v_row, p.v_row, T - k1, p.v);
-    }
+    if (kt + 1 < kt_end)
+      load_kv_tiles<D>(sK + (C::kTile64 - buf), sV + (C::kTile64 - buf), p, T, kb, vb,
+                       (kt + 1) * kBC);
     cp_async_commit();
     cp_async_wait<1>();
     __syncthreads();
@@ -523,10 +540,8 @@ __global__ void __launch_bounds__(kThreads) flash_dq_kernel(const FlashParams p)
     // dQ += dS K (dS rounded to bf16)
 #pragma unroll
     for (int kk = 0; kk < kBC / 16; ++kk) {
-      const uint32_t a[4] = {pack_bf16(s[2 * kk][0], s[2 * kk][1]),
-                             pack_bf16(s[2 * kk][2], s[2 * kk][3]),
-                             pack_bf16(s[2 * kk + 1][0], s[2 * kk + 1][1]),
-                             pack_bf16(s[2 * kk + 1][2], s[2 * kk + 1][3])};
+      uint32_t a[4];
+      pack_a_fragment(a, s, kk);
 #pragma unroll
       for (int nn = 0; nn < D / 16; ++nn) {
         uint32_t bb[4];
@@ -588,13 +603,12 @@ __global__ void __launch_bounds__(kThreads) flash_dkdv_kernel(const FlashParams 
   const int k0 = blockIdx.x * kBC;  // early keys see the most queries: launched first
   const int kvh = blockIdx.y, b = blockIdx.z;
   const long long row0 = (long long)b * T;
-  const long long HD = (long long)p.H * D;
   const int* ds = p.doc_start ? p.doc_start + row0 : nullptr;
   const int k_last = min(k0 + kBC, T) - 1;
   if (threadIdx.x == 0) s_qend = query_end(ds, k_last, T);
 
-  load_tile<D, kBC>(sK, p.k + (row0 + k0) * p.k_row + (long long)kvh * D, p.k_row, T - k0, p.k);
-  load_tile<D, kBC>(sV, p.v + (row0 + k0) * p.v_row + (long long)kvh * D, p.v_row, T - k0, p.v);
+  load_kv_tiles<D>(sK, sV, p, T, p.k + row0 * p.k_row + (long long)kvh * D,
+                   p.v + row0 * p.v_row + (long long)kvh * D, k0);
   __syncthreads();  // s_qend
   const int q_end = s_qend;
   const int qt_begin = k0 / BQ, n_qt = (q_end + BQ - 1) / BQ - qt_begin;
@@ -604,10 +618,7 @@ __global__ void __launch_bounds__(kThreads) flash_dkdv_kernel(const FlashParams 
   auto issue = [&](int it, int buf) {
     const int h = kvh * p.group + it / n_qt;
     const int q0 = (qt_begin + it % n_qt) * BQ;
-    load_tile<D, BQ>(sQ + buf * C::kTileBQ, p.q + (row0 + q0) * p.q_row + (long long)h * D,
-                     p.q_row, T - q0, p.q);
-    load_tile<D, BQ>(sO + buf * C::kTileBQ, p.dout + (row0 + q0) * HD + (long long)h * D, HD,
-                     T - q0, p.dout);
+    load_q_do_tiles<D, BQ>(sQ + buf * C::kTileBQ, sO + buf * C::kTileBQ, p, T, row0, h, q0);
     const long long bh = ((long long)b * p.H + h) * T;
     for (int i = threadIdx.x; i < BQ; i += kThreads) {
       const int t = q0 + i;
@@ -680,14 +691,10 @@ __global__ void __launch_bounds__(kThreads) flash_dkdv_kernel(const FlashParams 
     // dV += P^T dO, dK += dS^T Q (P and dS rounded to bf16)
 #pragma unroll
     for (int kk = 0; kk < BQ / 16; ++kk) {
-      const uint32_t ap[4] = {pack_bf16(s[2 * kk][0], s[2 * kk][1]),
-                              pack_bf16(s[2 * kk][2], s[2 * kk][3]),
-                              pack_bf16(s[2 * kk + 1][0], s[2 * kk + 1][1]),
-                              pack_bf16(s[2 * kk + 1][2], s[2 * kk + 1][3])};
-      const uint32_t ad[4] = {pack_bf16(dp[2 * kk][0], dp[2 * kk][1]),
-                              pack_bf16(dp[2 * kk][2], dp[2 * kk][3]),
-                              pack_bf16(dp[2 * kk + 1][0], dp[2 * kk + 1][1]),
-                              pack_bf16(dp[2 * kk + 1][2], dp[2 * kk + 1][3])};
+      uint32_t ap[4];
+      pack_a_fragment(ap, s, kk);
+      uint32_t ad[4];
+      pack_a_fragment(ad, dp, kk);
 #pragma unroll
       for (int nn = 0; nn < D / 16; ++nn) {
         uint32_t bb[4];

@@ -45,6 +45,8 @@ class TokenRowLoader {
   // other than `expected` (when both are recorded); `source` says where
   // `expected` comes from ("--tokenizer tok.json").
   void require_tokenizer(const TokenizerId& expected, const std::string& source) const;
+  // The tokenizer the shards record (unrecorded: none did).
+  const TokenizerId& tokenizer() const { return tokenizer_; }
 
  private:
   Batch make_batch(const std::vector<size_t>& windows) const;

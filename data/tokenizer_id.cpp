@@ -10,13 +10,31 @@ namespace polaris {
 
 std::string TokenizerId::describe() const {
   if (!recorded()) return "no recorded tokenizer";
+  return "a tokenizer of " + std::to_string(vocab_size) + " ids, SHA-256 " +
+         sha256_hex().substr(0, 16) + "...";
+}
+
+std::string TokenizerId::sha256_hex() const {
   static const char* kHex = "0123456789abcdef";
-  std::string prefix;
-  for (int i = 0; i < 8; ++i) {
-    prefix += kHex[sha256[size_t(i)] >> 4];
-    prefix += kHex[sha256[size_t(i)] & 15];
+  std::string hex;
+  for (uint8_t byte : sha256) {
+    hex += kHex[byte >> 4];
+    hex += kHex[byte & 15];
   }
-  return "a tokenizer of " + std::to_string(vocab_size) + " ids, SHA-256 " + prefix + "...";
+  return hex;
+}
+
+TokenizerId TokenizerId::from_hex(int32_t vocab_size, const std::string& hex,
+                                  const std::string& file) {
+  require(vocab_size > 0, file + ": the recorded tokenizer's vocabulary size is " +
+                              std::to_string(vocab_size) + ", not a positive count");
+  require(hex.size() == 64 && hex.find_first_not_of("0123456789abcdefABCDEF") == std::string::npos,
+          file + ": the recorded tokenizer's SHA-256 is not 64 hex digits");
+  TokenizerId id;
+  id.vocab_size = vocab_size;
+  for (size_t i = 0; i < id.sha256.size(); ++i)
+    id.sha256[i] = uint8_t(std::stoi(hex.substr(2 * i, 2), nullptr, 16));
+  return id;
 }
 
 void TokenizerId::to_words(int32_t* words) const {
@@ -36,12 +54,7 @@ TokenizerId TokenizerId::from_words(const int32_t* words, const std::string& fil
 }
 
 TokenizerId tokenizer_id(const std::string& path, int vocab_size) {
-  const std::string hex = sha256_file(path);
-  TokenizerId id;
-  id.vocab_size = vocab_size;
-  for (size_t i = 0; i < id.sha256.size(); ++i)
-    id.sha256[i] = uint8_t(std::stoi(hex.substr(2 * i, 2), nullptr, 16));
-  return id;
+  return TokenizerId::from_hex(vocab_size, sha256_file(path), path);
 }
 
 }  // namespace polaris

@@ -1,7 +1,9 @@
 // TokenizerId: which tokenizer made a file's token ids, recorded in the
 // header of token shards (data/token_shards.h, words 3..11) and of model.bin
-// (model/model_file.h, words 24..32), so that a run can refuse to train a
-// model on ids from another tokenizer even when the ids happen to fit.
+// (model/model_file.h, words 24..32), and in a checkpoint's state.json
+// ("tokenizer": {"vocab_size", "sha256" in hex}; checkpoint/checkpoint.h), so
+// that a run can refuse to train a model on ids from another tokenizer even
+// when the ids happen to fit.
 //
 //   word 0     the tokenizer's vocabulary size (largest id + 1); 0: not
 //              recorded (files written before the record existed, or
@@ -34,6 +36,10 @@ struct TokenizerId {
   // Error naming `file` when the words cannot be a record (a negative size,
   // or a checksum without a size).
   static TokenizerId from_words(const int32_t* words, const std::string& file);
+  // The checksum as 64 lowercase hex digits, and back: Error naming `file`
+  // unless `hex` is 64 hex digits and vocab_size > 0.
+  std::string sha256_hex() const;
+  static TokenizerId from_hex(int32_t vocab_size, const std::string& hex, const std::string& file);
 };
 
 // The id of the tokenizer.json at `path` whose vocabulary has vocab_size ids

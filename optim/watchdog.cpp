@@ -85,7 +85,6 @@ struct Watchdog::Monitor {
 
   // What this judge knows of one rank, on its own clock.
   struct Seen {
-    bool tracked = false;  // this judge watches the rank
     Heartbeat last;
     Clock::time_point heard, moved;  // last heartbeat; last one whose progress changed
   };
@@ -96,11 +95,12 @@ struct Watchdog::Monitor {
   Clock::duration interval;
   std::vector<Seen> seen;
 
-  // Sends in flight: a small ring, so a peer that stopped receiving costs
-  // nothing but skipped heartbeats (never a blocked thread).
+  // Sends in flight: a small ring per peer, so a peer that stopped receiving
+  // costs nothing but skipped heartbeats (never a blocked thread). Slot i of
+  // peer r is [r * kSlots + i].
   static constexpr int kSlots = 8;
-  Heartbeat outgoing[kSlots];
-  MPI_Request sends[kSlots];
+  std::vector<Heartbeat> outgoing;
+  std::vector<MPI_Request> sends;
   Heartbeat incoming;
   MPI_Request receive = MPI_REQUEST_NULL;
 
@@ -111,17 +111,12 @@ struct Watchdog::Monitor {
 
   Monitor(MPI_Comm dup, int rank_, int world_, double timeout_)
       : comm(dup), rank(rank_), world(world_), timeout(timeout_),
-        seen(size_t(world_)) {
+        seen(size_t(world_)), outgoing(size_t(world_) * kSlots),
+        sends(size_t(world_) * kSlots, MPI_REQUEST_NULL) {
     interval = std::chrono::duration_cast<Clock::duration>(
         std::chrono::duration<double>(std::min(1.0, timeout / 10)));
-    std::fill(sends, sends + kSlots, MPI_REQUEST_NULL);
-    // Rank 0 judges everyone; rank 1, its deputy, judges rank 0 (and counts
-    // its own progress, so it fires only when it is stalled too).
     const Clock::time_point now = Clock::now();
-    for (int r = 0; r < world; ++r) {
-      seen[size_t(r)].tracked = rank == 0 || (rank == 1 && r <= 1);
-      seen[size_t(r)].heard = seen[size_t(r)].moved = now;
-    }
+    for (Seen& s : seen) s.heard = s.moved = now;
     post_receive();
     thread = std::thread([this] { run(); });
   }
@@ -136,31 +131,30 @@ struct Watchdog::Monitor {
     MPI_Comm_free(&comm);
   }
 
-  int peer() const { return rank == 0 ? 1 : 0; }
-
   // The watchdog must never throw or block the job: MPI return codes are
   // ignored (the communicator returns them instead of aborting; a failed
   // heartbeat is a missed one).
   void post_receive() {
-    if (rank > 1) return;  // only the judges listen
-    MPI_Irecv(&incoming, sizeof incoming, MPI_BYTE, rank == 0 ? MPI_ANY_SOURCE : 0, 0, comm,
-              &receive);
+    MPI_Irecv(&incoming, sizeof incoming, MPI_BYTE, MPI_ANY_SOURCE, 0, comm, &receive);
   }
 
+  // To every other rank: each is a judge.
   void send(const Heartbeat& h) {
-    for (int i = 0; i < kSlots; ++i) {
-      int done = 0;
-      MPI_Test(&sends[i], &done, MPI_STATUS_IGNORE);
-      if (!done) continue;
-      outgoing[i] = h;
-      MPI_Isend(&outgoing[i], sizeof h, MPI_BYTE, peer(), 0, comm, &sends[i]);
-      return;
+    for (int peer = 0; peer < world; ++peer) {
+      if (peer == rank) continue;
+      for (int i = peer * kSlots; i < (peer + 1) * kSlots; ++i) {
+        int done = 0;
+        MPI_Test(&sends[size_t(i)], &done, MPI_STATUS_IGNORE);
+        if (!done) continue;
+        outgoing[size_t(i)] = h;
+        MPI_Isend(&outgoing[size_t(i)], sizeof h, MPI_BYTE, peer, 0, comm, &sends[size_t(i)]);
+        break;
+      }
     }
   }
 
   void observe(int r, const Heartbeat& h, Clock::time_point now) {
     Seen& s = seen[size_t(r)];
-    if (!s.tracked) return;
     if (h.progress != s.last.progress || h.finished) s.moved = now;
     s.last = h;
     s.heard = now;
@@ -181,26 +175,27 @@ struct Watchdog::Monitor {
     return std::chrono::duration<double>(now - t).count();
   }
 
-  // The job is stuck when no watched rank moved for `timeout` seconds. The
-  // rank to name: silent first, then not waiting in a collective, then the
-  // one that moved longest ago.
+  // The job is stuck when no rank moved for `timeout` seconds. The rank to
+  // name: silent first, then not waiting in a collective, then the one that
+  // moved longest ago. Every rank judges; the one that speaks is the lowest
+  // rank still speaking (a finished rank has stopped judging), so one line is
+  // printed whichever ranks froze.
   void judge() {
     const Clock::time_point now = Clock::now();
+    auto silent = [&](int r) { return seconds_since(seen[size_t(r)].heard, now) > timeout; };
     int culprit = -1;
     auto rank_key = [&](int r) {
-      const Seen& s = seen[size_t(r)];
-      const bool silent = seconds_since(s.heard, now) > timeout;
-      return std::make_tuple(!silent, bool(s.last.waiting), s.moved);
+      return std::make_tuple(!silent(r), bool(seen[size_t(r)].last.waiting), seen[size_t(r)].moved);
     };
     for (int r = 0; r < world; ++r) {
       const Seen& s = seen[size_t(r)];
-      if (!s.tracked || s.last.finished) continue;
+      if (s.last.finished) continue;
       if (seconds_since(s.moved, now) <= timeout) return;  // progress somewhere
       if (culprit < 0 || rank_key(r) < rank_key(culprit)) culprit = r;
     }
     if (culprit < 0) return;
-    // The deputy speaks only for a silent rank 0; anything else rank 0 sees.
-    if (rank != 0 && !(culprit == 0 && seconds_since(seen[0].heard, now) > timeout)) return;
+    for (int r = 0; r < rank; ++r)
+      if (!silent(r) && !seen[size_t(r)].last.finished) return;  // a lower rank speaks
     const Seen& s = seen[size_t(culprit)];
     std::fflush(stdout);
     std::fprintf(stderr,
@@ -233,14 +228,14 @@ struct Watchdog::Monitor {
   void finish() {
     send(this_rank(true));
     const Clock::time_point deadline = Clock::now() + std::chrono::seconds(2);
-    for (int i = 0; i < kSlots; ++i) {
+    for (MPI_Request& request : sends) {
       int done = 0;
-      while (MPI_Test(&sends[i], &done, MPI_STATUS_IGNORE) == MPI_SUCCESS && !done &&
+      while (MPI_Test(&request, &done, MPI_STATUS_IGNORE) == MPI_SUCCESS && !done &&
              Clock::now() < deadline)
         std::this_thread::sleep_for(std::chrono::milliseconds(1));
       if (done) continue;
-      MPI_Cancel(&sends[i]);
-      MPI_Wait(&sends[i], MPI_STATUS_IGNORE);
+      MPI_Cancel(&request);
+      MPI_Wait(&request, MPI_STATUS_IGNORE);
     }
     if (receive != MPI_REQUEST_NULL) {
       MPI_Cancel(&receive);

@@ -8,23 +8,34 @@
 // atomic stores: cheap enough for every micro-batch.
 //
 // Heartbeats: a thread per rank sends (phase, step, counter, waiting) every
-// timeout / 10 seconds (at most 1 s) over its own duplicate of
-// MPI_COMM_WORLD, so they never match the training's messages. Ranks r > 0
-// send to rank 0; rank 0 sends to rank 1, its deputy. The stuck rank is
-// therefore named even when it cannot speak (stopped with SIGSTOP, swapped
-// out): its silence is the evidence. Threads that call MPI need
+// timeout / 10 seconds (at most 1 s) to every other rank, over its own
+// duplicate of MPI_COMM_WORLD, so they never match the training's messages.
+// Every rank is a judge of every rank, so a rank is named even when it
+// cannot speak (stopped with SIGSTOP, swapped out): its silence is the
+// evidence, seen by whichever ranks still run. Threads that call MPI need
 // MPI_THREAD_MULTIPLE (optim/comm.cpp asks for it; OpenMPI 4 provides it).
+// The price: world - 1 small sends per rank per interval (72 bytes each;
+// at 1 s and 256 ranks, 18 KB/s a rank), so all-to-all suits the jobs this
+// engine runs; a far larger one would want a tree of judges.
 //
-// Judgement, on rank 0, against its own clock (no clock sync needed): the
+// Judgement, on each rank against its own clock (no clock sync needed): the
 // job is stuck when no rank's counter has moved for `timeout` seconds. A rank
 // inside a collective (CollectiveWait) is waiting for the others, not stuck;
 // so the rank named is, in order of preference: one that fell silent, one
-// that is not waiting, the one whose counter moved longest ago. Rank 0 itself
-// falling silent is judged by rank 1. The judge prints
+// that is not waiting, the one whose counter moved longest ago. Of the ranks
+// that judge the job stuck, the lowest one still speaking (every lower rank
+// silent or finished) prints
 //   error: rank R made no progress for N s (last phase: P, step S); ending the job
-// and calls MPI_Abort, which ends every rank. A silent rank's phase and step
-// are those of its last heartbeat (up to one interval old). Two ranks (0
-// and 1) frozen at once leave nobody to judge: the job hangs as before.
+// and calls MPI_Abort, which ends every rank. So any set of frozen ranks short
+// of all of them is caught, by the lowest rank left. A silent rank's phase
+// and step are those of its last heartbeat (up to one interval old).
+//
+// Every rank frozen at once (the whole job stopped, e.g. SIGSTOP to the
+// process group, or every node swapped out) leaves no thread to judge: no
+// process of the job can run, so the job waits until it is continued or
+// killed from outside (mpirun --timeout, the scheduler's time limit). Ranks
+// that are all stuck but not frozen (every training thread hung, heartbeat
+// threads running) are caught: nobody's counter moves.
 //
 // The timeout bounds the longest stretch without a marker: one micro-batch's
 // forward and backward, one batch of rollouts, one checkpoint write. The

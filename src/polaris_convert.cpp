@@ -33,7 +33,8 @@ const std::vector<FlagSpec> kFlags = {
     {"from-hf", T::text, "DIR", "", "a transformers directory (config.json + safetensors) to "
      "model.bin", kFromHf},
     {"from-checkpoint", T::text, "DIR[/step_N]", "",
-     "a training checkpoint's weights (DIR: its newest step) to model.bin", kFromCheckpoint},
+     "a training checkpoint's weights and tokenizer record (DIR: its newest step) to model.bin",
+     kFromCheckpoint},
     {"out", T::text, "MODEL.bin", "", "the model.bin to write", kFromHf | kFromCheckpoint},
     {"to-hf", T::text, "DIR", "", "MODEL.bin (the one argument) to a transformers directory",
      kToHf},
@@ -225,6 +226,9 @@ int main(int argc, char** argv) {
                     checkpoint.state.value("step", nlohmann::json()).dump().c_str());
         m.config = checkpoint.config;
         m.params = std::move(checkpoint.params);
+        // The run's tokenizer, as --from-hf records the directory's.
+        m.tokenizer = checkpoint.tokenizer;
+        if (m.tokenizer.recorded()) std::printf("recorded %s\n", m.tokenizer.describe().c_str());
       }
       write_model_bin(out, m.config, m.params, dtype == "bf16", m.tokenizer);
       std::printf("wrote %s: %s, %s parameters (%s)\n", out.c_str(), m.config.describe().c_str(),

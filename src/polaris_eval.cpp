@@ -55,6 +55,7 @@
 #include "model/transformer.h"
 #include "src/common/backend.h"
 #include "src/common/cli.h"
+#include "src/common/sampling_flags.h"
 #include "src/common/threads.h"
 #include "src/common/metrics.h"
 #include "src/train/eval_metrics.h"
@@ -68,14 +69,12 @@ namespace {
 
 using T = FlagType;
 // Each flag once (README.md's polaris_eval table lists the same ones).
-const std::vector<FlagSpec> kFlags = {
+const std::vector<FlagSpec> kFlags = join_flags({{
     {"data", T::text, "FILE", "", "problems JSONL (required)"},
     {"tokenizer", T::text, "FILE", "", "tokenizer.json matching the model (required)"},
     {"samples", T::count, "K", "4", "answers sampled per problem"},
     {"temperature", T::number, "T", "0.6", "sampling temperature (0: greedy)"},
-    {"top-p", T::number, "P", "1", "nucleus sampling (1: no cut)"},
-    {"top-k", T::integer, "K", "0", "keep the K likeliest tokens (0: no cut)"},
-    {"min-p", T::number, "P", "0", "keep tokens at least P times as likely as the likeliest"},
+}, sampling_cut_flags(), {
     {"stop", T::text, "TEXT", "", "also end an answer once its text contains TEXT"},
     {"max-response", T::count, "N", "512", "tokens per answer"},
     {"seed", T::integer, "S", "1", "sample j of problem p draws from stream p*K + j"},
@@ -95,7 +94,7 @@ const std::vector<FlagSpec> kFlags = {
      "the recommendation: the most diverse temperature within X of the best accuracy"},
     {"sweep-out", T::text, "FILE", "", "the temperature sweep as JSONL"},
     {"backend", T::text, "auto|cpu|cuda", "auto", "the ops"},
-};
+}});
 
 std::string usage() {
   return "usage: polaris_eval MODEL.bin --data problems.jsonl --tokenizer tokenizer.json [flags]\n\n"
@@ -249,12 +248,7 @@ int run(int argc, char** argv) {
   const int K = flags.count("samples");
   const double temperature = flags.number("temperature");
   require(temperature >= 0, "flag --temperature must be >= 0");
-  const double top_p = flags.number("top-p");
-  require(top_p > 0 && top_p <= 1, "flag --top-p must be in (0, 1]");
-  const int top_k = flags.integer("top-k");
-  require(top_k >= 0, "flag --top-k must be >= 0 (0: no cut)");
-  const double min_p = flags.number("min-p");
-  require(min_p >= 0 && min_p <= 1, "flag --min-p must be in [0, 1]");
+  const SamplingCuts cuts = read_sampling_cuts(flags);
   require(!flags.has("stop") || !flags.text("stop").empty(), "flag --stop is empty");
   const int max_response = flags.count("max-response");
   const int seed = flags.integer("seed");
@@ -327,9 +321,9 @@ int run(int argc, char** argv) {
 
   SamplingParams sp;
   sp.temperature = float(temperature);
-  sp.top_p = float(top_p);
-  sp.top_k = top_k;
-  sp.min_p = float(min_p);
+  sp.top_p = cuts.top_p;
+  sp.top_k = cuts.top_k;
+  sp.min_p = cuts.min_p;
   if (flags.has("stop")) {
     sp.stop_strings.push_back(flags.text("stop"));
     // ids the tokenizer has no token for (a model's padded vocabulary) add no text
@@ -347,8 +341,8 @@ int run(int argc, char** argv) {
 
   std::printf("polaris_eval: %s on %s: %zu problems x %d samples (temperature %g, top-p %g, "
               "max response %d, %s)\n",
-              model_path.c_str(), data_path.c_str(), P, K, temperature, top_p, max_response,
-              config.describe().c_str());
+              model_path.c_str(), data_path.c_str(), P, K, temperature, double(cuts.top_p),
+              max_response, config.describe().c_str());
   std::fflush(stdout);
   if (!sweep.empty()) {
     temperature_sweep(model, env, sp, P, K, batch, sweep, sweep_tolerance, sweep_file.get());

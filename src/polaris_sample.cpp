@@ -14,6 +14,7 @@
 #include "model/scheduler.h"
 #include "src/common/backend.h"
 #include "src/common/cli.h"
+#include "src/common/sampling_flags.h"
 #include "src/common/threads.h"
 
 using namespace polaris;
@@ -22,15 +23,13 @@ namespace {
 
 using T = FlagType;
 // Each flag once (README.md's polaris_sample table lists the same ones).
-const std::vector<FlagSpec> kFlags = {
+const std::vector<FlagSpec> kFlags = join_flags({{
     {"prompt-ids", T::text, "1,2,3", "", "the prompt as token ids (no tokenizer needed)"},
     {"prompt", T::text, "TEXT", "", "the prompt as text (needs --tokenizer)"},
     {"tokenizer", T::text, "FILE", "", "tokenizer.json matching the model"},
     {"chat", T::toggle, "", "", "wrap --prompt as a ChatML user turn and stop at <|im_end|>"},
     {"temperature", T::number, "T", "1", "sampling temperature (0: greedy)"},
-    {"top-k", T::integer, "K", "0", "keep the K likeliest tokens (0: all)"},
-    {"top-p", T::number, "P", "1", "keep the smallest set of tokens with probability >= P"},
-    {"min-p", T::number, "P", "0", "keep the tokens at least P times as likely as the likeliest"},
+}, sampling_cut_flags(), {
     {"max-new-tokens", T::count, "N", "64", "tokens generated per completion"},
     {"samples", T::count, "N", "1", "completions of the prompt, each from its own stream"},
     {"seed", T::integer, "S", "0", "the random streams"},
@@ -39,7 +38,7 @@ const std::vector<FlagSpec> kFlags = {
      "also stop once the text contains TEXT (needs --tokenizer; that token is printed last)"},
     {"print-ids", T::toggle, "", "", "print token ids, not text"},
     {"backend", T::text, "auto|cpu|cuda", "auto", "the ops"},
-};
+}});
 
 std::string usage() {
   return "usage:\n"
@@ -114,17 +113,15 @@ int sample(const Flags& flags) {
   }
 
   params.temperature = float(flags.number("temperature"));
-  params.top_p = float(flags.number("top-p"));
-  params.top_k = flags.integer("top-k");
-  params.min_p = float(flags.number("min-p"));
+  const SamplingCuts cuts = read_sampling_cuts(flags);
+  params.top_p = cuts.top_p;
+  params.top_k = cuts.top_k;
+  params.min_p = cuts.min_p;
   params.max_new_tokens = flags.count("max-new-tokens");
   const long long seed = flags.integer("seed");
   require(seed >= 0, "--seed must be >= 0");
   params.seed = uint64_t(seed);
   require(params.temperature >= 0, "--temperature must be >= 0 (0: greedy)");
-  require(params.top_p > 0 && params.top_p <= 1, "--top-p must be in (0, 1]");
-  require(params.top_k >= 0, "--top-k must be >= 0 (0: no cut)");
-  require(params.min_p >= 0 && params.min_p <= 1, "--min-p must be in [0, 1]");
   if (flags.has("stop")) {
     require(flags.has("tokenizer"), "--stop needs --tokenizer (to read the generated text)");
     const std::string stop = flags.text("stop");

@@ -24,9 +24,20 @@ require_built() {
   done
 }
 
-# require_mpirun: fail unless mpirun is on the PATH.
+# have_mpirun: true when mpirun is on the PATH; then, as for every run of
+# these tests, one OpenMP thread per process (ranks share the cores), mpirun
+# allowed as root (containers), and MPIRUN the launcher to start ranks with:
+# more ranks than cores, OMP_NUM_THREADS passed on ("${MPIRUN[@]}" -np 2 BIN
+# ARGS; a test appends its own -x VAR).
+have_mpirun() {
+  command -v mpirun >/dev/null || return 1
+  export OMP_NUM_THREADS=1 OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+  MPIRUN=(mpirun --oversubscribe -x OMP_NUM_THREADS)
+}
+
+# require_mpirun: have_mpirun, or fail.
 require_mpirun() {
-  command -v mpirun >/dev/null || fail "mpirun not found (make deps installs openmpi-bin)"
+  have_mpirun || fail "mpirun not found (make deps installs openmpi-bin)"
 }
 
 # write_token_shard PATH SEED COUNT: a version-1 token shard (256 int32 header:

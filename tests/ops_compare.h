@@ -6,11 +6,13 @@
 //     and the comparison measures only the op's own rounding;
 //   - outputs poisoned (NaN) before the op runs, so an element the kernel never
 //     writes fails instead of passing on a stale value;
+//   - columns(): a column range of a fused [N, W] buffer (q|k|v), dense;
 //   - expect_close(): per element |got - want| <= atol + rtol * |want|; on
 //     failure one line with the op, the shape, the worst index, got and want.
 #pragma once
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
@@ -115,6 +117,15 @@ struct DeviceInts {
   DeviceInts& operator=(const DeviceInts&) = delete;
   operator int32_t*() const { return ptr; }
 };
+
+// Columns [c0, c0 + width) of every row of a [N, W] matrix.
+inline std::vector<float> columns(const std::vector<float>& m, size_t N, size_t W, size_t c0,
+                                  size_t width) {
+  std::vector<float> out(N * width);
+  for (size_t n = 0; n < N; ++n)
+    std::copy(m.begin() + n * W + c0, m.begin() + n * W + c0 + width, out.begin() + n * width);
+  return out;
+}
 
 // |got - want| <= atol + rtol * |want| for every element; NaN anywhere fails.
 inline void expect_close(const std::string& op, const std::string& shape,

@@ -261,6 +261,43 @@ TEST(Checkpoint, OutOfRangeIntegersAreOneLineErrors) {
   EXPECT_ERROR(read_checkpoint(path), opt, "shard_0", "step");
 }
 
+// The tokenizer record (data/tokenizer_id.h) travels in state.json; a
+// checkpoint without it (an older build's) reads as unrecorded, and a
+// malformed one is an Error naming state.json.
+TEST(Checkpoint, TokenizerRecordRoundTripsAndMalformedOnesAreRefused) {
+  TempDir dir("polaris_ckpt");
+  Checkpoint c = sample_checkpoint();
+  write_checkpoint(dir.path, 1, c, 0);
+  EXPECT_FALSE(read_checkpoint(latest_checkpoint(dir.path)).tokenizer.recorded());
+  std::string hex;
+  for (int i = 0; i < 32; ++i) hex += "0123456789abcdef"[i % 16], hex += "fedcba9876543210"[i % 16];
+  c.tokenizer = TokenizerId::from_hex(258, hex, "test");
+  write_checkpoint(dir.path, 2, c, 0);
+  const std::string path = latest_checkpoint(dir.path), state = path + "/state.json";
+  const Checkpoint r = read_checkpoint(path);
+  EXPECT_TRUE(r.tokenizer.recorded());
+  EXPECT_EQ(r.tokenizer, c.tokenizer);
+  EXPECT_EQ(r.state["tokenizer"]["sha256"], hex);
+  EXPECT_EQ(r.state["tokenizer"]["vocab_size"], 258);
+
+  nlohmann::json edited = r.state;
+  auto write_state = [&](const nlohmann::json& value) {
+    edited["tokenizer"] = value;
+    std::ofstream(state, std::ios::trunc) << edited.dump();
+    reseal(state);
+  };
+  write_state({{"vocab_size", 0}, {"sha256", hex}});
+  EXPECT_ERROR(read_checkpoint(path), state, "tokenizer.vocab_size");
+  write_state({{"vocab_size", 258}, {"sha256", hex.substr(1)}});
+  EXPECT_ERROR(read_checkpoint(path), state, "64 hex digits");
+  write_state({{"vocab_size", 258}, {"sha256", std::string(64, 'g')}});
+  EXPECT_ERROR(read_checkpoint(path), state, "64 hex digits");
+  write_state(5);
+  EXPECT_ERROR(read_checkpoint(path), state, "\"tokenizer\" must be");
+  write_state({{"vocab_size", 258}, {"sha256", hex}});  // control: the record as written
+  EXPECT_EQ(read_checkpoint(path).tokenizer, c.tokenizer);
+}
+
 TEST(Checkpoint, CorruptOrMissingFilesAreOneLineErrors) {
   TempDir dir("polaris_ckpt");
   write_checkpoint(dir.path, 1, sample_checkpoint(), 3);

@@ -34,8 +34,7 @@
 #include <vector>
 
 #include "src/common/error.h"
-#include "tests/cpu_op_checks.h"
-#include "tests/ops_compare.h"
+#include "tests/attention_cases.h"
 
 namespace polaris {
 namespace {
@@ -48,12 +47,19 @@ void use_simple_attention(Ops& gpu) {
 #endif
 }
 
+using test::AttentionImpl;
+using test::AttentionReference;
 using test::bitwise_equal;
+using test::columns;
+using test::docs_from_starts;
 using test::DeviceBuffer;
 using test::DeviceInts;
 using test::expect_close;
+using test::fuse;
+using test::GpuAttention;
+using test::GpuAttentionResult;
+using test::ops_attention;
 using test::random_vector;
-using test::round_bf16;
 using Vec = std::vector<float>;
 
 // bf16 keeps 8 significant bits: rounding to nearest errs by at most half
@@ -85,204 +91,20 @@ constexpr double kGradAtol = 5e-4, kGradRtol = 1.0 / 128;
 // relative, apart); rtol 2^-6 leaves a factor 2.
 constexpr double kDecodeVsForwardRtol = 1.0 / 64;
 
-struct Case {
-  int B = 2, T = 1, H = 2, KVH = 2, D = 64;
-  bool docs = false;     // packed documents (else doc_ids null)
-  bool strided = false;  // GPU q, k, v (and dq, dk, dv) in one fused buffer
-  uint32_t seed = 1;
-  std::vector<int32_t> doc_ids;  // explicit [B*T] layout (docs): else make_docs
-};
-
-std::string describe(const Case& c) {
-  return "B=" + std::to_string(c.B) + " T=" + std::to_string(c.T) + " H=" + std::to_string(c.H) +
-         " KVH=" + std::to_string(c.KVH) + " D=" + std::to_string(c.D) +
-         (c.docs ? " docs" : "") + (c.strided ? " fused-qkv" : "");
-}
-
-// Per row: 1-5 documents (at most T) of varied lengths, contiguous runs,
-// ids increasing by 1-3 from a random first id (a row's ids need not start
-// at 0 nor be consecutive).
-std::vector<int32_t> make_docs(int B, int T, uint32_t seed) {
-  std::mt19937 rng(seed);
-  std::vector<int32_t> doc(size_t(B) * T);
-  for (int b = 0; b < B; ++b) {
-    const int ndocs = std::min(T, 1 + int(rng() % 5));
-    std::vector<int> cuts;  // ndocs - 1 distinct cut points in 1..T-1
-    while (int(cuts.size()) < ndocs - 1) {
-      const int c = 1 + int(rng() % unsigned(T - 1));
-      if (std::find(cuts.begin(), cuts.end(), c) == cuts.end()) cuts.push_back(c);
-    }
-    std::sort(cuts.begin(), cuts.end());
-    cuts.push_back(T);
-    int id = int(rng() % 10), prev = 0;
-    for (int c : cuts) {
-      for (int t = prev; t < c; ++t) doc[size_t(b) * T + t] = id;
-      id += 1 + int(rng() % 3);
-      prev = c;
-    }
-  }
-  return doc;
-}
-
-// Interleaves dense q [N, Q], k [N, KV], v [N, KV] into rows of [N, Q + 2 KV].
-Vec fuse(const Vec& q, const Vec& k, const Vec& v, size_t N, size_t Q, size_t KV) {
-  const size_t W = Q + 2 * KV;
-  Vec f(N * W);
-  for (size_t n = 0; n < N; ++n) {
-    std::copy(q.begin() + n * Q, q.begin() + (n + 1) * Q, f.begin() + n * W);
-    std::copy(k.begin() + n * KV, k.begin() + (n + 1) * KV, f.begin() + n * W + Q);
-    std::copy(v.begin() + n * KV, v.begin() + (n + 1) * KV, f.begin() + n * W + Q + KV);
-  }
-  return f;
-}
-
-// Columns [c0, c0 + width) of every row of a [N, W] matrix.
-Vec columns(const Vec& m, size_t N, size_t W, size_t c0, size_t width) {
-  Vec out(N * width);
-  for (size_t n = 0; n < N; ++n)
-    std::copy(m.begin() + n * W + c0, m.begin() + n * W + c0 + width, out.begin() + n * width);
-  return out;
-}
-
-// The GPU side of one case: q, k, v (dense or fused) and its gradient
-// buffers in the same layout.
-struct GpuInputs {
-  Ops& gpu;
-  const Case& c;
-  size_t N, Q, KV, W;
-  DeviceBuffer qkv, q, k, v;      // fused: qkv holds all; dense: q, k, v
-  DeviceBuffer dqkv, dq, dk, dv;  // the same layout for the gradients
-  AttentionShape shape;
-
-  GpuInputs(Ops& g, const Case& cs, const Vec& hq, const Vec& hk, const Vec& hv)
-      : gpu(g),
-        c(cs),
-        N(size_t(cs.B) * cs.T),
-        Q(size_t(cs.H) * cs.D),
-        KV(size_t(cs.KVH) * cs.D),
-        W(Q + 2 * KV),
-        qkv(g, cs.strided ? N * W : 1, DType::bf16),
-        q(g, cs.strided ? 1 : N * Q, DType::bf16),
-        k(g, cs.strided ? 1 : N * KV, DType::bf16),
-        v(g, cs.strided ? 1 : N * KV, DType::bf16),
-        dqkv(g, cs.strided ? N * W : 1, DType::bf16),
-        dq(g, cs.strided ? 1 : N * Q, DType::bf16),
-        dk(g, cs.strided ? 1 : N * KV, DType::bf16),
-        dv(g, cs.strided ? 1 : N * KV, DType::bf16) {
-    shape = AttentionShape{cs.B, cs.T, cs.H, cs.KVH, cs.D};
-    if (cs.strided) {
-      const Vec f = fuse(hq, hk, hv, N, Q, KV);
-      g.upload(qkv.buf, f.data(), f.size());
-      shape.q_stride = shape.k_stride = shape.v_stride = int(W);
-    } else {
-      g.upload(q.buf, hq.data(), hq.size());
-      g.upload(k.buf, hk.data(), hk.size());
-      g.upload(v.buf, hv.data(), hv.size());
-    }
-  }
-  CBuf q_in() const { return c.strided ? CBuf(qkv.buf) : CBuf(q.buf); }
-  CBuf k_in() const { return c.strided ? CBuf(qkv.buf + Q) : CBuf(k.buf); }
-  CBuf v_in() const { return c.strided ? CBuf(qkv.buf + Q + KV) : CBuf(v.buf); }
-  Buf dq_out() const { return c.strided ? dqkv.buf : dq.buf; }
-  Buf dk_out() const { return c.strided ? dqkv.buf + Q : dk.buf; }
-  Buf dv_out() const { return c.strided ? dqkv.buf + Q + KV : dv.buf; }
-  void poison_grads() {
-    if (c.strided) {
-      dqkv.poison();
-    } else {
-      dq.poison();
-      dk.poison();
-      dv.poison();
-    }
-  }
-  // dq, dk, dv as dense host matrices.
-  void download_grads(Vec& hdq, Vec& hdk, Vec& hdv) const {
-    if (c.strided) {
-      const Vec f = dqkv.download();
-      hdq = columns(f, N, W, 0, Q);
-      hdk = columns(f, N, W, Q, KV);
-      hdv = columns(f, N, W, Q + KV, KV);
-    } else {
-      hdq = dq.download();
-      hdk = dk.download();
-      hdv = dv.download();
-    }
-  }
-};
+using Case = test::AttentionCase;
 
 // Forward and backward of one case on both backends, compared.
 void check_case(Ops& gpu, const Case& c) {
   SCOPED_TRACE(describe(c));
-  CpuOps cpu;
   const std::string sh = describe(c);
-  const size_t N = size_t(c.B) * c.T, Q = size_t(c.H) * c.D, KV = size_t(c.KVH) * c.D;
-  const size_t stats = size_t(c.B) * c.H * c.T;
-  const Vec hq = random_vector(N * Q, c.seed);
-  const Vec hk = random_vector(N * KV, c.seed + 1);
-  const Vec hv = random_vector(N * KV, c.seed + 2);
-  const Vec hdout = random_vector(N * Q, c.seed + 3);
-  const std::vector<int32_t> hdoc = !c.docs                ? std::vector<int32_t>{0}
-                                    : !c.doc_ids.empty() ? c.doc_ids
-                                                         : make_docs(c.B, c.T, c.seed + 4);
-
-  // ---- CPU reference (dense) ----
-  const AttentionShape dense{c.B, c.T, c.H, c.KVH, c.D};
-  DeviceBuffer cq(cpu, hq, DType::f32), ck(cpu, hk, DType::f32), cv(cpu, hv, DType::f32);
-  DeviceBuffer cout_(cpu, N * Q, DType::f32), clse(cpu, stats, DType::f32);
-  DeviceInts cdoc(cpu, hdoc);
-  const int32_t* cdoc_ptr = c.docs ? cdoc.ptr : nullptr;
-  cpu.attention_forward(cout_, clse.f32(), cq, ck, cv, cdoc_ptr, dense);
-  const Vec want_out = cout_.download(), want_lse = clse.download();
-
-  // The backward's out: the CPU forward's, rounded to bf16, on both sides.
-  Vec out_bf = want_out;
-  for (float& x : out_bf) x = round_bf16(x);
-  DeviceBuffer cout_bf(cpu, out_bf, DType::f32), cdout(cpu, hdout, DType::f32);
-  // Zeroed: the reference is right whether it writes or adds its gradients.
-  DeviceBuffer cdq(cpu, N * Q, DType::f32), cdk(cpu, N * KV, DType::f32),
-      cdv(cpu, N * KV, DType::f32);
-  cpu.attention_backward(cdq, cdk, cdv, cdout, cq, ck, cv, cout_bf, clse.f32(), cdoc_ptr, dense);
-  const Vec want_dq = cdq.download(), want_dk = cdk.download(), want_dv = cdv.download();
-
-  // ---- GPU ----
-  GpuInputs g(gpu, c, hq, hk, hv);
-  DeviceInts gdoc(gpu, hdoc);
-  const int32_t* gdoc_ptr = c.docs ? gdoc.ptr : nullptr;
-  DeviceBuffer gout(gpu, N * Q, DType::bf16), glse(gpu, stats, DType::f32);
-  gout.poison();
-  glse.poison();
-  gpu.attention_forward(gout, glse.f32(), g.q_in(), g.k_in(), g.v_in(), gdoc_ptr, g.shape);
-  expect_close("attention_forward out", sh, gout.download(), want_out, kOutAtol, kOutRtol);
-  expect_close("attention_forward lse", sh, glse.download(), want_lse, kLseAtol, kLseRtol);
-
-  DeviceBuffer gout_bf(gpu, out_bf, DType::bf16), gdout(gpu, hdout, DType::bf16);
-  DeviceBuffer glse_in(gpu, want_lse, DType::f32);
-  auto backward = [&](bool want_q, bool want_kv) {
-    g.poison_grads();
-    gpu.attention_backward(want_q ? g.dq_out() : Buf(), want_kv ? g.dk_out() : Buf(),
-                           want_kv ? g.dv_out() : Buf(), gdout, g.q_in(), g.k_in(), g.v_in(),
-                           gout_bf, glse_in.f32(), gdoc_ptr, g.shape);
-  };
-  Vec dq1, dk1, dv1;
-  backward(true, true);
-  g.download_grads(dq1, dk1, dv1);
-  expect_close("attention_backward dq", sh, dq1, want_dq, kGradAtol, kGradRtol);
-  expect_close("attention_backward dk", sh, dk1, want_dk, kGradAtol, kGradRtol);
-  expect_close("attention_backward dv", sh, dv1, want_dv, kGradAtol, kGradRtol);
-  if (c.strided) {
-    // Every column of the fused gradient buffer is some head's dq, dk or dv.
-    const Vec all = g.dqkv.download();
-    EXPECT_TRUE(std::none_of(all.begin(), all.end(), [](float x) { return std::isnan(x); }))
-        << sh << ": an element of the fused dq|dk|dv buffer was not written";
-  }
-
-  // Determinism: a second run gives the same bits.
-  Vec dq2, dk2, dv2;
-  backward(true, true);
-  g.download_grads(dq2, dk2, dv2);
-  EXPECT_TRUE(bitwise_equal(dq1, dq2)) << sh << ": dq differs between two runs";
-  EXPECT_TRUE(bitwise_equal(dk1, dk2)) << sh << ": dk differs between two runs";
-  EXPECT_TRUE(bitwise_equal(dv1, dv2)) << sh << ": dv differs between two runs";
+  const AttentionReference want = attention_reference(c);
+  GpuAttention g(gpu, c, want);
+  const GpuAttentionResult got = run_gpu_attention(g, ops_attention(gpu), sh);
+  expect_close("attention_forward out", sh, got.out, want.out, kOutAtol, kOutRtol);
+  expect_close("attention_forward lse", sh, got.lse, want.lse, kLseAtol, kLseRtol);
+  expect_close("attention_backward dq", sh, got.dq, want.dq, kGradAtol, kGradRtol);
+  expect_close("attention_backward dk", sh, got.dk, want.dk, kGradAtol, kGradRtol);
+  expect_close("attention_backward dv", sh, got.dv, want.dv, kGradAtol, kGradRtol);
 }
 
 TEST(OpsAttention, ForwardBackwardMatchesCpu) {
@@ -333,16 +155,6 @@ TEST(OpsAttention, HeadDim256AndLongRow) {
 // key of a 16-key block (15, 31) and running past the next query tile of 32
 // (the dk/dv kernel's early exit must not stop there), one-token documents,
 // starts at 63, 64, 65 and at the last token.
-std::vector<int32_t> docs_from_starts(int T, const std::vector<int>& starts, int first_id) {
-  std::vector<int32_t> doc(T);
-  int id = first_id;
-  for (int t = 0; t < T; ++t) {
-    if (t > 0 && std::find(starts.begin(), starts.end(), t) != starts.end()) ++id;
-    doc[t] = id;
-  }
-  return doc;
-}
-
 TEST(OpsAttention, DocumentEdgesAtTileEdges) {
   POLARIS_GPU_OPS_OR_SKIP(gpu);
   use_simple_attention(*gpu);
@@ -395,7 +207,7 @@ TEST(OpsAttention, FusedQkvStrides) {
     c.KVH = s.KVH;
     c.D = s.D;
     c.docs = s.docs;
-    c.strided = true;
+    c.fused = true;
     c.seed = uint32_t(500 + s.D + s.T);
     check_case(*gpu, c);
   }
@@ -413,24 +225,16 @@ TEST(OpsAttention, NullOutputs) {
   c.D = 64;
   c.docs = true;
   c.seed = 77;
-  const size_t N = size_t(c.B) * c.T, Q = size_t(c.H) * c.D, KV = size_t(c.KVH) * c.D;
-  const Vec hq = random_vector(N * Q, c.seed), hk = random_vector(N * KV, c.seed + 1),
-            hv = random_vector(N * KV, c.seed + 2), hdout = random_vector(N * Q, c.seed + 3);
-  const std::vector<int32_t> hdoc = make_docs(c.B, c.T, c.seed + 4);
-  GpuInputs g(*gpu, c, hq, hk, hv);
-  DeviceInts gdoc(*gpu, hdoc);
-  DeviceBuffer out1(*gpu, N * Q, DType::bf16), out2(*gpu, N * Q, DType::bf16),
-      lse(*gpu, size_t(c.B) * c.H * c.T, DType::f32), dout(*gpu, hdout, DType::bf16);
-  gpu->attention_forward(out1, lse.f32(), g.q_in(), g.k_in(), g.v_in(), gdoc.ptr, g.shape);
-  out2.poison();
-  gpu->attention_forward(out2, nullptr, g.q_in(), g.k_in(), g.v_in(), gdoc.ptr, g.shape);
-  EXPECT_TRUE(bitwise_equal(out1.download(), out2.download())) << "out without lse differs";
+  const AttentionReference ref = attention_reference(c);
+  GpuAttention g(*gpu, c, ref);
+  const AttentionImpl impl = ops_attention(*gpu);
+  g.forward(impl);
+  const Vec out_with_lse = g.out.download();
+  g.forward(impl, /*want_lse=*/false);
+  EXPECT_TRUE(bitwise_equal(out_with_lse, g.out.download())) << "out without lse differs";
 
   auto run = [&](bool want_q, bool want_kv, Vec& hdq, Vec& hdk, Vec& hdv) {
-    g.poison_grads();
-    gpu->attention_backward(want_q ? g.dq_out() : Buf(), want_kv ? g.dk_out() : Buf(),
-                            want_kv ? g.dv_out() : Buf(), dout, g.q_in(), g.k_in(), g.v_in(),
-                            out1, lse.f32(), gdoc.ptr, g.shape);
+    g.backward(impl, want_q, want_kv);
     g.download_grads(hdq, hdk, hdv);
   };
   Vec dq, dk, dv, dq_only, dk_none, dv_none, dq_none, dk_only, dv_only;

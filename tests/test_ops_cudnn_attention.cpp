@@ -18,12 +18,11 @@
 #include <string>
 #include <vector>
 
-#include "tests/ops_compare.h"
+#include "tests/attention_cases.h"
 
 #if defined(POLARIS_HAVE_CUDA) && defined(POLARIS_HAVE_CUDNN)
 #include "cuda/cudnn_attention.h"
 #include "src/common/error.h"
-#include "tests/cpu_op_checks.h"
 #endif
 
 namespace polaris {
@@ -35,12 +34,16 @@ TEST(CudnnAttention, Skipped) { GTEST_SKIP() << "built without CUDA or cuDNN (PO
 
 #else
 
+using test::AttentionImpl;
+using test::AttentionReference;
 using test::bitwise_equal;
 using test::DeviceBuffer;
 using test::DeviceInts;
 using test::expect_close;
+using test::GpuAttention;
+using test::GpuAttentionResult;
+using test::max_abs;
 using test::random_vector;
-using test::round_bf16;
 using Vec = std::vector<float>;
 
 // Tolerances. bf16 keeps 8 significant bits: one rounding errs by <= 2^-9
@@ -71,149 +74,45 @@ constexpr double kLseAtol = 2e-4, kLseRtol = 1e-4;
 // rows of dk/dv go wrong, or every element by a constant factor).
 constexpr double kGradAtolOfMax = 1.0 / 64, kGradRtol = 1.0 / 32;
 
-struct Case {
-  int B = 2, T = 1, H = 8, KVH = 8, D = 64;
-  bool fused = false;  // q, k, v (and dq, dk, dv) as column ranges of one buffer
-  uint32_t seed = 1;
+// cuDNN's cases: 8 query heads, causal rows without documents.
+struct Case : test::AttentionCase {
+  Case() { H = KVH = 8; }
 };
-
-std::string describe(const Case& c) {
-  return "B=" + std::to_string(c.B) + " T=" + std::to_string(c.T) + " H=" + std::to_string(c.H) +
-         " KVH=" + std::to_string(c.KVH) + " D=" + std::to_string(c.D) +
-         (c.fused ? " fused-qkv" : "");
-}
-
-double max_abs(const Vec& v) {
-  double m = 0;
-  for (float x : v) m = std::max(m, double(std::fabs(x)));
-  return m;
-}
-
-// Interleaves dense q [N, Q], k [N, KV], v [N, KV] into rows of [N, Q + 2 KV].
-Vec fuse(const Vec& q, const Vec& k, const Vec& v, size_t N, size_t Q, size_t KV) {
-  const size_t W = Q + 2 * KV;
-  Vec f(N * W);
-  for (size_t n = 0; n < N; ++n) {
-    std::copy(q.begin() + n * Q, q.begin() + (n + 1) * Q, f.begin() + n * W);
-    std::copy(k.begin() + n * KV, k.begin() + (n + 1) * KV, f.begin() + n * W + Q);
-    std::copy(v.begin() + n * KV, v.begin() + (n + 1) * KV, f.begin() + n * W + Q + KV);
-  }
-  return f;
-}
-
-Vec columns(const Vec& m, size_t N, size_t W, size_t c0, size_t width) {
-  Vec out(N * width);
-  for (size_t n = 0; n < N; ++n)
-    std::copy(m.begin() + n * W + c0, m.begin() + n * W + c0 + width, out.begin() + n * width);
-  return out;
-}
 
 CudaOps& cuda_of(Ops& ops) { return dynamic_cast<CudaOps&>(ops); }
 
 void check_case(Ops& gpu_ops, const Case& c) {
   SCOPED_TRACE(describe(c));
   CudaOps& gpu = cuda_of(gpu_ops);
-  CpuOps cpu;
   const std::string sh = describe(c);
-  const size_t N = size_t(c.B) * c.T, Q = size_t(c.H) * c.D, KV = size_t(c.KVH) * c.D;
-  const size_t W = Q + 2 * KV;
-  const size_t stats = size_t(c.B) * c.H * c.T;
-  const Vec hq = random_vector(N * Q, c.seed);
-  const Vec hk = random_vector(N * KV, c.seed + 1);
-  const Vec hv = random_vector(N * KV, c.seed + 2);
-  const Vec hdout = random_vector(N * Q, c.seed + 3);
-
-  // ---- CPU reference (dense) ----
-  const AttentionShape dense{c.B, c.T, c.H, c.KVH, c.D};
-  DeviceBuffer cq(cpu, hq, DType::f32), ck(cpu, hk, DType::f32), cv(cpu, hv, DType::f32);
-  DeviceBuffer cout_(cpu, N * Q, DType::f32), clse(cpu, stats, DType::f32);
-  cpu.attention_forward(cout_, clse.f32(), cq, ck, cv, nullptr, dense);
-  const Vec want_out = cout_.download(), want_lse = clse.download();
-  Vec out_bf = want_out;
-  for (float& x : out_bf) x = round_bf16(x);
-  DeviceBuffer cout_bf(cpu, out_bf, DType::f32), cdout(cpu, hdout, DType::f32);
-  DeviceBuffer cdq(cpu, N * Q, DType::f32), cdk(cpu, N * KV, DType::f32),
-      cdv(cpu, N * KV, DType::f32);
-  cpu.attention_backward(cdq, cdk, cdv, cdout, cq, ck, cv, cout_bf, clse.f32(), nullptr, dense);
-  const Vec want_dq = cdq.download(), want_dk = cdk.download(), want_dv = cdv.download();
-
-  // ---- cuDNN ----
-  AttentionShape shape = dense;
+  const AttentionReference want = attention_reference(c);
+  GpuAttention g(gpu, c, want);
   std::string why;
-  ASSERT_TRUE(cudnn_attention_supported(shape, nullptr, &why)) << sh << ": " << why;
-  DeviceBuffer qkv(gpu, c.fused ? N * W : 1, DType::bf16), dqkv(gpu, c.fused ? N * W : 1, DType::bf16);
-  DeviceBuffer q(gpu, hq, DType::bf16), k(gpu, hk, DType::bf16), v(gpu, hv, DType::bf16);
-  DeviceBuffer dq(gpu, N * Q, DType::bf16), dk(gpu, N * KV, DType::bf16), dv(gpu, N * KV, DType::bf16);
-  CBuf q_in = q, k_in = k, v_in = v;
-  Buf dq_out = dq, dk_out = dk, dv_out = dv;
-  if (c.fused) {
-    const Vec f = fuse(hq, hk, hv, N, Q, KV);
-    gpu.upload(qkv.buf, f.data(), f.size());
-    shape.q_stride = shape.k_stride = shape.v_stride = int(W);
-    ASSERT_TRUE(cudnn_attention_supported(shape, nullptr, &why)) << sh << ": " << why;
-    q_in = qkv.buf;
-    k_in = qkv.buf + Q;
-    v_in = qkv.buf + Q + KV;
-    dq_out = dqkv.buf;
-    dk_out = dqkv.buf + Q;
-    dv_out = dqkv.buf + Q + KV;
-  }
-
-  DeviceBuffer gout(gpu, N * Q, DType::bf16), glse(gpu, stats, DType::f32);
-  gout.poison();
-  glse.poison();
-  cudnn_attention_forward(gpu, gout, glse.f32(), q_in, k_in, v_in, nullptr, shape);
-  expect_close("cudnn attention out", sh, gout.download(), want_out, kOutAtol, kOutRtol);
-  expect_close("cudnn attention lse", sh, glse.download(), want_lse, kLseAtol, kLseRtol);
-
-  // Backward from the CPU's out and lse (the same on both sides).
-  DeviceBuffer gout_bf(gpu, out_bf, DType::bf16), gdout(gpu, hdout, DType::bf16);
-  DeviceBuffer glse_ref(gpu, want_lse, DType::f32);
-  auto run_backward = [&](Buf a, Buf b, Buf d) {
-    if (c.fused) {
-      dqkv.poison();
-    } else {
-      dq.poison();
-      dk.poison();
-      dv.poison();
-    }
-    cudnn_attention_backward(gpu, a, b, d, gdout, q_in, k_in, v_in, gout_bf, glse_ref.f32(),
-                             nullptr, shape);
+  ASSERT_TRUE(cudnn_attention_supported(g.shape, nullptr, &why)) << sh << ": " << why;
+  AttentionImpl cudnn;
+  cudnn.forward = [&gpu](Buf out, float* lse, CBuf q, CBuf k, CBuf v, const int32_t* doc,
+                         const AttentionShape& shape) {
+    cudnn_attention_forward(gpu, out, lse, q, k, v, doc, shape);
   };
-  auto grads = [&](Vec& hdq, Vec& hdk, Vec& hdv) {
-    if (c.fused) {
-      const Vec f = dqkv.download();
-      hdq = columns(f, N, W, 0, Q);
-      hdk = columns(f, N, W, Q, KV);
-      hdv = columns(f, N, W, Q + KV, KV);
-    } else {
-      hdq = dq.download();
-      hdk = dk.download();
-      hdv = dv.download();
-    }
+  cudnn.backward = [&gpu](Buf dq, Buf dk, Buf dv, CBuf dout, CBuf q, CBuf k, CBuf v, CBuf out,
+                          const float* lse, const int32_t* doc, const AttentionShape& shape) {
+    cudnn_attention_backward(gpu, dq, dk, dv, dout, q, k, v, out, lse, doc, shape);
   };
-  run_backward(dq_out, dk_out, dv_out);
-  Vec got_dq, got_dk, got_dv;
-  grads(got_dq, got_dk, got_dv);
-  expect_close("cudnn attention dq", sh, got_dq, want_dq, kGradAtolOfMax * max_abs(want_dq), kGradRtol);
-  expect_close("cudnn attention dk", sh, got_dk, want_dk, kGradAtolOfMax * max_abs(want_dk), kGradRtol);
-  expect_close("cudnn attention dv", sh, got_dv, want_dv, kGradAtolOfMax * max_abs(want_dv), kGradRtol);
-  if (c.fused) {  // every column of the fused gradient buffer is written
-    const Vec f = dqkv.download();
-    EXPECT_TRUE(std::none_of(f.begin(), f.end(), [](float x) { return std::isnan(x); })) << sh;
-  }
+  const GpuAttentionResult got = run_gpu_attention(g, cudnn, sh);
+  expect_close("cudnn attention out", sh, got.out, want.out, kOutAtol, kOutRtol);
+  expect_close("cudnn attention lse", sh, got.lse, want.lse, kLseAtol, kLseRtol);
+  expect_close("cudnn attention dq", sh, got.dq, want.dq, kGradAtolOfMax * max_abs(want.dq),
+               kGradRtol);
+  expect_close("cudnn attention dk", sh, got.dk, want.dk, kGradAtolOfMax * max_abs(want.dk),
+               kGradRtol);
+  expect_close("cudnn attention dv", sh, got.dv, want.dv, kGradAtolOfMax * max_abs(want.dv),
+               kGradRtol);
 
-  // Deterministic: the same bits again; only dq asked for: the same dq bits.
-  run_backward(dq_out, dk_out, dv_out);
-  Vec again_dq, again_dk, again_dv;
-  grads(again_dq, again_dk, again_dv);
-  EXPECT_TRUE(bitwise_equal(got_dq, again_dq)) << sh << ": dq differs between runs";
-  EXPECT_TRUE(bitwise_equal(got_dk, again_dk)) << sh << ": dk differs between runs";
-  EXPECT_TRUE(bitwise_equal(got_dv, again_dv)) << sh << ": dv differs between runs";
-  run_backward(dq_out, Buf(), Buf());
+  // Only dq asked for: the same dq bits.
+  g.backward(cudnn, /*want_q=*/true, /*want_kv=*/false);
   Vec only_dq, unused_dk, unused_dv;
-  grads(only_dq, unused_dk, unused_dv);
-  EXPECT_TRUE(bitwise_equal(got_dq, only_dq)) << sh << ": dq alone differs";
+  g.download_grads(only_dq, unused_dk, unused_dv);
+  EXPECT_TRUE(bitwise_equal(got.dq, only_dq)) << sh << ": dq alone differs";
 }
 
 TEST(CudnnAttention, ForwardBackwardMatchCpu) {

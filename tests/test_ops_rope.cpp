@@ -35,6 +35,7 @@ namespace polaris {
 namespace {
 
 using test::bitwise_equal;
+using test::columns;
 using test::DeviceBuffer;
 using test::DeviceInts;
 using test::expect_close;
@@ -155,16 +156,6 @@ constexpr QkHeads kQkHeads[] = {{1, 1}, {4, 2}, {3, 1}, {4, 4}};
 std::string qk_shape(int N, QkHeads h, int D) {
   return "N=" + std::to_string(N) + " H=" + std::to_string(h.H) + " KVH=" +
          std::to_string(h.KVH) + " head_dim=" + std::to_string(D);
-}
-
-// Elements of the q (or k) columns [col0, col0 + width) of a [N, stride]
-// buffer, as a dense [N, width] vector.
-Vec columns(const Vec& fused, int N, int stride, int col0, int width) {
-  Vec out(size_t(N) * width);
-  for (int n = 0; n < N; ++n)
-    for (int c = 0; c < width; ++c)
-      out[size_t(n) * width + c] = fused[size_t(n) * stride + col0 + c];
-  return out;
 }
 
 TEST(OpsRope, QkNormRopeForwardMatchesCpu) {

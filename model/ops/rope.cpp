@@ -42,10 +42,12 @@ void cpu::rope_row(float* out, const float* x, const float* c, const float* s, i
 
 namespace {
 
-// Applies rope_row to `heads` heads of every row (row n's heads start at
-// n * stride); the rotation depends only on the row's position.
-void rope_rows(float* out, int out_stride, const float* in, int in_stride,
-               const int32_t* positions, int N, int heads, int D, const RopeParams& rope, bool inverse) {
+// row(n, cos, sin) for every row n < N, with the rotation tables of its
+// position (computed once a row: every head of the row shares them), rows
+// split statically over the threads.
+template <typename Row>
+void for_each_rope_row(const int32_t* positions, int N, int D, const RopeParams& rope,
+                       const Row& row) {
   const int half = D / 2;
 #pragma omp parallel
   {
@@ -53,11 +55,20 @@ void rope_rows(float* out, int out_stride, const float* in, int in_stride,
 #pragma omp for schedule(static)
     for (int n = 0; n < N; n++) {
       cpu::rope_tables(c.data(), s.data(), positions[n], D, rope);
-      for (int h = 0; h < heads; h++)
-        cpu::rope_row(out + (size_t)n * out_stride + (size_t)h * D,
-                      in + (size_t)n * in_stride + (size_t)h * D, c.data(), s.data(), D, inverse);
+      row(n, c.data(), s.data());
     }
   }
+}
+
+// Applies rope_row to `heads` heads of every row (row n's heads start at
+// n * stride); the rotation depends only on the row's position.
+void rope_rows(float* out, int out_stride, const float* in, int in_stride,
+               const int32_t* positions, int N, int heads, int D, const RopeParams& rope, bool inverse) {
+  for_each_rope_row(positions, N, D, rope, [&](int n, const float* c, const float* s) {
+    for (int h = 0; h < heads; h++)
+      cpu::rope_row(out + (size_t)n * out_stride + (size_t)h * D,
+                    in + (size_t)n * in_stride + (size_t)h * D, c, s, D, inverse);
+  });
 }
 
 }  // namespace
@@ -86,22 +97,15 @@ namespace {
 
 void qk_norm_rope_one(float* out, float* rstd, const float* x, int in_stride, const float* weight,
                       const int32_t* positions, int N, int heads, int D, float eps, const RopeParams& rope) {
-  const int half = D / 2;
-#pragma omp parallel
-  {
-    std::vector<float> c(half), s(half);
-#pragma omp for schedule(static)
-    for (int n = 0; n < N; n++) {
-      cpu::rope_tables(c.data(), s.data(), positions[n], D, rope);
-      for (int h = 0; h < heads; h++) {
-        float* o = out + ((size_t)n * heads + h) * D;
-        const float r = cpu::rmsnorm_row(o, x + (size_t)n * in_stride + (size_t)h * D, weight, D,
-                                         eps);
-        if (rstd) rstd[(size_t)n * heads + h] = r;
-        cpu::rope_row(o, o, c.data(), s.data(), D, /*inverse=*/false);
-      }
+  for_each_rope_row(positions, N, D, rope, [&](int n, const float* c, const float* s) {
+    for (int h = 0; h < heads; h++) {
+      float* o = out + ((size_t)n * heads + h) * D;
+      const float r = cpu::rmsnorm_row(o, x + (size_t)n * in_stride + (size_t)h * D, weight, D,
+                                       eps);
+      if (rstd) rstd[(size_t)n * heads + h] = r;
+      cpu::rope_row(o, o, c, s, D, /*inverse=*/false);
     }
-  }
+  });
 }
 
 void qk_norm_rope_one_backward(float* dx, float* dweight, const float* dout, const float* x,

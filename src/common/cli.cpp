@@ -125,6 +125,12 @@ std::string Flags::canonical(const std::string& name) const {
   }
 }
 
+std::vector<FlagSpec> join_flags(std::initializer_list<std::vector<FlagSpec>> parts) {
+  std::vector<FlagSpec> table;
+  for (const std::vector<FlagSpec>& part : parts) table.insert(table.end(), part.begin(), part.end());
+  return table;
+}
+
 bool wants_help(int argc, char** argv) {
   for (int i = 1; i < argc; ++i)
     if (!std::strcmp(argv[i], "--help") || !std::strcmp(argv[i], "-h")) return true;

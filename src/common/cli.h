@@ -11,6 +11,7 @@
 // exit status 1, so no program crashes on bad input.
 #pragma once
 #include <functional>
+#include <initializer_list>
 #include <map>
 #include <string>
 #include <vector>
@@ -65,6 +66,10 @@ class Flags {
   std::map<std::string, std::string> values_;
   std::vector<std::string> positional_;
 };
+
+// A flag table made of parts (rows shared between programs, e.g.
+// sampling_flags.h), in order.
+std::vector<FlagSpec> join_flags(std::initializer_list<std::vector<FlagSpec>> parts);
 
 // True when argv holds --help or -h (checked before parsing, so --help
 // works whatever else was given).

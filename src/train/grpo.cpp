@@ -13,6 +13,7 @@
 #include "model/scheduler.h"
 #include "optim/watchdog.h"
 #include "src/common/backend.h"
+#include "src/common/sampling_flags.h"
 #include "src/train/jsonl_environment.h"
 #include "src/train/loops.h"
 #include "src/train/memory_check.h"
@@ -104,12 +105,10 @@ GrpoOptions GrpoOptions::from_flags(const Flags& flags) {
     require(stage.second > 0, "--temperature must be positive for GRPO rollouts");
   for (auto& stage : o.max_response.stages)
     require(stage.second >= 1, "--max-response must be at least 1");
-  o.top_p = float(flags.number("top-p"));
-  require(o.top_p > 0 && o.top_p <= 1, "--top-p must be in (0, 1]");
-  o.top_k = flags.integer("top-k");
-  require(o.top_k >= 0, "--top-k must be >= 0 (0: no cut)");
-  o.min_p = float(flags.number("min-p"));
-  require(o.min_p >= 0 && o.min_p <= 1, "--min-p must be in [0, 1] (0: no cut)");
+  const SamplingCuts cuts = read_sampling_cuts(flags);
+  o.top_p = cuts.top_p;
+  o.top_k = cuts.top_k;
+  o.min_p = cuts.min_p;
   o.eval_temperature = float(flags.number("eval-temperature"));
   require(o.eval_temperature >= 0, "--eval-temperature must be >= 0 (0: greedy)");
   o.eval_samples = flags.count("eval-samples");
@@ -861,7 +860,7 @@ int run_grpo(const TrainOptions& options) {
               grpo.group_size, grpo.minibatches);
   GrpoRun run(run_options, grpo, *env, policy, reference.get());
   const std::pair<double, double> result = run.train();
-  finish_run(options, policy, run.trainer());
+  finish_run(options, policy, run.trainer(), options.tokenizer_id);  // JSONL needs --tokenizer
   // The run's last line. Without --eval-data a JSONL run evaluates on its
   // training problems: say so.
   const bool held_out = !options.task.empty() || !options.eval_data.empty();

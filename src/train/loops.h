@@ -17,7 +17,9 @@ int run_builtin_demo();                            // src/train/builtin_demo.cpp
 void start_run(const TrainOptions& options, Transformer& model);
 // After the last: the backend's peak memory (where it tracks one) and the
 // trained weights to --out when given (fp32 model.bin: the master, whose
-// ZeRO shards the trainer gathers; every rank calls it).
-void finish_run(const TrainOptions& options, const Transformer& model, Trainer& trainer);
+// ZeRO shards the trainer gathers; every rank calls it), recording
+// `tokenizer`: the run's, as its checkpoints record it (RunCheckpoints::tokenizer()).
+void finish_run(const TrainOptions& options, const Transformer& model, Trainer& trainer,
+                const TokenizerId& tokenizer);
 
 }  // namespace polaris

@@ -26,7 +26,8 @@ struct TrainOptions {
   std::string tokenizer;       // tokenizer.json (sft, grpo; pretrain: checked against the shards)
   // The tokenizer the run's token ids must come from (data/tokenizer_id.h):
   // --tokenizer's, else the one the model file records (unrecorded: neither).
-  // Checked against the shards' record, and written into --out.
+  // Checked against the shards' record, and written into --out and the
+  // checkpoints (pretraining with neither: the shards' record instead).
   TokenizerId tokenizer_id;
   std::string tokenizer_source;  // "--tokenizer PATH" or "the model file PATH's tokenizer"
   // A built-in --task instead of --data (sft, grpo) and its sizes.

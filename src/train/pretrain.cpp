@@ -20,7 +20,8 @@ void start_run(const TrainOptions& options, Transformer& model) {
                     .c_str());
 }
 
-void finish_run(const TrainOptions& options, const Transformer& model, Trainer& trainer) {
+void finish_run(const TrainOptions& options, const Transformer& model, Trainer& trainer,
+                const TokenizerId& tokenizer) {
   if (const size_t peak = model.ops().peak_memory_bytes())
     std::printf("peak device memory: %.2f GiB\n", double(peak) / (1024.0 * 1024.0 * 1024.0));
   // Collective under ZeRO-1/2 (the master's shards to rank 0), so every
@@ -29,7 +30,7 @@ void finish_run(const TrainOptions& options, const Transformer& model, Trainer& 
   if (options.out_path.empty() && !sharded) return;
   const std::vector<float> params = trainer.master_params();
   if (options.out_path.empty()) return;
-  write_model_bin(options.out_path, model.config(), params, false, options.tokenizer_id);
+  write_model_bin(options.out_path, model.config(), params, false, tokenizer);
   std::printf("saved %s\n", options.out_path.c_str());
 }
 
@@ -76,6 +77,8 @@ int run_pretrain(const TrainOptions& options) {
     reporter.event("validation", {{"step", step}, {"val_loss", loss / weight}});
   };
   RunCheckpoints checkpoints(options);
+  if (!options.tokenizer_id.recorded())
+    checkpoints.use_tokenizer(train.tokenizer(), "--data " + options.data + "'s tokenizer");
   int first_step = 0;
   const std::optional<ResumedRun> resumed = checkpoints.resume(model, trainer);
   if (resumed) {
@@ -99,7 +102,7 @@ int run_pretrain(const TrainOptions& options) {
       checkpoints.save(step + 1, model, trainer,
                        {{"data_epoch", train.epoch()}, {"data_cursor", train.cursor()}});
   }
-  finish_run(options, model, trainer);
+  finish_run(options, model, trainer, checkpoints.tokenizer());
   return 0;
 }
 

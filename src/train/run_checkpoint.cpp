@@ -34,7 +34,9 @@ RunCheckpoints::RunCheckpoints(const TrainOptions& options)
       dir_(options.checkpoint_dir),
       every_(options.checkpoint_every),
       keep_last_(options.keep_last),
-      resume_(options.resume) {
+      resume_(options.resume),
+      tokenizer_(options.tokenizer_id),
+      tokenizer_source_(options.tokenizer_source) {
   require(every_ >= 0, "--checkpoint-every must be >= 0 (0: only at the end)");
   require(!(every_ > 0 && dir_.empty()), "--checkpoint-every needs --checkpoint-dir DIR");
   require(!(resume_ && dir_.empty()), "--resume needs --checkpoint-dir DIR");
@@ -52,6 +54,11 @@ RunCheckpoints::RunCheckpoints(const TrainOptions& options)
 
 bool RunCheckpoints::due(int step) const {
   return enabled() && ((every_ > 0 && step % every_ == 0) || step == options_.steps);
+}
+
+void RunCheckpoints::use_tokenizer(const TokenizerId& id, const std::string& source) {
+  tokenizer_ = id;
+  tokenizer_source_ = source;
 }
 
 void RunCheckpoints::save(int step, const Transformer& model, Trainer& trainer,
@@ -98,6 +105,7 @@ void RunCheckpoints::save(int step, const Transformer& model, Trainer& trainer,
                {"flags", options_.resume_identity},
                {"loop", loop_state}};
     c.extra_tensors = extra_tensors;
+    c.tokenizer = tokenizer_;
     write_checkpoint(dir_, step, c, keep_last_);
     const double seconds =
         std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
@@ -148,6 +156,16 @@ std::optional<ResumedRun> RunCheckpoints::resume(Transformer& model, Trainer& tr
     const std::string flag = name == "global-batch" ? "batch x ranks" : "--" + name;
     require(before == now, "--resume: " + flag + " was '" + before + "' in " + path + ", now '" +
                                now + "'; resume with the same value");
+  }
+  // Ids from another tokenizer would continue training silently while they
+  // fit. A checkpoint without a record (an older build's, or a run without a
+  // tokenizer) accepts any; a run without one carries the checkpoint's on.
+  if (c.tokenizer.recorded()) {
+    require(!tokenizer_.recorded() || tokenizer_ == c.tokenizer,
+            "--resume: " + path + " was made with " + c.tokenizer.describe() + ", but " +
+                tokenizer_source_ + " is " + tokenizer_.describe() +
+                "; resume with the run's tokenizer");
+    tokenizer_ = c.tokenizer;
   }
   ResumedRun run;
   run.path = path;

@@ -14,7 +14,8 @@
 // reference model as an extra tensor). On --resume the moments are
 // re-sharded onto this run's ranks, so a run may resume with another
 // number of processes or ZeRO stage; flags that change the math (--batch,
-// --seq, --lr, ...) must match the checkpoint's.
+// --seq, --lr, ...) must match the checkpoint's, and so must the tokenizer
+// the run's ids come from (recorded in state.json: data/tokenizer_id.h).
 //
 // Every rank calls save() and resume() (they are collective); rank 0 writes.
 #pragma once
@@ -45,6 +46,13 @@ class RunCheckpoints {
   bool enabled() const { return !dir_.empty(); }
   // After loop step `step` (1-based): is a checkpoint due?
   bool due(int step) const;
+  // The tokenizer the run's ids come from, recorded in each checkpoint and
+  // compared on --resume: options.tokenizer_id (--tokenizer's, or the model
+  // file's) unless the loop knows better (pretraining with neither: the one
+  // the shards record, source "--data PATTERN's tokenizer"). Call before resume().
+  void use_tokenizer(const TokenizerId& id, const std::string& source);
+  // That tokenizer; after resume(), the checkpoint's when the run had none.
+  const TokenizerId& tokenizer() const { return tokenizer_; }
   // Collective. `loop_state` is the loop's position (data order, RNG...).
   void save(int step, const Transformer& model, Trainer& trainer, const nlohmann::json& loop_state,
             const std::map<std::string, std::vector<float>>& extra_tensors = {});
@@ -59,6 +67,8 @@ class RunCheckpoints {
   std::string dir_;
   int every_ = 0, keep_last_ = 0;
   bool resume_ = false;
+  TokenizerId tokenizer_;
+  std::string tokenizer_source_;
 };
 
 }  // namespace polaris

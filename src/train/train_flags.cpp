@@ -2,6 +2,8 @@
 
 #include <functional>
 
+#include "src/common/sampling_flags.h"
+
 namespace polaris {
 
 namespace {
@@ -13,7 +15,7 @@ constexpr unsigned kBoth = kSameOnRanks | kSameOnResume;
 
 // Table order is --help's order. README.md "polaris_train" lists the same
 // flags (tests/cli/flags_documented.sh checks both ways).
-const std::vector<FlagSpec> kTrainFlags = {
+const std::vector<FlagSpec> kTrainFlags = join_flags({{
     // what to train, on what
     {"mode", T::text, "pretrain|sft|grpo", "pretrain", "what kind of training", kAnyMode, kBoth},
     {"init", T::text, "PRESET|config.json", "",
@@ -120,10 +122,7 @@ const std::vector<FlagSpec> kTrainFlags = {
     {"max-response", T::count, "N", "256", "tokens per completion", kGrpo, kBoth},
     {"max-response-schedule", T::text, "STEP:N,...", "", "per-stage response lengths", kGrpo,
      kBoth},
-    {"top-p", T::number, "P", "1.0", "nucleus sampling (1: no cut)", kGrpo, kBoth},
-    {"top-k", T::integer, "K", "0", "keep the K likeliest tokens (0: no cut)", kGrpo, kBoth},
-    {"min-p", T::number, "M", "0", "keep tokens at least M times as likely as the likeliest",
-     kGrpo, kBoth},
+}, sampling_cut_flags(kGrpo, kBoth), {
     {"pass-rates", T::text, "FILE", "",
      "polaris_eval --pass-rates output: train only on problems of intermediate pass rate", kGrpo,
      kSameInput | kSameOnResume},
@@ -135,7 +134,7 @@ const std::vector<FlagSpec> kTrainFlags = {
     {"eval-temperature", T::number, "T", "1.0", "evaluation temperature (0: greedy)", kGrpo},
     {"eval-problems", T::count, "N", "64", "the built-in task's held-out problems",
      kGrpo | kTaskOnly},
-};
+}});
 
 std::string mode_names(unsigned scope) {
   std::string names;

@@ -8,6 +8,8 @@
 #include <cstdlib>
 #include <cstring>
 #include <memory>
+#include <sstream>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -105,14 +107,24 @@ void maybe_injected_fault(int rank) {
 // Test hook: POLARIS_STALL_RANK=r:s:stop makes rank r stop itself (SIGSTOP:
 // it cannot speak, heartbeats included) in its first micro-batch of step s;
 // r:s:hang makes it sleep there forever (it still sends heartbeats, with a
-// counter that no longer moves). The watchdog test (tests/cli/watchdog.sh)
-// checks that the whole job then ends, naming the rank and the phase.
+// counter that no longer moves). r may be a list, r1,r2:s:stop (several
+// ranks stuck at once). The watchdog test (tests/cli/watchdog.sh) checks that
+// the whole job then ends, naming a stuck rank and its phase.
 void maybe_injected_stall(int rank, int step) {
   const char* env = std::getenv("POLARIS_STALL_RANK");
-  int stall_rank = -1, stall_step = -1;
+  if (!env) return;
+  const std::string spec = env;
+  const size_t colon = spec.find(':');
+  int stall_step = -1;
   char how[8] = {0};
-  if (!env || std::sscanf(env, "%d:%d:%7s", &stall_rank, &stall_step, how) != 3) return;
-  if (stall_rank != rank || stall_step != step) return;
+  if (colon == std::string::npos ||
+      std::sscanf(spec.c_str() + colon + 1, "%d:%7s", &stall_step, how) != 2 || stall_step != step)
+    return;
+  bool stalls = false;
+  std::stringstream ranks(spec.substr(0, colon));
+  for (std::string item; std::getline(ranks, item, ',');)
+    stalls = stalls || std::atoi(item.c_str()) == rank;
+  if (!stalls) return;
   if (std::string(how) == "stop") std::raise(SIGSTOP);
   for (;;) std::this_thread::sleep_for(std::chrono::hours(1));
 }

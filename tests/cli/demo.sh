@@ -13,9 +13,8 @@ polaris_test_setup
 BIN=build/polaris_train
 require_built "$BIN"
 require_mpirun
-export OMP_NUM_THREADS=1 OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 
-(cd "$TMP" && timeout 600 mpirun -np 2 -x OMP_NUM_THREADS "$OLDPWD/$BIN") >"$TMP/out" 2>"$TMP/err" \
+(cd "$TMP" && timeout 600 "${MPIRUN[@]}" -np 2 "$OLDPWD/$BIN") >"$TMP/out" 2>"$TMP/err" \
   || fail "the demo failed: $(tail -3 "$TMP/err")"
 grep -q '^data parallel: 2 ranks over mpi' "$TMP/out" || fail "not data parallel: $(head -5 "$TMP/out")"
 [ "$(grep -c '^Polaris built-in demo' "$TMP/out")" = 1 ] || fail "the banner is printed by more than one rank"

@@ -17,8 +17,6 @@ polaris_test_setup
 BIN=build/polaris_train
 require_built "$BIN"
 require_mpirun
-export OMP_NUM_THREADS=1 OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
-MPIRUN=(timeout 120 mpirun -np 2 --oversubscribe -x OMP_NUM_THREADS)
 GRPO=(--init qwen3-demo --mode grpo --task addition --prompts-per-step 4 --group-size 4
       --max-response 6 --eval-samples 1 --eval-problems 4 --lr 1e-3 --seed 3 --batch 8
       --checkpoint-every 2 --keep-last 0 --entropy-coef 0.01 --minibatches 1)
@@ -29,7 +27,7 @@ run() {  # RANKS DIR LOG [extra flags]
   local ranks=$1 dir=$2 log=$3
   shift 3
   local launcher=()
-  [ "$ranks" = 2 ] && launcher=("${MPIRUN[@]}")
+  [ "$ranks" = 2 ] && launcher=(timeout 120 "${MPIRUN[@]}" -np 2)
   "${launcher[@]}" "$BIN" "${GRPO[@]}" --steps 4 --checkpoint-dir "$dir" --log "$log.jsonl" "$@" \
     >>"$log.log" 2>&1 || fail "$ranks rank(s) $dir: $(tail -5 "$log.log")"
 }

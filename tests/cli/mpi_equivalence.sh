@@ -15,8 +15,7 @@ BIN=build/polaris_train
 COMPARE=tests/cli/compare_model_bins.py
 require_built "$BIN"
 require_mpirun
-export OMP_NUM_THREADS=1 OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
-MPIRUN=(timeout 60 mpirun -np 2 --oversubscribe -x OMP_NUM_THREADS)
+TWO_RANKS=(timeout 60 "${MPIRUN[@]}" -np 2)
 
 # A token shard: 256 int32 header (magic, version 1 = uint16, count), tokens < 512.
 write_token_shard "$TMP/shard_000.bin" 7 20000
@@ -26,7 +25,7 @@ COMMON=(--init qwen3-tiny --data "$TMP/shard_000.bin" --steps 4 --seq 32 --grad-
 timeout 60 "$BIN" "${COMMON[@]}" --batch 4 --out "$TMP/single.bin" >"$TMP/single.log" 2>&1 \
   || fail "single-process run: $(tail -3 "$TMP/single.log")"
 for zero in 0 1 2; do
-  "${MPIRUN[@]}" "$BIN" "${COMMON[@]}" --batch 2 --zero $zero --log "$TMP/z$zero.jsonl" \
+  "${TWO_RANKS[@]}" "$BIN" "${COMMON[@]}" --batch 2 --zero $zero --log "$TMP/z$zero.jsonl" \
     --out "$TMP/z$zero.bin" >"$TMP/z$zero.log" 2>&1 \
     || fail "mpirun -np 2 --zero $zero: $(tail -5 "$TMP/z$zero.log")"
   python3 "$COMPARE" "$TMP/single.bin" "$TMP/z$zero.bin" \
@@ -37,7 +36,7 @@ done
 grep -q "ZeRO-1 over 2 ranks" "$TMP/z1.log" || fail "no per-rank memory report: $(head -3 "$TMP/z1.log")"
 
 # Control: a different --lr must not pass the same comparison.
-"${MPIRUN[@]}" "$BIN" "${COMMON[@]}" --batch 2 --zero 1 --lr 4e-4 --out "$TMP/control.bin" \
+"${TWO_RANKS[@]}" "$BIN" "${COMMON[@]}" --batch 2 --zero 1 --lr 4e-4 --out "$TMP/control.bin" \
   >"$TMP/control.log" 2>&1 || fail "control run: $(tail -5 "$TMP/control.log")"
 python3 "$COMPARE" "$TMP/single.bin" "$TMP/control.bin" \
   && fail "the comparison cannot tell --lr 4e-4 from the default"
@@ -47,14 +46,14 @@ SFT=(--mode sft --task addition --train-examples 400 --init qwen3-tiny --steps 3
      --grad-accum 1 --seed 3 --lr 1e-3 --val-every 100)
 timeout 60 "$BIN" "${SFT[@]}" --batch 4 --out "$TMP/sft1.bin" >"$TMP/sft1.log" 2>&1 \
   || fail "SFT single process: $(tail -3 "$TMP/sft1.log")"
-"${MPIRUN[@]}" "$BIN" "${SFT[@]}" --batch 2 --zero 1 --out "$TMP/sft2.bin" >"$TMP/sft2.log" 2>&1 \
+"${TWO_RANKS[@]}" "$BIN" "${SFT[@]}" --batch 2 --zero 1 --out "$TMP/sft2.bin" >"$TMP/sft2.log" 2>&1 \
   || fail "SFT 2 ranks: $(tail -5 "$TMP/sft2.log")"
 python3 "$COMPARE" "$TMP/sft1.bin" "$TMP/sft2.bin" || fail "SFT: 2 ranks differ from one process"
 
 # GRPO with 2 ranks: completes, one log record per step. The KL and entropy
 # terms make every step update the weights even when a fresh model earns no
 # reward (groups of equal rewards alone would skip the optimizer step).
-"${MPIRUN[@]}" "$BIN" --mode grpo --task addition --init qwen3-tiny --steps 2 --batch 4 \
+"${TWO_RANKS[@]}" "$BIN" --mode grpo --task addition --init qwen3-tiny --steps 2 --batch 4 \
   --prompts-per-step 2 --group-size 4 --max-response 8 --eval-problems 4 --eval-samples 2 \
   --kl-coef 0.01 --entropy-coef 0.01 --zero 2 --seed 5 --log "$TMP/grpo.jsonl" \
   >"$TMP/grpo.log" 2>&1 || fail "GRPO 2 ranks: $(tail -5 "$TMP/grpo.log")"

@@ -22,8 +22,6 @@ polaris_test_setup
 BIN=build/polaris_train
 require_built "$BIN" build/polaris_convert
 require_mpirun
-export OMP_NUM_THREADS=1 OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
-MPIRUN=(mpirun --oversubscribe -x OMP_NUM_THREADS)
 
 write_token_shard "$TMP/shard_000.bin" 7 5000
 RUN=(--init qwen3-tiny --data "$TMP/shard_000.bin" --steps 50 --seq 32 --zero 1)
@@ -59,7 +57,7 @@ grep -q "error: --prompts-per-step 3 must be divisible" "$TMP/grpo.log" \
   || fail "no line naming --prompts-per-step: $(tail -5 "$TMP/grpo.log")"
 
 # 4. SIGKILL one rank mid-run (after rank 0 printed its first step).
-mpirun --oversubscribe -x OMP_NUM_THREADS -np 2 "$BIN" "${RUN[@]}" --steps 100000 --batch 2 \
+"${MPIRUN[@]}" -np 2 "$BIN" "${RUN[@]}" --steps 100000 --batch 2 \
   >"$TMP/kill.log" 2>&1 &
 job=$!
 for _ in $(seq 200); do grep -q '^step ' "$TMP/kill.log" && break; sleep 0.1; done

@@ -12,8 +12,6 @@ polaris_test_setup
 BIN=build/polaris_train
 require_built "$BIN"
 require_mpirun
-export OMP_NUM_THREADS=1 OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
-MPIRUN=(mpirun --oversubscribe -x OMP_NUM_THREADS)
 write_token_shard "$TMP/a.bin" 7 3000
 write_token_shard "$TMP/b.bin" 8 3000
 cp "$TMP/a.bin" "$TMP/a_copy.bin"

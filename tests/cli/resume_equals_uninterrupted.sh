@@ -16,7 +16,7 @@ polaris_test_setup
 BIN=build/polaris_train
 COMPARE=tests/cli/compare_model_bins.py
 require_built "$BIN" build/polaris_convert
-export OMP_NUM_THREADS=1 OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+export OMP_NUM_THREADS=1
 
 write_token_shard "$TMP/shard_000.bin" 11 20000
 
@@ -76,9 +76,9 @@ grep -q "^error: --resume: --lr was '0.001'" "$TMP/lr.err" || fail "wrong messag
 echo "ok  refusals"
 
 # 2 ranks (ZeRO-1) save, one process resumes: the moments are re-sharded.
-if command -v mpirun >/dev/null; then
+if have_mpirun; then
   COMMON=(--init qwen3-tiny --data "$TMP/shard_000.bin" --seq 32 --lr 1e-3 --seed 4 --steps 6)
-  timeout 120 mpirun -np 2 --oversubscribe -x OMP_NUM_THREADS "$BIN" "${COMMON[@]}" --batch 2 \
+  timeout 120 "${MPIRUN[@]}" -np 2 "$BIN" "${COMMON[@]}" --batch 2 \
     --zero 1 --checkpoint-dir "$TMP/mpi" --checkpoint-every 3 --keep-last 0 >"$TMP/mpi.log" 2>&1 \
     || fail "2-rank run: $(tail -5 "$TMP/mpi.log")"
   mkdir -p "$TMP/mpi.cut"

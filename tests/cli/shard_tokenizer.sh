@@ -9,7 +9,14 @@
 #      a Hugging Face directory holding it) refuses shards made with another,
 #      and refuses another --tokenizer;
 #   5. a shard recording more ids than the model's vocabulary is refused even
-#      when the model records no tokenizer; an old shard (no record) still trains.
+#      when the model records no tokenizer; an old shard (no record) still trains;
+#   6. checkpoints record the run's tokenizer (state.json "tokenizer"), and
+#      --resume refuses a run whose --data or --tokenizer records another
+#      (same paths, other contents: the flag values alone agree), naming the
+#      flag and the checkpoint; polaris_convert --from-checkpoint writes the
+#      record into model.bin, as --out does (from the shards' record when
+#      there is no --tokenizer); a checkpoint without one (an older build's)
+#      still resumes. Controls: the same inputs resume.
 # Run from the repository root after `make`.
 source "$(dirname "$0")/../cli_lib.sh"
 polaris_test_setup
@@ -108,4 +115,57 @@ write_token_shard "$TMP/old.bin" 3 2000
 timeout 60 "$TRAIN" --init qwen3-tiny --data "$TMP/old.bin" --tokenizer "$TMP/tok_a.json" "${RUN[@]}" \
   >"$TMP/old.log" 2>&1 || fail "an old shard without a record: $(tail -3 "$TMP/old.log")"
 echo "ok  an old shard (no record) still trains"
+
+# 6. Checkpoints. --data: shards of a (no --tokenizer), later replaced by b's.
+mkdir "$TMP/d"
+cp "$TMP/a_train_000000.bin" "$TMP/d/shard.bin"
+CKPT=(--init qwen3-tiny --data "$TMP/d/shard.bin" --batch 2 --seq 16 --checkpoint-dir "$TMP/ck")
+timeout 60 "$TRAIN" "${CKPT[@]}" --steps 2 >"$TMP/ck.log" 2>&1 || fail "checkpointed run: $(tail -3 "$TMP/ck.log")"
+python3 - "$TMP/ck/step_00000002/state.json" "$TMP/tok_a.json" <<'PY' || fail "state.json does not record tokenizer a"
+import hashlib, json, sys
+record = json.load(open(sys.argv[1]))["tokenizer"]
+assert record == {"vocab_size": 258, "sha256": hashlib.sha256(open(sys.argv[2], "rb").read()).hexdigest()}, record
+PY
+cp -r "$TMP/ck" "$TMP/ck_copy"
+cp "$TMP/b_train_000000.bin" "$TMP/d/shard.bin"
+expect_error "--resume on shards of another tokenizer" "--resume: $TMP/ck/step_00000002 was made with a tokenizer of 258 ids" \
+  "$TRAIN" "${CKPT[@]}" --steps 4 --resume
+grep -qF "but --data $TMP/d/shard.bin's tokenizer is a tokenizer of 258 ids" "$TMP/err" \
+  || fail "the error does not name --data"
+cp "$TMP/a_train_000000.bin" "$TMP/d/shard.bin"
+timeout 60 "$TRAIN" "${CKPT[@]}" --steps 4 --resume --out "$TMP/ck_out.bin" >"$TMP/resumed.log" 2>&1 \
+  || fail "control: resuming on the same shards: $(tail -3 "$TMP/resumed.log")"
+grep -q "resumed from $TMP/ck/step_00000002" "$TMP/resumed.log" || fail "control: did not resume"
+[ "$($CONVERT --info "$TMP/ck_out.bin" | grep '^tokenizer:')" = "$($CONVERT --info "$TMP/model_a.bin" | grep '^tokenizer:')" ] \
+  || fail "--out of a run on recorded shards (no --tokenizer) does not record their tokenizer"
+$CONVERT --from-checkpoint "$TMP/ck" --out "$TMP/from_ck.bin" >"$TMP/from_ck.log" 2>&1 \
+  || fail "convert --from-checkpoint: $(cat "$TMP/from_ck.log")"
+[ "$($CONVERT --info "$TMP/from_ck.bin" | grep '^tokenizer:')" = "$($CONVERT --info "$TMP/model_a.bin" | grep '^tokenizer:')" ] \
+  || fail "--from-checkpoint does not carry the record: $($CONVERT --info "$TMP/from_ck.bin" | grep '^tokenizer:')"
+echo "ok  checkpoints record the shards' tokenizer; --resume refuses another's shards; --from-checkpoint carries it"
+# An older build's checkpoint: no record (and no manifest, as before manifests).
+python3 - "$TMP/ck_copy/step_00000002" <<'PY' || fail "setup: old checkpoint"
+import json, os, sys
+path = sys.argv[1] + "/state.json"
+state = json.load(open(path)); del state["tokenizer"]; json.dump(state, open(path, "w"))
+os.remove(sys.argv[1] + "/manifest.json")
+PY
+cp "$TMP/b_train_000000.bin" "$TMP/d/shard.bin"
+timeout 60 "$TRAIN" "${CKPT[@]}" --checkpoint-dir "$TMP/ck_copy" --steps 3 --resume >"$TMP/old_ck.log" 2>&1 \
+  || fail "a checkpoint without a record: $(tail -3 "$TMP/old_ck.log")"
+grep -q "resumed from $TMP/ck_copy/step_00000002" "$TMP/old_ck.log" || fail "the old checkpoint did not resume"
+echo "ok  a checkpoint without a record still resumes"
+# --tokenizer: an old shard (no record) with --tokenizer FILE, whose contents change.
+cp "$TMP/tok_a.json" "$TMP/tok.json"
+TOKCKPT=(--init qwen3-tiny --data "$TMP/old.bin" --tokenizer "$TMP/tok.json" --batch 2 --seq 16
+         --checkpoint-dir "$TMP/ck_tok")
+timeout 60 "$TRAIN" "${TOKCKPT[@]}" --steps 2 >"$TMP/ck_tok.log" 2>&1 || fail "run with --tokenizer: $(tail -3 "$TMP/ck_tok.log")"
+cp "$TMP/tok_b.json" "$TMP/tok.json"
+expect_error "--resume with another --tokenizer" "--resume: $TMP/ck_tok/step_00000002 was made with" \
+  "$TRAIN" "${TOKCKPT[@]}" --steps 4 --resume
+grep -qF "but --tokenizer $TMP/tok.json is a tokenizer of 258 ids" "$TMP/err" || fail "the error does not name --tokenizer"
+cp "$TMP/tok_a.json" "$TMP/tok.json"
+timeout 60 "$TRAIN" "${TOKCKPT[@]}" --steps 3 --resume >"$TMP/tok_resumed.log" 2>&1 \
+  || fail "control: the same --tokenizer: $(tail -3 "$TMP/tok_resumed.log")"
+echo "ok  --resume refuses another --tokenizer's contents under the same path"
 echo "PASS shard_tokenizer"

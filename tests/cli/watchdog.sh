@@ -5,7 +5,10 @@
 #      thread still speaks) ends the whole job within the timeout plus a few
 #      seconds, with one line naming rank 1, the phase and the step;
 #   2. a rank that stops itself (SIGSTOP: it cannot speak at all) is named by
-#      its silence; rank 0 stopped is named by rank 1, its deputy;
+#      its silence; rank 0 stopped is named by rank 1; with 3 ranks, ranks 0
+#      and 1 stopped together are named by rank 2 (every rank judges, the
+#      lowest still speaking prints); with 2 ranks, both hung (threads
+#      alive, nobody's counter moves) end the job too;
 #   3. a normal run with a short timeout is unaffected (exit 0, no line);
 #   4. negative control: with --rank-timeout 0 the hanging job does hang
 #      (killed by `timeout`), so it is the watchdog that ends it in 1 and 2;
@@ -17,20 +20,19 @@ polaris_test_setup
 BIN=build/polaris_train
 require_built "$BIN"
 require_mpirun
-export OMP_NUM_THREADS=1 OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
-MPIRUN=(mpirun --oversubscribe -x OMP_NUM_THREADS -x POLARIS_STALL_RANK)
+MPIRUN+=(-x POLARIS_STALL_RANK)
 write_token_shard "$TMP/shard_000.bin" 7 5000
 RUN=(--init qwen3-tiny --data "$TMP/shard_000.bin" --steps 400 --seq 32 --batch 2)
 TIMEOUT=3
 
-# stalled NAME SPEC WANT: the job with POLARIS_STALL_RANK=SPEC ends with an
-# error line matching the extended regex WANT, the whole run within
-# TIMEOUT + 12 s (start-up and 20 steps take a second or two; the full 400
-# steps would take far longer).
+# stalled NAME SPEC WANT [RANKS]: the job of RANKS ranks (default 2) with
+# POLARIS_STALL_RANK=SPEC ends with an error line matching the extended regex
+# WANT, the whole run within TIMEOUT + 12 s (start-up and 20 steps take a
+# second or two; the full 400 steps would take far longer).
 stalled() {
-  local name=$1 spec=$2 want=$3 start status elapsed
+  local name=$1 spec=$2 want=$3 ranks=${4:-2} start status elapsed
   start=$(date +%s)
-  POLARIS_STALL_RANK=$spec timeout -k 5 60 "${MPIRUN[@]}" -np 2 "$BIN" "${RUN[@]}" \
+  POLARIS_STALL_RANK=$spec timeout -k 5 60 "${MPIRUN[@]}" -np "$ranks" "$BIN" "${RUN[@]}" \
     --rank-timeout $TIMEOUT --out "$TMP/out.bin" >"$TMP/$name.log" 2>&1
   status=$?
   elapsed=$(( $(date +%s) - start ))
@@ -47,6 +49,10 @@ stalled() {
 stalled hang 1:20:hang "rank 1 made no progress for [0-9]+ s \(last phase: forward\+backward, step 20\)"
 stalled stop 1:20:stop "rank 1 made no progress for [0-9]+ s \(last phase: [a-z +-]+, step [0-9]+\)"
 stalled "stop rank 0" 0:20:stop "rank 0 made no progress for [0-9]+ s \(last phase: [a-z +-]+, step [0-9]+\)"
+stalled "stop ranks 0 and 1 of 3" 0,1:20:stop \
+  "rank [01] made no progress for [0-9]+ s \(last phase: [a-z +-]+, step [0-9]+\)" 3
+stalled "hang ranks 0 and 1 of 2" 0,1:20:hang \
+  "rank [01] made no progress for [0-9]+ s \(last phase: forward\+backward, step 20\)"
 
 # 3. Unaffected: a full run with the watchdog on.
 timeout 120 "${MPIRUN[@]}" -np 2 "$BIN" "${RUN[@]}" --steps 40 --rank-timeout $TIMEOUT \

@@ -22,7 +22,6 @@ BIN=build/polaris_train
 COMPARE=tests/cli/compare_model_bins.py
 require_built "$BIN"
 require_mpirun
-export OMP_NUM_THREADS=1 OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 
 write_token_shard "$TMP/shard_000.bin" 11 20000
 cat >"$TMP/config.json" <<'JSON'
@@ -40,7 +39,7 @@ grep -q '"grad_norm":[1-9]' "$TMP/single.jsonl" || grep -q '"grad_norm":0\.[3-9]
 for ranks in 1 2 3 4; do
   for zero in 0 1 2; do
     name="np$ranks-zero$zero"
-    timeout 60 mpirun -np $ranks --oversubscribe -x OMP_NUM_THREADS "$BIN" "${COMMON[@]}" \
+    timeout 60 "${MPIRUN[@]}" -np $ranks "$BIN" "${COMMON[@]}" \
       --batch $((12 / ranks)) --zero $zero --out "$TMP/$name.bin" >"$TMP/$name.log" 2>&1 \
       || fail "$name: $(tail -5 "$TMP/$name.log")"
     python3 "$COMPARE" "$TMP/single.bin" "$TMP/$name.bin" 1e-6 >"$TMP/$name.cmp" \
@@ -72,7 +71,7 @@ PY
 done
 
 # Control: another --lr must fail the same comparison.
-timeout 60 mpirun -np 3 --oversubscribe -x OMP_NUM_THREADS "$BIN" "${COMMON[@]}" --batch 4 \
+timeout 60 "${MPIRUN[@]}" -np 3 "$BIN" "${COMMON[@]}" --batch 4 \
   --zero 2 --lr 3.003e-4 --out "$TMP/control.bin" >"$TMP/control.log" 2>&1 \
   || fail "control run: $(tail -5 "$TMP/control.log")"
 python3 "$COMPARE" "$TMP/single.bin" "$TMP/control.bin" 1e-6 >/dev/null \
