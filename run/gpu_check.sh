@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # run/gpu_check.sh OUTDIR — everything that needs a GPU, in one run (< 8 min on
 # one H100): build for sm_90a, every GPU op test (CudaOps against the CPU
-# reference), compute-sanitizer memcheck + racecheck on the op tests, the
+# reference), the decode step through CUDA graphs and the generation tests,
+# compute-sanitizer memcheck + racecheck on the op tests, the
 # fixture checks with --backend cuda, a 50-step tiny-model run whose loss
 # curve must track the CPU backend's, the same run data-parallel (ZeRO-1 and
 # 2 over NCCL on one rank, over MPI on two ranks sharing the GPU), the kernel
@@ -45,6 +46,20 @@ fi
 for t in build/tests/test_ops_*; do
   name=$(basename "$t")
   if POLARIS_CUDA_SYNC=1 timeout 300 "$t" --gtest_color=no > "$OUT/$name.log" 2>&1; then
+    row "$name" ok "$(grep -E '^\[  PASSED  \]' "$OUT/$name.log" | head -1 | sed 's/\[  PASSED  \] //')"
+  else
+    row "$name" FAIL "$(grep -c '^\[  FAILED  \]' "$OUT/$name.log") failed lines, see $name.log"
+  fi
+done
+
+# Generation on the GPU: the decode step replayed from CUDA graphs against
+# the same step op by op (bitwise), with and without graphs
+# (tests/test_decode_graph.cpp), and the engine's log-probs against a
+# teacher-forced forward (tests/test_generation.cpp); not under
+# POLARIS_CUDA_SYNC, so the graphs run as in production.
+for t in build/tests/test_decode_graph build/tests/test_generation; do
+  name=$(basename "$t")
+  if timeout 300 "$t" --gtest_color=no > "$OUT/$name.log" 2>&1; then
     row "$name" ok "$(grep -E '^\[  PASSED  \]' "$OUT/$name.log" | head -1 | sed 's/\[  PASSED  \] //')"
   else
     row "$name" FAIL "$(grep -c '^\[  FAILED  \]' "$OUT/$name.log") failed lines, see $name.log"

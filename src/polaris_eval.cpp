@@ -95,6 +95,8 @@ const std::vector<FlagSpec> kFlags = {
      "the recommendation: the most diverse temperature within X of the best accuracy"},
     {"sweep-out", T::text, "FILE", "", "the temperature sweep as JSONL"},
     {"backend", T::text, "auto|cpu|cuda", "auto", "the ops"},
+    {"cuda-graphs", T::text, "on|off", "on",
+     "GPU decode steps replayed from CUDA graphs, one per batch bucket (off: op by op)"},
 };
 
 std::string usage() {
@@ -260,6 +262,7 @@ int run(int argc, char** argv) {
   const int seed = flags.integer("seed");
   require(seed >= 0, "flag --seed must be >= 0");
   const int batch = flags.count("batch");
+  const DecodeMode decode_mode = parse_cuda_graphs(flags.text("cuda-graphs"));
   const int limit = flags.has("limit") ? flags.count("limit") : 0;  // 0: all
   const std::string out_path = flags.text("out");
   const std::string pass_rates_path = flags.text("pass-rates");
@@ -323,6 +326,7 @@ int run(int argc, char** argv) {
   }
   Transformer model(config, *ops);
   model.set_params(loaded.params);
+  model.set_decode_mode(decode_mode);
   loaded.params = std::vector<float>();
 
   SamplingParams sp;

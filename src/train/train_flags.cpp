@@ -71,6 +71,9 @@ const std::vector<FlagSpec> kTrainFlags = {
     {"backend", T::text, "auto|cpu|cuda", "auto", "the ops: cuda when a GPU is visible, else cpu",
      kAnyMode},
     {"recompute", T::text, "none|mlp|layer", "none", "activation recomputation", kAnyMode},
+    {"cuda-graphs", T::text, "on|off", "on",
+     "rollout decode steps replayed from CUDA graphs, one per batch bucket (off: op by op)",
+     kGrpo},
     {"attention", T::text, "flash|cudnn|simple", "flash", "the CUDA backend's attention kernels",
      kAnyMode},
     {"profile", T::toggle, "", "", "3 warm-up + 5 steps in the profiler's capture range "
