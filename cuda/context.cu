@@ -13,6 +13,10 @@
 //   - Every CUDA / cuBLASLt status becomes one polaris::Error line naming the
 //     op, the call and the shape; POLARIS_CUDA_SYNC=1 makes every launch
 //     synchronise so an asynchronous fault is blamed on the op that caused it.
+//   - Recordings (cuda/graph.cu): only record_begin starts a capture of the
+//     stream, so `capturing` is its capture status; the ops that would wait
+//     or move memory ask refuse_while_capturing first, and a scratch
+//     reallocation is counted (scratch_moves) so older graphs are refused.
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
