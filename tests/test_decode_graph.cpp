@@ -538,7 +538,7 @@ class GraphCpuOps : public CpuOps {
 
  private:
   void refuse(const char* op) const {
-    if (recording_) throw Error(std::string(op) + ": not allowed while recording");
+    if (recording_) throw Error(std::string(op) + ": not allowed while ops are being recorded");
   }
   void run(std::function<void()> call) {
     if (recording_)
@@ -616,16 +616,21 @@ ModelConfig gpu_config() {
   return config;
 }
 
+// Qwen3 (RMSNorm, q/k norm + RoPE, SwiGLU) and GPT-2 (LayerNorm, biases,
+// whose GEMM may copy an unaligned bias through the scratch, GELU).
 TEST(DecodeGraph, GpuReplayEqualsPaddedStepBitwise) {
   POLARIS_GPU_OPS_OR_SKIP(gpu);
-  const ModelConfig config = gpu_config();
-  Transformer recorded(config, *gpu), padded(config, *gpu);
-  recorded.set_params(random_params(recorded, 23));
-  padded.set_params(random_params(padded, 23));
-  padded.set_decode_mode(DecodeMode::padded);
-  for (int block_size : {4, 1}) expect_steps_equal(recorded, padded, block_size, 16, "gpu");
-  EXPECT_GE(recorded.decode_steps_recorded(), 6u);
-  EXPECT_GE(recorded.decode_steps_replayed(), 6u);
+  const ModelConfig gpt2 = gpt2_config(89, 64, 2, 4, 64);
+  for (const ModelConfig& config : {gpu_config(), gpt2}) {
+    Transformer recorded(config, *gpu), padded(config, *gpu);
+    recorded.set_params(random_params(recorded, 23));
+    padded.set_params(random_params(padded, 23));
+    padded.set_decode_mode(DecodeMode::padded);
+    const char* what = config.is_qwen3() ? "gpu qwen3" : "gpu gpt2";
+    for (int block_size : {4, 1}) expect_steps_equal(recorded, padded, block_size, 16, what);
+    EXPECT_GE(recorded.decode_steps_recorded(), 6u) << what;
+    EXPECT_GE(recorded.decode_steps_replayed(), 6u) << what;
+  }
 }
 
 TEST(DecodeGraph, GpuGenerationWithAndWithoutGraphs) {
