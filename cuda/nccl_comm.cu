@@ -13,11 +13,14 @@
 // comm stream reduces the last one (optim/sharded_gradients.h).
 //
 // What moves, per rank, for P fp32 parameters over W ranks (ring):
-//   all-reduce      2 (W-1)/W * 4P bytes          (stages 0, 1)
-//   reduce to owner   (W-1)/W * 4P bytes in total  (stage 2, bucket by bucket)
-//   broadcast from owners (the all-gather) (W-1)/W * 4P bytes (stages 1, 2)
+//   all-reduce      2 (W-1)/W * 4P bytes          (stage 0)
+//   reduce to owner   (W-1)/W * 4P bytes in total  (stage 1 once, stage 2
+//                                                   bucket by bucket)
+//   broadcast from owners (the all-gather of the bf16 weights)
+//                   (W-1)/W * 2P bytes            (stages 1, 2)
 // Roofline: NVLink 900 GB/s per H100 moves Qwen3-4B's 16 GB of fp32
-// gradient as a reduce in ~18 ms, an all-reduce in ~36 ms; the kernels here
+// gradient as a reduce in ~18 ms, an all-reduce in ~36 ms, and its 8 GB of
+// bf16 weights as the all-gather in ~9 ms; the kernels here
 // are one elementwise add (the owner's own part into its shard, 12 bytes per
 // float at 3.35 TB/s).
 //
@@ -104,14 +107,17 @@ class NcclComm : public Comm {
     end_blocking_collective();
   }
 
-  // Each owner broadcasts its range (ncclAllGather needs equal counts; the
-  // shards differ by one element when W does not divide P).
-  void all_gather(float* buffer, const std::vector<ShardRange>& ranges) override {
+  // Each owner broadcasts its range, as bytes (ncclAllGather needs equal
+  // counts; the shards differ by one element when W does not divide P).
+  void all_gather(void* buffer, size_t element_bytes,
+                  const std::vector<ShardRange>& ranges) override {
+    require(int(ranges.size()) == world_size(), "all_gather: one range per rank");
     begin_collective();
     nccl_check(ncclGroupStart(), "ncclGroupStart");
     for (int r = 0; r < world_size(); ++r) {
-      float* part = buffer + ranges[size_t(r)].begin;
-      nccl_check(ncclBroadcast(part, part, ranges[size_t(r)].size(), ncclFloat, r, comm_, stream_),
+      char* part = static_cast<char*>(buffer) + ranges[size_t(r)].begin * element_bytes;
+      nccl_check(ncclBroadcast(part, part, ranges[size_t(r)].size() * element_bytes, ncclUint8, r,
+                               comm_, stream_),
                  "ncclBroadcast");
     }
     nccl_check(ncclGroupEnd(), "ncclGroupEnd");

@@ -217,6 +217,7 @@ Transformer::Transformer(const ModelConfig& config, Ops& ops)
     layer_names_.push_back({"layer " + std::to_string(li) + " forward",
                             "layer " + std::to_string(li) + " backward"});
   master_ = ops_.alloc(layout_.total);
+  master_end_ = layout_.total;
   weights_ = ops_.activation_dtype() == DType::f32 ? Buf(master_)
                                                     : ops_.alloc_activations(layout_.total);
 }
@@ -234,13 +235,30 @@ Transformer::~Transformer() {
 void Transformer::set_params(const std::vector<float>& host) {
   require(host.size() == layout_.total, "parameters: expected " + std::to_string(layout_.total) +
                                             " values, got " + std::to_string(host.size()));
-  ops_.upload(master_, host.data(), host.size());
-  sync_weights(0, layout_.total);
+  ops_.upload(master_, host.data() + master_begin_, master_end_ - master_begin_);
+  if (weights_.ptr != master_) ops_.upload(weights_, host.data(), host.size());
+}
+
+void Transformer::shard_master(size_t begin, size_t end) {
+  require(begin <= end && end <= layout_.total,
+          "shard_master: [" + std::to_string(begin) + ", " + std::to_string(end) +
+              ") is not inside the " + std::to_string(layout_.total) + " parameters");
+  require(master_begin_ == 0 && master_end_ == layout_.total,
+          "shard_master: the master is already sharded");
+  float* shard = ops_.alloc(end - begin);
+  ops_.copy(shard, master_ + begin, end - begin);
+  if (weights_.ptr != master_) ops_.release(master_);  // else the buffer stays, as weights_
+  master_ = shard;
+  master_begin_ = begin;
+  master_end_ = end;
 }
 
 void Transformer::sync_weights(size_t begin, size_t end) {
   if (weights_.ptr == master_ || end <= begin) return;
-  ops_.copy(weights_ + begin, master_ + begin, end - begin);
+  require(begin >= master_begin_ && end <= master_end_,
+          "sync_weights: [" + std::to_string(begin) + ", " + std::to_string(end) +
+              ") is outside the master's range");
+  ops_.copy(weights_ + begin, master_ + (begin - master_begin_), end - begin);
 }
 
 void Transformer::set_recompute(Recompute mode) {
@@ -250,6 +268,8 @@ void Transformer::set_recompute(Recompute mode) {
 }
 
 std::vector<float> Transformer::get_params() const {
+  require(master_begin_ == 0 && master_end_ == layout_.total,
+          "get_params: the master holds only a ZeRO shard (gather it: Trainer::master_params)");
   std::vector<float> host(layout_.total);
   ops_.download(host.data(), master_, host.size());
   return host;
@@ -277,15 +297,21 @@ size_t Transformer::layer_end(int layer) const {
   return layer + 1 < config_.num_layers ? layer_begin(layer + 1) : layout_.final_norm_weight;
 }
 
-std::vector<GradientSegment> Transformer::gradient_segments() const {
-  std::vector<GradientSegment> segments = {{layout_.final_norm_weight, layout_.total}};
-  for (int li = config_.num_layers - 1; li >= 0; --li) {
-    const size_t mlp = layout_.layers[size_t(li)].mlp_norm_weight;
-    segments.push_back({mlp, layer_end(li)});
-    segments.push_back({layer_begin(li), mlp});
+std::vector<GradientSegment> Transformer::gradient_segments(const ParamLayout& layout) {
+  const std::vector<LayerOffsets>& layers = layout.layers;
+  std::vector<GradientSegment> segments = {{layout.final_norm_weight, layout.total}};
+  for (size_t li = layers.size(); li-- > 0;) {
+    const size_t end = li + 1 < layers.size() ? layers[li + 1].attn_norm_weight
+                                              : layout.final_norm_weight;
+    segments.push_back({layers[li].mlp_norm_weight, end});
+    segments.push_back({layers[li].attn_norm_weight, layers[li].mlp_norm_weight});
   }
-  segments.push_back({0, layer_begin(0)});
+  segments.push_back({0, layers[0].attn_norm_weight});
   return segments;
+}
+
+std::vector<GradientSegment> Transformer::gradient_segments() const {
+  return gradient_segments(layout_);
 }
 
 size_t Transformer::gradient_scratch_floats() const {
@@ -331,11 +357,14 @@ size_t Transformer::activation_bytes(const ModelConfig& config, size_t tokens, D
 }
 
 std::string Transformer::memory_report(size_t tokens, size_t gradient_floats,
-                                       size_t moment_floats) const {
+                                       size_t moment_floats, size_t master_floats) const {
   const double GiB = 1024.0 * 1024.0 * 1024.0;
   const DType t = ops_.activation_dtype();
   const double weights = double(layout_.total) * dtype_size(t);
-  const double master = weights_.ptr == master_ ? 0 : double(layout_.total) * 4;
+  const double master =
+      master_floats != kAbsent ? double(master_floats) * 4
+      : weights_.ptr == master_ ? 0
+                                : double(master_end_ - master_begin_) * 4;
   const double grads = double(gradient_floats == kAbsent ? layout_.total : gradient_floats) * 4;
   const double moments =
       double(moment_floats == kAbsent ? 2 * layout_.total : moment_floats) * 4;

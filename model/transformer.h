@@ -85,26 +85,41 @@ class Transformer {
   const Ops& ops() const { return ops_; }
   size_t num_params() const { return layout_.total; }
 
-  // fp32 master parameters, in Ops memory (what the optimizer updates).
+  // The fp32 master parameters of [master_begin(), master_end()), in Ops
+  // memory: params()[i] is parameter master_begin() + i (what the
+  // optimizer updates). The whole buffer unless shard_master narrowed it.
   float* params() { return master_; }
+  size_t master_begin() const { return master_begin_; }
+  size_t master_end() const { return master_end_; }
+  // ZeRO-1/2: from now on the master holds only [begin, end) (this rank's
+  // shard; 4 S bytes instead of 4 P), kept in a buffer of its own beside
+  // the full weights() the forward reads, also where the weights are fp32
+  // (the CPU), so every backend runs one sharded path: AdamW updates the
+  // shard and writes its range of weight_copy(); the others' ranges arrive
+  // by an all-gather of weights(). Once only, before any step.
+  void shard_master(size_t begin, size_t end);
   // The full fp32 gradient buffer, in Ops memory: allocated on first use
   // (this call, zero_grads, or a forward_backward without a sink), so a
   // ZeRO-2 run, whose gradients go to a GradientSink, never holds one.
   float* grads();
   bool holds_full_gradient() const { return grads_ != nullptr; }
-  // The weights the ops read, in the backend's dtype (== params() on fp32
-  // backends).
+  // The weights the ops read, in the backend's dtype, the whole buffer
+  // (the same memory as params() on fp32 backends until shard_master).
   Buf weights() { return weights_; }
-  // weights() when it is a separate low-precision copy of params(), else null
-  // (what AdamW refreshes alongside the master).
+  // weights() when it is a buffer of its own beside the master (bf16
+  // backends; any backend after shard_master), else null: what AdamW
+  // refreshes alongside the master.
   Buf weight_copy() { return weights_.ptr == master_ ? Buf() : weights_; }
   // Refreshes weights() from params() (round to nearest) over
-  // [begin, end): after the master changed other than through
-  // adamw_update's copy (set_params does this itself; ZeRO's all-gather).
+  // [begin, end), which the master must hold.
   void sync_weights(size_t begin, size_t end);
   void set_recompute(Recompute mode);
   Recompute recompute() const { return recompute_; }
+  // All P parameters from the host: the master takes its range, the
+  // weights all of them (rounded to nearest).
   void set_params(const std::vector<float>& host_params);
+  // The master on the host, P values; an Error once it holds only a shard
+  // (Trainer::master_params gathers the shards).
   std::vector<float> get_params() const;
   std::vector<float> get_grads() const;
   void zero_grads();
@@ -116,8 +131,10 @@ class Transformer {
   // (model/gradient_sink.h).
   LossOutputs forward_backward(const Batch& batch, float loss_scale,
                                GradientSink* sink = nullptr);
-  // The segments a sink is given, in the order the backward closes them.
+  // The segments a sink is given, in the order the backward closes them
+  // (from the layout alone: memory checks before a model exists).
   std::vector<GradientSegment> gradient_segments() const;
+  static std::vector<GradientSegment> gradient_segments(const ParamLayout& layout);
   // The most gradient floats open at once in a backward through a sink (the
   // scratch a sink that copies nothing ahead needs): the largest segment,
   // plus the embeddings when they are tied (open the whole backward).
@@ -161,11 +178,13 @@ class Transformer {
                                  DType dtype = DType::f32, Recompute mode = Recompute::none);
   // One line per kind of memory this model holds on its backend (weights,
   // master, gradients, activations for `tokens` tokens, AdamW moments).
-  // gradient_floats / moment_floats: what this rank holds of them (ZeRO,
-  // optim/zero.h: zero_memory_per_rank); the defaults are one process's,
-  // the full buffer and two moments of it.
+  // gradient_floats / moment_floats / master_floats: what this rank holds
+  // of them (ZeRO, optim/zero.h: zero_memory_per_rank); the defaults are
+  // one process's: the full gradient, two moments of it, and the master as
+  // it is now (none apart from fp32 weights).
   std::string memory_report(size_t tokens, size_t gradient_floats = kAbsent,
-                            size_t moment_floats = kAbsent) const;
+                            size_t moment_floats = kAbsent,
+                            size_t master_floats = kAbsent) const;
 
  private:
   struct Activations;
@@ -215,7 +234,8 @@ class Transformer {
   ParamLayout layout_;
   Ops& ops_;
   Buf weights_;              // backend dtype
-  float* master_ = nullptr;  // fp32 (== weights_ on fp32 backends)
+  float* master_ = nullptr;  // fp32 (== weights_ on fp32 backends until shard_master)
+  size_t master_begin_ = 0, master_end_ = 0;  // the parameters master_ holds
   float* grads_ = nullptr;   // full buffer, allocated by grads() on first use
   struct OpenSegment {
     size_t begin, end;

@@ -62,23 +62,24 @@ AdamWArgs AdamW::args_for(const Run& r, float lr, float grad_scale) const {
 }
 
 void AdamW::step(float* params, const float* grads, float lr, float grad_scale, Buf copy) {
-  step_on_range_grads(params, grads + begin_, lr, grad_scale, copy);
+  step_range(params + begin_, grads + begin_, lr, grad_scale, copy);
 }
 
-void AdamW::step_on_range_grads(float* params, const float* range_grads, float lr,
-                                float grad_scale, Buf copy) {
+void AdamW::step_range(float* range_params, const float* range_grads, float lr, float grad_scale,
+                       Buf copy) {
   step_++;
   for (const Run& r : runs_) {
     const size_t local = r.begin - begin_;
-    ops_.adamw_update(params + r.begin, copy ? copy + r.begin : Buf(), range_grads + local,
+    ops_.adamw_update(range_params + local, copy ? copy + r.begin : Buf(), range_grads + local,
                       m_ + local, v_ + local, r.end - r.begin, args_for(r, lr, grad_scale));
   }
 }
 
-void AdamW::round_copy(const float* params, Buf copy) const {
+void AdamW::round_copy(const float* range_params, Buf copy) const {
   if (!copy || step_ == 0) return;
   for (const Run& r : runs_)
-    ops_.round_weight_copy(copy + r.begin, params + r.begin, r.end - r.begin, args_for(r, 0.f, 1.f));
+    ops_.round_weight_copy(copy + r.begin, range_params + (r.begin - begin_), r.end - r.begin,
+                           args_for(r, 0.f, 1.f));
 }
 
 std::vector<float> AdamW::moments_host(int which) const {

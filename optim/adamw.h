@@ -49,16 +49,18 @@ class AdamW {
   // step_count() first, so the first call uses t = 1.
   void step(float* params, const float* grads, float lr, float grad_scale = 1.f,
             Buf copy = Buf());
-  // The same step with only the range's gradients: range_grads[i] is the
-  // gradient of parameter begin() + i (ZeRO-2's shard, which is all a rank
-  // holds of the gradient).
-  void step_on_range_grads(float* params, const float* range_grads, float lr,
-                           float grad_scale = 1.f, Buf copy = Buf());
+  // The same step on the range alone: range_params[i] and range_grads[i]
+  // are parameter begin() + i (a ZeRO shard of the master and of the
+  // gradient, which is all a rank holds of them); `copy` is still the full
+  // buffer (its [begin, end) is written).
+  void step_range(float* range_params, const float* range_grads, float lr,
+                  float grad_scale = 1.f, Buf copy = Buf());
 
-  // Rebuilds copy's [begin, end) from params as the last step() rounded it
-  // (a resumed run's low-precision weights then equal the uninterrupted
-  // run's bit for bit). No-op before the first step or without a copy.
-  void round_copy(const float* params, Buf copy) const;
+  // Rebuilds copy's [begin, end) from the range's params (range_params[i]
+  // is parameter begin() + i) as the last step rounded it (a resumed run's
+  // low-precision weights then equal the uninterrupted run's bit for bit).
+  // No-op before the first step or without a copy.
+  void round_copy(const float* range_params, Buf copy) const;
 
   int step_count() const { return step_; }
   size_t begin() const { return begin_; }

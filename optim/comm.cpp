@@ -170,17 +170,20 @@ class MpiComm : public Comm {
   void all_reduce_sum(double* data, size_t n) override { all_reduce(data, n, MPI_DOUBLE, MPI_SUM); }
   void all_reduce_max(double* data, size_t n) override { all_reduce(data, n, MPI_DOUBLE, MPI_MAX); }
 
-  // One chunked MPI_Bcast per owner rank r over ranges[r], rooted at r: no
-  // int displacements (MPI_Allgatherv's overflow past 2^31 parameters).
-  void all_gather(float* buffer, const std::vector<ShardRange>& ranges) override {
+  // One chunked MPI_Bcast of bytes per owner rank r over ranges[r], rooted
+  // at r.
+  void all_gather(void* buffer, size_t element_bytes,
+                  const std::vector<ShardRange>& ranges) override {
     check_ranges(ranges, "all_gather");
+    require(element_bytes > 0, "all_gather: elements of 0 bytes");
     CollectiveWait wait;
     if (!active_) return;
+    char* bytes = static_cast<char*>(buffer);
     for (int r = 0; r < world_; ++r) {
-      const ShardRange& range = ranges[size_t(r)];
-      for (size_t done = 0; done < range.size(); done += kChunk)
-        check_mpi(MPI_Bcast(buffer + range.begin + done,
-                            int(std::min(kChunk, range.size() - done)), MPI_FLOAT, r,
+      const size_t begin = ranges[size_t(r)].begin * element_bytes;
+      const size_t size = ranges[size_t(r)].size() * element_bytes;
+      for (size_t done = 0; done < size; done += kChunk)
+        check_mpi(MPI_Bcast(bytes + begin + done, int(std::min(kChunk, size - done)), MPI_BYTE, r,
                             MPI_COMM_WORLD),
                   "MPI_Bcast");
     }

@@ -53,10 +53,16 @@ class Comm {
   virtual void all_reduce_sum(double* data, size_t n) = 0;
   // In place: data[i] = max over ranks of data[i].
   virtual void all_reduce_max(double* data, size_t n) = 0;
-  // In place over the whole buffer: every rank's ranges[r] part is copied
-  // from rank r to all ranks. MPI: a chunked MPI_Bcast from each owner rank in
-  // turn (no MPI_Allgatherv: its int displacements overflow past 2^31).
-  virtual void all_gather(float* buffer, const std::vector<ShardRange>& ranges) = 0;
+  // In place over the whole buffer of elements of `element_bytes` bytes
+  // (2: the bf16 weights; 4: fp32): every rank's ranges[r] part (in
+  // elements) is copied from rank r to all ranks. ZeRO-1/2 gathers the
+  // weights each owner updated this way, 2 bytes a parameter on the wire
+  // with bf16 weights. MPI: a chunked MPI_Bcast of bytes from each owner
+  // rank in turn (no MPI_Allgatherv: its int counts and displacements
+  // overflow past 2^31 bytes); NCCL: one ncclBroadcast per owner in a group
+  // (ncclAllGather wants equal counts; the shards differ by one).
+  virtual void all_gather(void* buffer, size_t element_bytes,
+                          const std::vector<ShardRange>& ranges) = 0;
   // Rank r's shard (ranges[r].size() floats) lands at full + ranges[r].begin
   // on rank 0 only; `full` is read only on rank 0 (others may pass null). For
   // checkpoints: only the writer holds the whole buffer. MPI: chunked
@@ -110,7 +116,7 @@ class SingleProcessComm : public Comm {
   void all_reduce_sum(float*, size_t) override {}
   void all_reduce_sum(double*, size_t) override {}
   void all_reduce_max(double*, size_t) override {}
-  void all_gather(float*, const std::vector<ShardRange>&) override {}
+  void all_gather(void*, size_t, const std::vector<ShardRange>&) override {}
   void gather_to_root(const float* shard, float* full,
                       const std::vector<ShardRange>& ranges) override;
   void barrier() override {}

@@ -21,8 +21,8 @@ ShardedGradients::ShardedGradients(Transformer& model, Comm* comm,
   require(world_ == 1 || comm, "ShardedGradients: several ranks need a comm");
   require(ranges.back().end == model.num_params(), "ShardedGradients: ranges must tile the model");
   staged_ = comm && !ops_.host_memory() && !comm->device_buffers();
-  held_ = held_segment(model);
-  largest_other_ = largest_other_segment(model);
+  held_ = held_segment(model.layout());
+  largest_other_ = largest_other_segment(model.layout());
   const size_t n = shard().size();
   accum_ = ops_.alloc(n);
   if (staged_) host_accum_.assign(n, 0.f);
@@ -35,26 +35,31 @@ ShardedGradients::~ShardedGradients() {
   ops_.release(accum_);
 }
 
-GradientSegment ShardedGradients::held_segment(const Transformer& model) {
-  const ParamLayout& layout = model.layout();
-  return layout.lm_head == layout.embed_tokens ? model.gradient_segments().back()
+GradientSegment ShardedGradients::held_segment(const ParamLayout& layout) {
+  return layout.lm_head == layout.embed_tokens ? Transformer::gradient_segments(layout).back()
                                                : GradientSegment();
 }
 
-size_t ShardedGradients::largest_other_segment(const Transformer& model) {
-  const GradientSegment held = held_segment(model);
+size_t ShardedGradients::largest_other_segment(const ParamLayout& layout) {
+  const GradientSegment held = held_segment(layout);
   size_t largest = 0;
-  for (const GradientSegment& s : model.gradient_segments())
+  for (const GradientSegment& s : Transformer::gradient_segments(layout))
     if (!same(held, s.begin, s.end)) largest = std::max(largest, s.size());
   return largest;
 }
 
 size_t ShardedGradients::scratch_floats(const Transformer& model, const Comm* comm) {
+  return scratch_floats(model.layout(), comm != nullptr, comm ? comm->world_size() : 1,
+                        comm && comm->device_buffers(),
+                        comm && !model.ops().host_memory() && !comm->device_buffers());
+}
+
+size_t ShardedGradients::scratch_floats(const ParamLayout& layout, bool comm, int world,
+                                        bool overlapped, bool staged) {
   if (!comm) return 0;
-  const size_t held = held_segment(model).size(), other = largest_other_segment(model);
-  const bool staged = !model.ops().host_memory() && !comm->device_buffers();
-  const size_t shard = zero_shard_range(model.num_params(), 0, comm->world_size()).size();
-  return held + slot_count(comm) * other + (staged ? shard + std::max(other, held) : 0);
+  const size_t held = held_segment(layout).size(), other = largest_other_segment(layout);
+  const size_t shard = zero_shard_range(layout.total, 0, world).size();
+  return held + slot_count(overlapped) * other + (staged ? shard + std::max(other, held) : 0);
 }
 
 void ShardedGradients::note_usage() {

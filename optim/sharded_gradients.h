@@ -67,6 +67,12 @@ class ShardedGradients : public GradientSink {
   size_t scratch_floats() const { return scratch_floats(model_, comm_); }
   // The same before one is made (the memory report at start).
   static size_t scratch_floats(const Transformer& model, const Comm* comm);
+  // The same before the model exists (the memory check at start): W ranks
+  // over a comm (none when `comm` is false: 0), `overlapped` when it is
+  // asynchronous (NCCL: two slots), `staged` when a device backend goes
+  // through a host comm.
+  static size_t scratch_floats(const ParamLayout& layout, bool comm, int world, bool overlapped,
+                               bool staged);
   // Whether the segments go straight into the accumulator (no comm).
   bool direct() const { return comm_ == nullptr; }
 
@@ -80,9 +86,10 @@ class ShardedGradients : public GradientSink {
   };
   // The tied embeddings' segment (empty when untied) and the largest of
   // the others.
-  static GradientSegment held_segment(const Transformer& model);
-  static size_t largest_other_segment(const Transformer& model);
-  static size_t slot_count(const Comm* comm) { return comm && comm->device_buffers() ? 2 : 1; }
+  static GradientSegment held_segment(const ParamLayout& layout);
+  static size_t largest_other_segment(const ParamLayout& layout);
+  static size_t slot_count(bool overlapped) { return overlapped ? 2 : 1; }
+  static size_t slot_count(const Comm* comm) { return slot_count(comm && comm->device_buffers()); }
   Slot& take_slot(size_t size, bool held);
   void reduce_segment(const float* grads, size_t begin, size_t end);
   void note_usage();

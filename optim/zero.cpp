@@ -26,26 +26,29 @@ std::vector<ShardRange> zero_shard_ranges(size_t total, int world) {
   return ranges;
 }
 
-ZeroMemory zero_memory_per_rank(size_t total, int world, int stage, size_t bucket_floats) {
+ZeroMemory zero_memory_per_rank(size_t total, int world, int stage, DType weights,
+                                size_t bucket_floats) {
   require(stage >= 0 && stage <= 2, "ZeRO stage must be 0, 1 or 2, got " + std::to_string(stage));
   require(world >= 1, "ZeRO: world size must be >= 1");
   const size_t shard = (total + size_t(world) - 1) / size_t(world);
   ZeroMemory m;
-  m.params = 4 * total;
+  m.weights = dtype_size(weights) * total;
+  m.master = stage >= 1 ? 4 * shard : weights == DType::f32 ? 0 : 4 * total;
   m.grads = 4 * (stage == 2 ? shard + bucket_floats : total);
   m.moments = 8 * (stage >= 1 ? shard : total);
   return m;
 }
 
-std::string describe_zero_memory(size_t total, int world, int stage, size_t bucket_floats) {
-  ZeroMemory m = zero_memory_per_rank(total, world, stage, bucket_floats);
+std::string describe_zero_memory(size_t total, int world, int stage, DType weights,
+                                 size_t bucket_floats) {
+  ZeroMemory m = zero_memory_per_rank(total, world, stage, weights, bucket_floats);
   auto mb = [](size_t bytes) { return double(bytes) / (1024.0 * 1024.0); };
-  char line[256];
+  char line[320];
   std::snprintf(line, sizeof line,
-                "ZeRO-%d over %d rank%s: per rank params %.2f MiB, grads %.2f MiB, Adam moments "
-                "%.2f MiB, total %.2f MiB (fp32)",
-                stage, world, world == 1 ? "" : "s", mb(m.params), mb(m.grads), mb(m.moments),
-                mb(m.total()));
+                "ZeRO-%d over %d rank%s: per rank weights %.2f MiB (%s), fp32 master %.2f MiB, "
+                "grads %.2f MiB, Adam moments %.2f MiB, total %.2f MiB",
+                stage, world, world == 1 ? "" : "s", mb(m.weights), dtype_name(weights),
+                mb(m.master), mb(m.grads), mb(m.moments), mb(m.total()));
   return line;
 }
 

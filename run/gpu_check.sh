@@ -129,7 +129,10 @@ fi
 # Data parallel on the GPU against the one-process curve above: ZeRO-1 and
 # ZeRO-2 over NCCL on one rank (mpirun's default --comm for --backend cuda),
 # and over MPI with two ranks sharing the GPU (NCCL refuses that; each rank
-# takes half of the global batch of 8 rows).
+# takes half of the global batch of 8 rows). Each rank holds the fp32 master
+# of its shard only and all-gathers the bf16 weights (staged through the
+# host over MPI): the report at start must say bf16 weights beside the
+# master shard.
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 for run in "1 nccl 1" "1 nccl 2" "2 mpi 1" "2 mpi 2"; do
   read -r ranks comm zero <<<"$run"
@@ -140,7 +143,7 @@ for run in "1 nccl 1" "1 nccl 2" "2 mpi 1" "2 mpi 2"; do
   timeout "$(cap 120)" mpirun -np "$ranks" --oversubscribe build/polaris_train --init qwen3-tiny \
     --data "$OUT/tiny_shard.bin" --steps 50 --batch $((8 / ranks)) --seq 64 --lr 1e-3 --seed 1 \
     --backend cuda --comm "$comm" --zero "$zero" --log "$OUT/$name.jsonl" > "$OUT/$name.log" 2>&1
-  if grep -q "over $comm" "$OUT/$name.log"; then
+  if grep -q "over $comm .*(bf16), fp32 master" "$OUT/$name.log"; then
     compare_curves "$label" "$OUT/curve_cuda.jsonl" "$OUT/$name.jsonl"
   else
     row "$label" FAIL "see $name.log: $(tail -1 "$OUT/$name.log")"

@@ -9,8 +9,9 @@ InfiniBand, and where stage 2's overlap stops hiding its communication.
 Model (per optimizer step, per GPU, P parameters, ring collectives):
   stage 0: all-reduce of the fp32 gradient           2 (n-1)/n * 4P bytes
   stage 1: reduce of each fp32 gradient shard to its owner, then each owner
-           broadcasts its updated fp32 master shard   (n-1)/n * (4P + 4P)
-           (src/train/trainer.cpp; every rank re-rounds its bf16 copy)
+           broadcasts the bf16 weights of its shard   (n-1)/n * (4P + 2P)
+           (src/train/trainer.cpp: the owner holds the fp32 master of its
+           shard only, and AdamW writes the shard's bf16 weights)
   stage 2: the same bytes as stage 1, but the reductions run bucket by bucket
            during the backward (optim/sharded_gradients.h; about 2/3 of the
            step's compute) on NCCL's stream, and only what exceeds the
@@ -36,7 +37,7 @@ def comm_seconds(P: int, stage: int, gpus: int, nvlink: float, nic: float) -> tu
     per_node = min(gpus, 8)
     nodes = max(1, gpus // 8)
     grad_bytes = 4.0 * P
-    weight_bytes = 4.0 * P  # the fp32 master shards (what all_gather moves)
+    weight_bytes = 2.0 * P  # the bf16 weights of every shard (what all_gather moves)
 
     def collective(bytes_total: float, factor: float) -> float:
         # intra-node ring over per_node GPUs, then inter-node ring of each GPU's share

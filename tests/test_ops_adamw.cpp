@@ -231,14 +231,25 @@ TEST(OpsAdamW, CopyMustBeBf16) {
 
 using Vec = std::vector<float>;
 
-// The CPU's weights are its fp32 params: no copy to rebuild, and a copy
-// offered is an error rather than silently ignored.
-TEST(CpuAdamW, RoundWeightCopyWithoutACopyIsANoOp) {
+// The CPU's weights are fp32: a copy (the weights beside a ZeRO-sharded
+// master) receives the params exactly, from adamw_update and from
+// round_weight_copy; a copy of another dtype is an error.
+TEST(CpuAdamW, Fp32CopyReceivesTheParamsExactly) {
   CpuOps ops;
-  std::vector<float> p = {1.f, 2.f}, other = {0.f, 0.f};
+  std::vector<float> p = {1.f, 2.f}, copy = {0.f, 0.f}, g = {0.5f, -0.25f}, m(2), v(2);
   AdamWArgs a;
+  a.learning_rate = 0.1f;
   ops.round_weight_copy(nullptr, p.data(), 2, a);
-  EXPECT_THROW(ops.round_weight_copy(other.data(), p.data(), 2, a), Error);
+  ops.adamw_update(p.data(), copy.data(), g.data(), m.data(), v.data(), 2, a);
+  EXPECT_NE(p, (std::vector<float>{1.f, 2.f}));
+  EXPECT_EQ(copy, p);
+  std::vector<float> rebuilt = {0.f, 0.f};
+  ops.round_weight_copy(rebuilt.data(), p.data(), 2, a);
+  EXPECT_EQ(rebuilt, p);
+  uint16_t bf16[2] = {0, 0};
+  EXPECT_THROW(ops.round_weight_copy(Buf(bf16, DType::bf16), p.data(), 2, a), Error);
+  EXPECT_THROW(ops.adamw_update(p.data(), Buf(bf16, DType::bf16), g.data(), m.data(), v.data(), 2, a),
+               Error);
 }
 
 TEST(CpuAdamW, TwoSteps) {

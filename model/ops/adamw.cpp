@@ -14,10 +14,11 @@ using cpu::kParallelMin;
 //   m = beta1 m + (1 - beta1) g;   v = beta2 v + (1 - beta2) g^2
 //   mhat = m / (1 - beta1^t);      vhat = v / (1 - beta2^t)
 //   param -= lr * (mhat / (sqrt(vhat) + eps) + wd * param)
+// The CPU's weights are fp32: a copy, when the master is a buffer of its own
+// (a ZeRO shard, Transformer::shard_master), receives the exact values.
 void CpuOps::adamw_update(float* params, Buf copy, const float* grads, float* m, float* v,
                           size_t n, const AdamWArgs& a) {
-  // fp32 weights are their own master copy; the CPU stores no other dtype.
-  require(!copy, "cpu adamw_update: the CPU backend keeps no low-precision weight copy");
+  float* copy_f32 = copy ? copy.f32() : nullptr;  // an Error for any other dtype
   const float b1 = a.beta1, b2 = a.beta2;
   const float bc1 = (float)(1.0 - std::pow((double)b1, a.step));
   const float bc2 = (float)(1.0 - std::pow((double)b2, a.step));
@@ -31,12 +32,13 @@ void CpuOps::adamw_update(float* params, Buf copy, const float* grads, float* m,
     const float mhat = mi / bc1, vhat = vi / bc2;
     params[i] -= a.learning_rate * (mhat / (std::sqrt(vhat) + a.epsilon) +
                                     a.weight_decay * params[i]);
+    if (copy_f32) copy_f32[i] = params[i];
   }
 }
 
-// The CPU's weights are the fp32 params: there is no copy to round.
-void CpuOps::round_weight_copy(Buf copy, const float* params, size_t n, const AdamWArgs& args) {
-  require(!copy, "cpu round_weight_copy: the CPU backend keeps no low-precision weight copy");
+// An fp32 copy holds the params exactly: nothing to round.
+void CpuOps::round_weight_copy(Buf copy, const float* params, size_t n, const AdamWArgs&) {
+  if (copy) this->copy(copy, params, n);
 }
 
 }  // namespace polaris

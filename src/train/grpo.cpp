@@ -351,6 +351,8 @@ class GrpoRun {
   }
 
   // Trains to --steps; returns avg@k before and after.
+  Trainer& trainer() { return trainer_; }
+
   std::pair<double, double> train() {
     RunCheckpoints checkpoints(options_);
     int first_step = 0;
@@ -859,7 +861,7 @@ int run_grpo(const TrainOptions& options) {
               grpo.group_size, grpo.minibatches);
   GrpoRun run(run_options, grpo, *env, policy, reference.get());
   const std::pair<double, double> result = run.train();
-  finish_run(options, policy);
+  finish_run(options, policy, run.trainer());
   // The run's last line. Without --eval-data a JSONL run evaluates on its
   // training problems: say so.
   const bool held_out = !options.task.empty() || !options.eval_data.empty();

@@ -2,6 +2,7 @@
 // default it runs with no arguments.
 #pragma once
 #include "src/train/options.h"
+#include "src/train/trainer.h"
 
 namespace polaris {
 
@@ -15,7 +16,8 @@ int run_builtin_demo();                            // src/train/builtin_demo.cpp
 // moments as ZeRO shards them, activations).
 void start_run(const TrainOptions& options, Transformer& model);
 // After the last: the backend's peak memory (where it tracks one) and the
-// trained weights to --out when given (fp32 model.bin).
-void finish_run(const TrainOptions& options, const Transformer& model);
+// trained weights to --out when given (fp32 model.bin: the master, whose
+// ZeRO shards the trainer gathers; every rank calls it).
+void finish_run(const TrainOptions& options, const Transformer& model, Trainer& trainer);
 
 }  // namespace polaris

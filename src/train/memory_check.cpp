@@ -6,6 +6,7 @@
 
 #include "model/params.h"
 #include "model/transformer.h"
+#include "optim/sharded_gradients.h"
 #include "optim/zero.h"
 #include "src/common/error.h"
 #include "src/common/metrics.h"
@@ -28,6 +29,14 @@ int ranks_on_this_machine() {
 
 }  // namespace
 
+size_t cpu_model_state_bytes(const ModelConfig& config, int world, int stage) {
+  const ParamLayout layout = build_param_layout(config);
+  const size_t scratch =
+      stage == 2 ? ShardedGradients::scratch_floats(layout, world > 1, world, false, false) : 0;
+  const ZeroMemory zero = zero_memory_per_rank(layout.total, world, stage, DType::f32, scratch);
+  return 4 * layout.total + zero.total();  // + the host copy the weights were loaded from
+}
+
 void require_step_fits_in_memory(const TrainOptions& options, const ModelConfig& config,
                                  size_t tokens_per_pass, const std::string& flags) {
   if (options.backend != "cpu") return;
@@ -37,18 +46,13 @@ void require_step_fits_in_memory(const TrainOptions& options, const ModelConfig&
   const std::string among_ranks =
       ranks > 1 ? ", times " + std::to_string(ranks) + " ranks on this machine" : "";
 
-  // The model's state as this build allocates it: the weights twice (the
-  // ops' copy and the host copy they were loaded from), the gradient (the
-  // full buffer, or ZeRO-2's shard: its bucket scratch, a segment or two, is
-  // left to the margin) and the Adam moments (sharded from ZeRO-1 on).
   const size_t parameters = build_param_layout(config).total;
-  const ZeroMemory zero =
-      zero_memory_per_rank(parameters, options.world_size(), options.trainer.zero_stage);
-  const double state = 4.0 * parameters * 2 + double(zero.grads) + double(zero.moments);
+  const double state = double(
+      cpu_model_state_bytes(config, options.world_size(), options.trainer.zero_stage));
   const std::string model = starting_model_name(options);
   require(state * ranks <= available,
           model + ": " + std::to_string(parameters) + " parameters need " + format_bytes(state) +
-              " for weights, gradients and Adam moments (ZeRO-" +
+              " for weights, master, gradients and Adam moments (ZeRO-" +
               std::to_string(options.trainer.zero_stage) + ")" + among_ranks +
               ", more than this machine's " + format_bytes(available) +
               " of memory: use a smaller model, or more machines with --zero");

@@ -3,9 +3,11 @@
 // A --batch or --seq far too large would otherwise end in the kernel's
 // out-of-memory killer (exit 137, no message) minutes into a run. Checked
 // from the config alone, before the weights are allocated. The step needs,
-// per rank (P parameters, S = P / ranks):
+// per rank (P parameters, S = ceil(P / ranks); optim/zero.h):
 //   weights 4P twice (the ops' copy and the host copy it was loaded from)
-//   + gradients 4P (4S under ZeRO-2) + Adam moments 8P (8S from ZeRO-1)
+//   + the fp32 master 4S beside them under ZeRO-1/2
+//   + gradients 4P (4S + 4B under ZeRO-2, B its bucket scratch:
+//     ShardedGradients::scratch_floats) + Adam moments 8P (8S from ZeRO-1)
 //   + activations for the tokens of one forward/backward pass
 //     (Transformer::activation_bytes, counted exactly as they are allocated)
 //   + the host batches of one step (grad_accum passes, ~24 bytes per token).
@@ -18,6 +20,10 @@
 #include "src/train/options.h"
 
 namespace polaris {
+
+// The model's part of the above on the CPU backend, per rank of `world`
+// at ZeRO `stage`: everything but the activations and the batches.
+size_t cpu_model_state_bytes(const ModelConfig& config, int world, int stage);
 
 // Throws one line naming `flags` (e.g. "--batch 64 --seq 4096") when the
 // step does not fit; the CPU backend only (the CUDA backend will check its

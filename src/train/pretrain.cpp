@@ -21,12 +21,16 @@ void start_run(const TrainOptions& options, Transformer& model) {
                     .c_str());
 }
 
-void finish_run(const TrainOptions& options, const Transformer& model) {
+void finish_run(const TrainOptions& options, const Transformer& model, Trainer& trainer) {
   if (const size_t peak = model.ops().peak_memory_bytes())
     std::printf("peak device memory: %.2f GiB\n", double(peak) / (1024.0 * 1024.0 * 1024.0));
+  // Collective under ZeRO-1/2 (the master's shards to rank 0), so every
+  // rank gathers, though only rank 0 has an --out.
+  const bool sharded = model.master_end() - model.master_begin() < model.num_params();
+  if (options.out_path.empty() && !sharded) return;
+  const std::vector<float> params = trainer.master_params();
   if (options.out_path.empty()) return;
-  write_model_bin(options.out_path, model.config(), model.get_params(), false,
-                  options.tokenizer_id);
+  write_model_bin(options.out_path, model.config(), params, false, options.tokenizer_id);
   std::printf("saved %s\n", options.out_path.c_str());
 }
 
@@ -96,7 +100,7 @@ int run_pretrain(const TrainOptions& options) {
       checkpoints.save(step + 1, model, trainer,
                        {{"data_epoch", train.epoch()}, {"data_cursor", train.cursor()}});
   }
-  finish_run(options, model);
+  finish_run(options, model, trainer);
   return 0;
 }
 

@@ -77,10 +77,12 @@ void RunCheckpoints::save(int step, const Transformer& model, Trainer& trainer,
     m = own_m;  // stage 0 (or one rank): every rank holds all the moments
     v = own_v;
   }
+  // The fp32 master, whose ZeRO shards are gathered the same way.
+  std::vector<float> params = trainer.master_params();
   if (options_.rank() == 0) {
     Checkpoint c;
     c.config = model.config();
-    c.params = model.get_params();
+    c.params = std::move(params);
     for (const ShardRange& r : ranges) {
       OptimizerShard shard;
       shard.begin = r.begin;
@@ -158,8 +160,9 @@ std::optional<ResumedRun> RunCheckpoints::resume(Transformer& model, Trainer& tr
   std::vector<OptimizerShard> mine = reshard(c.optimizer, {{own.begin, own.end}});
   trainer.optimizer().set_state(mine[0].step, mine[0].m, mine[0].v);
   // The bf16 weights as the uninterrupted run rounded them (stochastically)
-  // at the checkpoint's step; set_params rounded them to nearest.
-  trainer.optimizer().round_copy(model.params(), model.weight_copy());
+  // at the checkpoint's step; set_params rounded them to nearest. (Each rank
+  // took its shard of the master from the full parameters.)
+  trainer.restore_weight_copy();
   run.state = c.state["loop"];
   run.extra_tensors = std::move(c.extra_tensors);
   std::printf("resumed from %s at step %d (saved by %d rank(s), ZeRO-%d)\n", path.c_str(), run.step,

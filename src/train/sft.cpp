@@ -137,7 +137,7 @@ int run_sft(const TrainOptions& options) {
                        {{"epoch", sampler.state().epoch},
                         {"rows_taken", sampler.state().position * world}});
   }
-  finish_run(options, model);
+  finish_run(options, model, trainer);
   return 0;
 }
 

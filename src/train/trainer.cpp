@@ -6,6 +6,7 @@
 #include <cstdio>
 #include <csignal>
 #include <cstdlib>
+#include <cstring>
 #include <memory>
 #include <thread>
 #include <vector>
@@ -42,9 +43,14 @@ Trainer::Trainer(Transformer& model, const TrainerOptions& options)
     std::printf("data parallel: %d rank%s over %s | %s\n", world_, world_ == 1 ? "" : "s",
                 options.comm ? options.comm->name().c_str() : "none",
                 describe_zero_memory(total, world_, options.zero_stage,
+                                     model.ops().activation_dtype(),
                                      sharded_ ? sharded_->scratch_floats() : 0)
                     .c_str());
   const ShardRange mine = shard();
+  // ZeRO-1/2: the fp32 master of this rank's shard only, beside the full
+  // weights (also on the CPU, whose weights are otherwise the master: one
+  // path for every backend, which the CPU tests then exercise).
+  if (options.zero_stage > 0) model.shard_master(mine.begin, mine.end);
   optimizer_.reset(new AdamW(model.ops(), model.layout(), mine.begin, mine.end, options.adamw));
 }
 
@@ -60,8 +66,24 @@ std::string memory_report_per_rank(const Transformer& model, const TrainerOption
   const int world = options.comm ? options.comm->world_size() : 1;
   const size_t bucket =
       options.zero_stage == 2 ? ShardedGradients::scratch_floats(model, comm) : 0;
-  const ZeroMemory zero = zero_memory_per_rank(model.num_params(), world, options.zero_stage, bucket);
-  return model.memory_report(tokens, zero.grads / 4, zero.moments / 4);
+  const ZeroMemory zero = zero_memory_per_rank(model.num_params(), world, options.zero_stage,
+                                               model.ops().activation_dtype(), bucket);
+  return model.memory_report(tokens, zero.grads / 4, zero.moments / 4, zero.master / 4);
+}
+
+std::vector<float> Trainer::master_params() {
+  const ShardRange mine = shard();
+  if (model_.master_begin() == 0 && model_.master_end() == model_.num_params())
+    return model_.get_params();
+  std::vector<float> shard_host(mine.size()), full(rank_ == 0 ? model_.num_params() : 0);
+  model_.ops().download(shard_host.data(), model_.params(), mine.size());
+  comm_->gather_to_root(shard_host.data(), full.data(), ranges_);
+  return full;
+}
+
+void Trainer::restore_weight_copy() {
+  optimizer_->round_copy(model_.params(), model_.weight_copy());
+  if (comm_ && options_.zero_stage > 0) all_gather_weights();
 }
 
 size_t Trainer::peak_gradient_bytes() const {
@@ -179,25 +201,22 @@ StepStats Trainer::step(const std::vector<Batch>& micro_batches, double loss_nor
           "training diverged: the gradient norm is not finite at step " +
               std::to_string(step_count() + 1) + " (lower --lr)");
   stats.lr = options_.schedule.lr_at(step_count());
-  // The backend's weight copy (bf16 on the GPU) is refreshed by AdamW for
-  // this rank's range; the ranges other ranks updated arrive by all-gather.
+  // The weights (bf16 on the GPU; the fp32 copy beside a sharded master on
+  // the CPU) are refreshed by AdamW for this rank's range; the ranges other
+  // ranks updated arrive by the all-gather.
   const Buf copy = model_.weight_copy();
   phase.reset();
   phase.reset(new OpsRange(model_.ops(), "optimizer"));
   watched.reset();
   watched.reset(new WatchdogPhase("optimizer"));
-  optimizer_->step_on_range_grads(model_.params(), grads, stats.lr,
-                                  clip_scale(stats.grad_norm, options_.grad_clip), copy);
+  optimizer_->step_range(model_.params(), grads, stats.lr,
+                         clip_scale(stats.grad_norm, options_.grad_clip), copy);
   phase.reset();
   watched.reset();
   if (comm && options_.zero_stage > 0) {
     OpsRange gather_range(model_.ops(), "communication: all-gather");
-    WatchdogPhase gather_watched("parameter all-gather");
-    collective_on(model_.params(), [](Comm& c, float* p, size_t, const std::vector<ShardRange>& r) {
-      c.all_gather(p, r);
-    });
-    for (int r = 0; r < world_; ++r)
-      if (r != rank_) model_.sync_weights(ranges_[r].begin, ranges_[r].end);
+    WatchdogPhase gather_watched("weight all-gather");
+    all_gather_weights();
   }
   stats.step = step_count();
   if (stats.step == 1) report_gradient_memory();
@@ -208,12 +227,43 @@ StepStats Trainer::step(const std::vector<Batch>& micro_batches, double loss_nor
   return stats;
 }
 
+// Every owner's range of the weights to every rank, in the weights' dtype
+// (2 bytes a parameter for bf16). A host comm with device weights (--comm
+// mpi on the CUDA backend) stages them through the host: bf16 values are
+// exactly the top 16 bits of their fp32 download, so 2 bytes a parameter
+// cross between ranks there too.
+void Trainer::all_gather_weights() {
+  const Buf weights = model_.weights();
+  const size_t total = model_.num_params();
+  if (model_.ops().host_memory() || comm_->device_buffers())
+    return comm_->all_gather(weights.ptr, dtype_size(weights.dtype), ranges_);
+  std::vector<float> host(total);
+  model_.ops().download(host.data(), weights, total);
+  if (weights.dtype == DType::bf16) {
+    std::vector<uint16_t> bits(total);
+    for (size_t i = 0; i < total; ++i) {
+      uint32_t word;
+      std::memcpy(&word, &host[i], 4);
+      bits[i] = uint16_t(word >> 16);
+    }
+    comm_->all_gather(bits.data(), 2, ranges_);
+    for (size_t i = 0; i < total; ++i) {
+      const uint32_t word = uint32_t(bits[i]) << 16;
+      std::memcpy(&host[i], &word, 4);
+    }
+  } else {
+    comm_->all_gather(host.data(), 4, ranges_);
+  }
+  model_.ops().upload(weights, host.data(), total);
+}
+
 void Trainer::report_gradient_memory() {
   if (world_ == 1 && options_.zero_stage == 0) return;
   double peak = double(peak_gradient_bytes());
   if (comm_) comm_->all_reduce_max(&peak, 1);
   const size_t formula =
       zero_memory_per_rank(model_.num_params(), world_, options_.zero_stage,
+                           model_.ops().activation_dtype(),
                            sharded_ ? sharded_->scratch_floats() : 0)
           .grads;
   std::printf("gradient memory per rank: peak %.0f bytes measured (the largest rank), "

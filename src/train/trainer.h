@@ -17,12 +17,13 @@
 //   1  after the last micro-batch, reduce each rank's range of the full
 //      local gradient to that rank (in place: a reduce-scatter, half the
 //      bytes of an all-reduce), AdamW on this rank's shard (moments for the
-//      shard only), all-gather the fp32 parameters;
+//      shard only; its fp32 master too: Transformer::shard_master),
+//      all-gather the weights (bf16 on the GPU: 2 bytes a parameter);
 //   2  no full gradient: each backward hands its gradients, segment by
 //      segment as they are finished, to ShardedGradients
 //      (optim/sharded_gradients.h), which reduces them at once into the
 //      owners' shards, accumulating over the micro-batches; AdamW on the
-//      shard, all-gather the parameters.
+//      shard, all-gather the weights.
 // The clipping norm is that of the reduced gradient (under stages 1 and 2
 // the shards' sums of squares are summed over ranks). StepStats.loss and .tokens
 // are global. A rank may pass an empty micro-batch list: it contributes a
@@ -75,6 +76,14 @@ class Trainer {
   const TrainerOptions& options() const { return options_; }
   // This rank's optimizer range: the whole buffer at stage 0.
   ShardRange shard() const { return ranges_[size_t(rank_)]; }
+  // The whole fp32 master on rank 0 (collective: every rank calls it).
+  // Under ZeRO-1/2 the shards are gathered to rank 0 and the other ranks
+  // get an empty vector; otherwise every rank gets its own full copy.
+  std::vector<float> master_params();
+  // After a resume set the master and the optimizer state: the weights as
+  // the uninterrupted run had them (this rank's range rounded as the last
+  // step rounded it, then, under ZeRO-1/2, the all-gather).
+  void restore_weight_copy();
   // Bytes of fp32 gradient this rank has held at most: the full buffer at
   // stages 0 and 1, the shard and its scratch at stage 2 (measured).
   size_t peak_gradient_bytes() const;
@@ -87,6 +96,8 @@ class Trainer {
   Comm* comm_ = nullptr;  // options.comm when collectives run (several ranks, or NCCL)
   std::vector<ShardRange> ranges_;  // every rank's shard (stage 0: one range per rank = all)
   std::unique_ptr<ShardedGradients> sharded_;  // stage 2
+  // Every owner's range of the weights to all ranks (ZeRO-1/2).
+  void all_gather_weights();
   // After the first step (every buffer taken by then): one line with the
   // measured peak gradient memory (the largest over ranks) and the formula.
   void report_gradient_memory();

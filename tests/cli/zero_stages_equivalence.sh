@@ -9,8 +9,12 @@
 # per step and --grad-clip 0.3 (the clipping is active: the norm is above it).
 # After 3 steps every tensor must equal the single process's to 1e-6
 # relative. Controls: a run with another --lr fails the same comparison.
-# Stage 2 on N > 1 ranks: the measured peak gradient memory of every rank is
-# below the full fp32 gradient (no rank ever holds it).
+# Stages 1 and 2 hold the fp32 master of their shard only, beside the full
+# weights, and all-gather the weights AdamW wrote (Transformer::shard_master;
+# on the CPU the weights are fp32, so the path is the GPU's with exact
+# copies): the per-rank memory report at start must say so. Stage 2 on
+# N > 1 ranks: the measured peak gradient memory of every rank is below the
+# full fp32 gradient (no rank ever holds it).
 # Run from the repository root after `make`.
 source "$(dirname "$0")/../cli_lib.sh"
 polaris_test_setup
@@ -42,6 +46,19 @@ for ranks in 1 2 3 4; do
     python3 "$COMPARE" "$TMP/single.bin" "$TMP/$name.bin" 1e-6 >"$TMP/$name.cmp" \
       || fail "$name differs from one process: $(cat "$TMP/$name.cmp")"
     echo "ok  $name: $(cat "$TMP/$name.cmp")"
+    # The report at start: fp32 weights 4P, and from stage 1 on the master
+    # is a shard of its own, 4S, moments 8S (optim/zero.h).
+    [ $ranks -gt 1 ] || [ $zero -gt 0 ] || continue
+    python3 - "$TMP/$name.log" $ranks $zero <<'PY' || fail "$name: the memory report is not the ZeRO formula"
+import re, sys
+log, n, stage = open(sys.argv[1]).read(), int(sys.argv[2]), int(sys.argv[3])
+P = 93673; S = -(-P // n)
+m = re.search(r"weights ([0-9.]+) MiB \(fp32\), fp32 master ([0-9.]+) MiB, grads [0-9.]+ MiB, "
+              r"Adam moments ([0-9.]+) MiB", log)
+mib = lambda b: "%.2f" % (b / 2**20)
+want = (mib(4 * P), mib(4 * S if stage else 0), mib(8 * S if stage else 8 * P))
+sys.exit(0 if m and m.groups() == want else print(m and m.groups(), "expected", want) or 1)
+PY
   done
   [ $ranks -gt 1 ] || continue
   # "gradient memory per rank: peak X bytes measured (the largest rank), ZeRO-2
