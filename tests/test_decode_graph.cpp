@@ -53,6 +53,12 @@ bool same_bits(const std::vector<float>& a, const std::vector<float>& b) {
   return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0;
 }
 
+// The model's weights from `seed` (random_params), decoding in `mode`.
+void prepare(Transformer& model, uint64_t seed, DecodeMode mode) {
+  model.set_params(random_params(model, seed));
+  model.set_decode_mode(mode);
+}
+
 TEST(DecodeGraph, BucketsWidthsAndFlag) {
   const std::vector<std::pair<int, int>> buckets = {{1, 1},     {2, 2},     {3, 4},   {5, 8},
                                                     {9, 16},    {17, 32},   {33, 64}, {65, 128},
@@ -302,10 +308,8 @@ TEST(DecodeGraph, PaddedStepEqualsExactStepOnCpu) {
     config.max_positions = 64;
     CpuOps ops;
     Transformer exact(config, ops), padded(config, ops);
-    exact.set_params(random_params(exact, 17));
-    padded.set_params(random_params(padded, 17));
-    exact.set_decode_mode(DecodeMode::exact);
-    padded.set_decode_mode(DecodeMode::padded);
+    prepare(exact, 17, DecodeMode::exact);
+    prepare(padded, 17, DecodeMode::padded);
     for (int block_size : {1, 4, 5}) expect_steps_equal(exact, padded, block_size, 14, "cpu");
     // Negative control: the comparison sees a different model.
     Transformer other(config, ops);
@@ -323,10 +327,8 @@ TEST(DecodeGraph, PaddedStepEqualsExactStepWithBf16Storage) {
   config.max_positions = 64;
   test::Bf16CpuOps ops;
   Transformer exact(config, ops), padded(config, ops);
-  exact.set_params(random_params(exact, 5));
-  padded.set_params(random_params(padded, 5));
-  exact.set_decode_mode(DecodeMode::exact);
-  padded.set_decode_mode(DecodeMode::padded);
+  prepare(exact, 5, DecodeMode::exact);
+  prepare(padded, 5, DecodeMode::padded);
   expect_steps_equal(exact, padded, 4, 8, "bf16 storage");
 }
 
@@ -386,10 +388,8 @@ TEST(DecodeGraph, PaddedGenerationEqualsExactOnCpu) {
   for (const ModelConfig& config : configs) {
     CpuOps ops;
     Transformer exact(config, ops), padded(config, ops);
-    exact.set_params(random_params(exact, 51));
-    padded.set_params(random_params(padded, 51));
-    exact.set_decode_mode(DecodeMode::exact);
-    padded.set_decode_mode(DecodeMode::padded);
+    prepare(exact, 51, DecodeMode::exact);
+    prepare(padded, 51, DecodeMode::padded);
     expect_generations_equal(exact, padded, config.is_qwen3() ? "qwen3" : "gpt2");
     // recorded on a backend that cannot record: the exact path.
     Transformer recorded(config, ops);
@@ -558,9 +558,8 @@ TEST(DecodeGraph, RecordedStepEqualsExactStepOnARecordingCpuBackend) {
   config.max_positions = 64;
   GraphCpuOps ops;
   Transformer exact(config, ops), recorded(config, ops);
-  exact.set_params(random_params(exact, 17));
+  prepare(exact, 17, DecodeMode::exact);
   recorded.set_params(random_params(recorded, 17));
-  exact.set_decode_mode(DecodeMode::exact);
   for (int block_size : {4, 1}) expect_steps_equal(exact, recorded, block_size, 14, "recorded");
   EXPECT_GE(recorded.decode_steps_recorded(), 6u);
   EXPECT_GE(recorded.decode_steps_replayed(), 6u);
@@ -624,8 +623,7 @@ TEST(DecodeGraph, GpuReplayEqualsPaddedStepBitwise) {
   for (const ModelConfig& config : {gpu_config(), gpt2}) {
     Transformer recorded(config, *gpu), padded(config, *gpu);
     recorded.set_params(random_params(recorded, 23));
-    padded.set_params(random_params(padded, 23));
-    padded.set_decode_mode(DecodeMode::padded);
+    prepare(padded, 23, DecodeMode::padded);
     const char* what = config.is_qwen3() ? "gpu qwen3" : "gpu gpt2";
     for (int block_size : {4, 1}) expect_steps_equal(recorded, padded, block_size, 16, what);
     EXPECT_GE(recorded.decode_steps_recorded(), 6u) << what;
