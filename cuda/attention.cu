@@ -48,7 +48,8 @@
 //         tiles of 32 from the keys onward (q and dout staged), lane j scores
 //         query j against the warp's keys, then every lane accumulates its
 //         dims of dk and dv; written once at the end with k's/v's row stride.
-//   - scatter_rows writes new keys/values into the paged KV cache; decode
+//   - scatter_rows writes new keys/values into the paged KV cache (a row
+//     index of -1 is a padded decode row: skipped); decode
 //     attention over it is cuda/paged_attention.cu.
 //
 //   Flops and bytes. Forward, causal: QK^T and PV are each 2*D flops per
@@ -679,7 +680,8 @@ __global__ void __launch_bounds__(kScatterThreads)
   const size_t stride = size_t(gridDim.x) * blockDim.x;
   for (size_t e = size_t(blockIdx.x) * blockDim.x + threadIdx.x; e < total; e += stride) {
     const size_t i = e / width, c = e % width;
-    table[row_offset(row_index[i], width) + c] = rows[row_offset(i, rows_stride) + c];
+    const int32_t row = row_index[i];
+    if (row >= 0) table[row_offset(row, width) + c] = rows[row_offset(i, rows_stride) + c];
   }
 }
 

@@ -13,6 +13,10 @@
 //   - Every CUDA / cuBLASLt status becomes one polaris::Error line naming the
 //     op, the call and the shape; POLARIS_CUDA_SYNC=1 makes every launch
 //     synchronise so an asynchronous fault is blamed on the op that caused it.
+//   - Recordings (cuda/graph.cu): only record_begin starts a capture of the
+//     stream, so `capturing` is its capture status; the ops that would wait
+//     or move memory ask refuse_while_capturing first, and a scratch
+//     reallocation is counted (scratch_moves) so older graphs are refused.
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -34,19 +38,22 @@ std::string gib(size_t bytes) {
   return text;
 }
 
-bool sync_every_launch() {
-  static const bool on = [] {
-    const char* v = std::getenv("POLARIS_CUDA_SYNC");
-    return v != nullptr && std::strcmp(v, "1") == 0;
-  }();
-  return on;
-}
+thread_local int captures_on_this_thread = 0;
 
 // Frees everything the context holds; never throws (destructor and the
 // constructor's failure path). Errors are ignored: after a sticky fault the
 // frees fail too, and there is nothing better to do with them.
 void release_context(CudaContext& c) {
+  if (c.capturing) {  // an abandoned capture: end it so the stream can be used
+    cudaGraph_t graph = nullptr;
+    cudaStreamEndCapture(c.stream, &graph);
+    if (graph) cudaGraphDestroy(graph);
+    c.capturing = false;
+    note_capture(false);
+  }
   if (c.stream) cudaStreamSynchronize(c.stream);
+  for (auto& entry : c.graphs) cudaGraphExecDestroy(entry.second.exec);
+  c.graphs.clear();
   c.matmul_plans.reset();  // through the deleter above
   cudnn_attention_release(c);  // the cuDNN handle and plans kept for this context
   if (c.cublaslt) cublasLtDestroy(c.cublaslt);
@@ -63,6 +70,16 @@ void release_context(CudaContext& c) {
 }  // namespace
 
 // ---- checks ------------------------------------------------------------------
+
+bool sync_every_launch() {
+  static const bool on = [] {
+    const char* v = std::getenv("POLARIS_CUDA_SYNC");
+    return v != nullptr && std::strcmp(v, "1") == 0;
+  }();
+  return on;
+}
+
+void note_capture(bool started) { captures_on_this_thread += started ? 1 : -1; }
 
 void cuda_check(cudaError_t status, const std::string& what) {
   if (status == cudaSuccess) return;
@@ -83,7 +100,7 @@ void check_launch(const char* op, const std::string& shape) {
   cudaError_t status = cudaGetLastError();
   if (status != cudaSuccess)
     throw Error("CUDA: " + where + ": kernel launch failed: " + cudaGetErrorString(status));
-  if (sync_every_launch()) {
+  if (sync_every_launch() && captures_on_this_thread == 0) {
     // check_launch has no stream: synchronise the device (POLARIS_CUDA_SYNC is
     // a debugging mode, speed does not matter).
     status = cudaDeviceSynchronize();
@@ -156,10 +173,19 @@ CudaContext::CudaContext(int device_index) : device(device_index) {
 
 CudaContext::~CudaContext() { release_context(*this); }
 
+void CudaContext::refuse_while_capturing(const char* op) const {
+  if (!capturing) return;
+  throw Error(std::string(op) +
+              ": not allowed while ops are being recorded into a CUDA graph (it waits for the "
+              "device or moves memory; run it before record_begin or after record_end)");
+}
+
 void* CudaContext::ensure_scratch(size_t bytes) {
   if (bytes <= scratch_bytes && scratch) return scratch;
+  refuse_while_capturing("ensure_scratch (growing the reduction scratch)");
   bytes = (bytes + 255) & ~size_t(255);
   if (bytes == 0) bytes = 256;
+  scratch_moves += 1;  // recordings that use the old buffer are stale from here on
   // Kernels already queued may still read the old buffer.
   cuda_check(cudaStreamSynchronize(stream), "ensure_scratch: cudaStreamSynchronize");
   if (scratch) cuda_check(cudaFree(scratch), "ensure_scratch: cudaFree");
@@ -189,6 +215,7 @@ CudaOps::CudaOps(int device) : context_(new CudaContext(device)) {}
 CudaOps::~CudaOps() = default;
 
 void CudaOps::synchronize() {
+  context().refuse_while_capturing("synchronize");
   cuda_check(cudaStreamSynchronize(context().stream), "synchronize: cudaStreamSynchronize");
 }
 

@@ -11,6 +11,7 @@
 #include <cuda_runtime.h>
 
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <string>
 
@@ -37,10 +38,26 @@ struct CudaContext {
   size_t workspace_bytes = 0;
   std::unique_ptr<MatmulPlanCache, MatmulPlanCacheDeleter> matmul_plans;
   // Reusable device scratch for reductions (sum_squares, norm weight
-  // gradients): grown on demand, never shrunk.
+  // gradients, decode attention's split partials): grown on demand, never
+  // shrunk. scratch_moves counts its reallocations: a recording made before
+  // the last one points at freed memory.
   void* scratch = nullptr;
   size_t scratch_bytes = 0;
+  uint64_t scratch_moves = 0;
   void* ensure_scratch(size_t bytes);
+  // Recordings (cuda/graph.cu): the instantiated graphs by id, each with the
+  // scratch_moves it was captured under; `capturing` while the stream is
+  // being captured.
+  struct Graph {
+    cudaGraphExec_t exec = nullptr;
+    uint64_t scratch_moves = 0;
+  };
+  std::map<int64_t, Graph> graphs;
+  int64_t next_graph = 1;
+  bool capturing = false;
+  // Throws an Error naming `op` while the stream is being captured: `op`
+  // would wait for the device or move memory, which a recording cannot hold.
+  void refuse_while_capturing(const char* op) const;
   // Device memory high-water mark (total - free), sampled after every
   // allocation by note_memory_use (cuda/profiling.cu).
   size_t peak_bytes = 0;
@@ -56,8 +73,14 @@ void cuda_check(cudaError_t status, const std::string& what);
 void cublas_check(cublasStatus_t status, const std::string& what);
 // After a kernel launch: a bad configuration (or an earlier asynchronous
 // fault) becomes an Error naming the op and its shape. POLARIS_CUDA_SYNC=1
-// also synchronises, so a fault is reported by the op that caused it.
+// also synchronises, so a fault is reported by the op that caused it
+// (except while this thread captures a recording: a capture cannot wait;
+// the replay synchronises instead).
 void check_launch(const char* op, const std::string& shape);
+// POLARIS_CUDA_SYNC=1 (a debugging mode: every launch waits for the device).
+bool sync_every_launch();
+// Captures under way on this thread (check_launch must not synchronise).
+void note_capture(bool started);
 
 // "N=4096 C=768" style shape strings for error lines.
 std::string shape_str(const char* n1, long long v1, const char* n2 = nullptr, long long v2 = 0,

@@ -22,6 +22,7 @@
 //   cuda/sampling.cu    next-token sampling of a batch of rows (sample_token's exact choice)
 //   cuda/adamw.cu       fused AdamW with stochastic rounding to bf16
 //   cuda/profiling.cu   NVTX ranges, the profiler capture window, peak memory
+//   cuda/graph.cu       recordings: stream capture into CUDA graphs, replay
 //
 // This header is plain C++ (no CUDA types) so host code and tests include it;
 // the CUDA state lives in CudaContext (cuda/context.cuh).
@@ -51,6 +52,13 @@ class CudaOps : public Ops {
   void profiler_stop() override;
   size_t peak_memory_bytes() const override;
   CudaContext& context() { return *context_; }
+
+  bool can_record() const override { return true; }  // cuda/graph.cu
+  void record_begin() override;
+  Recording record_end() override;
+  void record_cancel() override;
+  bool replay(Recording r) override;
+  void forget(Recording r) override;
 
   Buf alloc_buf(size_t n, DType dtype) override;
   int32_t* alloc_int(size_t n) override;

@@ -99,6 +99,7 @@ inline float host_from_bf16(uint16_t h) {
 }
 
 void* device_alloc(CudaContext& c, const char* op, size_t bytes, const std::string& what) {
+  c.refuse_while_capturing(op);
   void* p = nullptr;
   const cudaError_t status = cudaMalloc(&p, bytes);
   if (status != cudaSuccess) malloc_failed(op, bytes, status, what);
@@ -226,6 +227,7 @@ int32_t* CudaOps::alloc_int(size_t n) {
 
 void CudaOps::release(const void* p) {
   if (!p) return;
+  context().refuse_while_capturing("release");
   // An op still queued may use the buffer.
   cuda_check(cudaStreamSynchronize(context().stream), "release: cudaStreamSynchronize");
   cuda_check(cudaFree(const_cast<void*>(p)), "release: cudaFree");
@@ -236,6 +238,7 @@ void CudaOps::release(const void* p) {
 void CudaOps::upload(Buf dst, const float* host_src, size_t n) {
   if (n == 0) return;
   CudaContext& c = context();
+  c.refuse_while_capturing("upload");
   const std::string shape = n_str(n);
   if (dst.dtype == DType::f32) {
     cuda_check(cudaMemcpyAsync(dst.ptr, host_src, n * sizeof(float), cudaMemcpyHostToDevice,
@@ -261,6 +264,7 @@ void CudaOps::upload(Buf dst, const float* host_src, size_t n) {
 void CudaOps::upload_int(int32_t* dst, const int32_t* host_src, size_t n) {
   if (n == 0) return;
   CudaContext& c = context();
+  c.refuse_while_capturing("upload_int");
   const std::string shape = n_str(n);
   cuda_check(cudaMemcpyAsync(dst, host_src, n * sizeof(int32_t), cudaMemcpyHostToDevice, c.stream),
              "upload_int: cudaMemcpyAsync (" + shape + ")");
@@ -270,6 +274,7 @@ void CudaOps::upload_int(int32_t* dst, const int32_t* host_src, size_t n) {
 void CudaOps::download(float* host_dst, CBuf src, size_t n) {
   if (n == 0) return;
   CudaContext& c = context();
+  c.refuse_while_capturing("download");
   const std::string shape = n_str(n);
   if (src.dtype == DType::f32) {
     cuda_check(cudaMemcpyAsync(host_dst, src.ptr, n * sizeof(float), cudaMemcpyDeviceToHost,
@@ -346,6 +351,7 @@ void CudaOps::scale(float* x, float s, size_t n) {
 double CudaOps::sum_squares(const float* x, size_t n) {
   if (n == 0) return 0.0;
   CudaContext& c = context();
+  c.refuse_while_capturing("sum_squares");  // its result is read on the host
   const size_t blocks = (n + kSumChunk - 1) / kSumChunk;
   const std::string shape = n_str(n);
   // Too many blocks for a 1-D grid would take n > 1.7e13 elements.

@@ -26,6 +26,12 @@
 //   larger than 8 heads takes several blocks (head passes).
 //   The number of chunks fills the machine when few sequences decode (batch
 //   1 of a long context): about 2 blocks per SM, chunks of at least 256 keys.
+//   It is a function of (S, table width, block size) only, never of the
+//   lengths, which live on the device: a decode step replayed from a CUDA
+//   graph (model/decode_graphs.h: S and the width padded to buckets) keeps
+//   its split count valid for every step of its bucket. A sequence of
+//   length 0 (a padded row) gets zeros; chunks past a sequence's length
+//   leave an empty partial (m = -inf) the combine skips.
 //
 //   Bytes and roofline (H100, 3.35 TB/s). The op reads each cached key and
 //   value once: 4 L KVH D bytes per sequence (bf16), plus q and out. Flops are

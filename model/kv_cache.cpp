@@ -1,6 +1,7 @@
 #include "model/kv_cache.h"
 
 #include <algorithm>
+#include <atomic>
 #include <string>
 
 #include "src/common/error.h"
@@ -33,6 +34,9 @@ size_t KVCache::block_bytes() const {
 // stay valid. Blocks already free are handed out before the new ones, the
 // new ones lowest id first.
 void KVCache::grow(int new_capacity) {
+  // A new id first: a failed growth may already have moved some layers' pools.
+  static std::atomic<uint64_t> placements{0};
+  pools_id_ = ++placements;
   const size_t old_rows = size_t(capacity_) * block_size_ * kv_dim_;
   const size_t rows = size_t(new_capacity) * block_size_ * kv_dim_;
   for (int l = 0; l < num_layers_; ++l)

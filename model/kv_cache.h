@@ -57,6 +57,10 @@ class KVCache {
   // Layer l's pools as attention_decode and scatter_rows read them.
   Buf keys(int layer) const { return keys_[size_t(layer)]; }
   Buf values(int layer) const { return values_[size_t(layer)]; }
+  // Names the pools' current placement: changes whenever they move (the
+  // pool grows), never repeats, not even across caches (recordings of a
+  // decode step that point at the pools key on it: model/decode_graphs.h).
+  uint64_t pools_id() const { return pools_id_; }
 
   // Grows the pool until `blocks` blocks are free; false when the cap (or
   // the backend's memory) does not allow it.
@@ -79,6 +83,7 @@ class KVCache {
 
   Ops& ops_;
   int num_layers_, kv_dim_, block_size_, capacity_ = 0, max_blocks_, peak_used_ = 0;
+  uint64_t pools_id_ = 0;
   std::vector<Buf> keys_, values_;
   std::vector<int> refcount_;
   std::vector<int32_t> free_;  // a stack: the most recently freed block first

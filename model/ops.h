@@ -177,6 +177,35 @@ class Ops {
   // The most memory this backend has held at once (0 where not tracked).
   virtual size_t peak_memory_bytes() const { return 0; }
 
+  // ---- recording (CUDA graphs on the GPU; nothing on the CPU) ---------------
+  // A backend that can record captures the ops issued between record_begin
+  // and record_end, without running them, into a recording that replay()
+  // issues again as one launch: the same ops with the same arguments and
+  // pointers, reading whatever the memory holds at replay time. What it
+  // saves is the per-op launch cost (hundreds of small kernels per decode
+  // step). The rules while recording:
+  //   - nothing may wait for the device or change memory: upload*, download,
+  //     alloc_*, release, synchronize, sum_squares, and an op that would grow
+  //     the backend's scratch throw an Error naming the op (the caller then
+  //     calls record_cancel). Inputs go into fixed buffers before replay();
+  //     outputs are read after it.
+  //   - everything an op decides on the host from its arguments (algorithms,
+  //     split counts, grid sizes) is frozen into the recording: a recording is
+  //     valid only for calls with the same arguments. Run the sequence once
+  //     unrecorded first, so every one-time setup (matmul plans, scratch
+  //     growth) happens outside the recording.
+  // A recording owns nothing it points at; its user keeps those buffers in
+  // place or forgets it. replay() returns false, doing nothing, when memory
+  // the backend owns and the recording uses (its scratch) has moved since
+  // recording: forget it and record again.
+  using Recording = int64_t;
+  virtual bool can_record() const { return false; }
+  virtual void record_begin();  // throws where !can_record()
+  virtual Recording record_end();
+  virtual void record_cancel() {}  // ends a recording begun, keeping nothing (never throws)
+  virtual bool replay(Recording r);
+  virtual void forget(Recording r) {}
+
   // ---- memory -------------------------------------------------------------
   virtual Buf alloc_buf(size_t n, DType dtype) = 0;  // zero-filled
   virtual int32_t* alloc_int(size_t n) = 0;          // zero-filled
@@ -292,7 +321,8 @@ class Ops {
 
   // ---- decoding with a paged KV cache (sampling, model/kv_cache.h) ----------
   // table[row_index[i], :] = rows[i * rows_stride + :width] for i < n (writes
-  // new keys/values into the cache; rows of the table are `width` wide).
+  // new keys/values into the cache; rows of the table are `width` wide). A
+  // negative row_index[i] skips row i (a padded row of a decode bucket).
   virtual void scatter_rows(Buf table, CBuf rows, int rows_stride, const int32_t* row_index,
                             int n, int width) = 0;
   // One new query per sequence s against its cached keys and values, read

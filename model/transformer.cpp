@@ -223,6 +223,7 @@ Transformer::Transformer(const ModelConfig& config, Ops& ops)
 }
 
 Transformer::~Transformer() {
+  recordings_.reset();
   acts_.reset();
   decode_acts_.reset();
   if (decode_logits_) ops_.release(decode_logits_.ptr);
@@ -744,6 +745,11 @@ std::vector<float> Transformer::decode(KVCache& cache, const std::vector<int32_t
   return host;
 }
 
+void Transformer::set_decode_mode(DecodeMode mode) {
+  decode_mode_ = mode;
+  if (mode != DecodeMode::recorded) recordings_.reset();  // nothing to replay any more
+}
+
 std::vector<float> Transformer::cached_forward(KVCache& cache, const std::vector<int32_t>& tokens,
                                                const std::vector<int32_t>& positions,
                                                const std::vector<int32_t>& doc_ids,
@@ -766,22 +772,33 @@ std::vector<float> Transformer::cached_forward(KVCache& cache, const std::vector
     require(cache_rows[i] >= 0 && cache_rows[i] < pool_rows, "generation: cache row out of range");
   }
   for (int32_t r : logit_rows) require(r >= 0 && r < N, "generation: logit row out of range");
-  if (!decode_acts_ || decode_acts_->capacity < size_t(N)) {
+  // A decode step may run padded to M rows (model/decode_graphs.h): the N
+  // real rows first, then rows that read token 0 at position 0, write no
+  // cache row (-1) and attend to nothing (length 0).
+  const bool record = decoding && decode_mode_ == DecodeMode::recorded && ops_.can_record();
+  const bool padded = record || (decoding && decode_mode_ == DecodeMode::padded);
+  const int M = padded ? decode_batch_bucket(N) : N;
+  if (!decode_acts_ || decode_acts_->capacity < size_t(M)) {
     decode_acts_.reset();
     decode_acts_.reset(new Activations(&ops_, ops_.activation_dtype()));
-    decode_acts_->allocate(c, N, 1, /*with_gradients=*/false, Recompute::none);
+    decode_acts_->allocate(c, M, 1, /*with_gradients=*/false, Recompute::none);
+    decode_buffer_moves_ += 1;
   }
   Activations& a = *decode_acts_;
   Activations::Layer& l = a.layers[0];
-  int32_t* rows_d = a.targets;  // an int buffer of N entries, free here
-  ops_.upload_int(a.tokens, tokens.data(), N);
-  ops_.upload_int(a.positions, positions.data(), N);
-  ops_.upload_int(rows_d, cache_rows.data(), N);
+  int32_t* rows_d = a.targets;  // an int buffer of M entries, free here
+  std::vector<int32_t> in_tokens(tokens), in_positions(positions), in_rows(cache_rows);
+  in_tokens.resize(size_t(M), 0);
+  in_positions.resize(size_t(M), 0);
+  in_rows.resize(size_t(M), -1);
+  ops_.upload_int(a.tokens, in_tokens.data(), M);
+  ops_.upload_int(a.positions, in_positions.data(), M);
+  ops_.upload_int(rows_d, in_rows.data(), M);
   PagedKV paged;
   if (decoding) {
-    // Block tables [N, width] and lengths (in a.doc_ids, unused by decode).
+    // Block tables [M, width] and lengths (in a.doc_ids, unused by decode).
     int width = 1;
-    std::vector<int32_t> lengths(N);
+    std::vector<int32_t> lengths(size_t(M), 0);
     for (int s = 0; s < N; ++s) {
       const BlockTable& t = *tables[size_t(s)];
       require(t.length == positions[s] + 1 && int64_t(t.blocks.size()) * bs >= t.length,
@@ -789,7 +806,8 @@ std::vector<float> Transformer::cached_forward(KVCache& cache, const std::vector
       lengths[s] = t.length;
       width = std::max(width, int(t.blocks.size()));
     }
-    std::vector<int32_t> flat(size_t(N) * width, 0);
+    if (padded) width = decode_width_bucket(width);
+    std::vector<int32_t> flat(size_t(M) * width, 0);
     for (int s = 0; s < N; ++s)
       std::copy(tables[size_t(s)]->blocks.begin(), tables[size_t(s)]->blocks.end(),
                 flat.begin() + size_t(s) * width);
@@ -797,9 +815,10 @@ std::vector<float> Transformer::cached_forward(KVCache& cache, const std::vector
       if (block_tables_) ops_.release(block_tables_);
       block_tables_size_ = std::max(flat.size(), 2 * block_tables_size_);
       block_tables_ = ops_.alloc_int(block_tables_size_);
+      decode_buffer_moves_ += 1;
     }
     ops_.upload_int(block_tables_, flat.data(), flat.size());
-    ops_.upload_int(a.doc_ids, lengths.data(), N);
+    ops_.upload_int(a.doc_ids, lengths.data(), M);
     paged.block_table = block_tables_;
     paged.lengths = a.doc_ids;
     paged.table_width = width;
@@ -810,33 +829,44 @@ std::vector<float> Transformer::cached_forward(KVCache& cache, const std::vector
 
   OpsRange range(ops_, decoding ? "decode step" : "prefill");
   Buf x = a.output;
-  ops_.embedding_forward(x, a.tokens, a.positions, param(layout_.embed_tokens),
-                         param(layout_.embed_positions), N, C);
-  for (int li = 0; li < c.num_layers; ++li) {
-    const LayerOffsets& w = layout_.layers[li];
-    norm_forward(l.norm1, l.norm1_mean, l.norm1_rstd, x, w.attn_norm_weight, w.attn_norm_bias,
-                 N);
-    CBuf q_in, k_in;
-    AttentionShape shape{1, N, c.num_heads, c.num_kv_heads, D};
-    qkv_forward(a, 0, li, a.positions, N, &q_in, &k_in, &shape.q_stride, &shape.k_stride);
-    shape.v_stride = QKV;
-    const CBuf v_in = CBuf(l.qkv) + size_t(Q + KV);
-    ops_.scatter_rows(cache.keys(li), k_in, shape.k_stride, rows_d, N, KV);
-    ops_.scatter_rows(cache.values(li), v_in, QKV, rows_d, N, KV);
-    if (decoding) {
-      paged.keys = cache.keys(li);
-      paged.values = cache.values(li);
-      ops_.attention_decode(l.attention, q_in, shape.q_stride, paged, N, c.num_heads,
-                            c.num_kv_heads, D);
-    } else {
-      ops_.attention_forward(l.attention, l.lse, q_in, k_in, v_in, a.doc_ids, shape);
+  // Embedding and layers over the M rows: no host reads or allocations in
+  // here (a recording holds exactly these ops).
+  auto layers = [&] {
+    ops_.embedding_forward(x, a.tokens, a.positions, param(layout_.embed_tokens),
+                           param(layout_.embed_positions), M, C);
+    for (int li = 0; li < c.num_layers; ++li) {
+      const LayerOffsets& w = layout_.layers[li];
+      norm_forward(l.norm1, l.norm1_mean, l.norm1_rstd, x, w.attn_norm_weight,
+                   w.attn_norm_bias, M);
+      CBuf q_in, k_in;
+      AttentionShape shape{1, M, c.num_heads, c.num_kv_heads, D};
+      qkv_forward(a, 0, li, a.positions, M, &q_in, &k_in, &shape.q_stride, &shape.k_stride);
+      shape.v_stride = QKV;
+      const CBuf v_in = CBuf(l.qkv) + size_t(Q + KV);
+      ops_.scatter_rows(cache.keys(li), k_in, shape.k_stride, rows_d, M, KV);
+      ops_.scatter_rows(cache.values(li), v_in, QKV, rows_d, M, KV);
+      if (decoding) {
+        paged.keys = cache.keys(li);
+        paged.values = cache.values(li);
+        ops_.attention_decode(l.attention, q_in, shape.q_stride, paged, M, c.num_heads,
+                              c.num_kv_heads, D);
+      } else {
+        ops_.attention_forward(l.attention, l.lse, q_in, k_in, v_in, a.doc_ids, shape);
+      }
+      ops_.matmul_forward(a.branch, l.attention, param(w.o_weight), param(w.o_bias), M, Q, C);
+      add_norm_forward(x, l.norm2, l.norm2_mean, l.norm2_rstd, x, a.branch, w.mlp_norm_weight,
+                       w.mlp_norm_bias, M);
+      mlp_up_forward(a, 0, li, M);
+      mlp_down_forward(a, 0, li, M);
+      ops_.add(x, x, a.branch, size_t(M) * C);
     }
-    ops_.matmul_forward(a.branch, l.attention, param(w.o_weight), param(w.o_bias), N, Q, C);
-    add_norm_forward(x, l.norm2, l.norm2_mean, l.norm2_rstd, x, a.branch, w.mlp_norm_weight,
-                     w.mlp_norm_bias, N);
-    mlp_up_forward(a, 0, li, N);
-    mlp_down_forward(a, 0, li, N);
-    ops_.add(x, x, a.branch, size_t(N) * C);
+  };
+  if (record) {
+    if (!recordings_) recordings_.reset(new DecodeRecordings(ops_));
+    recordings_->use_layout({cache.pools_id(), decode_buffer_moves_});
+    recordings_->run(M, paged.table_width, layers);
+  } else {
+    layers();
   }
   // The final norm and the LM head only for the rows whose logits are wanted
   // (a prompt's last token), gathered into a.branch.

@@ -32,6 +32,7 @@
 #include <vector>
 
 #include "model/config.h"
+#include "model/decode_graphs.h"
 #include "model/gradient_sink.h"
 #include "model/kv_cache.h"
 #include "model/ops.h"
@@ -168,6 +169,14 @@ class Transformer {
                             const std::vector<int32_t>& positions,
                             const std::vector<int32_t>& cache_rows,
                             const std::vector<const BlockTable*>& tables);
+  // How decode steps run (model/decode_graphs.h): exact, padded to a bucket,
+  // or padded and recorded (the default; CUDA graphs on the GPU, exact on a
+  // backend that cannot record). --cuda-graphs off sets exact.
+  void set_decode_mode(DecodeMode mode);
+  DecodeMode decode_mode() const { return decode_mode_; }
+  // Recordings made and steps replayed so far (tests, benchmarks).
+  size_t decode_steps_recorded() const { return recordings_ ? recordings_->recorded() : 0; }
+  size_t decode_steps_replayed() const { return recordings_ ? recordings_->replayed() : 0; }
   // Bytes of activation storage a training pass (forward + backward) over
   // `tokens` tokens allocates, without allocating: for memory checks before
   // a run starts.
@@ -254,6 +263,10 @@ class Transformer {
   size_t decode_logits_rows_ = 0;
   int32_t* block_tables_ = nullptr;           // decode's [S, width] tables (Ops memory)
   size_t block_tables_size_ = 0;
+  DecodeMode decode_mode_ = DecodeMode::recorded;
+  // Reallocations of decode_acts_ and block_tables_ (recordings point at them).
+  uint64_t decode_buffer_moves_ = 0;
+  std::unique_ptr<DecodeRecordings> recordings_;  // created on the first recorded step
 };
 
 }  // namespace polaris

@@ -11,7 +11,8 @@
 #   qwen3-4B    batch 1, 16 prompt tokens, 256 sampled: ms per token against
 #               the bound of reading the 8 GB of bf16 weights per token
 # Each line: tokens/s and the share of the memory-bandwidth bound (weights +
-# cached keys/values read per decode step over 3.35 TB/s). The issue's
+# cached keys/values read per decode step over 3.35 TB/s), then the engine's
+# tokens/s and ms per decode step with and without CUDA graphs. The issue's
 # target for the first setting: 30x transformers' 752 tokens/s (22,560).
 #   --quick   the first two settings with 128 sampled tokens (gpu_check.sh)
 # Without a GPU (nvidia-smi fails) it says so and exits 0. Exit status 1 when
@@ -46,6 +47,8 @@ engine() {  # name, then bench_generate flags
   local name=$1; shift
   if timeout 600 build/bench_generate --backend cuda --skip-lockstep "$@" > "$out/$name.txt" 2>&1; then
     summary+=("$(printf '%-22s engine       %s' "$name" "$(grep '^paged' "$out/$name.txt" | sed 's/^paged *//')")")
+    grep -q '^cuda graphs' "$out/$name.txt" &&
+      summary+=("$(printf '%-22s %s' "$name" "$(grep '^cuda graphs' "$out/$name.txt")")")
   else
     summary+=("$(printf '%-22s engine       FAIL (see %s.txt)' "$name" "$name")"); status=1
   fi

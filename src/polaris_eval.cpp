@@ -94,7 +94,7 @@ const std::vector<FlagSpec> kFlags = join_flags({{
      "the recommendation: the most diverse temperature within X of the best accuracy"},
     {"sweep-out", T::text, "FILE", "", "the temperature sweep as JSONL"},
     {"backend", T::text, "auto|cpu|cuda", "auto", "the ops"},
-}});
+}, cuda_graphs_flags()});
 
 std::string usage() {
   return "usage: polaris_eval MODEL.bin --data problems.jsonl --tokenizer tokenizer.json [flags]\n\n"
@@ -254,6 +254,7 @@ int run(int argc, char** argv) {
   const int seed = flags.integer("seed");
   require(seed >= 0, "flag --seed must be >= 0");
   const int batch = flags.count("batch");
+  const DecodeMode decode_mode = parse_cuda_graphs(flags.text("cuda-graphs"));
   const int limit = flags.has("limit") ? flags.count("limit") : 0;  // 0: all
   const std::string out_path = flags.text("out");
   const std::string pass_rates_path = flags.text("pass-rates");
@@ -317,6 +318,7 @@ int run(int argc, char** argv) {
   }
   Transformer model(config, *ops);
   model.set_params(loaded.params);
+  model.set_decode_mode(decode_mode);
   loaded.params = std::vector<float>();
 
   SamplingParams sp;

@@ -38,7 +38,7 @@ const std::vector<FlagSpec> kFlags = join_flags({{
      "also stop once the text contains TEXT (needs --tokenizer; that token is printed last)"},
     {"print-ids", T::toggle, "", "", "print token ids, not text"},
     {"backend", T::text, "auto|cpu|cuda", "auto", "the ops"},
-}});
+}, cuda_graphs_flags()});
 
 std::string usage() {
   return "usage:\n"
@@ -141,10 +141,12 @@ int sample(const Flags& flags) {
               "model's " + std::to_string(loaded.config.context_limit()) + " positions");
   const int samples = flags.count("samples");
   require(samples <= 4096, "--samples must be in 1..4096");
+  const DecodeMode decode_mode = parse_cuda_graphs(flags.text("cuda-graphs"));
 
   std::unique_ptr<Ops> ops = make_ops(flags.text("backend"));
   Transformer model(loaded.config, *ops);
   model.set_params(loaded.params);
+  model.set_decode_mode(decode_mode);
   // The samples share the prompt's KV-cache blocks (computed once).
   std::vector<Completion> completions = generate_groups(model, {prompt}, int(samples), params);
   for (const Completion& c : completions) {

@@ -165,8 +165,9 @@ void CpuOps::scatter_rows(Buf table, CBuf rows, int rows_stride, const int32_t* 
   const float* r = rows.f32();
 #pragma omp parallel for schedule(static)
   for (int i = 0; i < n; i++)
-    std::memcpy(t + (size_t)row_index[i] * width, r + (size_t)i * rows_stride,
-                (size_t)width * sizeof(float));
+    if (row_index[i] >= 0)
+      std::memcpy(t + (size_t)row_index[i] * width, r + (size_t)i * rows_stride,
+                  (size_t)width * sizeof(float));
 }
 
 // One query per sequence s against its L = lengths[s] cached rows, row j

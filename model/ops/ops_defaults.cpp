@@ -11,6 +11,12 @@ void dtype_mismatch(const char* what, DType have, DType want) {
               dtype_name(want));
 }
 
+// A backend that cannot record (can_record() false) refuses every recording
+// call: the caller runs the ops directly instead.
+void Ops::record_begin() { throw Error(name() + ": this backend cannot record ops"); }
+Ops::Recording Ops::record_end() { throw Error(name() + ": this backend cannot record ops"); }
+bool Ops::replay(Recording) { throw Error(name() + ": this backend cannot record ops"); }
+
 void Ops::add_layernorm_forward(Buf residual, Buf out, float* mean, float* rstd, CBuf a, CBuf b,
                                 CBuf weight, CBuf bias, int N, int C, float eps) {
   add(residual, a, b, size_t(N) * C);

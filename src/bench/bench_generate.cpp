@@ -16,7 +16,9 @@
 // early finishers). On a GPU it also prints the share of the
 // memory-bandwidth bound (--bandwidth GB/s, default 3350, an H100's HBM3):
 // per decode step the weights are read once and every running sequence's
-// cached keys and values once.
+// cached keys and values once; and the engine again with its decode steps
+// launched op by op instead of replayed from CUDA graphs (--cuda-graphs off,
+// model/decode_graphs.h): tokens/s and ms per decode step with and without.
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -80,10 +82,12 @@ struct Result {
   std::vector<Completion> out;
   GenerationStats stats;
   double seconds = 0;
+  size_t replayed = 0;  // decode steps replayed from a recording
 };
 
 Result run(Transformer& model, const std::vector<std::vector<int32_t>>& prompts, const Args& a,
            bool lockstep) {
+  const size_t replayed_before = model.decode_steps_replayed();
   SamplingParams sp;
   sp.temperature = 1.f;
   sp.max_new_tokens = a.max_new;
@@ -99,6 +103,7 @@ Result run(Transformer& model, const std::vector<std::vector<int32_t>>& prompts,
   r.out = generate_groups(model, prompts, a.group, sp, 0, engine);
   model.ops().synchronize();
   r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  r.replayed = model.decode_steps_replayed() - replayed_before;
   return r;
 }
 
@@ -133,12 +138,12 @@ int bench(int argc, char** argv) {
   auto report = [&](const char* name, const Result& r) {
     const double tokens = double(r.stats.generated_tokens);
     std::printf("%-10s %10.1f tokens/s  %8.3f s  %7.3f ms/decode step  peak cache %9.2f MiB  "
-                "reserved %9.2f MiB  prefills %zu  decode steps %zu  preemptions %zu  "
-                "shared prompts %zu",
+                "reserved %9.2f MiB  prefills %zu  decode steps %zu (%zu replayed)  "
+                "preemptions %zu  shared prompts %zu",
                 name, tokens / r.seconds, r.seconds,
                 1e3 * r.seconds / double(std::max<size_t>(1, r.stats.decode_steps)),
                 r.stats.peak_cache_bytes / 1048576.0, r.stats.reserved_cache_bytes / 1048576.0,
-                r.stats.prefill_passes, r.stats.decode_steps, r.stats.preemptions,
+                r.stats.prefill_passes, r.stats.decode_steps, r.replayed, r.stats.preemptions,
                 r.stats.shared_prompts);
     if (!ops->host_memory()) {
       // The bound: each decode step reads the weights once and every cached
@@ -153,6 +158,25 @@ int bench(int argc, char** argv) {
   };
   const Result paged = run(model, prompts, a, false);
   report("paged", paged);
+  if (ops->can_record()) {
+    // The same engine with its decode steps launched op by op: what the
+    // CUDA graphs save (the launch cost of ~13 kernels per layer per step).
+    model.set_decode_mode(DecodeMode::exact);
+    run(model, {prompts[0]}, a, false);  // warm-up of the exact shapes
+    const Result eager = run(model, prompts, a, false);
+    model.set_decode_mode(DecodeMode::recorded);
+    report("no-graphs", eager);
+    size_t same = 0;
+    for (size_t i = 0; i < paged.out.size(); ++i) same += paged.out[i].tokens == eager.out[i].tokens;
+    std::printf("cuda graphs: %.1f tokens/s with, %.1f without (%.2fx); %.3f vs %.3f ms per "
+                "decode step; same tokens %zu/%zu\n",
+                double(paged.stats.generated_tokens) / paged.seconds,
+                double(eager.stats.generated_tokens) / eager.seconds,
+                eager.seconds / paged.seconds,
+                1e3 * paged.seconds / double(std::max<size_t>(1, paged.stats.decode_steps)),
+                1e3 * eager.seconds / double(std::max<size_t>(1, eager.stats.decode_steps)), same,
+                paged.out.size());
+  }
   if (a.lockstep) {
     const Result lock = run(model, prompts, a, true);
     report("lock-step", lock);

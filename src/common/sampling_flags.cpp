@@ -27,4 +27,10 @@ SamplingCuts read_sampling_cuts(const Flags& flags) {
   return cuts;
 }
 
+std::vector<FlagSpec> cuda_graphs_flags(unsigned scope, unsigned checks) {
+  return {{"cuda-graphs", FlagType::text, "on|off", "on",
+           "GPU decode steps replayed from CUDA graphs, one per batch bucket (off: op by op)",
+           scope, checks}};
+}
+
 }  // namespace polaris

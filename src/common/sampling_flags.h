@@ -1,7 +1,8 @@
-// The sampling cuts (model/sampler.h) every program that samples takes:
-// --top-k, --top-p, --min-p, declared once here (polaris_sample,
-// polaris_eval, polaris_train --mode grpo) and read and checked once, so the
-// three programs agree on their defaults, ranges and messages.
+// The generation flags every program that samples takes (polaris_sample,
+// polaris_eval, polaris_train --mode grpo), declared once here so the three
+// programs agree on their defaults, ranges and messages: the sampling cuts
+// (model/sampler.h) --top-k, --top-p, --min-p, read and checked once, and
+// --cuda-graphs (model/decode_graphs.h, read by parse_cuda_graphs).
 #pragma once
 #include <vector>
 
@@ -20,5 +21,8 @@ std::vector<FlagSpec> sampling_cut_flags(unsigned scope = 0, unsigned checks = 0
 
 // Their values; an Error naming the flag when one is out of range.
 SamplingCuts read_sampling_cuts(const Flags& flags);
+
+// The --cuda-graphs row.
+std::vector<FlagSpec> cuda_graphs_flags(unsigned scope = 0, unsigned checks = 0);
 
 }  // namespace polaris

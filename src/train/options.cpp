@@ -176,6 +176,7 @@ TrainOptions parse_train_options(int argc, char** argv) {
   o.eval_data = flags.text("eval-data");
   o.backend = resolve_backend(flags.text("backend"));
   o.recompute = parse_recompute(flags.text("recompute"));
+  o.decode_mode = parse_cuda_graphs(flags.text("cuda-graphs"));
   o.attention = flags.text("attention");
   o.log_path = flags.text("log");
   o.out_path = flags.text("out");

@@ -39,6 +39,7 @@ struct TrainOptions {
   int max_prompt = 0;
   std::string backend;         // resolved: "cpu" or "cuda" (--backend auto picks)
   Recompute recompute = Recompute::none;
+  DecodeMode decode_mode = DecodeMode::recorded;  // --cuda-graphs
   std::string attention;       // --attention: the CUDA backend's kernels
   std::string log_path, out_path;
   int steps = 0, batch = 0, seq = 0, grad_accum = 0;

@@ -14,6 +14,7 @@ namespace polaris {
 
 void start_run(const TrainOptions& options, Transformer& model) {
   model.set_recompute(options.recompute);
+  model.set_decode_mode(options.decode_mode);
   if (!model.ops().host_memory() || options.world_size() > 1 || options.trainer.zero_stage > 0)
     std::printf("%s\n",
                 memory_report_per_rank(model, options.trainer, size_t(options.batch) * options.seq)

@@ -73,6 +73,7 @@ const std::vector<FlagSpec> kTrainFlags = join_flags({{
     {"backend", T::text, "auto|cpu|cuda", "auto", "the ops: cuda when a GPU is visible, else cpu",
      kAnyMode},
     {"recompute", T::text, "none|mlp|layer", "none", "activation recomputation", kAnyMode},
+}, cuda_graphs_flags(kGrpo), {
     {"attention", T::text, "flash|cudnn|simple", "flash", "the CUDA backend's attention kernels",
      kAnyMode},
     {"profile", T::toggle, "", "", "3 warm-up + 5 steps in the profiler's capture range "

@@ -15,6 +15,7 @@ expect_error "unknown task" "bogus" "$BIN" "${COMMON[@]}" --task bogus
 expect_error "group size 1" "--group-size" "$BIN" "${COMMON[@]}" --task addition --group-size 1
 expect_error "dual clip below the upper clip" "--clip-ratio-c" "$BIN" "${COMMON[@]}" --task addition --clip-ratio-c 1.1
 expect_error "negative top-k" "--top-k" "$BIN" "${COMMON[@]}" --task addition --top-k -1
+expect_error "--cuda-graphs bogus" "--cuda-graphs" "$BIN" "${COMMON[@]}" --task addition --cuda-graphs yes
 expect_error "min-p above 1" "--min-p" "$BIN" "${COMMON[@]}" --task addition --min-p 2
 expect_error "bad temperature schedule" "--temperature-schedule" "$BIN" "${COMMON[@]}" --task addition --temperature-schedule garbage
 expect_error "missing data file" "missing.jsonl" "$BIN" "${COMMON[@]}" --data "$TMP/missing.jsonl" \

@@ -31,6 +31,10 @@ c=$(build/polaris_sample "$TMP/qwen3_tiny.bin" --prompt-ids 1,2,3 --samples 3 --
 [ "$a" != "$c" ] || fail "another --seed gave the same samples"
 [ "$(echo "$a" | wc -l)" = 3 ] || fail "--samples 3 printed $(echo "$a" | wc -l) lines"
 echo "ok  sampling is reproducible from --seed"
+d=$(build/polaris_sample "$TMP/qwen3_tiny.bin" --prompt-ids 1,2,3 --samples 3 --seed 7 --top-k 50 \
+    --cuda-graphs off) || fail "--cuda-graphs off failed"
+[ "$a" = "$d" ] || fail "--cuda-graphs off changed the samples"
+echo "ok  --cuda-graphs off gives the same samples"
 
 expect_error "no prompt" "exactly one of --prompt-ids" build/polaris_sample "$TMP/qwen3_tiny.bin"
 expect_error "bad id" "--prompt-ids: 'x'" build/polaris_sample "$TMP/qwen3_tiny.bin" --prompt-ids 1,x
@@ -42,6 +46,8 @@ expect_error "missing model" "no_such.bin" build/polaris_sample "$TMP/no_such.bi
 expect_error "prompt needs tokenizer" "--prompt needs --tokenizer" \
   build/polaris_sample "$TMP/qwen3_tiny.bin" --prompt hello
 expect_error "bad top-p" "--top-p" build/polaris_sample "$TMP/qwen3_tiny.bin" --prompt-ids 1 --top-p 0
+expect_error "bad --cuda-graphs" "--cuda-graphs must be on or off" \
+  build/polaris_sample "$TMP/qwen3_tiny.bin" --prompt-ids 1 --cuda-graphs maybe
 expect_error "too long" "positions" build/polaris_sample "$TMP/qwen3_tiny.bin" --prompt-ids 1 \
   --max-new-tokens 1000
 echo "ok: polaris_sample"
