@@ -31,6 +31,7 @@
 #include "model/transformer.h"
 #include "src/common/error.h"
 #include "tests/cpu_op_checks.h"
+#include "tests/logit_rows.h"
 #include "tests/ops_compare.h"
 #include "tests/test_util.h"
 
@@ -49,48 +50,6 @@ const float kInf = std::numeric_limits<float>::infinity();
 // float log-probs differ by at most one rounding, 2^-23 * max(1, |lp|).
 double logprob_tolerance(double want) { return std::ldexp(1.0, -23) * std::max(1.0, std::fabs(want)); }
 
-enum class Shape { normal, wide, flat, ties, neg_inf, nan, peaked, one_finite, count };
-
-const char* shape_name(Shape s) {
-  static const char* names[] = {"normal", "wide", "flat", "ties", "neg_inf", "nan", "peaked", "one_finite"};
-  return names[int(s)];
-}
-
-std::vector<float> make_row(int V, Shape shape, uint64_t seed) {
-  std::mt19937_64 rng(seed);
-  std::normal_distribution<float> normal(0.f, shape == Shape::wide ? 8.f : 2.f);
-  std::uniform_real_distribution<float> unit(0.f, 1.f);
-  std::vector<float> row(static_cast<size_t>(V));
-  for (float& l : row) l = normal(rng);
-  switch (shape) {
-    case Shape::flat:
-      for (float& l : row) l = 0.75f;
-      break;
-    case Shape::ties:  // few distinct values, -0 and +0 among them
-      for (float& l : row) l = std::round(l * 2.f) / 2.f;
-      break;
-    case Shape::neg_inf:
-      for (float& l : row)
-        if (unit(rng) < 0.3f) l = -kInf;
-      break;
-    case Shape::nan:
-      for (float& l : row)
-        if (unit(rng) < 0.05f) l = std::nanf("");
-      break;
-    case Shape::peaked:
-      for (int k = 0; k < 5; ++k) row[rng() % size_t(V)] = 12.f + float(k);
-      break;
-    case Shape::one_finite:
-      for (float& l : row) l = -kInf;
-      break;
-    default:
-      break;
-  }
-  if (shape == Shape::neg_inf || shape == Shape::nan || shape == Shape::one_finite)
-    row[rng() % size_t(V)] = 0.5f;
-  return row;
-}
-
 std::string describe(const SampleRowParams& p) {
   return "T " + std::to_string(p.temperature) + " top_k " + std::to_string(p.top_k) + " top_p " +
          std::to_string(p.top_p) + " min_p " + std::to_string(p.min_p) + " stream " +
@@ -102,7 +61,7 @@ std::string describe(const SampleRowParams& p) {
 struct Batch {
   int V = 0, stride = 0, n = 0;
   std::vector<float> logits;
-  std::vector<Shape> shapes;
+  std::vector<LogitShape> shapes;
   std::vector<int32_t> row_indices;
   std::vector<SampleRowParams> params;
 };
@@ -118,9 +77,9 @@ Batch make_batch(int V, int n, bool bf16, uint64_t seed) {
   const float top_ps[] = {1.f, 0.9f, 1e-7f};
   const float min_ps[] = {0.f, 0.05f, 0.f, 1.f};
   for (int r = 0; r < n; ++r) {
-    const Shape shape = Shape(r % int(Shape::count));
+    const LogitShape shape = LogitShape(r % int(LogitShape::count));
     b.shapes.push_back(shape);
-    std::vector<float> row = make_row(V, shape, seed * 1000003 + uint64_t(r));
+    std::vector<float> row = logit_row(V, shape, 2.f, seed * 1000003 + uint64_t(r));
     if (bf16)
       for (float& l : row) l = round_bf16(l);
     std::copy(row.begin(), row.end(), b.logits.begin() + size_t(r) * b.stride);
@@ -170,7 +129,7 @@ void expect_same_draws(const std::string& op, const Batch& b, DType dtype,
     if (token_ok && lp_ok) continue;
     if (++bad > 8) continue;  // the first few, in full
     ADD_FAILURE() << op << " V=" << b.V << " n=" << b.n << " " << dtype_name(dtype) << " row "
-                  << i << " (" << shape_name(b.shapes[size_t(b.row_indices[k])]) << ", "
+                  << i << " (" << logit_shape_name(b.shapes[size_t(b.row_indices[k])]) << ", "
                   << describe(b.params[k]) << "): got token " << got[k] << " logprob "
                   << got_lp[k] << ", expected token " << want[k] << " logprob " << want_lp[k];
   }
@@ -303,7 +262,8 @@ TEST(SamplingMath, RadixSelectFindsTheRunningSumCrossing) {
   std::mt19937_64 rng(17);
   for (int trial = 0; trial < 60; ++trial) {
     const int n = 1 + int(rng() % 3000);
-    const std::vector<float> logits = make_row(n, Shape(trial % 4), rng());  // incl. flat, ties
+    // normal, wide, flat, ties
+    const std::vector<float> logits = logit_row(n, LogitShape(trial % 4), 2.f, rng());
     const float max_logit = *std::max_element(logits.begin(), logits.end());
     std::vector<uint64_t> keys, weights;  // per id
     for (int i = 0; i < n; ++i) {
@@ -391,7 +351,7 @@ TEST(SamplingMath, KernelProcedurePicksSampleTokensToken) {
     for (int i = 0; i < b.n; ++i, ++rows) {
       const float* row = b.logits.data() + size_t(b.row_indices[size_t(i)]) * b.stride;
       ASSERT_EQ(emulate_kernel_row(row, V, b.params[size_t(i)], uint64_t(i)), want[size_t(i)])
-          << "V " << V << " row " << i << " (" << shape_name(b.shapes[size_t(b.row_indices[size_t(i)])])
+          << "V " << V << " row " << i << " (" << logit_shape_name(b.shapes[size_t(b.row_indices[size_t(i)])])
           << ", " << describe(b.params[size_t(i)]) << ")";
     }
   }
@@ -493,7 +453,7 @@ TEST(OpsSampling, DecodeLogitsOfAModel) {
   b.logits = host;
   const float temperatures[] = {0.f, 0.7f, 1.f, 1.3f};
   for (int i = 0; i < b.n; ++i) {
-    b.shapes.push_back(Shape::normal);
+    b.shapes.push_back(LogitShape::normal);
     b.row_indices.push_back(i % S);
     SampleRowParams p;
     p.temperature = temperatures[i / S];

@@ -30,6 +30,7 @@
 #include "src/common/error.h"
 #include "src/common/mix.h"
 #include "tests/full_sort_sampler.h"
+#include "tests/logit_rows.h"
 #include "tests/test_util.h"
 
 using namespace polaris;
@@ -108,39 +109,6 @@ double log_softmax_ref(const std::vector<float>& row, int token) {
   return double(row[token]) - mx - std::log(sum);
 }
 
-enum class Shape { normal, ties, neg_inf, nan, peaked, flat };
-
-std::vector<float> random_row(int V, Shape shape, float scale, uint64_t seed) {
-  std::mt19937_64 rng(seed);
-  std::normal_distribution<float> normal(0.f, scale);
-  std::uniform_real_distribution<float> unit(0.f, 1.f);
-  std::vector<float> row(V);
-  for (float& l : row) l = normal(rng);
-  switch (shape) {
-    case Shape::normal:
-      break;
-    case Shape::ties:  // few distinct values: many equal logits
-      for (float& l : row) l = std::round(l * 2.f) / 2.f;
-      break;
-    case Shape::neg_inf:
-      for (float& l : row)
-        if (unit(rng) < 0.3f) l = -kInf;
-      break;
-    case Shape::nan:
-      for (float& l : row)
-        if (unit(rng) < 0.05f) l = std::nanf("");
-      break;
-    case Shape::peaked:  // a language model's look: a few large logits
-      for (int k = 0; k < 5; ++k) row[rng() % V] = 8.f + float(k);
-      break;
-    case Shape::flat:
-      for (float& l : row) l = 1.f;
-      break;
-  }
-  if (shape == Shape::neg_inf || shape == Shape::nan) row[rng() % V] = 0.5f;  // one finite at least
-  return row;
-}
-
 std::string describe(int V, int shape, const SamplingParams& p) {
   return "V " + std::to_string(V) + " shape " + std::to_string(shape) + " T " +
          std::to_string(p.temperature) + " top_k " + std::to_string(p.top_k) + " top_p " +
@@ -159,9 +127,9 @@ TEST(SamplingOracle, MatchesFullSortOnRandomRows) {
   for (int V : sizes) {
     const int rows = V >= 100000 ? 4 : V >= 10000 ? 8 : 40;
     for (int r = 0; r < rows; ++r) {
-      const int shape = int(rng() % 6);
+      const int shape = int(rng() % int(LogitShape::count));
       const float scale = std::vector<float>{0.3f, 2.f, 8.f}[rng() % 3];
-      std::vector<float> row = random_row(V, Shape(shape), scale, rng());
+      std::vector<float> row = logit_row(V, LogitShape(shape), scale, rng());
       // parameter sets per row
       for (int c = 0; c < 4; ++c) {
         SamplingParams p;
@@ -195,7 +163,7 @@ TEST(SamplingOracle, MatchesFullSortOnRandomRows) {
 
 TEST(SamplingOracle, EdgeParameters) {
   // top_k 1 is the argmax; top_p tiny keeps the argmax; min_p 1 keeps the ties of the max
-  std::vector<float> row = random_row(5000, Shape::ties, 2.f, 5);
+  std::vector<float> row = logit_row(5000, LogitShape::ties, 2.f, 5);
   const int32_t arg = int32_t(std::max_element(row.begin(), row.end()) - row.begin());
   for (int i = 0; i < 100; ++i) {
     SamplingParams k1;
@@ -240,7 +208,7 @@ TEST(SamplingGreedy, ArgmaxWithLowestIdOnTies) {
   EXPECT_NEAR(lp, log_softmax_ref({0.f, -1.f, 5.f, 4.9f, 5.f, -kInf, -kInf}, 2), 1e-6);
   std::mt19937_64 rng(9);
   for (int t = 0; t < 20; ++t) {
-    std::vector<float> big = random_row(151936, Shape::ties, 3.f, rng());
+    std::vector<float> big = logit_row(151936, LogitShape::ties, 3.f, rng());
     const int32_t want = int32_t(std::max_element(big.begin(), big.end()) - big.begin());
     EXPECT_EQ(sample_token(big.data(), 151936, greedy, rng(), 0), want);
   }
@@ -253,7 +221,7 @@ TEST(SamplingOracle, PreviousDoubleSamplerAgrees) {
   int differ = 0, total = 0;
   for (int r = 0; r < 28; ++r) {
     const int V = r < 25 ? 1000 : 151936;
-    std::vector<float> row = random_row(V, Shape::normal, 3.f, rng());
+    std::vector<float> row = logit_row(V, LogitShape::normal, 3.f, rng());
     SamplingParams p;
     p.temperature = std::vector<float>{0.6f, 1.f, 1.3f}[r % 3];
     p.top_k = r % 4 == 1 ? 50 : 0;
@@ -335,7 +303,7 @@ double chi_bound(int dof) { return dof + 6.0 * std::sqrt(2.0 * dof) + 10.0; }
 
 TEST(SamplingFrequencies, FollowCutSoftmax) {
   const std::vector<float> small = {1.0f, 0.5f, -0.3f, 2.0f, 0.0f, -1.0f, 2.0f, 0.5f};
-  const std::vector<float> large = random_row(2000, Shape::normal, 2.f, 31);
+  const std::vector<float> large = logit_row(2000, LogitShape::normal, 2.f, 31);
   struct Case {
     float T;
     int top_k;
@@ -364,7 +332,7 @@ TEST(SamplingFrequencies, FollowCutSoftmax) {
 // distribution (another temperature, another cut) against the expected one,
 // so passing above means something.
 TEST(SamplingFrequencies, NegativeControlRejectsAWrongDistribution) {
-  const std::vector<float> row = random_row(2000, Shape::normal, 2.f, 31);
+  const std::vector<float> row = logit_row(2000, LogitShape::normal, 2.f, 31);
   struct Case {
     float drawn_T, expected_T, drawn_min_p, expected_min_p;
   };
@@ -384,7 +352,8 @@ TEST(SamplingFrequencies, NegativeControlRejectsAWrongDistribution) {
 
 TEST(SamplingDeterminism, SameTokensOnAnyThreadCount) {
   std::vector<std::vector<float>> rows;
-  for (int r = 0; r < 16; ++r) rows.push_back(random_row(30000, Shape(r % 6), 2.f, 1000 + r));
+  for (int r = 0; r < 16; ++r)
+    rows.push_back(logit_row(30000, LogitShape(r % int(LogitShape::count)), 2.f, 1000 + r));
   SamplingParams sp;
   sp.temperature = 0.9f;
   sp.top_p = 0.95f;
