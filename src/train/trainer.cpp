@@ -249,11 +249,13 @@ void Trainer::all_gather_weights() {
   const size_t total = model_.num_params();
   if (model_.ops().host_memory() || comm_->device_buffers())
     return comm_->all_gather(weights.ptr, dtype_size(weights.dtype), ranges_);
+  // Only this rank's range goes out; the others arrive by the gather.
+  const ShardRange mine = shard();
   std::vector<float> host(total);
-  model_.ops().download(host.data(), weights, total);
+  model_.ops().download(host.data() + mine.begin, weights + mine.begin, mine.size());
   if (weights.dtype == DType::bf16) {
     std::vector<uint16_t> bits(total);
-    for (size_t i = 0; i < total; ++i) {
+    for (size_t i = mine.begin; i < mine.end; ++i) {
       uint32_t word;
       std::memcpy(&word, &host[i], 4);
       bits[i] = uint16_t(word >> 16);
