@@ -55,6 +55,16 @@ with open(sys.argv[1], "wb") as f:
 PY
 }
 
+# sft_slipping_adder OUT STEPS LR: the demo model fine-tuned (seed 1) on
+# column-by-column addition whose demonstrations slip on half the carries, so
+# it solves about three problems in four: the starting point of the GRPO
+# tests (run/demo_rl.sh's first stage). Its log is OUT.log.
+sft_slipping_adder() {
+  build/polaris_train --mode sft --task addition-trace --task-slip-rate 0.5 --init qwen3-demo \
+    --steps "$2" --batch 16 --seq 64 --lr "$3" --seed 1 --out "$1" --print-every 100 \
+    >"$1.log" 2>&1 || { cat "$1.log"; fail "sft run"; }
+}
+
 # no_output_on_error PATH...: paths that no failing command may create;
 # expect_error checks every one after each call (default: none).
 ERROR_OUTPUTS=()

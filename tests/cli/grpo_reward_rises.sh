@@ -12,9 +12,7 @@ polaris_test_setup
 BIN=build/polaris_train
 require_built "$BIN"
 
-"$BIN" --mode sft --task addition-trace --task-slip-rate 0.5 --init qwen3-demo --steps 500 \
-  --batch 16 --seq 64 --lr 1e-3 --seed 1 --out "$TMP/sft.bin" --print-every 100 >"$TMP/sft.log" 2>&1 \
-  || { cat "$TMP/sft.log"; fail "sft run"; }
+sft_slipping_adder "$TMP/sft.bin" 500 1e-3
 "$BIN" "$TMP/sft.bin" --mode grpo --task addition-trace --steps 30 --prompts-per-step 32 \
   --group-size 8 --batch 32 --lr 1e-4 --warmup-steps 0 --lr-schedule constant --max-response 24 \
   --eval-samples 4 --eval-problems 128 --seed 1 --print-every 10 --log "$TMP/grpo.jsonl" \

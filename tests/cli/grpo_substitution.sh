@@ -11,9 +11,7 @@ polaris_test_setup
 BIN=build/polaris_train
 require_built "$BIN"
 
-"$BIN" --mode sft --task addition-trace --task-slip-rate 0.5 --init qwen3-demo --steps 300 \
-  --batch 16 --seq 64 --lr 2e-3 --seed 1 --out "$TMP/sft.bin" --print-every 300 >"$TMP/sft.log" 2>&1 \
-  || { cat "$TMP/sft.log"; fail "sft run"; }
+sft_slipping_adder "$TMP/sft.bin" 300 2e-3
 grpo() {  # LOG MODEL-ARGS...
   local log=$1
   shift
